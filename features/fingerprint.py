@@ -1,0 +1,117 @@
+"""Fingerprints: the cache keys of every stage output.
+
+A stage output is reused when, and only when, its fingerprint is unchanged (Hugging Face ``datasets`` style)::
+
+    fingerprint = blake2b-128( "stage@version" ‖ canonical-json(params) ‖ input₁ ‖ input₂ ‖ … )
+
+where each input is either the content digest of a source file or the fingerprint of an upstream output. Canonical
+JSON sorts keys and renders floats with ``repr`` so equal parameters always hash equally; anything that cannot be
+rendered (an open file, a model object) raises ``TypeError`` instead of hashing its ``id`` — a cache keyed on something
+unverifiable must never be reused.
+
+Content digests of large media files are memoised on ``(path, size, mtime_ns, inode)`` (see :class:`DigestCache`): the
+same stat → the same content is the assumption ``make`` and ``rsync`` make; ``refresh=True`` in the flows bypasses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = ["fingerprint", "canonical_json", "file_digest", "DigestCache"]
+
+_CHUNK = 1 << 20
+
+
+def _canon(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__dataclass__": type(obj).__name__, **{f.name: _canon(getattr(obj, f.name))
+                                                        for f in dataclasses.fields(obj)}}
+    if isinstance(obj, Mapping):
+        return {str(k): _canon(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canon(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted(_canon(v) for v in obj)
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return {"__float__": repr(obj)} if not math.isfinite(obj) else float(repr(obj))
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():  # numpy scalar
+        return _canon(obj.item())
+    raise TypeError(f"cannot fingerprint a {type(obj).__name__}: pass plain data (numbers, strings, lists, dicts, "
+                    "dataclasses) so the cache key is verifiable")
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON text that is identical for equal parameter sets (sorted keys, stable floats, no whitespace)."""
+    return json.dumps(_canon(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def fingerprint(stage: str, version: int | str, params: Any = None, inputs: Iterable[str] = ()) -> str:
+    """The cache key of one stage output (32 hex chars).
+
+    Args:
+        stage: the stage name, e.g. ``"frames"``.
+        version: the stage's code version; bump it whenever the stage's output changes for the same inputs.
+        params: the parameters that change the output (plain data or dataclasses).
+        inputs: content digests and/or upstream fingerprints, in a fixed order.
+    """
+    if not stage:
+        raise ValueError(f"stage={stage!r}: expected a non-empty stage name")
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{stage}@{version}".encode())
+    h.update(b"\x00" + canonical_json(params).encode())
+    for item in inputs:
+        if not isinstance(item, str) or not item:
+            raise TypeError(f"inputs must be non-empty strings (digests or fingerprints), got {item!r}")
+        h.update(b"\x00" + item.encode())
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """blake2b-128 of a file's bytes (streamed in 1 MiB chunks, so memory does not grow with file size)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DigestCache:
+    """Memoises :func:`file_digest` on ``(path, size, mtime_ns, inode)``.
+
+    The cache is a plain dict so the store can persist it as a table; :meth:`to_records` / :meth:`from_records`
+    convert. A file whose stat changed is re-hashed; a file whose stat is unchanged is assumed unchanged.
+    """
+
+    def __init__(self, records: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._memo: dict[str, tuple[int, int, int, str]] = {
+            r["path"]: (int(r["size"]), int(r["mtime_ns"]), int(r["inode"]), str(r["digest"])) for r in records
+        }
+        self.hashed = 0  # how many files were actually read (for reports and tests)
+
+    def digest(self, path: str | os.PathLike[str], *, refresh: bool = False) -> str:
+        """Content digest of ``path``, re-hashing only when its stat changed (or ``refresh``)."""
+        key = os.path.abspath(path)
+        st = os.stat(key)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        hit = self._memo.get(key)
+        if hit is not None and hit[:3] == stamp and not refresh:
+            return hit[3]
+        value = file_digest(key)
+        self.hashed += 1
+        self._memo[key] = (*stamp, value)
+        return value
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Rows ``path, size, mtime_ns, inode, digest`` for persisting."""
+        return [{"path": p, "size": s, "mtime_ns": m, "inode": i, "digest": d}
+                for p, (s, m, i, d) in sorted(self._memo.items())]

@@ -1,0 +1,136 @@
+"""Dataset sources: each turns files on disk into one manifest (videos + song–video edges).
+
+Every adapter returns the same canonical columns (missing labels are NaN, not guessed):
+
+=================  ==========================================================================
+``video_id``       the dataset's id (file stem); made path-safe by the store, never used as a path here
+``source_path``    absolute path of the media file (``None`` when the labels list a video that is not on disk)
+``split``          ``train`` / ``val`` / ``test``
+labels             ``valence``, ``arousal`` (0/1) and ``*_value``; the five traits + ``interview``;
+                   ``popularity`` (normalised) and ``popularity_raw``
+``song_id``        the video's song (TikTok music id) or ``None``
+``transcript``     the dataset's transcript, or ``None`` (then ASR runs in the ``transcripts`` stage)
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from features.sources._common import SourceError, find_media, hashed_split
+from features.sources.first_impressions import TRAITS, read_first_impressions
+from features.sources.liris import read_liris_accede
+from features.sources.tiktok import read_tiktok
+
+__all__ = ["Manifest", "SourceError", "SOURCE_KINDS", "LABEL_COLUMNS", "load_source", "read_folder", "read_synthetic"]
+
+#: every label column any adapter may fill
+LABEL_COLUMNS = ("valence", "arousal", "valence_value", "arousal_value", *TRAITS, "interview",
+                 "popularity", "popularity_raw")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One ingest's result: a row per video plus the song–video edge list."""
+
+    videos: pd.DataFrame  # one row per video, canonical columns (see module docstring)
+    edges: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["video_id", "song_id"]))  # video→song
+
+
+def _canonical(videos: pd.DataFrame, kind: str) -> pd.DataFrame:
+    out = videos.copy()
+    for col in ("source_path", "transcript", "song_id"):
+        if col not in out.columns:
+            out[col] = None
+    for col in LABEL_COLUMNS:
+        if col not in out.columns:
+            out[col] = float("nan")
+    out["source_kind"] = kind
+    dupes = out["video_id"][out["video_id"].duplicated()].tolist()
+    if dupes:
+        raise SourceError(f"duplicate video_id(s) {dupes[:5]} in the {kind} source; ids must be unique")
+    head = ["video_id", "source_path", "split", *LABEL_COLUMNS, "song_id", "transcript", "source_kind"]
+    rest = [c for c in out.columns if c not in head]
+    return out[head + rest].sort_values("video_id").reset_index(drop=True)
+
+
+def _edges_from(videos: pd.DataFrame) -> pd.DataFrame:
+    e = videos.loc[videos["song_id"].notna(), ["video_id", "song_id"]]
+    return e.astype({"song_id": str}).reset_index(drop=True)
+
+
+def read_folder(path: str | Path) -> pd.DataFrame:
+    """Every media file under ``path`` (any container ffmpeg reads), no labels, split by hashed id (70/10/20)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise SourceError(f"path={str(root)!r}: expected a folder of video files")
+    media = find_media(root)
+    if not media:
+        raise SourceError(f"path={str(root)!r}: no media files found (extensions: .mp4, .mkv, .avi, .webm, ...)")
+    stems: dict[str, Path] = {}
+    for name, p in media.items():
+        vid = Path(name).stem
+        if vid in stems:  # same stem, other container: keep the id unique by keeping the extension
+            vid = name
+        stems[vid] = p
+    return pd.DataFrame({"video_id": list(stems), "source_path": [str(p.resolve()) for p in stems.values()],
+                         "split": [hashed_split(v) for v in stems]})
+
+
+def read_synthetic(path: str | Path) -> pd.DataFrame:
+    """Read a generated synthetic dataset back **through the real adapters** and join them on ``video_id``.
+
+    Splits come from the First Impressions files (the generator writes the same split in all three formats; a
+    mismatch is an error, since it would mean the formats disagree).
+    """
+    root = Path(path)
+    fi = read_first_impressions(root)
+    li = read_liris_accede(root)
+    tk, _ = read_tiktok(root / "tiktok_posts.jsonl")
+    merged = fi.merge(li.drop(columns=["source_path"]), on="video_id", how="outer", suffixes=("", "_liris"))
+    merged = merged.merge(tk.drop(columns=["source_path"]), on="video_id", how="outer", suffixes=("", "_tiktok"))
+    bad = merged[(merged["split"] != merged["split_liris"])]
+    if len(bad):
+        raise SourceError(f"{root}: First Impressions and LIRIS-ACCEDE files disagree on the split of "
+                          f"{bad['video_id'].tolist()[:5]}")
+    return merged.drop(columns=["split_liris", "split_tiktok"])
+
+
+def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: bool = True,
+               workers: int = 2, **_: Any) -> pd.DataFrame:
+    from features.sources.synthetic import generate_synthetic  # heavy: ffmpeg pipelines
+
+    if path is None:
+        raise ValueError("path=None: the synthetic source needs a folder to generate into")
+    if not (path / "tiktok_posts.jsonl").exists():
+        generate_synthetic(path, n_videos=videos, seed=seed, speech=speech, workers=workers)
+    return read_synthetic(path)
+
+
+_READERS: dict[str, Callable[..., pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]]] = {
+    "folder": lambda path, **_: read_folder(path),
+    "first-impressions": lambda path, **_: read_first_impressions(path),
+    "liris-accede": lambda path, threshold=None, **_: read_liris_accede(path, threshold=threshold),
+    "tiktok": lambda path, scrape_time=None, **_: read_tiktok(path, scrape_time=scrape_time),
+    "synthetic": lambda path, **kw: _synthetic(path, **kw),
+}
+SOURCE_KINDS = tuple(_READERS)
+
+
+def load_source(kind: str, path: str | Path | None, **options: Any) -> Manifest:
+    """Read a dataset of ``kind`` at ``path`` into a :class:`Manifest`.
+
+    Raises:
+        ValueError: unknown ``kind`` (the known kinds are listed).
+        SourceError: the files are not in the kind's format (file and row named).
+    """
+    if kind not in _READERS:
+        raise ValueError(f"kind={kind!r}: expected one of {list(SOURCE_KINDS)}")
+    result = _READERS[kind](Path(path) if path is not None else None, **options)
+    videos, edges = result if isinstance(result, tuple) else (result, None)
+    videos = _canonical(videos, kind)
+    return Manifest(videos=videos, edges=edges if edges is not None else _edges_from(videos))

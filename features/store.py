@@ -1,0 +1,642 @@
+"""The feature store: the only code in vidpipe that reads or writes Zarr, Parquet, HDF5 (and builds their paths).
+
+One store per dataset, at ``<root>/<dataset>/`` where ``root`` is a local path or an fsspec URL (``s3://bucket/x``)::
+
+    store.json                          format version, dataset name
+    manifest.parquet                    one row per video: ids, source paths, splits, labels, song, transcript
+    edges.parquet                       the song–video edge list (video_id, song_id)
+    index/<stage>/<key>.json            commit record of one stage output for one video (fingerprint, params, record)
+    features.zarr/<stage>/<key>/<ver>/  the arrays of that output (a Zarr v3 group, one array per name)
+    failures/<stage>/<key>.json         the last error of a stage on a video (removed when it later succeeds)
+    tables/<stage>.parquet              consolidated per-stage table (index + record columns) for pandas / duckdb
+    artifacts/<name>/<fingerprint>/     dataset-level outputs (vocabulary, graph embeddings, checkpoints)
+    packs/<fingerprint>.h5              HDF5 tensor packs for training
+    runs/<run_id>.json                  one record per training run (see :meth:`Store.runs`)
+    reports/                            Markdown + PNG reports
+
+``<key>`` is :func:`video_key` of the video id: path-safe, collision-free, never a traversal.
+
+**Commit protocol.** An output is written under a fresh version directory (``<fingerprint[:16]>-<random>``) and only
+then its ``index`` record is written, atomically (temporary name + rename; a single PUT on object stores). Readers
+follow index records only, so a crash at any moment leaves either the previous output or the new one — never a half-
+written one; orphaned version directories are invisible and removed by the next write of that video or by
+:meth:`Store.gc`. Writers of one dataset serialise through :meth:`Store.lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+__all__ = ["FORMAT_VERSION", "Store", "StoreError", "IndexRecord", "open_store", "video_key", "check_dataset_name",
+           "resolve_root"]
+
+#: on-disk format of a store; bump with a migration in :func:`_migrate` when the layout changes
+FORMAT_VERSION = 1
+_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ZARR_COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
+_CHUNK_BYTES = 8 << 20
+
+
+class StoreError(RuntimeError):
+    """The store on disk cannot be used as asked (wrong version, missing output, held lock)."""
+
+
+def check_dataset_name(dataset: str) -> str:
+    """Return ``dataset`` if it is a safe single path component, else raise ``ValueError``."""
+    if not isinstance(dataset, str) or not _DATASET_RE.match(dataset) or dataset in {".", ".."}:
+        raise ValueError(f"dataset={dataset!r}: expected 1-64 characters of letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return dataset
+
+
+def video_key(video_id: str) -> str:
+    """A path-safe, collision-free key for a video id.
+
+    Characters outside ``[A-Za-z0-9._-]`` become ``_``, a leading ``.``/``-`` becomes ``_`` (no hidden files, no
+    option-like names, no ``..``), the result is cut to 80 characters and suffixed with 8 hex chars of the id's hash so
+    two ids that sanitise alike stay distinct.
+    """
+    if not isinstance(video_id, str) or video_id == "":
+        raise ValueError(f"video_id={video_id!r}: expected a non-empty string")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", video_id)[:80]
+    safe = re.sub(r"^[.-]", "_", safe)
+    return f"{safe}-{hashlib.blake2b(video_id.encode(), digest_size=4).hexdigest()}"
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> str:
+    """The data root: ``root`` if given, else ``$VIDPIPE_ROOT``, else ``./data``."""
+    value = root if root not in (None, "") else os.environ.get("VIDPIPE_ROOT") or "data"
+    value = str(value)
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """The commit record of one stage output for one video (what ``index/<stage>/<key>.json`` holds)."""
+
+    video_id: str  # the dataset's id
+    stage: str  # stage name
+    version: int  # stage code version that wrote it
+    fingerprint: str  # cache key (see features.fingerprint)
+    params: dict  # the parameters it was computed with
+    data: str | None  # version directory of its arrays under features.zarr/<stage>/<key>/, or None
+    record: dict  # small scalar outputs (probe facts, transcript text, ...)
+    created: str  # ISO time (UTC)
+    seconds: float  # compute time
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "IndexRecord":
+        d = json.loads(text)
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+class Store:
+    """A dataset's feature store. Construct with :func:`open_store`."""
+
+    def __init__(self, root: str, dataset: str, *, create: bool = True) -> None:
+        self.root = resolve_root(root)
+        self.dataset = check_dataset_name(dataset)
+        self.fs, base = fsspec.core.url_to_fs(self.root)
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.path = f"{base.rstrip('/')}/{self.dataset}"
+        self.url = self.path if self.local else f"{self.root.rstrip('/')}/{self.dataset}"
+        self._zarr_store: Any = None
+        self._open(create)
+
+    # ------------------------------------------------------------------ layout and metadata
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.path, *parts])
+
+    def _open(self, create: bool) -> None:
+        meta_path = self._p("store.json")
+        if self.fs.exists(meta_path):
+            meta = json.loads(self.fs.cat_file(meta_path))
+            version = meta.get("format_version")
+            if version != FORMAT_VERSION:
+                _migrate(self, version)
+            return
+        if not create:
+            raise StoreError(f"no vidpipe store for dataset {self.dataset!r} under {self.root}: "
+                             f"run `vidpipe ingest {self.dataset} --source ...` first")
+        self.fs.makedirs(self.path, exist_ok=True)
+        self._write_bytes(meta_path, json.dumps({"format_version": FORMAT_VERSION, "dataset": self.dataset,
+                                                 "created": _now()}, indent=2).encode())
+
+    @property
+    def format_version(self) -> int:
+        return int(json.loads(self.fs.cat_file(self._p("store.json")))["format_version"])
+
+    def _write_bytes(self, path: str, data: bytes) -> None:
+        """Atomic write: temporary sibling, then rename (local) / one PUT (object stores)."""
+        parent = path.rsplit("/", 1)[0]
+        if self.local:
+            os.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def _zarr(self) -> Any:
+        if self._zarr_store is None:
+            if self.local:
+                self._zarr_store = zarr.storage.LocalStore(self._p("features.zarr"))
+            else:
+                self._zarr_store = zarr.storage.FsspecStore.from_url(f"{self.url}/features.zarr")
+        return self._zarr_store
+
+    # ------------------------------------------------------------------ manifest
+    def write_manifest(self, videos: pd.DataFrame, edges: pd.DataFrame | None = None,
+                       source: Mapping[str, Any] | None = None) -> None:
+        """Replace the manifest (and edge list) atomically."""
+        if "video_id" not in videos.columns:
+            raise ValueError("videos: expected a DataFrame with a 'video_id' column")
+        self.write_table("manifest", videos)
+        self.write_table("edges", edges if edges is not None else pd.DataFrame({"video_id": [], "song_id": []}))
+        if source is not None:
+            self._write_bytes(self._p("ingest.json"), json.dumps(dict(source), indent=2, default=str).encode())
+
+    def manifest(self) -> pd.DataFrame:
+        """The manifest as ingested (no stage columns). Empty frame before the first ingest."""
+        return self.read_table("manifest", missing_ok=True)
+
+    def edges(self) -> pd.DataFrame:
+        """The song–video edge list (``video_id``, ``song_id``)."""
+        df = self.read_table("edges", missing_ok=True)
+        return df if len(df.columns) else pd.DataFrame({"video_id": [], "song_id": []})
+
+    def source_info(self) -> dict:
+        """How the dataset was ingested (kind, path, options), or ``{}``."""
+        p = self._p("ingest.json")
+        return json.loads(self.fs.cat_file(p)) if self.fs.exists(p) else {}
+
+    def videos(self) -> pd.DataFrame:
+        """One row per video: the manifest joined with the probe facts (``duration``, ``fps``, ``width``, ...)."""
+        m = self.manifest()
+        probe = self.table("probe")
+        if len(m) and len(probe):
+            cols = [c for c in probe.columns if c not in m.columns or c == "video_id"]
+            cols = [c for c in cols if c not in {"stage", "version", "fingerprint", "created", "seconds"}]
+            m = m.merge(probe[cols], on="video_id", how="left")
+        return m
+
+    # ------------------------------------------------------------------ tables (Parquet)
+    def write_table(self, name: str, df: pd.DataFrame) -> None:
+        """Write ``tables``-level Parquet ``name`` atomically (``manifest``/``edges`` live at the store's top)."""
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
+        self._write_bytes(self._table_path(name), buf.getvalue())
+
+    def read_table(self, name: str, *, missing_ok: bool = False) -> pd.DataFrame:
+        """Read a Parquet table written by :meth:`write_table` (empty frame if missing and ``missing_ok``)."""
+        path = self._table_path(name)
+        if not self.fs.exists(path):
+            if missing_ok:
+                return pd.DataFrame()
+            raise StoreError(f"table {name!r} does not exist in store {self.url}")
+        with self.fs.open(path, "rb") as fh:
+            return pq.read_table(fh).to_pandas()
+
+    def _table_path(self, name: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            raise ValueError(f"name={name!r}: expected letters, digits, '_', '.', '-'")
+        return self._p(f"{name}.parquet") if name in {"manifest", "edges"} else self._p("tables", f"{name}.parquet")
+
+    # ------------------------------------------------------------------ per-video stage outputs
+    def entry(self, stage: str, video_id: str) -> IndexRecord | None:
+        """The committed output of ``stage`` for ``video_id``, or ``None``."""
+        path = self._p("index", stage, f"{video_key(video_id)}.json")
+        try:
+            return IndexRecord.from_json(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+
+    def entries(self, stage: str) -> dict[str, IndexRecord]:
+        """All committed outputs of ``stage``: video id → record."""
+        folder = self._p("index", stage)
+        if not self.fs.exists(folder):
+            return {}
+        paths = [p for p in self.fs.ls(folder, detail=False) if p.endswith(".json") and "/.tmp-" not in p]
+        if not paths:
+            return {}
+        out = {}
+        for blob in self.fs.cat(paths, on_error="omit").values():
+            rec = IndexRecord.from_json(blob)
+            out[rec.video_id] = rec
+        return out
+
+    def fingerprints(self, stage: str) -> dict[str, str]:
+        """video id → committed fingerprint for ``stage``."""
+        return {v: r.fingerprint for v, r in self.entries(stage).items()}
+
+    def write(self, stage: str, video_id: str, fingerprint: str, *, version: int,
+              arrays: Mapping[str, np.ndarray] | None = None, record: Mapping[str, Any] | None = None,
+              params: Any = None, seconds: float = 0.0) -> IndexRecord:
+        """Commit one stage output for one video (arrays to Zarr, then the index record; see module docstring).
+
+        Args:
+            arrays: name → numpy array (stored uncompressed-lossless with zstd; chunked whole up to 8 MiB, else by
+                first axis).
+            record: small JSON-able scalars (probe facts, transcript text...).
+        """
+        key = video_key(video_id)
+        data_dir = None
+        if arrays:
+            data_dir = f"{fingerprint[:16]}-{uuid.uuid4().hex[:8]}"
+            group = zarr.open_group(self._zarr(), path=f"{stage}/{key}/{data_dir}", mode="w")
+            for name, arr in arrays.items():
+                arr = np.ascontiguousarray(arr)
+                group.create_array(name, data=arr, chunks=_chunks(arr), compressors=_ZARR_COMPRESSOR)
+            group.attrs.update({"video_id": video_id, "stage": stage, "fingerprint": fingerprint})
+        rec = IndexRecord(video_id=video_id, stage=stage, version=int(version), fingerprint=fingerprint,
+                          params=json.loads(json.dumps(params, default=_json_default)) if params is not None else {},
+                          data=data_dir, record=json.loads(json.dumps(dict(record or {}), default=_json_default)),
+                          created=_now(), seconds=float(seconds))
+        self._write_bytes(self._p("index", stage, f"{key}.json"),
+                          json.dumps(rec.__dict__, default=_json_default).encode())
+        self._clear_failure(stage, key)
+        self._remove_stale_versions(stage, key, keep=data_dir)
+        return rec
+
+    def read(self, stage: str, video_id: str) -> dict[str, Any]:
+        """The cached output of ``stage`` for ``video_id``: its arrays (name → numpy) and record fields merged.
+
+        Dataset-level stages (``graph``) return that video's row of the stage's arrays.
+
+        Raises:
+            KeyError: no committed output (check :meth:`failures` for why).
+        """
+        rec = self.entry(stage, video_id)
+        if rec is None:
+            art = self._dataset_stage_row(stage, video_id)
+            if art is not None:
+                return art
+            raise KeyError(f"no {stage!r} output for video {video_id!r} in {self.url} "
+                           "(not extracted yet, or failed: see store.failures())")
+        out: dict[str, Any] = dict(rec.record)
+        if rec.data:
+            group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(video_id)}/{rec.data}", mode="r")
+            for name, arr in group.arrays():
+                out[name] = arr[...]
+        return out
+
+    def drop(self, stage: str, video_id: str) -> None:
+        """Remove a video's output of ``stage`` (index record first, then data)."""
+        key = video_key(video_id)
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._p("index", stage, f"{key}.json"))
+        self._clear_failure(stage, key)
+        self._remove_stale_versions(stage, key, keep=None)
+
+    def _remove_stale_versions(self, stage: str, key: str, keep: str | None) -> None:
+        folder = self._p("features.zarr", stage, key)
+        try:
+            names = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return
+        for p in names:
+            name = p.rstrip("/").rsplit("/", 1)[-1]
+            if name != keep and name != "zarr.json":
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(p, recursive=True)
+
+    def table(self, stage: str) -> pd.DataFrame:
+        """Every committed output of ``stage`` as one row per video (index columns + record fields)."""
+        rows = []
+        for rec in self.entries(stage).values():
+            rows.append({"video_id": rec.video_id, "fingerprint": rec.fingerprint, "version": rec.version,
+                         "created": rec.created, "seconds": rec.seconds, **rec.record})
+        return pd.DataFrame(rows).sort_values("video_id").reset_index(drop=True) if rows else pd.DataFrame()
+
+    def consolidate(self, stages: list[str] | None = None) -> None:
+        """Write ``tables/<stage>.parquet`` for each stage (for pandas / duckdb users who skip vidpipe)."""
+        for stage in stages if stages is not None else self.stages():
+            df = self.table(stage)
+            if len(df):
+                self.write_table(stage, _parquet_safe(df))
+
+    def stages(self) -> list[str]:
+        """Stages with at least one committed output."""
+        folder = self._p("index")
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+
+    # ------------------------------------------------------------------ failures
+    def record_failure(self, stage: str, video_id: str, error: str, *, fingerprint: str | None = None) -> None:
+        """Record why ``stage`` failed on ``video_id`` (kept until the stage succeeds on it)."""
+        self._write_bytes(self._p("failures", stage, f"{video_key(video_id)}.json"), json.dumps({
+            "video_id": video_id, "stage": stage, "error": str(error)[:2000], "fingerprint": fingerprint,
+            "time": _now()}).encode())
+
+    def failure(self, stage: str, video_id: str) -> dict | None:
+        """The recorded failure of ``stage`` on ``video_id``, or ``None``."""
+        try:
+            return json.loads(self.fs.cat_file(self._p("failures", stage, f"{video_key(video_id)}.json")))
+        except FileNotFoundError:
+            return None
+
+    def _clear_failure(self, stage: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._p("failures", stage, f"{key}.json"))
+
+    def failures(self) -> pd.DataFrame:
+        """Every recorded failure: ``video_id``, ``stage``, ``error``, ``time``."""
+        folder = self._p("failures")
+        cols = ["video_id", "stage", "error", "time"]
+        if not self.fs.exists(folder):
+            return pd.DataFrame(columns=cols)
+        paths = [p for p in self.fs.find(folder) if p.endswith(".json") and "/.tmp-" not in p]
+        rows = [json.loads(b) for b in self.fs.cat(paths, on_error="omit").values()] if paths else []
+        df = pd.DataFrame(rows, columns=cols + ["fingerprint"]) if rows else pd.DataFrame(columns=cols)
+        return df[cols].sort_values(["stage", "video_id"]).reset_index(drop=True)
+
+    # ------------------------------------------------------------------ dataset-level artifacts
+    def write_artifact(self, name: str, fingerprint: str, *, arrays: Mapping[str, np.ndarray] | None = None,
+                       meta: Mapping[str, Any] | None = None, files: Mapping[str, bytes] | None = None) -> str:
+        """Commit a dataset-level artifact (arrays in Zarr, JSON meta, raw files) and point ``current`` at it."""
+        base = f"artifacts/{name}/{fingerprint}"
+        if arrays:
+            group = zarr.open_group(self._zarr(), path=f"_{base}", mode="w")
+            for k, arr in arrays.items():
+                arr = np.ascontiguousarray(arr)
+                group.create_array(k, data=arr, chunks=_chunks(arr), compressors=_ZARR_COMPRESSOR)
+        for fname, blob in (files or {}).items():
+            self._write_bytes(self._p(base, fname), blob)
+        self._write_bytes(self._p(base, "meta.json"), json.dumps(dict(meta or {}), default=_json_default).encode())
+        self._write_bytes(self._p("artifacts", name, "current.json"),
+                          json.dumps({"fingerprint": fingerprint, "created": _now()}).encode())
+        return self._p(base)
+
+    def artifact_fingerprint(self, name: str) -> str | None:
+        """Fingerprint of the current artifact ``name`` or ``None``."""
+        try:
+            return json.loads(self.fs.cat_file(self._p("artifacts", name, "current.json")))["fingerprint"]
+        except FileNotFoundError:
+            return None
+
+    def read_artifact(self, name: str, fingerprint: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``)."""
+        fp = fingerprint or self.artifact_fingerprint(name)
+        if fp is None or not self.fs.exists(self._p("artifacts", name, fp, "meta.json")):
+            raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
+        meta = json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
+        arrays: dict[str, np.ndarray] = {}
+        with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
+            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
+            arrays = {k: a[...] for k, a in group.arrays()}
+        return arrays, meta
+
+    def artifact_file(self, name: str, fname: str, fingerprint: str | None = None) -> bytes:
+        """Raw bytes of a file stored with :meth:`write_artifact`."""
+        fp = fingerprint or self.artifact_fingerprint(name)
+        if fp is None:
+            raise KeyError(f"no artifact {name!r} in {self.url}")
+        return self.fs.cat_file(self._p("artifacts", name, fp, fname))
+
+    def _dataset_stage_row(self, stage: str, video_id: str) -> dict[str, Any] | None:
+        if self.artifact_fingerprint(stage) is None:
+            return None
+        arrays, meta = self.read_artifact(stage)
+        ids = meta.get("video_ids")
+        if not ids or video_id not in ids:
+            return None
+        i = ids.index(video_id)
+        return {k: v[i] for k, v in arrays.items() if v.shape[:1] == (len(ids),)}
+
+    # ------------------------------------------------------------------ packs, runs, reports
+    def local_dir(self, *parts: str) -> Path:
+        """A local directory for files that need a real path (HDF5 packs, checkpoints, reports).
+
+        For local stores it lies inside the store; for object-store roots it is a local cache
+        (``$VIDPIPE_CACHE`` or ``~/.cache/vidpipe``) mirroring the store's name.
+        """
+        if self.local:
+            path = Path(self.path, *parts)
+        else:
+            cache = Path(os.environ.get("VIDPIPE_CACHE", Path.home() / ".cache" / "vidpipe"))
+            path = cache.joinpath(hashlib.blake2b(self.url.encode(), digest_size=6).hexdigest(), *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def pack_path(self, fingerprint: str) -> Path:
+        """Where the tensor pack with ``fingerprint`` lives (it may not exist yet)."""
+        return self.local_dir("packs") / f"{fingerprint}.h5"
+
+    def write_pack(self, fingerprint: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> Path:
+        """Write an HDF5 tensor pack atomically: contiguous rows, LZF-compressed, chunked by sample."""
+        import h5py
+
+        final = self.pack_path(fingerprint)
+        tmp = final.with_name(f".tmp-{uuid.uuid4().hex}.h5")
+        try:
+            with h5py.File(tmp, "w") as h5:
+                for name, arr in arrays.items():
+                    arr = np.asarray(arr)
+                    if arr.dtype.kind in "OUS":
+                        h5.create_dataset(name, data=np.asarray(arr, dtype=h5py.string_dtype()))
+                        continue
+                    chunks = (1, *arr.shape[1:]) if arr.ndim > 1 and arr.shape[0] > 0 else None
+                    h5.create_dataset(name, data=arr, chunks=chunks, compression="lzf" if chunks else None)
+                h5.attrs["meta"] = json.dumps(dict(attrs), default=_json_default)
+                h5.attrs["fingerprint"] = fingerprint
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return final
+
+    def read_pack(self, fingerprint: str) -> tuple[dict[str, np.ndarray], dict]:
+        """Load a whole pack into memory: ``(arrays, meta)``."""
+        import h5py
+
+        path = self.pack_path(fingerprint)
+        if not path.exists():
+            raise KeyError(f"no tensor pack {fingerprint} in {self.url}")
+        with h5py.File(path, "r") as h5:
+            arrays = {k: (h5[k].asstr()[...] if h5[k].dtype.kind == "O" else h5[k][...]) for k in h5.keys()}
+            meta = json.loads(h5.attrs["meta"])
+        return arrays, meta
+
+    def save_run(self, run_id: str, record: Mapping[str, Any]) -> None:
+        """Record one training run (model, task, metrics, checkpoint path, fingerprints)."""
+        if not re.match(r"^[A-Za-z0-9_.-]+$", run_id):
+            raise ValueError(f"run_id={run_id!r}: expected letters, digits, '_', '.', '-'")
+        self._write_bytes(self._p("runs", f"{run_id}.json"), json.dumps(dict(record), default=_json_default).encode())
+
+    def runs(self) -> pd.DataFrame:
+        """One row per recorded training run (newest last)."""
+        folder = self._p("runs")
+        if not self.fs.exists(folder):
+            return pd.DataFrame()
+        paths = [p for p in self.fs.ls(folder, detail=False) if p.endswith(".json") and "/.tmp-" not in p]
+        rows = [json.loads(b) for b in self.fs.cat(paths, on_error="omit").values()] if paths else []
+        df = pd.DataFrame(rows)
+        return df.sort_values("created").reset_index(drop=True) if "created" in df.columns else df
+
+    def reports_dir(self) -> Path:
+        """Local folder for Markdown + PNG reports."""
+        return self.local_dir("reports")
+
+    def summary(self, stages: list[str] | None = None) -> dict:
+        """What ``vidpipe inspect --json`` prints: per stage how many manifest videos are done, failed, pending.
+
+        Only committed outputs count as done (a crash mid-write is never reported as done); outputs of videos no longer
+        in the manifest are not counted.
+        """
+        ids = set(self.manifest().get("video_id", pd.Series(dtype=str)))
+        failures = self.failures()
+        failures = failures[failures["video_id"].isin(ids)] if len(failures) else failures
+        names = list(dict.fromkeys([*(stages or []), *self.stages(), *sorted(set(failures.get("stage", [])))]))
+        out: dict[str, dict[str, int]] = {}
+        for stage in names:
+            done = set(self.entries(stage)) & ids
+            if not done and self.artifact_fingerprint(stage) is not None:  # dataset-level stage (graph)
+                _, meta = self.read_artifact(stage)
+                done = set(meta.get("video_ids", [])) & ids
+            failed = set(failures.loc[failures["stage"] == stage, "video_id"]) - done if len(failures) else set()
+            out[stage] = {"done": len(done), "failed": len(failed), "pending": len(ids - done - failed)}
+        return {
+            "dataset": self.dataset,
+            "videos": len(ids),
+            "stages": out,
+            "failures": [{"video_id": r.video_id, "stage": r.stage, "error": r.error}
+                         for r in failures.itertuples()] if len(failures) else [],
+        }
+
+    # ------------------------------------------------------------------ housekeeping
+    @contextlib.contextmanager
+    def lock(self, name: str = "write", *, wait: bool = True, timeout: float | None = None) -> Iterator[None]:
+        """Serialise writers of this dataset (an OS file lock on local stores).
+
+        With ``wait=False`` (or after ``timeout`` seconds) a held lock raises :class:`StoreError` saying who holds it.
+        Object stores have no cross-machine lock: there, run one writer per dataset (e.g. a Prefect concurrency
+        limit); a warning says so.
+        """
+        if not self.local:
+            warnings.warn("object-store roots have no cross-machine lock: run one writer per dataset", stacklevel=3)
+            yield
+            return
+        path = Path(self.path, f".{name}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    if not wait or (deadline is not None and time.monotonic() > deadline):
+                        raise StoreError(f"dataset {self.dataset!r} is being written by {holder}; wait for it to "
+                                         "finish (or pass wait=True)") from None
+                    time.sleep(0.2)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} since {_now()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def gc(self) -> int:
+        """Remove orphaned version directories and temporary files left by crashes; returns how many."""
+        removed = 0
+        for stage in self.stages():
+            live = {video_key(v): r.data for v, r in self.entries(stage).items()}
+            folder = self._p("features.zarr", stage)
+            if not self.fs.exists(folder):
+                continue
+            for key_dir in self.fs.ls(folder, detail=False):
+                key = key_dir.rstrip("/").rsplit("/", 1)[-1]
+                if key == "zarr.json":
+                    continue
+                for p in self.fs.ls(key_dir, detail=False):
+                    name = p.rstrip("/").rsplit("/", 1)[-1]
+                    if name != "zarr.json" and name != live.get(key):
+                        self.fs.rm(p, recursive=True)
+                        removed += 1
+        if self.local:
+            for tmp in Path(self.path).rglob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def open_store(root: str | os.PathLike[str] | None, dataset: str, *, create: bool = False) -> Store:
+    """Open the store of ``dataset`` under ``root`` (``None`` → ``$VIDPIPE_ROOT`` or ``./data``).
+
+    Raises:
+        StoreError: the store does not exist (unless ``create``) or was written by a newer vidpipe.
+        ValueError: ``dataset`` is not a safe name.
+    """
+    return Store(resolve_root(root), dataset, create=create)
+
+
+def _migrate(store: Store, version: Any) -> None:
+    """Bring an older store up to :data:`FORMAT_VERSION` or say exactly what to do."""
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise StoreError(f"store {store.url} has format version {version}, newer than this vidpipe "
+                         f"({FORMAT_VERSION}): upgrade vidpipe (pip install -U vidpipe)")
+    raise StoreError(f"store {store.url} has unknown format version {version!r}; this vidpipe reads version "
+                     f"{FORMAT_VERSION}. Re-ingest into a fresh root (vidpipe ingest --root NEW ...)")
+
+
+def _chunks(arr: np.ndarray) -> tuple[int, ...]:
+    if arr.ndim == 0:
+        return ()
+    if arr.nbytes <= _CHUNK_BYTES or arr.shape[0] <= 1:
+        return tuple(max(1, s) for s in arr.shape)
+    per_row = max(1, arr.nbytes // max(1, arr.shape[0]))
+    return (max(1, _CHUNK_BYTES // per_row), *(max(1, s) for s in arr.shape[1:]))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object and out[col].map(lambda v: isinstance(v, (dict, list))).any():
+            out[col] = out[col].map(lambda v: json.dumps(v, default=_json_default) if isinstance(v, (dict, list)) else v)
+    return out

@@ -1,0 +1,27 @@
+"""vidpipe's Prefect entrypoints (``flows.py:<flow>``) and deployments.
+
+Run a flow directly (``python -c "from flows import extract_features; extract_features('demo')"``), through the CLI
+(``vidpipe extract demo``), or serve the deployments below on a Prefect server: ``python flows.py serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from pipelines.extract import extract_features  # noqa: E402
+from pipelines.ingest import ingest  # noqa: E402
+
+__all__ = ["ingest", "extract_features"]
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by the server test
+    if sys.argv[1:2] == ["serve"]:
+        from pipelines.cli import main
+
+        main(["serve", *sys.argv[2:]])
+    else:
+        print("usage: python flows.py serve [--dataset NAME] [--root DIR]", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,102 @@
+"""Stage ``ingest``: read a dataset's files (or generate the synthetic one) into the store's manifest.
+
+Flow :func:`ingest` → tasks ``load`` (adapter, pure) and ``commit`` (store write). Re-ingesting reports which videos
+were added, removed or changed (by source path, labels or transcript); feature stages decide what to recompute from
+their own fingerprints, so re-ingesting never invalidates features by itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from pydantic import Field
+
+from features.sources import Manifest, load_source
+from features.store import Store
+from pipelines._common import publish_table, store_for
+
+__all__ = ["ingest", "SourceKind", "default_source_path"]
+
+SourceKind = Literal["folder", "first-impressions", "liris-accede", "tiktok", "synthetic"]
+
+
+def default_source_path(store: Store) -> Path:
+    """Where ``--source synthetic`` generates media when no path is given: ``<root>/_sources/<dataset>``."""
+    if store.local:
+        return Path(store.path).parent / "_sources" / store.dataset
+    return store.local_dir("_sources")
+
+
+@task(cache_policy=NONE, persist_result=False)
+def _load(kind: str, path: Optional[str], options: dict) -> Manifest:
+    return load_source(kind, path, **options)
+
+
+def _diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
+    if old.empty:
+        return {"added": sorted(new["video_id"]), "removed": [], "changed": []}
+    o, n = old.set_index("video_id"), new.set_index("video_id")
+    added, removed = sorted(set(n.index) - set(o.index)), sorted(set(o.index) - set(n.index))
+    common = sorted(set(n.index) & set(o.index))
+    cols = [c for c in n.columns if c in o.columns]
+    a = o.loc[common, cols].astype(str)
+    b = n.loc[common, cols].astype(str)
+    changed = sorted(a.index[(a != b).any(axis=1)])
+    return {"added": added, "removed": removed, "changed": changed}
+
+
+@task(cache_policy=NONE, persist_result=False)
+def _commit(root: Optional[str], dataset: str, manifest: Manifest, source: dict) -> dict:
+    store = store_for(root, dataset, create=True)
+    with store.lock():
+        diff = _diff(store.manifest(), manifest.videos)
+        store.write_manifest(manifest.videos, manifest.edges, source=source)
+    return diff
+
+
+@flow(name="ingest", validate_parameters=True)
+def ingest(
+    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    source: SourceKind,
+    path: Optional[str] = None,
+    root: Optional[str] = None,
+    videos: Annotated[int, Field(ge=1, le=100_000)] = 100,
+    seed: int = 0,
+    threshold: Optional[float] = None,
+    scrape_time: Optional[float] = None,
+    speech: bool = True,
+) -> dict:
+    """Record a dataset's manifest (one row per video: id, source path, split, labels, metadata) in its store.
+
+    Args:
+        dataset: the store's name under the root.
+        source: adapter kind (``folder``, ``first-impressions``, ``liris-accede``, ``tiktok``, ``synthetic``).
+        path: the dataset folder (or ``.jsonl`` for tiktok). For ``synthetic`` defaults to ``<root>/_sources/<dataset>``.
+        videos, seed, speech: synthetic only — how many videos, the seed, speak transcripts with espeak-ng.
+        threshold: liris-accede only — high/low threshold on the [1, 5] scale (default 3.0).
+        scrape_time: tiktok only — epoch seconds of the scrape when the files do not record it.
+
+    Returns:
+        ``{"dataset", "videos", "edges", "songs", "added", "removed", "changed"}`` (the last three are counts).
+    """
+    store = store_for(root, dataset, create=True)
+    if path is None:
+        if source != "synthetic":
+            raise ValueError(f"path=None: the {source!r} source needs the dataset's folder (or file)")
+        path = str(default_source_path(store))
+    options = {"videos": videos, "seed": seed, "speech": speech} if source == "synthetic" else {}
+    if source == "liris-accede":
+        options["threshold"] = threshold
+    if source == "tiktok":
+        options["scrape_time"] = scrape_time
+    manifest = _load(source, path, options)
+    diff = _commit(root, dataset, manifest, {"kind": source, "path": path, "options": options})
+    summary = {"dataset": dataset, "videos": len(manifest.videos), "edges": len(manifest.edges),
+               "songs": int(manifest.edges["song_id"].nunique()) if len(manifest.edges) else 0,
+               **{k: len(v) for k, v in diff.items()}}
+    publish_table(f"{dataset}-ingest", [summary], f"ingest of {dataset} from {source}")
+    return summary

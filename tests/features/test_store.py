@@ -1,0 +1,112 @@
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.store import FORMAT_VERSION, StoreError, open_store, video_key
+
+
+def test_video_key_is_path_safe_and_unique():
+    keys = {video_key(v) for v in ["../x", "..%2Fx", "a b", "a_b", "-rf", "ünï", "x/../../etc"]}
+    assert len(keys) == 7
+    for k in keys:
+        assert "/" not in k and not k.startswith((".", "-")) and ".." not in k.split("-")[0][:2]
+    with pytest.raises(ValueError, match="video_id"):
+        video_key("")
+
+
+@pytest.mark.parametrize("name", ["../x", "", "a/b", ".hidden", "x" * 65])
+def test_bad_dataset_names_are_refused(root, name):
+    with pytest.raises(ValueError, match="dataset"):
+        open_store(root, name, create=True)
+
+
+def test_missing_store_says_what_to_do(root):
+    with pytest.raises(StoreError, match="vidpipe ingest"):
+        open_store(root, "nope")
+
+
+def test_write_read_roundtrip_and_table(root):
+    s = open_store(root, "ds", create=True)
+    frames = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    s.write("frames", "v1", "a" * 32, version=1, arrays={"f": frames, "valid": np.array([True, False])},
+            record={"n": 2}, params={"size": 4})
+    out = s.read("frames", "v1")
+    assert out["f"].dtype == np.uint8 and np.array_equal(out["f"], frames)
+    assert out["valid"].tolist() == [True, False] and out["n"] == 2
+    t = s.table("frames")
+    assert t[["video_id", "fingerprint", "n"]].to_dict("records") == [{"video_id": "v1", "fingerprint": "a" * 32, "n": 2}]
+    with pytest.raises(KeyError, match="not extracted yet"):
+        s.read("frames", "v2")
+
+
+def test_rewrite_replaces_and_removes_old_version(root):
+    s = open_store(root, "ds", create=True)
+    s.write("audio", "v", "a" * 32, version=1, arrays={"x": np.zeros(3)})
+    s.write("audio", "v", "b" * 32, version=1, arrays={"x": np.ones(3)})
+    assert s.read("audio", "v")["x"].tolist() == [1, 1, 1]
+    key_dir = os.path.join(s.path, "features.zarr", "audio", video_key("v"))
+    assert [d for d in os.listdir(key_dir) if d != "zarr.json"] == [s.entry("audio", "v").data]
+
+
+def test_crash_before_commit_keeps_previous_output(root, monkeypatch):
+    s = open_store(root, "ds", create=True)
+    s.write("audio", "v", "a" * 32, version=1, arrays={"x": np.zeros(3)})
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(s, "_write_bytes", boom)  # the index write never happens
+    with pytest.raises(KeyboardInterrupt):
+        s.write("audio", "v", "b" * 32, version=1, arrays={"x": np.ones(3)})
+    monkeypatch.undo()
+    assert s.entry("audio", "v").fingerprint == "a" * 32
+    assert s.read("audio", "v")["x"].tolist() == [0, 0, 0]
+    assert s.gc() >= 1  # the orphaned new version is collected
+    assert s.read("audio", "v")["x"].tolist() == [0, 0, 0]
+
+
+def test_failures_recorded_and_cleared_on_success(root):
+    s = open_store(root, "ds", create=True)
+    s.write_manifest(pd.DataFrame({"video_id": ["v", "w"], "split": ["train", "test"]}))
+    s.record_failure("frames", "v", "MediaError: truncated", fingerprint="f" * 32)
+    f = s.failures()
+    assert f[["video_id", "stage", "error"]].to_dict("records") == [
+        {"video_id": "v", "stage": "frames", "error": "MediaError: truncated"}]
+    summary = s.summary(["frames"])
+    assert summary["stages"]["frames"] == {"done": 0, "failed": 1, "pending": 1}
+    s.write("frames", "v", "e" * 32, version=1, record={"ok": True})
+    assert s.failures().empty
+    assert s.summary(["frames"])["stages"]["frames"] == {"done": 1, "failed": 0, "pending": 1}
+
+
+def test_newer_format_version_is_refused(root):
+    s = open_store(root, "ds", create=True)
+    meta = os.path.join(s.path, "store.json")
+    with open(meta, "w") as fh:
+        json.dump({"format_version": FORMAT_VERSION + 1}, fh)
+    with pytest.raises(StoreError, match="upgrade vidpipe"):
+        open_store(root, "ds")
+
+
+def test_lock_refuses_second_writer_without_wait(root):
+    s = open_store(root, "ds", create=True)
+    other = open_store(root, "ds")
+    with s.lock():
+        with pytest.raises(StoreError, match="being written"):
+            with other.lock(wait=False):
+                pass
+    with other.lock(wait=False):
+        pass
+
+
+def test_artifacts_and_packs_roundtrip(root):
+    s = open_store(root, "ds", create=True)
+    s.write_artifact("graph", "g" * 32, arrays={"video": np.eye(2, dtype=np.float32)}, meta={"video_ids": ["a", "b"]})
+    assert s.read("graph", "b")["video"].tolist() == [0.0, 1.0]
+    p = s.write_pack("p" * 32, {"x": np.ones((3, 2), np.float32), "ids": np.array(["a", "b", "c"])}, {"n": 3})
+    arrays, meta = s.read_pack("p" * 32)
+    assert p.exists() and meta == {"n": 3} and arrays["x"].shape == (3, 2) and list(arrays["ids"]) == ["a", "b", "c"]
+    assert not list(p.parent.glob(".tmp-*"))
