@@ -10,11 +10,15 @@ import os
 import sys
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from pipelines.extract import extract_features  # noqa: E402
+from pipelines.graph import pretrain_graph  # noqa: E402
 from pipelines.ingest import ingest  # noqa: E402
+from pipelines.sweep import sweep  # noqa: E402
+from pipelines.train import train  # noqa: E402
 
-__all__ = ["ingest", "extract_features"]
+__all__ = ["ingest", "extract_features", "pretrain_graph", "train", "sweep"]
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the server test

@@ -18,6 +18,7 @@ from rich.table import Table
 __all__ = ["app", "main"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="vidpipe — multimodal video understanding: ingest → extract → pretrain-graph → train → compare.")
@@ -119,6 +120,204 @@ def inspect(
         for f in summary["failures"][:50]:
             ft.add_row(f["video_id"], f["stage"], f["error"][:200])
         console.print(ft)
+
+
+@app.command()
+def extract(
+    dataset: str = typer.Argument(..., help="Dataset (store) name."),
+    stage: Optional[List[str]] = typer.Option(None, "--stage", help="Run only this stage (repeatable): probe, frames, audio, transcripts, metadata, text."),
+    refresh: bool = typer.Option(False, "--refresh", help="Recompute even if fingerprints match; retry failed videos."),
+    workers: Optional[int] = typer.Option(None, help="Videos in parallel (default: CPU count)."),
+    batch_size: int = typer.Option(8, help="Videos per Prefect task."),
+    profile: Optional[List[str]] = typer.Option(None, "--profile", help="Frame profiles: per_second, uniform, uniform_224 (repeatable)."),
+    frames_per_segment: int = typer.Option(1, help="m frames per 1-second segment (per_second profile)."),
+    n_frames: int = typer.Option(100, help="N frames of the uniform profile."),
+    sample_rate: int = typer.Option(16000, help="Audio rate: 16000 or 44100."),
+    n_mfcc: int = typer.Option(20, help="MFCC coefficients."),
+    audio_feature: str = typer.Option("mfcc", help="Per-segment audio feature: mfcc or logmel."),
+    asr: str = typer.Option("pocketsphinx", help="ASR backend when the dataset has no transcript: pocketsphinx, whisper, none."),
+    asr_model_path: Optional[str] = typer.Option(None, help="Local weights for --asr whisper."),
+    keyframes: bool = typer.Option(False, "--keyframes", help="Sample frames from the nearest keyframes (faster)."),
+    dask_address: Optional[str] = typer.Option(None, help="Run on an existing Dask cluster (tcp://host:8786)."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Extract cached features for every ingested video (only what changed).
+
+    Examples: [cyan]vidpipe extract demo[/cyan]; [cyan]vidpipe extract demo --stage audio --refresh[/cyan]
+    """
+    from flows import extract_features
+    from pipelines.extract import ExtractConfig
+
+    try:
+        cfg = ExtractConfig(**{k: v for k, v in dict(
+            profiles=tuple(profile) if profile else None, frames_per_segment=frames_per_segment, n_frames=n_frames,
+            sample_rate=sample_rate, n_mfcc=n_mfcc, audio_feature=audio_feature, asr=asr,
+            asr_model_path=asr_model_path, keyframes=keyframes).items() if v is not None})
+    except Exception as exc:  # pydantic.ValidationError
+        _err.print(f"[red]error:[/red] invalid extraction option: {exc}")
+        raise typer.Exit(2) from None
+    kwargs = dict(dataset=dataset, root=root, stages=stage or None, refresh=refresh, config=cfg, workers=workers,
+                  batch_size=batch_size)
+    if dask_address:
+        kwargs["dask_address"] = dask_address
+    result = _run(extract_features, **kwargs)
+    _emit(result, as_json, f"extract {dataset}")
+    if result.get("failed_videos"):
+        _err.print(f"[yellow]{result['failed_videos']} video(s) failed a stage: see `vidpipe inspect {dataset}`[/yellow]")
+
+
+@app.command("pretrain-graph")
+def pretrain_graph(
+    dataset: str = typer.Argument(..., help="Dataset (store) name."),
+    features: str = typer.Option("none", help="Video node features: none, metadata, audio."),
+    epochs: int = typer.Option(100, help="Maximum epochs."),
+    hidden: int = typer.Option(64, help="Hidden width."),
+    out: int = typer.Option(32, help="Embedding width."),
+    heads: int = typer.Option(4, help="Attention heads (concatenated)."),
+    loss: str = typer.Option("mse", help="mse (paper) or bce."),
+    minibatch: bool = typer.Option(False, "--minibatch", help="LinkNeighborLoader mini-batches."),
+    seed: int = typer.Option(0, help="Random seed."),
+    refresh: bool = typer.Option(False, "--refresh", help="Retrain even if nothing changed."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Pre-train the song–video GAT by link prediction and store video embeddings (stage 'graph').
+
+    Example: [cyan]vidpipe pretrain-graph demo --epochs 50 --json[/cyan]
+    """
+    from flows import pretrain_graph as flow
+
+    result = _run(flow, dataset=dataset, root=root, features=features, epochs=epochs, hidden=hidden, out=out,
+                  heads=heads, loss=loss, minibatch=minibatch, seed=seed, refresh=refresh)
+    if as_json:
+        print(json.dumps({k: result[k] for k in ("val_auc", "test_auc", "val_mse", "test_mse", "epochs", "seconds")}))
+    else:
+        _emit(result, False, f"pretrain-graph {dataset}")
+
+
+def _parse_overrides(items: Optional[List[str]]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set {item!r}: expected FIELD=VALUE, e.g. --set dim=32")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+@app.command()
+def train(
+    dataset: str = typer.Argument(..., help="Dataset (store) name."),
+    model: str = typer.Option(..., "--model", help="Registered model (see `vidpipe models`)."),
+    task: str = typer.Option(..., "--task", help="emotion, personality or popularity."),
+    epochs: int = typer.Option(30, help="Maximum epochs."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    batch_size: int = typer.Option(16, help="Batch size."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Model config override FIELD=VALUE (repeatable)."),
+    run_id: Optional[str] = typer.Option(None, help="Run name; reusing one resumes from its last checkpoint."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train a registered model on cached features and record the run.
+
+    Example: [cyan]vidpipe train demo --model sec2sec --task emotion --epochs 10 --json[/cyan]
+    """
+    from flows import train as flow
+
+    run = _run(flow, dataset=dataset, model=model, task=task, root=root, epochs=epochs, lr=lr,
+               batch_size=batch_size, seed=seed, device=device, overrides=_parse_overrides(set_), run_id=run_id)
+    if as_json:
+        print(json.dumps({k: run[k] for k in ("model", "task", "metrics", "baseline", "checkpoint")}, default=str))
+    else:
+        rows = [{"predictor": model, **run["metrics"]}, {"predictor": "constant", **run["baseline"]}]
+        _emit(rows, False, f"{model} on {task} ({dataset}), test split")
+        Console().print(f"checkpoint: {run['checkpoint']}")
+
+
+@app.command()
+def sweep(
+    dataset: str = typer.Argument(..., help="Dataset (store) name."),
+    model: str = typer.Option(..., "--model", help="Registered model."),
+    task: str = typer.Option(..., "--task", help="emotion, personality or popularity."),
+    grid: str = typer.Option(..., "--grid", help='JSON grid, e.g. \'{"lr": [0.001, 0.0003], "heads": [2, 4]}\'.'),
+    epochs: int = typer.Option(20, help="Maximum epochs per run."),
+    batch_size: int = typer.Option(16, help="Batch size (unless in the grid)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train a model over a hyper-parameter grid; report the best run by validation metric.
+
+    Example: [cyan]vidpipe sweep demo --model mcat --task personality --grid '{"heads": [2, 4]}' --json[/cyan]
+    """
+    from flows import sweep as flow
+
+    try:
+        grid_d = json.loads(grid)
+    except json.JSONDecodeError as exc:
+        _err.print(f"[red]error:[/red] --grid is not JSON: {exc}")
+        raise typer.Exit(2) from None
+    result = _run(flow, dataset=dataset, model=model, task=task, grid=grid_d, root=root, epochs=epochs,
+                  batch_size=batch_size, seed=seed, device=device)
+    rows = [{**r["params"], f"val_{result['monitor']}": r["val"].get(result["monitor"]), **r["metrics"]}
+            for r in result["runs"]]
+    if as_json:
+        b = result["best"]
+        print(json.dumps({"model": model, "task": task, "metrics": b["metrics"], "baseline": b["baseline"],
+                          "checkpoint": b["checkpoint"], "best_params": b["params"], "runs": rows}, default=str))
+    else:
+        _emit(rows, False, f"sweep {model} on {task}")
+
+
+@app.command()
+def demo(
+    dataset: str = typer.Option("demo", help="Dataset name for the demo store."),
+    videos: int = typer.Option(120, help="Synthetic videos to generate."),
+    epochs: int = typer.Option(15, help="Training epochs per model."),
+    seed: int = typer.Option(0, help="Random seed."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run every stage on a generated dataset with planted signals (what `make demo` runs).
+
+    Example: [cyan]vidpipe demo --videos 40 --epochs 5[/cyan]
+    """
+    from pipelines.demo import demo as flow
+
+    result = _run(flow, root=root, dataset=dataset, videos=videos, epochs=epochs, seed=seed)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    console = Console()
+    table = Table(title=f"vidpipe demo — {dataset} (test split)")
+    for col in ("task", "model", "metric", "model score", "constant", "cached"):
+        table.add_column(col)
+    for r in result["results"]:
+        for k, v in r.items():
+            if k.startswith("test_"):
+                name = k[5:]
+                table.add_row(r["task"], r["model"], name, f"{v:.3f}", f"{r.get('constant_' + name, float('nan')):.3f}",
+                              str(r["cached"]))
+    console.print(table)
+    console.print(f"graph link prediction: val AUC {result['graph']['val_auc']:.3f}, test AUC {result['graph']['test_auc']:.3f}")
+    console.print(f"timings (s): {result['timings']}")
+    console.print(f"[bold]report:[/bold] {result['report']}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from models.registry import list_models
+
+    for name in list_models():
+        print(name)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

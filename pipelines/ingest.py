@@ -36,6 +36,11 @@ def _load(kind: str, path: Optional[str], options: dict) -> Manifest:
     return load_source(kind, path, **options)
 
 
+def _as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells as comparable text, with every kind of missing value (None, NaN, NA) the same."""
+    return df.astype(object).where(df.notna(), "<missing>").astype(str)
+
+
 def _diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
     if old.empty:
         return {"added": sorted(new["video_id"]), "removed": [], "changed": []}
@@ -43,8 +48,8 @@ def _diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
     added, removed = sorted(set(n.index) - set(o.index)), sorted(set(o.index) - set(n.index))
     common = sorted(set(n.index) & set(o.index))
     cols = [c for c in n.columns if c in o.columns]
-    a = o.loc[common, cols].astype(str)
-    b = n.loc[common, cols].astype(str)
+    a = _as_text(o.loc[common, cols])
+    b = _as_text(n.loc[common, cols])
     changed = sorted(a.index[(a != b).any(axis=1)])
     return {"added": added, "removed": removed, "changed": changed}
 
@@ -69,6 +74,8 @@ def ingest(
     threshold: Optional[float] = None,
     scrape_time: Optional[float] = None,
     speech: bool = True,
+    min_duration: Annotated[float, Field(ge=1, le=600)] = 3.0,
+    max_duration: Annotated[float, Field(ge=1, le=600)] = 15.0,
 ) -> dict:
     """Record a dataset's manifest (one row per video: id, source path, split, labels, metadata) in its store.
 
@@ -76,7 +83,8 @@ def ingest(
         dataset: the store's name under the root.
         source: adapter kind (``folder``, ``first-impressions``, ``liris-accede``, ``tiktok``, ``synthetic``).
         path: the dataset folder (or ``.jsonl`` for tiktok). For ``synthetic`` defaults to ``<root>/_sources/<dataset>``.
-        videos, seed, speech: synthetic only — how many videos, the seed, speak transcripts with espeak-ng.
+        videos, seed, speech, min_duration, max_duration: synthetic only — how many videos, the seed, speak
+            transcripts with espeak-ng, clip length range in seconds. Regenerated only when these change.
         threshold: liris-accede only — high/low threshold on the [1, 5] scale (default 3.0).
         scrape_time: tiktok only — epoch seconds of the scrape when the files do not record it.
 
@@ -88,7 +96,8 @@ def ingest(
         if source != "synthetic":
             raise ValueError(f"path=None: the {source!r} source needs the dataset's folder (or file)")
         path = str(default_source_path(store))
-    options = {"videos": videos, "seed": seed, "speech": speech} if source == "synthetic" else {}
+    options = ({"videos": videos, "seed": seed, "speech": speech, "min_duration": min_duration,
+                "max_duration": max_duration} if source == "synthetic" else {})
     if source == "liris-accede":
         options["threshold"] = threshold
     if source == "tiktok":

@@ -15,6 +15,7 @@ labels             ``valence``, ``arousal`` (0/1) and ``*_value``; the five trai
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -97,17 +98,24 @@ def read_synthetic(path: str | Path) -> pd.DataFrame:
     if len(bad):
         raise SourceError(f"{root}: First Impressions and LIRIS-ACCEDE files disagree on the split of "
                           f"{bad['video_id'].tolist()[:5]}")
-    return merged.drop(columns=["split_liris", "split_tiktok"])
+    merged = merged.drop(columns=["split_liris", "split_tiktok"])
+    merged["song_id"] = merged["song_id"].astype(object).where(merged["song_id"].notna(), None)
+    return merged
 
 
 def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: bool = True,
-               workers: int = 2, **_: Any) -> pd.DataFrame:
+               workers: int = 2, min_duration: float = 3.0, max_duration: float = 15.0, **_: Any) -> pd.DataFrame:
     from features.sources.synthetic import generate_synthetic  # heavy: ffmpeg pipelines
 
     if path is None:
         raise ValueError("path=None: the synthetic source needs a folder to generate into")
-    if not (path / "tiktok_posts.jsonl").exists():
-        generate_synthetic(path, n_videos=videos, seed=seed, speech=speech, workers=workers)
+    stamp = path / "generated.json"
+    wanted = {"videos": videos, "seed": seed, "speech": speech, "min_duration": min_duration,
+              "max_duration": max_duration}
+    if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
+        generate_synthetic(path, n_videos=videos, seed=seed, speech=speech, workers=workers,
+                           min_duration=min_duration, max_duration=max_duration)
+        stamp.write_text(json.dumps(wanted))
     return read_synthetic(path)
 
 

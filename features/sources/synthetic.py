@@ -1,0 +1,825 @@
+"""Planted-truth synthetic dataset: real video files plus labels in the three real on-disk formats.
+
+:func:`generate_synthetic` renders ``n_videos`` short clips with ffmpeg (raw RGB frames piped into ffmpeg's stdin,
+the audio track from a temporary WAV) and describes the **same** videos three times, in the formats the real adapters
+parse (:mod:`features.sources.first_impressions`, :mod:`features.sources.liris`, :mod:`features.sources.tiktok`),
+plus the ground truth that later tests use to prove that models learn and that interpretability recovers the truth.
+
+Layout of ``out_dir``::
+
+    videos/syn_0000.mp4 ...                      H.264/AAC .mp4 (most), H.264 + Opus/Vorbis .mkv, mpeg4 + MP3 .avi,
+                                                 VP8 + Vorbis .webm; 24/25/30 fps; landscape 128x96 / portrait 96x128
+                                                 (times ``size_scale``); about 10 % have no audio stream
+    annotation_{training,validation,test}.pkl    First Impressions V2: {trait: {file name: score in [0,1]}} (py2 pickle)
+    transcription_{training,validation,test}.pkl First Impressions V2: {file name: transcript} (py2 pickle)
+    ACCEDEranking.txt, ACCEDEsets.txt            LIRIS-ACCEDE (tab-separated; set 1 = train, 2 = val, 0 = test)
+    tiktok_scrape.json                           {"scrape_time": epoch s}
+    ground_truth.parquet, ground_truth.json      one row per video (cues, planted labels, effects); the planting
+    tiktok_posts.jsonl                           TikTok post records -- written LAST: it marks a complete dataset
+
+The split (60/20/20 by a seeded shuffle) is the same in every format; ``ground_truth.split`` uses vidpipe's names
+``train`` / ``val`` / ``test``.
+
+Planted signals (``x`` = a cue in [0, 1]; every noise draw is stored in a ``noise_<label>`` column so each label is
+reproducible exactly from the ground truth):
+
+* Seconds: ``S = floor(duration)`` whole seconds carry one cue value each; the sub-second tail (< 1 s) repeats the
+  cue of second ``S - 1`` so a segmenter that keeps or drops the partial last second sees consistent content.
+  Each per-second cue is ``x_t = (μ + u_t) / 2`` with a per-video level ``μ ~ U(0, 1)`` and ``u_t ~ U(0, 1)``, so
+  clips differ as a whole (what popularity's content effect needs) and second to second (what makes recency
+  identifiable).
+* **valence** <- visual: ``v_t`` = grey level of the central square (side = half the short side, centred), mapped
+  linearly to pixel value ``255 * (0.1 + 0.8 v_t)``. Of the 64x64 centre crop the pipeline takes (short side -> 80,
+  centre crop 64) the square covers pixels 12..52.
+* **arousal** <- audio: ``a_t`` = loudness of a cue sound in second ``t``: band-limited noise (1.5-7.5 kHz, a "hiss")
+  at RMS ``0.12 * 10^(-20 (1 - a_t) / 20)`` (-38..-18 dBFS), i.e. linear in dB so log-mel energies and MFCC c0 are
+  close to linear in ``a_t``. The brief suggested a cue *tone*; we measured that a pure tone's level nearly vanishes in
+  13 MFCCs (a tone moves one mel band of 128, which the truncated DCT smears away): with speech mixed in, the cue-band
+  log-mel level rebuilt from 13 MFCCs correlates 0.33 with ``a_t`` for a 2 kHz tone and 1.00 for the noise band
+  (MFCC c0 alone: 0.26 vs 0.73).
+* Emotion values (LIRIS-ACCEDE's [1, 5] scale), with recency weights ``w`` (the dissertation, Ch. 2, finds the last
+  3 seconds weigh most)::
+
+      w_t  ∝ 0 for t < S - 15,   1 for S - 15 <= t < S - 3,   6 for t >= S - 3;   Σ_t w_t = 1
+      valence = clip(1 + 4 Σ_t w_t v_t + ε_v, 1, 5)        arousal = clip(1 + 4 Σ_t w_t a_t + ε_a, 1, 5)
+
+* Personality (First Impressions, all in [0, 1]; ``trait = clip(0.1 + 0.8 x + ε, 0, 1)``, a min-max squash -- linear,
+  so attribution magnitudes stay proportional to the cue):
+
+  - extraversion <- visual ``e``: brightness of a warm colour filling the **top-left quadrant** (constant over the
+    video; the central square is drawn over the quadrant's inner corner, so the visible patch is an L shape);
+  - neuroticism <- audio ``n``: pitch of a steady background tone, ``f = 110 * 4^n`` Hz (110..440 Hz);
+  - agreeableness <- text: ``k_A / 4``, ``k_A`` in 0..4 = count of words from {kind, friendly, warm, gentle};
+  - conscientiousness <- text: ``k_C / 4`` with {plan, careful, organised, deadline};
+  - openness <- visual + audio: ``x = (e + n) / 2``;
+  - interview = mean of the five traits (no extra noise).
+
+  Videos without an audio track keep their audio-driven labels: the modality is missing, not the label.
+* Songs: ``max(3, n_videos // 8)`` songs; every song gets one video first, the rest are drawn with a power law
+  ``P(song j) ∝ (j + 1)^-1.5``; about 5 % of videos have no song (TikTok ``music.id == ""``). Each song has a distinct
+  4-note melody (pentatonic, 523-1319 Hz) looped in the audio of its videos, and an effect that grows with the number of
+  videos using it (the network effect)::
+
+      song_effect_j = 5 + 8 (0.7 log(1 + n_j) / log(1 + max_k n_k) + 0.3 u_j),  u_j ~ U(0, 1);  no song -> 5
+      content_effect = 5 + 8 mean_t(v_t)
+      p = 0.6 song_effect + 0.4 content_effect + ε_p          (natural-log units, per day)
+
+  With these ranges the song term carries about 85 % of var(p) and the content term about 13 % (400 planned videos):
+  the network effect dominates, and the content effect is there for a visual model to find.
+
+  TikTok counts are chosen so that ``log((plays + shares + comments + 1) / t_days) = p`` up to rounding the total
+  count to an integer: ``|Δp| <= 0.5 / (e^p t_days)`` (< 3e-3 here).
+* Speech: when ``speech`` and espeak-ng (or espeak) is on PATH, the transcript is spoken into the audio at a peak of
+  0.12 (its energy mostly below 1.5 kHz, where the cue noise is not), so the cue stays dominant in its band; the
+  parts' peaks sum to at most 0.48 + 0.05 + 0.05 + 0.12 = 0.70, so the mix cannot clip.
+
+The paper's recency finding is an attention pattern, not a formula; the 1:6 step weights are our choice of the simplest
+weighting in which "the last 3 seconds weigh most" (72 % of the mass for a 10-second clip).
+
+Determinism: every random draw happens in the calling thread from ``numpy.random.default_rng(seed)`` before any
+encoding, so labels and cue arrays depend only on the arguments (not on ``workers`` or ``speech``); ffmpeg runs
+single-threaded with ``+bitexact`` and no metadata, so the same machine writes identical bytes.
+
+Crash safety: label files from an earlier run are removed first; each video is encoded to a hidden ``.<name>.partial``
+file and renamed; the label files are written (temporary name + rename) only after every video exists, and
+``tiktok_posts.jsonl`` is renamed into place last. An interrupted run therefore never leaves labels pointing at
+half-written videos.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import scipy.io.wavfile
+import scipy.signal
+from scipy.ndimage import uniform_filter1d
+from scipy.stats import rankdata
+
+__all__ = ["SyntheticDataset", "generate_synthetic"]
+
+_TRAITS = ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness")
+_FI_SPLIT_TAGS = {"train": "training", "val": "validation", "test": "test"}
+_LIRIS_SET_CODES = {"train": 1, "val": 2, "test": 0}
+_GENERATOR = "vidpipe.synthetic@1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Design:
+    """Every constant of the planting; dumped into ``ground_truth.json`` so the truth is self-describing."""
+
+    base_width: int = 128  # landscape frame width at size_scale=1 (portrait swaps width and height)
+    base_height: int = 96  # landscape frame height at size_scale=1
+    fps_choices: tuple[int, ...] = (24, 25, 30)  # frame rates, drawn uniformly per video
+    portrait_share: float = 0.4  # share of portrait videos
+    no_audio_share: float = 0.1  # share of videos without an audio stream
+    no_song_share: float = 0.05  # share of videos without a song (music.id == "")
+    cover_from: int = 4  # from this many videos on, every category (container, portrait, no audio, no song) occurs
+    containers: tuple[tuple[str, float], ...] = (("mp4", 0.55), ("mkv", 0.2), ("avi", 0.15), ("webm", 0.1))  # shares
+    level_lo: float = 0.1  # pixel level (fraction of 255) for a visual cue of 0
+    level_hi: float = 0.9  # pixel level for a visual cue of 1
+    centre_square: float = 0.5  # side of the valence square, as a fraction of the short side
+    quadrant_rgb: tuple[float, float, float] = (1.0, 0.55, 0.15)  # hue of the extraversion patch (scaled by level)
+    background_range: tuple[float, float] = (0.15, 0.35)  # per-video random background level per channel (nuisance)
+    distractor_size: float = 0.1  # side of a moving nuisance square below the centre, fraction of the short side
+    distractor_rgb: tuple[int, int, int] = (120, 200, 200)  # its colour
+    distractor_period_s: float = 2.0  # seconds for one left-to-right sweep
+    sample_rate: int = 24000  # audio sample rate of the written tracks (Hz; valid for AAC, Opus, Vorbis, MP3)
+    cue_band_hz: tuple[float, float] = (1500.0, 7500.0)  # pass band of the arousal cue noise
+    cue_rms: float = 0.12  # cue RMS at a_t = 1
+    cue_crest: float = 4.0  # the unit-RMS cue noise is clipped at +-cue_crest (so its peak <= cue_crest * cue_rms)
+    cue_range_db: float = 20.0  # cue level span: a_t = 0 is this many dB below a_t = 1
+    ramp_s: float = 0.01  # smoothing of level steps and note edges (avoids clicks)
+    tone_lo_hz: float = 110.0  # neuroticism background tone at n = 0
+    tone_octaves: float = 2.0  # ... and at n = 1 it is this many octaves higher
+    tone_amp: float = 0.05  # background tone amplitude
+    melody_notes_hz: tuple[float, ...] = (523.25, 587.33, 659.26, 783.99, 880.0, 1046.5, 1174.66, 1318.51)  # scale
+    melody_len: int = 4  # notes per melody (looped)
+    melody_note_s: tuple[float, float] = (0.18, 0.3)  # range of a song's note duration (s)
+    melody_amp: float = 0.05  # melody amplitude
+    speech_peak: float = 0.12  # peak amplitude of the spoken transcript
+    speech_start_s: float = 0.25  # speech onset
+    speech_wpm: int = 170  # espeak-ng speaking rate
+    recency_window_s: int = 15  # seconds that count for emotion (earlier ones weigh 0)
+    recency_last_s: int = 3  # the last seconds that weigh most
+    recency_early_weight: float = 1.0  # un-normalised weight of other seconds in the window
+    recency_late_weight: float = 6.0  # un-normalised weight of the last seconds
+    emotion_noise_sd: float = 0.05  # noise on the [1, 5] emotion scale
+    trait_base: float = 0.1  # trait = clip(trait_base + trait_span * x + noise, 0, 1)
+    trait_span: float = 0.8  # see trait_base
+    trait_noise_sd: float = 0.02  # noise on traits
+    max_words: int = 4  # planted text words per trait: 0..max_words
+    agreeableness_words: tuple[str, ...] = ("kind", "friendly", "warm", "gentle")  # drive agreeableness
+    conscientiousness_words: tuple[str, ...] = ("plan", "careful", "organised", "deadline")  # drive conscientiousness
+    filler_words: tuple[str, ...] = (
+        "the", "a", "we", "you", "today", "talk", "about", "new", "idea", "and", "then", "look", "at", "some",
+        "pictures", "from", "city", "morning", "video", "people", "think", "this", "is", "our", "team", "work", "on",
+        "project", "with", "time", "river", "music", "story", "green", "house", "after", "lunch", "small", "garden",
+        "street",
+    )  # neutral vocabulary (none of it inflects a planted word)
+    split_shares: tuple[float, float] = (0.6, 0.2)  # train, val shares; the rest is test
+    videos_per_song: int = 8  # n_songs = max(min_songs, n_videos // videos_per_song)
+    min_songs: int = 3  # see videos_per_song
+    song_power: float = 1.5  # P(song j) ∝ (j + 1)^-song_power
+    effect_base: float = 5.0  # song/content effects live in [effect_base, effect_base + effect_span] (log units)
+    effect_span: float = 8.0  # see effect_base
+    degree_weight: float = 0.7  # share of a song's effect explained by its number of videos
+    song_weight: float = 0.6  # p = song_weight * song_effect + (1 - song_weight) * content_effect + noise
+    popularity_noise_sd: float = 0.1  # noise on p (log units)
+    scrape_time: int = 1_700_000_000  # epoch seconds of the (synthetic) scrape
+    age_days: tuple[float, float] = (2.0, 90.0)  # range of a post's age at scrape time
+    share_rate: tuple[float, float] = (0.005, 0.03)  # shares / (plays + shares + comments)
+    comment_rate: tuple[float, float] = (0.002, 0.02)  # comments / (plays + shares + comments)
+    like_rate: tuple[float, float] = (0.05, 0.15)  # likes (diggCount) / plays
+    variance_range: tuple[float, float] = (0.05, 0.35)  # LIRIS-ACCEDE valence/arousal variances
+
+
+_DESIGN = _Design()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Encoding:
+    """How one container kind is written."""
+
+    ext: str  # file extension
+    muxer: str  # ffmpeg -f
+    video_codec: str  # codec name as ffprobe reports it
+    video_args: tuple[str, ...]  # ffmpeg video encoder options
+    audio_codecs: tuple[tuple[str, tuple[str, ...]], ...]  # (ffprobe codec name, encoder options); one drawn per video
+
+
+_ENCODINGS = {
+    "mp4": _Encoding(ext=".mp4", muxer="mp4", video_codec="h264",
+                     video_args=("-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p"),
+                     audio_codecs=(("aac", ("-c:a", "aac", "-b:a", "64k")),)),
+    "mkv": _Encoding(ext=".mkv", muxer="matroska", video_codec="h264",
+                     video_args=("-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p"),
+                     audio_codecs=(("opus", ("-c:a", "libopus", "-b:a", "48k")),
+                                   ("vorbis", ("-c:a", "libvorbis", "-q:a", "4")))),
+    "avi": _Encoding(ext=".avi", muxer="avi", video_codec="mpeg4",
+                     video_args=("-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p"),
+                     audio_codecs=(("mp3", ("-c:a", "libmp3lame", "-b:a", "64k")),)),
+    "webm": _Encoding(ext=".webm", muxer="webm", video_codec="vp8",
+                      video_args=("-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "400k",
+                                  "-pix_fmt", "yuv420p"),
+                      audio_codecs=(("vorbis", ("-c:a", "libvorbis", "-q:a", "4")),)),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Song:
+    """One planted song."""
+
+    index: int  # position in the song list (0 = most likely under the power law)
+    song_id: str  # TikTok music.id
+    title: str  # TikTok music.title
+    notes_hz: tuple[float, ...]  # the looped melody
+    note_s: float  # duration of one note (s)
+    n_videos: int  # videos that use it (its degree in the song-video graph)
+    u: float  # the random part of its effect, in [0, 1]
+    effect: float  # song_effect (log units)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _VideoPlan:
+    """Everything needed to render one video; the planted labels live in :attr:`row`."""
+
+    name: str  # file name, e.g. syn_0003.mp4
+    encoding: str  # key of _ENCODINGS
+    audio_args: tuple[str, ...]  # encoder options of the drawn audio codec (empty without audio)
+    width: int  # frame width (px)
+    height: int  # frame height (px)
+    fps: int  # frames per second
+    n_frames: int  # frames in the video
+    n_seconds: int  # whole seconds S
+    has_audio: bool  # whether an audio stream is written
+    visual_cue: tuple[float, ...]  # v_t, length S
+    audio_cue: tuple[float, ...]  # a_t, length S
+    extraversion_cue: float  # e
+    tone_hz: float  # neuroticism background tone frequency
+    cue_noise_seed: int  # seed of the arousal cue noise (drawn while planning, so rendering needs no shared RNG)
+    background: tuple[int, int, int]  # RGB background
+    transcript: str  # what is said (and written to the transcription pickles)
+    song: _Song | None  # the song whose melody plays, if any
+    row: dict[str, Any] = field(default_factory=dict)  # the ground-truth row (filled by _plan)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticDataset:
+    """What :func:`generate_synthetic` wrote."""
+
+    out_dir: Path  # the dataset folder
+    video_paths: tuple[Path, ...]  # one media file per video, in ground-truth row order
+    ground_truth: pd.DataFrame  # one row per video (same content as ground_truth.parquet)
+    files: dict[str, Path]  # role -> label / ground-truth file (see _label_files for the roles)
+
+
+# ----------------------------------------------------------------------------------------------------------- planning
+
+def _recency_weights(n_seconds: int, design: _Design) -> np.ndarray:
+    """Normalised recency weights over a clip's whole seconds.
+
+    ``w_t ∝ 0`` for ``t < S - window``, ``early`` for ``S - window <= t < S - last``, ``late`` for ``t >= S - last``;
+    ``Σ w_t = 1``.
+
+    Shapes:
+        returns (S,) float64.
+    """
+    t = np.arange(n_seconds)
+    w = np.where(t >= n_seconds - design.recency_last_s, design.recency_late_weight, design.recency_early_weight)
+    w = np.where(t < n_seconds - design.recency_window_s, 0.0, w)
+    return w / w.sum()
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def _quota(rng: np.random.Generator, n: int, share: float, design: _Design, *,
+           keep_one_out: bool = False) -> np.ndarray:
+    """A shuffled boolean mask with ``round(share * n)`` True entries (at least one once ``n >= cover_from``)."""
+    k = _round_half_up(share * n)
+    if n >= design.cover_from:
+        k = max(k, 1)
+    if keep_one_out:
+        k = min(k, n - 1)
+    mask = np.zeros(n, dtype=bool)
+    mask[:max(k, 0)] = True
+    return rng.permutation(mask)
+
+
+def _container_kinds(rng: np.random.Generator, n: int, design: _Design) -> list[str]:
+    kinds, shares = zip(*design.containers)
+    counts = [_round_half_up(s * n) for s in shares[1:]]
+    if n >= design.cover_from:
+        counts = [max(c, 1) for c in counts]
+    counts = [min(c, n - 1) for c in counts]  # the first (mp4) keeps the remainder
+    while sum(counts) > max(n - 1, 0) and any(counts):
+        counts[int(np.argmax(counts))] -= 1
+    labels = [kinds[0]] * (n - sum(counts)) + [k for k, c in zip(kinds[1:], counts) for _ in range(c)]
+    return [labels[i] for i in rng.permutation(n)]
+
+
+def _transcript(rng: np.random.Generator, k_agree: int, k_consc: int, design: _Design) -> str:
+    """1-2 sentences of filler words with ``k_agree`` + ``k_consc`` planted words at random positions."""
+    n_sent = int(rng.integers(1, 3))
+    sentences = [list(rng.choice(design.filler_words, size=int(rng.integers(4, 8)))) for _ in range(n_sent)]
+    planted = list(rng.choice(design.agreeableness_words, size=k_agree)) + \
+        list(rng.choice(design.conscientiousness_words, size=k_consc))
+    for word in planted:
+        words = sentences[int(rng.integers(n_sent))]
+        words.insert(int(rng.integers(len(words) + 1)), str(word))
+    return " ".join(" ".join(map(str, s)).capitalize() + "." for s in sentences)
+
+
+def _plan_songs(rng: np.random.Generator, n_videos: int, no_song: np.ndarray,
+                design: _Design) -> tuple[list[_Song], list[int | None]]:
+    """Songs and each video's song index (``None`` = no song): one video per song first, then a power law."""
+    n_songs = max(design.min_songs, n_videos // design.videos_per_song)
+    with_song = [int(i) for i in rng.permutation(np.flatnonzero(~no_song))]
+    assignment: list[int | None] = [None] * n_videos
+    probs = (np.arange(n_songs) + 1.0) ** -design.song_power
+    probs /= probs.sum()
+    for rank, vid in enumerate(with_song):
+        assignment[vid] = rank if rank < n_songs else int(rng.choice(n_songs, p=probs))
+    degrees = np.bincount([a for a in assignment if a is not None], minlength=n_songs)
+    max_log_deg = math.log1p(max(int(degrees.max()), 1))
+    seen: set[tuple[int, ...]] = set()
+    songs = []
+    for j in range(n_songs):
+        while True:
+            seq = tuple(int(k) for k in rng.integers(0, len(design.melody_notes_hz), design.melody_len))
+            if seq not in seen and len(set(seq)) > 1:
+                break
+        seen.add(seq)
+        note_s = round(float(rng.uniform(*design.melody_note_s)), 2)
+        u = float(rng.uniform())
+        effect = design.effect_base + design.effect_span * (
+            design.degree_weight * math.log1p(int(degrees[j])) / max_log_deg + (1 - design.degree_weight) * u)
+        songs.append(_Song(index=j, song_id=f"syn_song_{j:03d}", title=f"Synthetic melody {j}",
+                           notes_hz=tuple(design.melody_notes_hz[k] for k in seq), note_s=note_s,
+                           n_videos=int(degrees[j]), u=u, effect=effect))
+    return songs, assignment
+
+
+def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, size_scale: float,
+          design: _Design) -> tuple[list[_VideoPlan], list[_Song]]:
+    """Draw every random quantity of the dataset (in one fixed order) and compute the planted labels."""
+    rng = np.random.default_rng(seed)
+    kinds = _container_kinds(rng, n_videos, design)
+    portrait = _quota(rng, n_videos, design.portrait_share, design, keep_one_out=True)
+    no_audio = _quota(rng, n_videos, design.no_audio_share, design, keep_one_out=True)
+    no_song = _quota(rng, n_videos, design.no_song_share, design, keep_one_out=True)
+    songs, song_of = _plan_songs(rng, n_videos, no_song, design)
+    order = rng.permutation(n_videos)
+    n_train = _round_half_up(design.split_shares[0] * n_videos)
+    n_val = min(_round_half_up(design.split_shares[1] * n_videos), n_videos - n_train)
+    split = np.empty(n_videos, dtype=object)
+    split[order[:n_train]] = "train"
+    split[order[n_train:n_train + n_val]] = "val"
+    split[order[n_train + n_val:]] = "test"
+
+    long_side = 2 * max(8, _round_half_up(design.base_width * size_scale / 2))
+    short_side = 2 * max(8, _round_half_up(design.base_height * size_scale / 2))
+    digits = max(4, len(str(n_videos - 1)))
+    plans = []
+    for i in range(n_videos):
+        enc = _ENCODINGS[kinds[i]]
+        audio_codec, audio_args = enc.audio_codecs[int(rng.integers(len(enc.audio_codecs)))]
+        fps = int(rng.choice(design.fps_choices))
+        n_frames = max(1, _round_half_up(float(rng.uniform(min_duration, max_duration)) * fps))
+        duration = n_frames / fps
+        n_sec = max(1, int(math.floor(duration + 1e-9)))
+        v = (rng.uniform() + rng.uniform(size=n_sec)) / 2  # per-video level + per-second part
+        a = (rng.uniform() + rng.uniform(size=n_sec)) / 2
+        e, n = float(rng.uniform()), float(rng.uniform())
+        cue_noise_seed = int(rng.integers(2**63))
+        background = tuple(int(x) for x in np.round(255 * rng.uniform(*design.background_range, size=3)))
+        k_agree, k_consc = (int(k) for k in rng.integers(0, design.max_words + 1, size=2))
+        transcript = _transcript(rng, k_agree, k_consc, design)
+        noise = {"valence": float(rng.normal(0, design.emotion_noise_sd)),
+                 "arousal": float(rng.normal(0, design.emotion_noise_sd)),
+                 **{t: float(rng.normal(0, design.trait_noise_sd)) for t in _TRAITS},
+                 "popularity": float(rng.normal(0, design.popularity_noise_sd))}
+        age_s = _round_half_up(float(rng.uniform(*design.age_days)) * 86400)
+        share_rate, comment_rate, like_rate = (float(rng.uniform(*r)) for r in
+                                               (design.share_rate, design.comment_rate, design.like_rate))
+        variances = rng.uniform(*design.variance_range, size=2)
+
+        # --- planted labels (the formulas of the module docstring) ---
+        w = _recency_weights(n_sec, design)
+        emotion = {"valence": float(np.clip(1 + 4 * w @ v + noise["valence"], 1, 5)),
+                   "arousal": float(np.clip(1 + 4 * w @ a + noise["arousal"], 1, 5))}
+        trait_x = {"extraversion": e, "neuroticism": n, "agreeableness": k_agree / design.max_words,
+                   "conscientiousness": k_consc / design.max_words, "openness": (e + n) / 2}
+        traits = {t: float(np.clip(design.trait_base + design.trait_span * trait_x[t] + noise[t], 0, 1))
+                  for t in _TRAITS}
+        traits["interview"] = float(np.mean([traits[t] for t in _TRAITS]))
+        song = songs[song_of[i]] if song_of[i] is not None else None
+        song_effect = song.effect if song is not None else design.effect_base
+        content_effect = design.effect_base + design.effect_span * float(np.mean(v))
+        p = design.song_weight * song_effect + (1 - design.song_weight) * content_effect + noise["popularity"]
+        create_time = design.scrape_time - age_s
+        t_days = (design.scrape_time - create_time) / 86400.0
+        total = max(0, _round_half_up(math.exp(p) * t_days) - 1)  # plays + shares + comments
+        shares, comments = int(total * share_rate), int(total * comment_rate)
+        plays = total - shares - comments
+
+        width, height = (short_side, long_side) if portrait[i] else (long_side, short_side)
+        name = f"syn_{i:0{digits}d}{enc.ext}"
+        has_audio = not bool(no_audio[i])
+        row = {
+            "name": name, "video_id": Path(name).stem, "split": str(split[i]), "container": kinds[i],
+            "video_codec": enc.video_codec, "audio_codec": audio_codec if has_audio else None,
+            "duration": duration, "n_frames": n_frames, "fps": fps, "width": width, "height": height,
+            "orientation": "portrait" if portrait[i] else "landscape", "has_audio": has_audio,
+            "n_seconds": n_sec, "visual_cue": v.tolist(), "audio_cue": a.tolist(), "recency_weights": w.tolist(),
+            "extraversion_cue": e, "neuroticism_cue": n,
+            "neuroticism_tone_hz": design.tone_lo_hz * 2.0 ** (design.tone_octaves * n),
+            "agreeableness_words": k_agree, "conscientiousness_words": k_consc, "transcript": transcript,
+            "background_rgb": list(background),
+            "song_id": song.song_id if song is not None else None,
+            "song_effect": song_effect, "content_effect": content_effect,
+            **emotion, **traits, "popularity": p,
+            **{f"noise_{k}": val for k, val in noise.items()},
+            "create_time": create_time, "t_days": t_days, "play_count": plays, "share_count": shares,
+            "comment_count": comments, "digg_count": int(plays * like_rate),
+            "valence_variance": float(variances[0]), "arousal_variance": float(variances[1]),
+        }
+        plans.append(_VideoPlan(
+            name=name, encoding=kinds[i], audio_args=audio_args if has_audio else (), width=width, height=height,
+            fps=fps, n_frames=n_frames, n_seconds=n_sec, has_audio=has_audio, visual_cue=tuple(v.tolist()),
+            audio_cue=tuple(a.tolist()), extraversion_cue=e, tone_hz=row["neuroticism_tone_hz"],
+            cue_noise_seed=cue_noise_seed,
+            background=background, transcript=transcript, song=song, row=row))
+    return plans, songs
+
+
+# ---------------------------------------------------------------------------------------------------------- rendering
+
+def _level(x: float, design: _Design) -> float:
+    """Cue in [0, 1] -> pixel level in [0, 255]."""
+    return 255.0 * (design.level_lo + (design.level_hi - design.level_lo) * x)
+
+
+def _second_frame(plan: _VideoPlan, second: int, design: _Design) -> np.ndarray:
+    """The static part of every frame in one second: background, top-left quadrant, central square.
+
+    Shapes:
+        returns (H, W, 3) uint8.
+    """
+    h, w = plan.height, plan.width
+    frame = np.empty((h, w, 3), dtype=np.uint8)
+    frame[:] = plan.background
+    frame[: h // 2, : w // 2] = np.round(_level(plan.extraversion_cue, design) * np.array(design.quadrant_rgb))
+    half = design.centre_square * min(h, w) / 2
+    y0, y1 = _round_half_up(h / 2 - half), _round_half_up(h / 2 + half)
+    x0, x1 = _round_half_up(w / 2 - half), _round_half_up(w / 2 + half)
+    frame[y0:y1, x0:x1] = round(_level(plan.visual_cue[second], design))
+    return frame
+
+
+def _frames(plan: _VideoPlan, design: _Design) -> Iterator[np.ndarray]:
+    """Yield the video one second at a time (the last chunk may be shorter), with the moving nuisance square.
+
+    Shapes:
+        yields (T, H, W, 3) uint8 chunks, T <= fps; their T sum to ``plan.n_frames``.
+    """
+    h, w = plan.height, plan.width
+    short = min(h, w)
+    size = max(2, _round_half_up(design.distractor_size * short))
+    y0 = _round_half_up(h / 2 + 0.3 * short)
+    x_lo, x_hi = w / 2 - 0.4 * short, w / 2 + 0.4 * short - size
+    for start in range(0, plan.n_frames, plan.fps):
+        idx = np.arange(start, min(start + plan.fps, plan.n_frames))
+        base = _second_frame(plan, min(start // plan.fps, plan.n_seconds - 1), design)
+        chunk = np.repeat(base[None], len(idx), axis=0)
+        phase = (idx / plan.fps % design.distractor_period_s) / design.distractor_period_s
+        for k, x in enumerate(np.round(x_lo + (x_hi - x_lo) * phase).astype(int)):
+            chunk[k, y0:y0 + size, x:x + size] = design.distractor_rgb
+        yield chunk
+
+
+def _speak(text: str, espeak: str, tmp: Path, design: _Design) -> np.ndarray:
+    """Speak ``text`` with espeak-ng and resample to ``design.sample_rate``, peak-normalised to ``speech_peak``.
+
+    Shapes:
+        returns (n_samples,) float64.
+    """
+    wav = tmp / "speech.wav"
+    res = subprocess.run([espeak, "-v", "en-us", "-s", str(design.speech_wpm), "-w", str(wav), text],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0 or not wav.is_file():
+        raise RuntimeError(f"{espeak} failed (exit {res.returncode}) speaking {text!r}: {res.stderr.strip()[-500:]}")
+    sr, x = scipy.io.wavfile.read(wav)
+    x = x.astype(np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    g = math.gcd(int(sr), design.sample_rate)
+    x = scipy.signal.resample_poly(x, design.sample_rate // g, int(sr) // g)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return x * (design.speech_peak / peak) if peak > 0 else x
+
+
+def _audio(plan: _VideoPlan, speech: np.ndarray | None, design: _Design) -> np.ndarray:
+    """Mix the arousal cue noise, the background tone, the song melody and the speech.
+
+    ``x(t) = A(a_{sec(t)}) z(t) + A_n sin(2π f_n t) + A_m melody(t) + speech(t - onset)`` with ``z`` band-pass noise
+    of unit RMS clipped at ±crest and ``A(a) = cue_rms · 10^(-range_db (1 - a) / 20)`` smoothed over ``ramp_s``.
+
+    Shapes:
+        returns (n_samples,) float32 with n_samples = round(duration · sample_rate).
+    """
+    sr = design.sample_rate
+    n = _round_half_up(plan.n_frames / plan.fps * sr)
+    t = np.arange(n) / sr
+    sec = np.minimum(np.arange(n) // sr, plan.n_seconds - 1)
+    a = np.asarray(plan.audio_cue)[sec]
+    ramp = max(1, _round_half_up(design.ramp_s * sr))
+    env = uniform_filter1d(design.cue_rms * 10.0 ** (-design.cue_range_db * (1 - a) / 20), size=ramp, mode="nearest")
+    sos = scipy.signal.butter(6, design.cue_band_hz, btype="bandpass", fs=sr, output="sos")
+    z = scipy.signal.sosfilt(sos, np.random.default_rng(plan.cue_noise_seed).standard_normal(n))
+    z = np.clip(z / max(float(np.std(z)), 1e-12), -design.cue_crest, design.cue_crest)
+    x = env * z + design.tone_amp * np.sin(2 * np.pi * plan.tone_hz * t)
+    if plan.song is not None:
+        note_idx = (t // plan.song.note_s).astype(int)
+        local = t - note_idx * plan.song.note_s
+        freq = np.asarray(plan.song.notes_hz)[note_idx % len(plan.song.notes_hz)]
+        fade = np.clip(np.minimum(local, plan.song.note_s - local) / design.ramp_s, 0, 1)
+        x = x + design.melody_amp * fade * np.sin(2 * np.pi * freq * local)
+    if speech is not None and speech.size:
+        start = _round_half_up(design.speech_start_s * sr)
+        part = speech[: max(0, n - start)].copy()
+        tail = min(ramp * 2, part.size)
+        if part.size < speech.size and tail:  # cut mid-word: fade out instead of clicking
+            part[-tail:] *= np.linspace(1, 0, tail)
+        x[start:start + part.size] += part
+    assert np.max(np.abs(x)) <= 1.0, "mix levels must not clip"
+    return x.astype(np.float32)
+
+
+def _encode(plan: _VideoPlan, videos_dir: Path, ffmpeg: str, espeak: str | None, design: _Design) -> Path:
+    """Render and encode one video to a hidden temporary file, then rename it into place."""
+    enc = _ENCODINGS[plan.encoding]
+    final = videos_dir / plan.name
+    partial = videos_dir / f".{plan.name}.partial"
+    with tempfile.TemporaryDirectory(prefix="vidpipe-syn-") as tmp_name:
+        tmp = Path(tmp_name)
+        cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{plan.width}x{plan.height}", "-r", str(plan.fps),
+               "-i", "pipe:0"]
+        if plan.has_audio:
+            speech = _speak(plan.transcript, espeak, tmp, design) if espeak else None
+            wav = tmp / "audio.wav"
+            scipy.io.wavfile.write(wav, design.sample_rate, _audio(plan, speech, design))
+            cmd += ["-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", *plan.audio_args]
+        else:
+            cmd += ["-map", "0:v:0", "-an"]
+        cmd += [*enc.video_args, "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+                "-flags:a", "+bitexact", "-map_metadata", "-1", "-f", enc.muxer, str(partial)]
+        log = tmp / "ffmpeg.log"
+        try:
+            with log.open("wb") as err:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+                try:
+                    for chunk in _frames(plan, design):
+                        proc.stdin.write(chunk.tobytes())
+                except BrokenPipeError:
+                    pass  # ffmpeg died: its exit code and log say why
+                finally:
+                    try:
+                        proc.stdin.close()
+                    except BrokenPipeError:
+                        pass
+                    rc = proc.wait()
+            if rc != 0:
+                raise RuntimeError(f"ffmpeg failed to encode {plan.name} (exit {rc}): "
+                                   f"{log.read_text(errors='replace').strip()[-800:]}")
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+    return final
+
+
+# -------------------------------------------------------------------------------------------------------- label files
+
+def _label_files(out_dir: Path) -> dict[str, Path]:
+    """Role -> path of every label / ground-truth file, in writing order (the last one marks completion)."""
+    files = {}
+    for tag in _FI_SPLIT_TAGS.values():
+        files[f"annotation_{tag}"] = out_dir / f"annotation_{tag}.pkl"
+        files[f"transcription_{tag}"] = out_dir / f"transcription_{tag}.pkl"
+    files.update({
+        "liris_ranking": out_dir / "ACCEDEranking.txt",
+        "liris_sets": out_dir / "ACCEDEsets.txt",
+        "tiktok_scrape": out_dir / "tiktok_scrape.json",
+        "ground_truth_parquet": out_dir / "ground_truth.parquet",
+        "ground_truth_json": out_dir / "ground_truth.json",
+        "tiktok_posts": out_dir / "tiktok_posts.jsonl",
+    })
+    return files
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write under a hidden temporary name in the same folder, then rename (no fsync: guards against interruption,
+    not power loss)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _py2_pickle_bytes(obj: Any) -> bytes:
+    # Imported here, not at module level: the adapter module owns the py2 format and the generator only borrows it.
+    from features.sources.first_impressions import dump_py2_pickle
+
+    buf = io.BytesIO()
+    dump_py2_pickle(obj, buf)
+    return buf.getvalue()
+
+
+def _first_impressions_files(gt: pd.DataFrame) -> dict[str, bytes]:
+    out = {}
+    for split, tag in _FI_SPLIT_TAGS.items():
+        part = gt[gt["split"] == split]
+        ann = {t: dict(zip(part["name"], part[t].astype(float))) for t in (*_TRAITS, "interview")}
+        out[f"annotation_{tag}"] = _py2_pickle_bytes(ann)
+        out[f"transcription_{tag}"] = _py2_pickle_bytes(dict(zip(part["name"], part["transcript"])))
+    return out
+
+
+def _liris_files(gt: pd.DataFrame) -> dict[str, bytes]:
+    v_rank = rankdata(gt["valence"], method="ordinal").astype(int) - 1  # 0-based, ties by id
+    a_rank = rankdata(gt["arousal"], method="ordinal").astype(int) - 1
+    ranking = ["id\tname\tvalenceRank\tarousalRank\tvalenceValue\tarousalValue\tvalenceVariance\tarousalVariance"]
+    sets = ["id\tname\tset"]
+    for i, r in enumerate(gt.itertuples(index=False)):
+        ranking.append(f"{i}\t{r.name}\t{v_rank[i]}\t{a_rank[i]}\t{r.valence!r}\t{r.arousal!r}\t"
+                       f"{r.valence_variance!r}\t{r.arousal_variance!r}")
+        sets.append(f"{i}\t{r.name}\t{_LIRIS_SET_CODES[r.split]}")
+    return {"liris_ranking": ("\n".join(ranking) + "\n").encode(), "liris_sets": ("\n".join(sets) + "\n").encode()}
+
+
+def _tiktok_posts(gt: pd.DataFrame, songs: list[_Song]) -> bytes:
+    titles = {s.song_id: s.title for s in songs}
+    lines = []
+    for r in gt.itertuples(index=False):
+        song = r.song_id if isinstance(r.song_id, str) else None  # pandas reads a missing id back as None or NaN
+        rec = {"id": r.video_id, "createTime": int(r.create_time),
+               "stats": {"playCount": int(r.play_count), "shareCount": int(r.share_count),
+                         "commentCount": int(r.comment_count), "diggCount": int(r.digg_count)},
+               "music": {"id": song or "", "title": titles[song] if song else "original sound"},
+               "desc": f"synthetic clip {r.video_id} #vidpipe #synthetic", "video": {"duration": round(r.duration)}}
+        lines.append(json.dumps(rec))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, Any], design: _Design) -> bytes:
+    doc = {
+        "generator": _GENERATOR,
+        "seed": params["seed"],
+        "params": params,
+        "splits": {s: gt.loc[gt["split"] == s, "video_id"].tolist() for s in ("train", "val", "test")},
+        "seconds": "S = floor(duration) whole seconds carry one cue each; the sub-second tail repeats second S-1",
+        "labels": {
+            "valence": {"modality": ["visual"], "cue": "visual_cue",
+                        "where": "grey level of the central square (side = centre_square x short side), per second",
+                        "formula": "clip(1 + 4 * sum_t w_t * visual_cue_t + noise_valence, 1, 5)"},
+            "arousal": {"modality": ["audio"], "cue": "audio_cue",
+                        "where": "loudness of band-pass noise (cue_band_hz), "
+                                 "rms = cue_rms * 10^(-cue_range_db * (1 - a_t) / 20)",
+                        "formula": "clip(1 + 4 * sum_t w_t * audio_cue_t + noise_arousal, 1, 5)"},
+            "extraversion": {"modality": ["visual"], "cue": "extraversion_cue",
+                             "where": "brightness of the warm top-left quadrant (constant over the video)",
+                             "formula": "clip(trait_base + trait_span * extraversion_cue + noise_extraversion, 0, 1)"},
+            "neuroticism": {"modality": ["audio"], "cue": "neuroticism_cue",
+                            "where": "pitch of the steady background tone, tone_lo_hz * 2^(tone_octaves * n)",
+                            "formula": "clip(trait_base + trait_span * neuroticism_cue + noise_neuroticism, 0, 1)"},
+            "agreeableness": {"modality": ["text"], "cue": "agreeableness_words",
+                              "words": list(design.agreeableness_words),
+                              "formula": "clip(trait_base + trait_span * agreeableness_words / max_words"
+                                         " + noise_agreeableness, 0, 1)"},
+            "conscientiousness": {"modality": ["text"], "cue": "conscientiousness_words",
+                                  "words": list(design.conscientiousness_words),
+                                  "formula": "clip(trait_base + trait_span * conscientiousness_words / max_words"
+                                             " + noise_conscientiousness, 0, 1)"},
+            "openness": {"modality": ["visual", "audio"], "cue": ["extraversion_cue", "neuroticism_cue"],
+                         "formula": "clip(trait_base + trait_span * (extraversion_cue + neuroticism_cue) / 2"
+                                    " + noise_openness, 0, 1)"},
+            "interview": {"modality": ["visual", "audio", "text"],
+                          "formula": "mean(extraversion, neuroticism, agreeableness, conscientiousness, openness)"},
+            "popularity": {"modality": ["graph", "visual"],
+                           "formula": "song_weight * song_effect + (1 - song_weight) * content_effect"
+                                      " + noise_popularity",
+                           "song_effect": "effect_base + effect_span * (degree_weight * log(1 + n_j) / "
+                                          "log(1 + max_k n_k) + (1 - degree_weight) * u_j); no song -> effect_base",
+                           "content_effect": "effect_base + effect_span * mean_t(visual_cue_t)",
+                           "tiktok": "log((playCount + shareCount + commentCount + 1) / t_days) = popularity up to "
+                                     "integer rounding; t_days = (scrape_time - createTime) / 86400"},
+        },
+        "recency_weights": {
+            "rule": "w_t ∝ 0 if t < S - recency_window_s; recency_late_weight if t >= S - recency_last_s; "
+                    "else recency_early_weight; normalised to sum 1",
+            "by_n_seconds": {str(s): _recency_weights(s, design).tolist() for s in sorted(set(gt["n_seconds"]))},
+        },
+        "songs": [asdict(s) for s in songs],
+        "design": asdict(design),
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False).encode()
+
+
+def _min_max(p: np.ndarray) -> np.ndarray:
+    """(p - min p) / (max p - min p) over the whole generated dataset; a constant vector maps to 0.5."""
+    lo, hi = float(p.min()), float(p.max())
+    return np.full_like(p, 0.5, dtype=float) if hi == lo else (p - lo) / (hi - lo)
+
+
+# ------------------------------------------------------------------------------------------------------------ public
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}={value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_float(name: str, value: Any, minimum: float, *, strict: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        raise ValueError(f"{name}={value!r}: expected a finite number {'>' if strict else '>='} {minimum}")
+    return float(value)
+
+
+def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: int = 0, workers: int = 2,
+                       speech: bool = True, min_duration: float = 3.0, max_duration: float = 15.0,
+                       size_scale: float = 1.0) -> SyntheticDataset:
+    """Write a planted-truth synthetic dataset (videos + First Impressions, LIRIS-ACCEDE and TikTok labels).
+
+    See the module docstring for the layout, the planted signals and their formulas. Existing label files in
+    ``out_dir`` are removed first, and so are stale ``videos/syn_*`` files of an earlier run; nothing else is touched.
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        n_videos: number of videos (>= 1).
+        seed: seed of every random draw; same seed -> same labels, cues and (on the same machine) bytes.
+        workers: parallel ffmpeg encodes (threads, each driving a single-threaded ffmpeg).
+        speech: speak the transcripts into the audio when espeak-ng / espeak is available (warns once if not).
+        min_duration: shortest clip in seconds (>= 1, so every clip has a whole second).
+        max_duration: longest clip in seconds (>= min_duration); durations are uniform in between, rounded to frames.
+        size_scale: scales the 128x96 / 96x128 frame size (sides stay even, at least 16 px).
+
+    Returns:
+        :class:`SyntheticDataset` with the video paths, the ground truth and the label files.
+
+    Raises:
+        ValueError: an argument out of range (named, with the value received).
+        RuntimeError: ffmpeg (or espeak-ng) is missing or fails; no label file is written then.
+    """
+    n_videos = _check_int("n_videos", n_videos, 1)
+    seed = _check_int("seed", seed, 0)
+    workers = _check_int("workers", workers, 1)
+    min_duration = _check_float("min_duration", min_duration, 1.0)
+    max_duration = _check_float("max_duration", max_duration, min_duration)
+    size_scale = _check_float("size_scale", size_scale, 0.0, strict=True)
+    if not isinstance(speech, bool):
+        raise ValueError(f"speech={speech!r}: expected True or False")
+    design = _DESIGN
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg not found on PATH; install it (e.g. `apt-get install ffmpeg`) to generate videos")
+    espeak = (shutil.which("espeak-ng") or shutil.which("espeak")) if speech else None
+    if speech and espeak is None:
+        warnings.warn("speech=True but neither espeak-ng nor espeak is on PATH: the videos will have no speech "
+                      "(transcripts are still written)", stacklevel=2)
+
+    plans, songs = _plan(n_videos, seed, min_duration, max_duration, size_scale, design)
+    out = Path(out_dir)
+    videos_dir = out / "videos"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    files = _label_files(out)
+    for path in files.values():  # labels of an earlier run must never describe this run's videos
+        path.unlink(missing_ok=True)
+    names = {p.name for p in plans}
+    for stale in videos_dir.iterdir():
+        if (re.fullmatch(r"syn_\d+\.(mp4|mkv|avi|webm)", stale.name) and stale.name not in names) or \
+                re.fullmatch(r"\..+\.partial", stale.name):
+            stale.unlink()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_encode, plan, videos_dir, ffmpeg, espeak, design) for plan in plans]
+        try:
+            video_paths = tuple(f.result() for f in futures)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+    gt = pd.DataFrame.from_records([{**p.row, "spoken": p.has_audio and espeak is not None} for p in plans])
+    gt["popularity_norm"] = _min_max(gt["popularity"].to_numpy())
+    params = {"n_videos": n_videos, "seed": seed, "speech": speech, "min_duration": min_duration,
+              "max_duration": max_duration, "size_scale": size_scale}
+    # ground_truth.parquet is source data beside the label files (like them, read by tests and adapters), not a store
+    # table, so it is written here rather than through features.store.
+    parquet = io.BytesIO()
+    gt.to_parquet(parquet, index=False)
+    contents = {**_first_impressions_files(gt), **_liris_files(gt),
+                "tiktok_scrape": json.dumps({"scrape_time": design.scrape_time}).encode(),
+                "ground_truth_parquet": parquet.getvalue(),
+                "ground_truth_json": _ground_truth_json(gt, songs, params, design),
+                "tiktok_posts": _tiktok_posts(gt, songs)}
+    for role, path in files.items():  # dict order = writing order; tiktok_posts.jsonl last
+        _atomic_write(path, contents[role])
+    return SyntheticDataset(out_dir=out, video_paths=video_paths, ground_truth=gt, files=files)
+

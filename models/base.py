@@ -1,0 +1,280 @@
+"""The one model interface: tasks, ``ModelOutput``, the shared config fields and the ``VidModel`` base class.
+
+Every model takes ``batch: dict[str, Tensor]`` (keys and shapes in docs/ARCHITECTURE.md) and returns
+``ModelOutput(pred, loss, extras)``. A model declares the data keys it reads in ``model.inputs``; for each of them it
+also reads ``<key>_mask`` when present (absent mask = every item real) and, when present, ``target``.
+
+Subclasses implement :meth:`VidModel.compute_logits`; the base class turns logits into predictions in the task's
+output space (a sigmoid: emotion probabilities, traits and popularity in [0, 1]) and computes the task loss, so the
+training engine never needs to know which model it is training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "LOSSES",
+    "TASKS",
+    "ModelConfig",
+    "ModelOutput",
+    "TaskSpec",
+    "VidModel",
+    "bell_loss",
+    "build_config",
+    "check_shape",
+    "masked_mean",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """What a task predicts and how it is scored."""
+
+    k: int  # number of outputs K (columns of ``target``)
+    loss: str  # default loss name (one of LOSSES)
+    targets: tuple[str, ...]  # names of the K target columns, in order
+    monitor: str  # validation metric (from models.metrics) that picks the best checkpoint; higher is better
+
+
+TASKS: Mapping[str, TaskSpec] = types.MappingProxyType(
+    {
+        "emotion": TaskSpec(k=2, loss="bce", targets=("valence", "arousal"), monitor="accuracy_mean"),
+        "personality": TaskSpec(
+            k=5,
+            loss="l1",
+            targets=("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness"),
+            monitor="mean_accuracy",
+        ),
+        "popularity": TaskSpec(k=1, loss="mse", targets=("popularity",), monitor="spearman"),
+    }
+)
+
+LOSSES: tuple[str, ...] = ("bce", "l1", "mse", "bell", "mae+mse+bell")
+_NORMS = ("layer", "batch")
+_TOKEN_MODES = ("sequence", "pooled")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Fields every model shares. Model families subclass this and add their input geometry and widths."""
+
+    task: str = "emotion"  # one of TASKS; sets K, the default loss and the monitored metric
+    loss: str | None = None  # one of LOSSES; None = the task's default (BCE emotion, L1 personality, MSE popularity)
+    bell_sigma: float = 9.0  # Bell loss σ (paper 004 / CR-Net), in the units of targets × bell_scale
+    bell_gamma: float = 300.0  # Bell loss γ (scale of the loss)
+    bell_scale: float = 100.0  # targets and predictions × this before Bell (and MAE+MSE+Bell); see bell_loss
+    dim: int = 64  # D, the width of every token after its encoder
+    heads: int = 4  # H, attention heads (D must be divisible by H)
+    ff_mult: int = 2  # feed-forward hidden width = ff_mult × D inside each attention block
+    dropout: float = 0.1  # dropout on attention weights, block outputs and the predictor input
+    norm: str = "layer"  # normalisation inside attention blocks: "layer" (default) or "batch" (Sec2Sec Table 2.5)
+    token_mode: str = "sequence"  # "sequence": keep a token axis per modality; "pooled": paper-faithful, one token each
+    pretrained_path: str | None = None  # local state_dict for the model's ``encoders``; never downloaded
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r} is not a known task; expected one of {sorted(TASKS)}")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r} is not a known loss; expected None or one of {list(LOSSES)}")
+        if self.norm not in _NORMS:
+            raise ValueError(f"norm={self.norm!r}; expected one of {list(_NORMS)}")
+        if self.token_mode not in _TOKEN_MODES:
+            raise ValueError(f"token_mode={self.token_mode!r}; expected one of {list(_TOKEN_MODES)}")
+        if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
+            raise ValueError(f"dim={self.dim}, heads={self.heads}: expected positive dim divisible by heads")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}; expected a value in [0, 1)")
+        if self.bell_sigma <= 0 or self.bell_scale <= 0:
+            raise ValueError(
+                f"bell_sigma={self.bell_sigma}, bell_scale={self.bell_scale}; expected both > 0"
+            )
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's TaskSpec."""
+        return TASKS[self.task]
+
+
+def build_config(cls: type[ModelConfig], overrides: Mapping[str, Any], **variant_defaults: Any) -> ModelConfig:
+    """Build ``cls`` from a variant's defaults updated by user overrides.
+
+    An override that is not a field of ``cls`` raises ValueError naming it. Lists (from JSON or a checkpoint) given for
+    tuple-valued fields are turned back into tuples, so ``build_config(cls, dataclasses.asdict(cfg))`` round-trips.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown} for {cls.__name__}; expected some of {sorted(fields)}")
+    values = {**variant_defaults, **overrides}
+    for name, value in values.items():
+        if isinstance(value, list) and isinstance(fields[name].default, tuple):
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def check_shape(name: str, x: Tensor, expected: tuple[int | None, ...]) -> None:
+    """Raise ValueError unless ``x`` has len(expected) dims matching ``expected`` (None = any size)."""
+    ok = x.dim() == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"batch[{name!r}] has shape {tuple(x.shape)}; expected {want}")
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over the token axis counting only real tokens; all-masked rows give zeros.
+
+    mean_b = Σ_n m_bn x_bn / max(1, Σ_n m_bn)
+
+    Shapes:
+        x (B, N, D), mask (B, N) bool or None → (B, D)
+    """
+    if mask is None:
+        return x.mean(dim=1)
+    w = mask.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+
+
+def bell_loss(
+    pred: Tensor, target: Tensor, *, sigma: float = 9.0, gamma: float = 300.0, scale: float = 100.0
+) -> Tensor:
+    """Bell loss (paper 004, eq. 3, after CR-Net): L = mean γ (1 − exp(−(s·y − s·ŷ)² / (2σ²))).
+
+    Paper 004 sets σ = 9, γ = 300 for First-Impressions traits that live in [0, 1]. With σ = 9 on [0, 1] targets the
+    exponent never leaves ≈0 and Bell degenerates to 1.85·MSE; σ = 9 only makes sense on a 0–100 scale (CR-Net's), so
+    targets and predictions are multiplied by ``scale`` (default 100) first. ``scale=1`` gives the literal formula.
+
+    Shapes:
+        pred (B, K), target (B, K) → () scalar
+    """
+    d = (pred.float() - target.float()) * scale
+    return (gamma * (1.0 - torch.exp(-(d**2) / (2.0 * sigma**2)))).mean()
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns.
+
+    Shapes:
+        pred (B, K) in the task's output space ([0, 1]); loss () when the batch had a ``target``
+    """
+
+    pred: Tensor  # (B, K) predictions after the sigmoid
+    loss: Tensor | None = None  # scalar task loss, present when ``batch`` carried ``target``
+    extras: dict[str, Tensor] = field(default_factory=dict)  # e.g. attention weights for interpretation
+
+
+class VidModel(nn.Module):
+    """Base class of every vidpipe model.
+
+    Subclasses set ``self.inputs`` (the data keys they read) in ``__init__`` and implement ``compute_logits``.
+    ``model_name`` is set by ``models.registry.create_model`` so checkpoints can rebuild the model.
+    """
+
+    model_name: str = ""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.task = config.task
+        self.inputs: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's TaskSpec (K, default loss, monitored metric)."""
+        return TASKS[self.task]
+
+    @property
+    def cfg(self) -> ModelConfig:
+        """Alias of ``config`` (pipelines/train.py reads ``model.cfg``)."""
+        return self.config
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (what checkpoints store)."""
+        return dataclasses.asdict(self.config)
+
+    def compute_logits(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Model-specific part: logits before the sigmoid and interpretation extras.
+
+        Shapes:
+            → logits (B, K)
+        """
+        raise NotImplementedError
+
+    def mask(self, batch: Mapping[str, Tensor], key: str, shape: tuple[int, ...]) -> Tensor:
+        """``batch[key + '_mask']`` as bool, or all-True of ``shape`` when the batch has no mask for ``key``."""
+        m = batch.get(f"{key}_mask")
+        device = batch[key].device
+        if m is None:
+            return torch.ones(shape, dtype=torch.bool, device=device)
+        if tuple(m.shape) != tuple(shape):
+            raise ValueError(f"batch[{key + '_mask'!r}] has shape {tuple(m.shape)}; expected {tuple(shape)}")
+        return m.to(device=device, dtype=torch.bool)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
+        """Predict, and compute the loss when ``batch`` has ``target``.
+
+        Shapes:
+            batch: see docs/ARCHITECTURE.md; target (B, K) → ModelOutput(pred (B, K), loss ())
+        """
+        missing = [k for k in self.inputs if k not in batch]
+        if missing:
+            raise ValueError(
+                f"batch is missing input key(s) {missing}; model {type(self).__name__} reads {list(self.inputs)}"
+            )
+        logits, extras = self.compute_logits(batch)
+        assert logits.dim() == 2 and logits.shape[1] == self.spec.k, logits.shape
+        pred = torch.sigmoid(logits)
+        loss = None
+        if "target" in batch:
+            target = batch["target"]
+            check_shape("target", target, (logits.shape[0], self.spec.k))
+            loss = self.loss(pred, target, logits=logits)
+        return ModelOutput(pred=pred, loss=loss, extras=extras)
+
+    def loss(self, pred: Tensor, target: Tensor, *, logits: Tensor | None = None) -> Tensor:
+        """The configured task loss (computed in float32).
+
+        bce: −mean[y log ŷ + (1−y) log(1−ŷ)] (from logits when given, numerically stable);
+        l1: mean|y − ŷ|; mse: mean (y − ŷ)²; bell: see bell_loss;
+        mae+mse+bell: L1 + MSE + Bell, all three on targets × bell_scale so the terms are on one scale (paper 004
+        trains with this sum because Bell alone has small gradients early on).
+
+        Shapes:
+            pred (B, K), target (B, K), logits (B, K) or None → () scalar
+        """
+        cfg = self.config
+        name = cfg.loss or self.spec.loss
+        pred, target = pred.float(), target.float()
+        if name == "bce":
+            if logits is not None:
+                return F.binary_cross_entropy_with_logits(logits.float(), target)
+            return F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target)
+        if name == "l1":
+            return F.l1_loss(pred, target)
+        if name == "mse":
+            return F.mse_loss(pred, target)
+        bell = bell_loss(pred, target, sigma=cfg.bell_sigma, gamma=cfg.bell_gamma, scale=cfg.bell_scale)
+        if name == "bell":
+            return bell
+        assert name == "mae+mse+bell", name
+        s = cfg.bell_scale
+        return F.l1_loss(pred * s, target * s) + F.mse_loss(pred * s, target * s) + bell
+
+    def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Adam:
+        """Adam; weight decay (L2, as in Adam) only on matrices/kernels, never on biases or normalisation weights."""
+        if lr <= 0:
+            raise ValueError(f"lr={lr}; expected > 0")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay={weight_decay}; expected >= 0")
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.Adam([g for g in groups if g["params"]], lr=lr)

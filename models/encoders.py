@@ -1,0 +1,385 @@
+"""Modality encoders trained from scratch: small CNNs (Sec2Sec), a ViT-style patch encoder with hierarchical
+positional encoding (MCAT, VAN), MFCC and vector tokenisers, and the per-key encoder table MCAT/VAN build from.
+
+Every encoder returns tokens (B, N, D) and a token mask (B, N) so attention has an axis to attend over; in the
+paper-faithful ``token_mode="pooled"`` each modality is collapsed to one token (a mask-aware mean, or for audio the
+single FC over the flattened MFCC matrix that the dissertation describes).
+
+Pretrained weights are only ever read from a local file (``load_pretrained``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import ModelConfig, check_shape, masked_mean
+
+__all__ = [
+    "MODALITY_KEYS",
+    "ClipConfig",
+    "FrameCNN",
+    "MfccCNN",
+    "MfccTokenizer",
+    "ModalityEncoder",
+    "PatchEncoder",
+    "VectorTokenizer",
+    "build_modality_encoder",
+    "hierarchical_positional_encoding",
+    "load_pretrained",
+    "patchify",
+    "pool_tokens",
+    "sinusoidal_encoding",
+]
+
+
+def sinusoidal_encoding(n_positions: int, dim: int) -> Tensor:
+    """Transformer positional encoding (eq. 3.3–3.4): PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(·).
+
+    Shapes:
+        → (n_positions, dim) float32
+    """
+    if n_positions < 1 or dim < 1:
+        raise ValueError(f"n_positions={n_positions}, dim={dim}; expected both >= 1")
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    two_i = torch.arange(0, dim, 2, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, two_i / dim)  # (N, ceil(D/2))
+    pe = torch.zeros(n_positions, dim, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : dim // 2])
+    return pe.float()
+
+
+def hierarchical_positional_encoding(n_frames: int, n_patches: int, dim: int, *, mode: str = "split") -> Tensor:
+    """Hierarchical PE of MCAT: PE[t, p] = PE_frame[t] + PE_patch[p], both sinusoidal.
+
+    ``mode="sum"`` is eq. 3.5 / 4.3 literally: both encodings span all ``dim`` dims. That sum is symmetric —
+    PE[t, p] == PE[p, t], so patch 2 of frame 1 and patch 1 of frame 2 get the same code — which the paper does not
+    address. ``mode="split"`` (default) keeps the additive form but gives the frame encoding the first ⌊dim/2⌋ dims
+    and the patch encoding the rest (each zero elsewhere), so every (frame, patch) pair gets a distinct code.
+
+    Shapes:
+        → (T, P, dim) float32
+    """
+    if mode == "sum":
+        return sinusoidal_encoding(n_frames, dim)[:, None, :] + sinusoidal_encoding(n_patches, dim)[None, :, :]
+    if mode != "split":
+        raise ValueError(f"mode={mode!r}; expected 'split' or 'sum'")
+    if dim < 2:
+        raise ValueError(f"dim={dim}; expected >= 2 for mode='split'")
+    half = dim // 2
+    frame = F.pad(sinusoidal_encoding(n_frames, half), (0, dim - half))
+    patch = F.pad(sinusoidal_encoding(n_patches, dim - half), (half, 0))
+    return frame[:, None, :] + patch[None, :, :]
+
+
+def patchify(frames: Tensor, patch_size: int) -> Tensor:
+    """Split each frame into non-overlapping p×p patches, row-major, each flattened channel-first.
+
+    Shapes:
+        frames (B, T, C, H, W) → (B, T, P, C·p·p) with P = (H/p)·(W/p)
+    """
+    b, t, c, h, w = frames.shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"frame size {h}×{w} is not divisible by patch_size={patch_size}")
+    x = frames.reshape(b, t, c, h // patch_size, patch_size, w // patch_size, patch_size)
+    x = x.permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, H/p, W/p, C, p, p)
+    return x.reshape(b, t, (h // patch_size) * (w // patch_size), c * patch_size * patch_size)
+
+
+def pool_tokens(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Collapse a token axis to one token (mask-aware mean): the paper-faithful single-vector modality.
+
+    Shapes:
+        tokens (B, N, D), mask (B, N) → (B, 1, D), (B, 1)
+    """
+    return masked_mean(tokens, mask).unsqueeze(1), mask.any(dim=1, keepdim=True)
+
+
+def _conv(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: no batch statistics, so padded (masked) frames cannot leak into real ones.
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(1, cout), nn.GELU())
+
+
+class FrameCNN(nn.Module):
+    """Small from-scratch CNN over single frames, keeping a grid of spatial tokens (stands in for R(2+1)D).
+
+    Three 3×3 stride-2 convs (widths w, 2w, 2w) with GroupNorm + GELU, adaptive average pool to grid×grid, 1×1 conv
+    to D.
+
+    Shapes:
+        x (N, 3, H, W) → (N, grid², D)
+    """
+
+    def __init__(self, dim: int, *, grid: int = 4, width: int = 32, in_channels: int = 3) -> None:
+        super().__init__()
+        self.grid = grid
+        self.body = nn.Sequential(
+            _conv(in_channels, width, 2), _conv(width, 2 * width, 2), _conv(2 * width, 2 * width, 2)
+        )
+        self.head = nn.Conv2d(2 * width, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.head(F.adaptive_avg_pool2d(self.body(x), self.grid))  # (N, D, g, g)
+        return y.flatten(2).transpose(1, 2)
+
+
+class MfccCNN(nn.Module):
+    """Small from-scratch CNN over a 3-channel (MFCC, Δ, ΔΔ) "image", keeping time tokens (stands in for ResNet-18).
+
+    Two 3×3 stride-2 convs (widths w, 2w) with GroupNorm + GELU, mean over the MFCC axis, linear to D.
+
+    Shapes:
+        x (N, 3, n_mfcc, F) → (N, ceil(F/4), D)
+    """
+
+    def __init__(self, dim: int, *, width: int = 32, in_channels: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(in_channels, width, 2), _conv(width, 2 * width, 2))
+        self.head = nn.Linear(2 * width, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x).mean(dim=2).transpose(1, 2))
+
+
+class PatchEncoder(nn.Module):
+    """ViT-style encoder of uniformly sampled frames with MCAT's hierarchical positional encoding.
+
+    Each frame is cut into P patches; PE_frame[t] + PE_patch[p] (same width as a raw patch, C·p·p, as the paper says;
+    ``hierarchical_pe`` = "split" | "sum" | "none", see hierarchical_positional_encoding) is added to every patch
+    *before* the linear projection to ``patch_dim`` (l). Then either one token per frame
+    (its P projected patches concatenated, l·P, then linear to D — the paper's "concatenated visual embedding") or
+    one token per patch (linear l → D).
+
+    Shapes:
+        x (B, T, 3, H, W), mask (B, T) → tokens (B, T, D) or (B, T·P, D), token mask (B, T) or (B, T·P)
+    """
+
+    def __init__(
+        self,
+        *,
+        frame_size: int,
+        patch_size: int,
+        n_frames: int,
+        patch_dim: int,
+        dim: int,
+        hierarchical_pe: str = "split",
+        tokens: str = "frames",
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if frame_size % patch_size:
+            raise ValueError(f"frame_size={frame_size} is not divisible by patch_size={patch_size}")
+        if tokens not in ("frames", "patches"):
+            raise ValueError(f"vision_tokens={tokens!r}; expected 'frames' or 'patches'")
+        self.patch_size = patch_size
+        self.tokens = tokens
+        self.n_patches = (frame_size // patch_size) ** 2
+        raw = in_channels * patch_size * patch_size
+        if hierarchical_pe not in ("split", "sum", "none"):
+            raise ValueError(f"hierarchical_pe={hierarchical_pe!r}; expected 'split', 'sum' or 'none'")
+        pe = None
+        if hierarchical_pe != "none":
+            pe = hierarchical_positional_encoding(n_frames, self.n_patches, raw, mode=hierarchical_pe)
+        self.register_buffer("pe", pe, persistent=False)
+        self.proj = nn.Linear(raw, patch_dim)
+        self.out = nn.Linear(patch_dim * self.n_patches if tokens == "frames" else patch_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        t = x.shape[1]
+        patches = patchify(x, self.patch_size)  # (B, T, P, C·p·p)
+        if self.pe is not None:
+            patches = patches + self.pe[:t].to(patches.dtype)
+        e = self.proj(patches)  # (B, T, P, l)
+        if self.tokens == "frames":
+            return self.norm(self.out(e.flatten(2))), mask
+        return self.norm(self.out(e)).flatten(1, 2), mask.repeat_interleave(self.n_patches, dim=1)
+
+
+class MfccTokenizer(nn.Module):
+    """Whole-clip MFCC matrix → tokens: chunks of ``chunk`` MFCC frames, each flattened and linearly projected.
+
+    chunk = F is exactly the paper's "FC over the flattened MFCC" (one token); smaller chunks keep a time axis
+    (sinusoidal chunk-position encoding added). F is zero-padded up to a multiple of ``chunk``.
+
+    Shapes:
+        x (B, n_mfcc, F), mask (B,) → tokens (B, ceil(F/chunk), D), token mask (B, ceil(F/chunk))
+    """
+
+    def __init__(self, *, n_mfcc: int, n_frames: int, chunk: int, dim: int) -> None:
+        super().__init__()
+        if not 1 <= chunk:
+            raise ValueError(f"audio_chunk={chunk}; expected >= 1")
+        self.chunk = min(chunk, n_frames)
+        self.n_tokens = math.ceil(n_frames / self.chunk)
+        self.pad = self.n_tokens * self.chunk - n_frames
+        self.proj = nn.Linear(n_mfcc * self.chunk, dim)
+        pe = sinusoidal_encoding(self.n_tokens, dim) if self.n_tokens > 1 else None
+        self.register_buffer("pe", pe, persistent=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        b, n_mfcc, _ = x.shape
+        x = F.pad(x, (0, self.pad))
+        x = x.view(b, n_mfcc, self.n_tokens, self.chunk).permute(0, 2, 1, 3).reshape(b, self.n_tokens, -1)
+        tokens = self.proj(x)
+        if self.pe is not None:
+            tokens = tokens + self.pe.to(tokens.dtype)
+        return self.norm(tokens), mask[:, None].expand(b, self.n_tokens)
+
+
+class VectorTokenizer(nn.Module):
+    """A vector modality (bag of words, graph embedding, metadata) → ``n_tokens`` learned tokens.
+
+    tokens = LayerNorm(reshape(W x + b, (n_tokens, D))). n_tokens = 1 is the paper's FC embedding; more tokens give
+    self-attention within the modality something to attend over (a single token would make it a no-op).
+
+    Shapes:
+        x (B, V), mask (B,) → tokens (B, n_tokens, D), token mask (B, n_tokens)
+    """
+
+    def __init__(self, *, in_dim: int, n_tokens: int, dim: int) -> None:
+        super().__init__()
+        if n_tokens < 1:
+            raise ValueError(f"vector_tokens={n_tokens}; expected >= 1")
+        self.n_tokens = n_tokens
+        self.proj = nn.Linear(in_dim, n_tokens * dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        b = x.shape[0]
+        return self.norm(self.proj(x).view(b, self.n_tokens, -1)), mask[:, None].expand(b, self.n_tokens)
+
+
+@dataclass(kw_only=True)
+class ClipConfig(ModelConfig):
+    """Input geometry of the whole-clip modalities (vision, audio, text, graph, meta) for MCAT and VAN."""
+
+    n_frames: int = 100  # T, frames in ``vision`` (MCAT: 100 at 64×64)
+    frame_size: int = 64  # H = W of ``vision`` frames
+    patch_size: int = 8  # ViT patch side p; frame_size must be divisible by it
+    patch_dim: int = 8  # l, width of one projected patch
+    hierarchical_pe: str = "split"  # PE_frame + PE_patch on patches: "split" (distinct codes), "sum" (eq. 3.5), "none"
+    vision_tokens: str = "frames"  # "frames": one token per frame; "patches": one token per patch (T·P tokens)
+    n_mfcc: int = 40  # MFCC coefficients in ``audio``
+    mfcc_frames: int = 480  # F, MFCC frames in ``audio`` (whole clip, padded/cropped by the store)
+    audio_chunk: int = 16  # MFCC frames per audio token (= mfcc_frames in token_mode="pooled")
+    vocab_size: int = 1000  # V, length of the ``text`` bag-of-words vector
+    graph_dim: int = 128  # width of the ``graph`` (frozen GAT) embedding
+    meta_dim: int = 8  # width of the ``meta`` vector
+    vector_tokens: int = 4  # tokens made from each vector modality (= 1 in token_mode="pooled")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("n_frames", "frame_size", "patch_size", "patch_dim", "n_mfcc", "mfcc_frames", "audio_chunk",
+                     "vocab_size", "graph_dim", "meta_dim", "vector_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+        if self.frame_size % self.patch_size:
+            raise ValueError(f"frame_size={self.frame_size} is not divisible by patch_size={self.patch_size}")
+        if self.hierarchical_pe not in ("split", "sum", "none"):
+            raise ValueError(f"hierarchical_pe={self.hierarchical_pe!r}; expected 'split', 'sum' or 'none'")
+        if self.vision_tokens not in ("frames", "patches"):
+            raise ValueError(f"vision_tokens={self.vision_tokens!r}; expected 'frames' or 'patches'")
+
+
+# Which config fields give each whole-clip key's width; adding a vector modality is one line here.
+_VECTOR_DIMS: Mapping[str, str] = {"text": "vocab_size", "graph": "graph_dim", "meta": "meta_dim"}
+MODALITY_KEYS: tuple[str, ...] = ("vision", "audio", *_VECTOR_DIMS)
+
+
+class ModalityEncoder(nn.Module):
+    """Reads one key (and its mask) from the batch, checks its shape, and returns tokens + token mask.
+
+    Shapes:
+        batch[key]: vision (B, T, 3, H, W) | audio (B, n_mfcc, F) | text/graph/meta (B, V)
+        → tokens (B, N, D), token mask (B, N); N = 1 in token_mode="pooled"
+    """
+
+    def __init__(self, key: str, cfg: ClipConfig) -> None:
+        super().__init__()
+        if key not in MODALITY_KEYS:
+            raise ValueError(f"modality {key!r} is not supported; expected one of {list(MODALITY_KEYS)}")
+        self.key = key
+        self.pooled = cfg.token_mode == "pooled"
+        if key == "vision":
+            self.expected: tuple[int | None, ...] = (None, cfg.n_frames, 3, cfg.frame_size, cfg.frame_size)
+            self.net: nn.Module = PatchEncoder(
+                frame_size=cfg.frame_size, patch_size=cfg.patch_size, n_frames=cfg.n_frames, patch_dim=cfg.patch_dim,
+                dim=cfg.dim, hierarchical_pe=cfg.hierarchical_pe, tokens=cfg.vision_tokens,
+            )
+        elif key == "audio":
+            self.expected = (None, cfg.n_mfcc, cfg.mfcc_frames)
+            chunk = cfg.mfcc_frames if self.pooled else cfg.audio_chunk
+            self.net = MfccTokenizer(n_mfcc=cfg.n_mfcc, n_frames=cfg.mfcc_frames, chunk=chunk, dim=cfg.dim)
+        else:
+            width = getattr(cfg, _VECTOR_DIMS[key])
+            self.expected = (None, width)
+            n_tokens = 1 if self.pooled else cfg.vector_tokens
+            self.net = VectorTokenizer(in_dim=width, n_tokens=n_tokens, dim=cfg.dim)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        x = batch[self.key]
+        check_shape(self.key, x, self.expected)
+        mask_shape = tuple(x.shape[:2]) if self.key == "vision" else (x.shape[0],)
+        mask = batch.get(f"{self.key}_mask")
+        if mask is None:
+            mask = torch.ones(mask_shape, dtype=torch.bool, device=x.device)
+        elif tuple(mask.shape) != mask_shape:
+            raise ValueError(f"batch[{self.key + '_mask'!r}] has shape {tuple(mask.shape)}; expected {mask_shape}")
+        mask = mask.to(device=x.device, dtype=torch.bool)
+        # Masked items are zero by contract; zero them anyway so a caller's stale values cannot leak.
+        keep = mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))).to(x.dtype)
+        tokens, tmask = self.net(x * keep, mask)
+        if self.pooled and tokens.shape[1] > 1:
+            tokens, tmask = pool_tokens(tokens, tmask)
+        return tokens, tmask
+
+
+def build_modality_encoder(key: str, cfg: ClipConfig) -> ModalityEncoder:
+    """The encoder for whole-clip key ``key`` at the geometry in ``cfg`` (see ModalityEncoder)."""
+    return ModalityEncoder(key, cfg)
+
+
+def load_pretrained(module: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a local state_dict into ``module`` (a model's ``encoders``); never downloads.
+
+    Accepts a bare state_dict or a vidpipe checkpoint (a dict with ``state_dict``), from which keys under
+    ``encoders.`` are taken, so encoders trained in one model can initialise another. Raises FileNotFoundError when
+    the file is missing and ValueError when its keys or shapes do not fit.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"pretrained_path={str(path)!r} does not exist; vidpipe never downloads weights — "
+            "point it at a local state_dict file or leave pretrained_path=None"
+        )
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"pretrained_path={str(path)!r} holds {type(state).__name__}; expected a state_dict")
+    if any(k.startswith("encoders.") for k in state):
+        state = {k[len("encoders."):]: v for k, v in state.items() if k.startswith("encoders.")}
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatch
+        raise ValueError(f"pretrained_path={str(path)!r} does not fit the encoders: {err}") from err
+    if len(result.missing_keys) == len(module.state_dict()):
+        raise ValueError(
+            f"pretrained_path={str(path)!r} has no weights for these encoders (keys: {sorted(state)[:5]}…)"
+        )
+    if result.missing_keys or result.unexpected_keys:
+        warnings.warn(
+            f"pretrained_path={str(path)!r}: missing {result.missing_keys}, unexpected {result.unexpected_keys}",
+            stacklevel=2,
+        )

@@ -1,0 +1,96 @@
+"""VAN: generalized multimodal co-attention over any number of modalities (dissertation Ch. 4), for popularity.
+
+Each modality (vision, audio, the frozen graph embedding, text, metadata — any key ``models.encoders`` knows) goes
+through its own encoder and its own Transformer (weights not shared, eq. 4.9), is summarised to one row, and the rows
+are stacked into z_j of shape M×D (eq. 4.10). One multi-head co-attention block over the stack (eq. 4.11) gives F_j;
+its M×M attention per head is returned in ``extras["modality_attention"]`` for interpretation. F_j is unstacked,
+concatenated (M·D) and an FC + sigmoid predicts. A modality is added by listing it in ``modalities``.
+
+Deviation on purpose: the paper feeds one embedding per modality to each per-modality Transformer, whose
+self-attention is then over one token (a no-op). Here the per-modality Transformer runs over that modality's tokens
+(frames or patches, MFCC chunks, ``vector_tokens`` learned tokens) and a mask-aware mean gives its row of z_j;
+``token_mode="pooled"`` restores the single-token reading. The co-attention over the M rows is the paper's.
+A modality whose mask is False is a masked key of the co-attention and contributes a zero row to the predictor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from models.attention import AttentionBlock
+from models.base import VidModel, build_config, masked_mean
+from models.encoders import MODALITY_KEYS, ClipConfig, build_modality_encoder, load_pretrained
+from models.registry import register_model
+
+__all__ = ["VAN", "VANConfig"]
+
+
+@dataclass(kw_only=True)
+class VANConfig(ClipConfig):
+    """VAN configuration; geometry defaults follow Table 4.1 (2 frames × 15 segments at 224², 32×32 patches)."""
+
+    task: str = "popularity"  # default task of VAN
+    modalities: tuple[str, ...] = ("vision", "audio", "graph")  # whole-clip keys stacked into the M×D matrix
+    n_frames: int = 30  # T: 2 sampled frames from each of 15 segments
+    frame_size: int = 224  # H = W of ``vision`` frames
+    patch_size: int = 32  # ViT patch side (Table 4.1)
+    patch_dim: int = 16  # l, width of one projected patch
+    modality_layers: int = 1  # Transformer blocks per modality before stacking (eq. 4.9)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        mods = tuple(self.modalities)
+        if not mods or len(set(mods)) != len(mods) or any(m not in MODALITY_KEYS for m in mods):
+            raise ValueError(f"modalities={self.modalities!r}; expected distinct keys from {list(MODALITY_KEYS)}")
+        if self.modality_layers < 0:
+            raise ValueError(f"modality_layers={self.modality_layers}; expected >= 0")
+
+
+class VAN(VidModel):
+    """VAN (see module docstring).
+
+    Shapes:
+        batch[m] per ``models.encoders.ModalityEncoder`` for m in modalities
+        → logits (B, K); extras["modality_attention"] (B, H, M, M) (rows of present modalities sum to 1),
+          extras["modality_embeddings"] (B, M, D)
+    """
+
+    def __init__(self, config: VANConfig) -> None:
+        super().__init__(config)
+        cfg = config
+        self.modalities = tuple(cfg.modalities)
+        self.inputs = self.modalities
+        self.encoders = nn.ModuleDict({m: build_modality_encoder(m, cfg) for m in self.modalities})
+        block = dict(ff_mult=cfg.ff_mult, dropout=cfg.dropout, norm=cfg.norm)
+        self.transformers = nn.ModuleDict(
+            {m: nn.ModuleList(AttentionBlock(cfg.dim, cfg.heads, **block) for _ in range(cfg.modality_layers))
+             for m in self.modalities}
+        )
+        self.coattention = AttentionBlock(cfg.dim, cfg.heads, **block)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(len(self.modalities) * cfg.dim, self.spec.k))
+        if cfg.pretrained_path:
+            load_pretrained(self.encoders, cfg.pretrained_path)
+
+    def compute_logits(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        rows, present = [], []
+        for m in self.modalities:
+            tok, tmask = self.encoders[m](batch)
+            for blk in self.transformers[m]:  # z_m = Transformer(m), eq. 4.9
+                tok = blk(tok, x_mask=tmask)[0]
+            rows.append(masked_mean(tok, tmask))
+            present.append(tmask.any(dim=1))
+        z = torch.stack(rows, dim=1)  # z_j = [z_v; z_a; z_n], (B, M, D), eq. 4.10
+        p = torch.stack(present, dim=1)  # (B, M)
+        f, weights = self.coattention(z, x_mask=p, return_weights=True)  # F_j, eq. 4.11; weights (B, H, M, M)
+        logits = self.head(f.flatten(1))  # unstack + concat (M·D), FC (+ sigmoid in VidModel.forward)
+        return logits, {"modality_attention": weights, "modality_embeddings": f}
+
+
+@register_model("van")
+def van(**overrides: Any) -> VAN:
+    """VAN over vision, audio and the graph embedding; popularity by default."""
+    return VAN(build_config(VANConfig, overrides))  # type: ignore[arg-type]

@@ -1,0 +1,134 @@
+"""Tests of models/encoders.py: positional encodings, patches, tokenisers, modality table, pretrained loading."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.encoders import (
+    ClipConfig,
+    FrameCNN,
+    MfccCNN,
+    MfccTokenizer,
+    PatchEncoder,
+    VectorTokenizer,
+    build_modality_encoder,
+    hierarchical_positional_encoding,
+    load_pretrained,
+    patchify,
+    pool_tokens,
+    sinusoidal_encoding,
+)
+
+
+def test_sinusoidal_encoding_values():
+    pe = sinusoidal_encoding(3, 4)
+    assert pe.shape == (3, 4)
+    expected_row1 = torch.tensor([math.sin(1), math.cos(1), math.sin(1 / 100), math.cos(1 / 100)])
+    torch.testing.assert_close(pe[1], expected_row1)
+    torch.testing.assert_close(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert sinusoidal_encoding(2, 5).shape == (2, 5)  # odd width
+    with pytest.raises(ValueError, match="n_positions"):
+        sinusoidal_encoding(0, 4)
+
+
+def test_hierarchical_pe_sum_is_the_paper_formula_and_symmetric():
+    pe = hierarchical_positional_encoding(5, 4, 6, mode="sum")
+    assert pe.shape == (5, 4, 6)
+    s = sinusoidal_encoding(5, 6)
+    torch.testing.assert_close(pe[3, 2], s[3] + s[2])
+    torch.testing.assert_close(pe[0, 0], torch.tensor([0.0, 2.0, 0.0, 2.0, 0.0, 2.0]))
+    torch.testing.assert_close(pe[1, 2], pe[2, 1])  # eq. 3.5's flaw: (frame 1, patch 2) == (frame 2, patch 1)
+
+
+def test_hierarchical_pe_split_gives_distinct_codes():
+    pe = hierarchical_positional_encoding(5, 4, 6)
+    assert pe.shape == (5, 4, 6)
+    s3 = sinusoidal_encoding(5, 3)
+    torch.testing.assert_close(pe[3, 2], torch.cat([s3[3], s3[2]]))
+    codes = pe.reshape(20, 6)
+    assert torch.cdist(codes, codes).add(torch.eye(20)).min() > 1e-3  # all 20 (frame, patch) codes differ
+    with pytest.raises(ValueError, match="mode"):
+        hierarchical_positional_encoding(2, 2, 4, mode="product")
+
+
+def test_patchify_order_and_content():
+    frames = torch.arange(2 * 1 * 3 * 4 * 4, dtype=torch.float32).view(2, 1, 3, 4, 4)
+    p = patchify(frames, 2)
+    assert p.shape == (2, 1, 4, 12)
+    torch.testing.assert_close(p[0, 0, 1], frames[0, 0, :, :2, 2:].reshape(-1))  # row-major: patch 1 = top-right
+    with pytest.raises(ValueError, match="patch_size=3"):
+        patchify(frames, 3)
+
+
+@pytest.mark.parametrize("tokens,n", [("frames", 3), ("patches", 12)])
+def test_patch_encoder_shapes(tokens, n):
+    enc = PatchEncoder(frame_size=16, patch_size=8, n_frames=3, patch_dim=4, dim=8, tokens=tokens)
+    mask = torch.tensor([[True, True, False]] * 2)
+    out, m = enc(torch.rand(2, 3, 3, 16, 16), mask)
+    assert out.shape == (2, n, 8) and m.shape == (2, n)
+    assert m.sum().item() == 2 * (n // 3) * 2
+
+
+def test_hierarchical_pe_changes_patch_encoder_output():
+    torch.manual_seed(0)
+    with_pe = PatchEncoder(frame_size=8, patch_size=4, n_frames=2, patch_dim=4, dim=8)
+    torch.manual_seed(0)
+    no_pe = PatchEncoder(frame_size=8, patch_size=4, n_frames=2, patch_dim=4, dim=8, hierarchical_pe="none")
+    x, mask = torch.zeros(1, 2, 3, 8, 8), torch.ones(1, 2, dtype=torch.bool)
+    a, b = with_pe(x, mask)[0], no_pe(x, mask)[0]
+    assert torch.allclose(b[0, 0], b[0, 1])  # without PE identical frames give identical tokens
+    assert not torch.allclose(a[0, 0], a[0, 1])  # with PE the frame position is visible
+
+
+def test_mfcc_tokenizer_chunks_and_single_token():
+    x, mask = torch.randn(2, 5, 10), torch.tensor([True, False])
+    tok, m = MfccTokenizer(n_mfcc=5, n_frames=10, chunk=4, dim=8)(x, mask)
+    assert tok.shape == (2, 3, 8) and m.tolist() == [[True] * 3, [False] * 3]  # 10 frames padded to 12
+    one, m1 = MfccTokenizer(n_mfcc=5, n_frames=10, chunk=10, dim=8)(x, mask)
+    assert one.shape == (2, 1, 8) and m1.shape == (2, 1)
+
+
+def test_vector_tokenizer_and_cnns():
+    tok, m = VectorTokenizer(in_dim=7, n_tokens=3, dim=8)(torch.rand(4, 7), torch.ones(4, dtype=torch.bool))
+    assert tok.shape == (4, 3, 8) and m.shape == (4, 3)
+    assert FrameCNN(8, grid=2, width=4)(torch.rand(5, 3, 16, 16)).shape == (5, 4, 8)
+    assert MfccCNN(8, width=4)(torch.randn(5, 3, 8, 10)).shape == (5, 3, 8)
+
+
+def test_pool_tokens_is_mask_aware_mean():
+    x = torch.tensor([[[1.0], [3.0], [100.0]], [[5.0], [7.0], [9.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    pooled, m = pool_tokens(x, mask)
+    assert pooled.tolist() == [[[2.0]], [[0.0]]] and m.tolist() == [[True], [False]]
+
+
+def test_modality_encoder_checks_shapes_and_pools():
+    cfg = ClipConfig(dim=8, heads=2, n_frames=2, frame_size=8, patch_size=4, n_mfcc=3, mfcc_frames=6, vocab_size=5)
+    enc = build_modality_encoder("audio", cfg)
+    tok, m = enc({"audio": torch.randn(2, 3, 6)})
+    assert tok.shape == (2, 1, 8) and m.all()  # mfcc_frames=6 < audio_chunk=16: one chunk
+    with pytest.raises(ValueError, match=r"batch\['audio'\] has shape \(2, 3, 7\)"):
+        enc({"audio": torch.randn(2, 3, 7)})
+    with pytest.raises(ValueError, match="modality 'smell'"):
+        build_modality_encoder("smell", cfg)
+    pooled = build_modality_encoder("vision", ClipConfig(**{**cfg.__dict__, "token_mode": "pooled"}))
+    tok, m = pooled({"vision": torch.rand(2, 2, 3, 8, 8), "vision_mask": torch.tensor([[True, False], [False, False]])})
+    assert tok.shape == (2, 1, 8) and m.tolist() == [[True], [False]]
+
+
+def test_load_pretrained(tmp_path):
+    src, dst = VectorTokenizer(in_dim=3, n_tokens=2, dim=4), VectorTokenizer(in_dim=3, n_tokens=2, dim=4)
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        load_pretrained(dst, tmp_path / "missing.pt")
+    torch.save({"encoders." + k: v for k, v in src.state_dict().items()}, tmp_path / "enc.pt")
+    load_pretrained(dst, tmp_path / "enc.pt")
+    torch.testing.assert_close(dst.proj.weight, src.proj.weight)
+    torch.save({"other.weight": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="no weights"):
+        load_pretrained(dst, tmp_path / "foreign.pt")
+    torch.save(VectorTokenizer(in_dim=5, n_tokens=2, dim=4).state_dict(), tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="does not fit"):
+        load_pretrained(dst, tmp_path / "wrong.pt")

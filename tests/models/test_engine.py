@@ -1,0 +1,142 @@
+"""Tests of models/engine.py: early stopping, checkpoints (best / top-k / last), round trip, determinism, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from models.engine import EarlyStopping, TrainConfig, evaluate, fit, load_checkpoint, save_checkpoint, seed_everything
+
+
+def _samples(n: int, seed: int, graph_dim: int = 6, meta_dim: int = 3) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    graph, meta = torch.randn(n, graph_dim, generator=g), torch.randn(n, meta_dim, generator=g)
+    y = torch.sigmoid(graph[:, :1] * 2)
+    mask = torch.rand(n, generator=g) > 0.2  # some videos miss their graph embedding
+    graph = graph * mask[:, None]
+    return [{"graph": graph[i], "graph_mask": mask[i], "meta": meta[i], "meta_mask": torch.tensor(True),
+             "target": y[i], "video_id": f"v{i}"} for i in range(n)]
+
+
+def _loaders(seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    return (DataLoader(_samples(48, seed), batch_size=16, shuffle=True),
+            DataLoader(_samples(16, seed + 1), batch_size=8))
+
+
+def _model(tiny, **kw):
+    seed_everything(0)
+    return tiny.model("van", modalities=("graph", "meta"), dropout=0.1, **kw)
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 4, "lr": 3e-3, "seed": 7, "top_k": 2, "device": "cpu", **kw})
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+def test_early_stopping_rules():
+    s = EarlyStopping(patience_rising=2, patience_no_improve=3)
+    assert [s.update(v) for v in [1.0, 0.9, 1.0, 1.1]] == [None, None, None, "val_loss_rising"]
+    s = EarlyStopping(patience_rising=5, patience_no_improve=3)
+    assert [s.update(v) for v in [1.0, 1.2, 1.1, 1.05]] == [None, None, None, "no_improvement"]
+    s = EarlyStopping(patience_rising=2, patience_no_improve=10)
+    assert [s.update(v) for v in [1.0, float("nan"), float("nan")]] == [None, None, "val_loss_rising"]
+
+
+def test_fit_writes_best_top_k_and_last_and_reports(tmp_path, tiny):
+    model = _model(tiny)
+    train, val = _loaders()
+    seen = []
+    res = fit(model, train, val, _cfg(), tmp_path, on_epoch=seen.append, checkpoint_extra={"inputs": "fp123"})
+    assert [r["epoch"] for r in res.history] == [1, 2, 3, 4] and seen == res.history
+    assert set(res.history[0]) >= {"train_loss", "val_loss", "seconds", "val_spearman", "val_mae", "val_ndcg@10"}
+    assert res.monitor == "val_spearman"[4:] and res.stop_reason == "epochs"
+    best = max(res.history, key=lambda r: (r["val_spearman"], -r["epoch"]))
+    assert res.best_epoch == best["epoch"] and res.best_metrics["spearman"] == best["val_spearman"]
+    assert res.best_checkpoint == tmp_path / "best.pt" and res.last_checkpoint == tmp_path / "last.pt"
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted(["best.pt", "last.pt", *(p.name for p in res.top_k)]) and len(res.top_k) == 2
+    assert res.top_k[0].name == f"epoch_{res.best_epoch:04d}.pt"
+    assert res.n_params == sum(p.numel() for p in model.parameters())
+    assert res.total_seconds == pytest.approx(sum(r["seconds"] for r in res.history))
+    assert res.efficiency == pytest.approx(res.n_params / res.total_seconds)
+    # the model is left at its best epoch's weights, and best.pt reloads to the same predictions
+    loaded, extra = load_checkpoint(tmp_path / "best.pt")
+    assert extra["inputs"] == "fp123" and extra["epoch"] == res.best_epoch and extra["monitor"] == "spearman"
+    y_true, y_pred = evaluate(model, val)
+    y_true2, y_pred2 = evaluate(loaded, val)
+    assert y_pred.shape == (16, 1) and (y_true == y_true2).all() and (y_pred == y_pred2).all()
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, tiny):
+    model = tiny.model("sec2sec").eval()
+    batch = tiny.batch(model, b=2)
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, {"fingerprint": "abc", "metrics": {"a": 1.0}})
+    assert not list(path.parent.glob(".*tmp"))  # no temporary left behind
+    loaded, extra = load_checkpoint(path)
+    assert type(loaded) is type(model) and loaded.model_name == "sec2sec" and loaded.config == model.config
+    assert extra == {"fingerprint": "abc", "metrics": {"a": 1.0}}
+    assert torch.equal(loaded(batch).pred, model(batch).pred)
+    bare = type(model)(model.config)  # built without the registry: cannot be rebuilt from a checkpoint
+    with pytest.raises(ValueError, match="model_name is empty"):
+        save_checkpoint(tmp_path / "x.pt", bare)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_fixed_seed_gives_identical_runs_on_cpu(tiny):
+    runs = [fit(_model(tiny), *_loaders(), _cfg(epochs=3)) for _ in range(2)]
+    assert _strip(runs[0].history) == _strip(runs[1].history)
+    other = fit(_model(tiny), *_loaders(), _cfg(epochs=3, seed=8))
+    assert _strip(other.history) != _strip(runs[0].history)
+
+
+def test_resume_continues_exactly(tmp_path, tiny):
+    straight = fit(_model(tiny), *_loaders(), _cfg(epochs=4))
+    first = fit(_model(tiny), *_loaders(), _cfg(epochs=2), tmp_path)
+    assert len(first.history) == 2
+    resumed = fit(_model(tiny), *_loaders(), _cfg(epochs=4), tmp_path)
+    assert _strip(resumed.history) == _strip(straight.history)
+    assert resumed.best_epoch == straight.best_epoch
+    again = fit(_model(tiny), *_loaders(), _cfg(epochs=4), tmp_path)  # finished: nothing left to train
+    assert _strip(again.history) == _strip(straight.history)
+
+
+def test_resume_with_other_config_starts_afresh(tmp_path, tiny):
+    fit(_model(tiny), *_loaders(), _cfg(epochs=2), tmp_path)
+    with pytest.warns(UserWarning, match="another model/training config"):
+        res = fit(_model(tiny), *_loaders(), _cfg(epochs=1, lr=1e-3), tmp_path)
+    assert len(res.history) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch_0001.pt", "last.pt"]  # old run's gone
+    fresh = fit(_model(tiny), *_loaders(), _cfg(epochs=1), tmp_path / "other", resume=False)
+    assert len(fresh.history) == 1
+
+
+def test_early_stop_is_reported(tiny):
+    res = fit(_model(tiny), *_loaders(), _cfg(epochs=30, lr=0.3, patience_rising=1, patience_no_improve=2))
+    assert res.stop_reason in ("val_loss_rising", "no_improvement") and len(res.history) < 30
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="lr=0"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="device='tpu'"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="epochs=-1"):
+        TrainConfig(epochs=-1)
+    with pytest.raises(TypeError):
+        TrainConfig(5)  # keyword-only
+
+
+def test_bad_monitor_and_missing_target(tiny):
+    with pytest.raises(ValueError, match="monitor='auc'"):
+        fit(_model(tiny), *_loaders(), _cfg(epochs=1, monitor="auc"))
+    no_target = [{k: v for k, v in s.items() if k != "target"} for s in _samples(8, 0)]
+    with pytest.raises(ValueError, match="'target'"):
+        fit(_model(tiny), DataLoader(no_target, batch_size=4), DataLoader(no_target, batch_size=4), _cfg(epochs=1))
+    assert math.isfinite(fit(_model(tiny), *_loaders(), _cfg(epochs=1)).history[0]["val_loss"])
