@@ -12,13 +12,15 @@ import sys
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
+from pipelines.deploy import deployments  # noqa: E402
 from pipelines.extract import extract_features  # noqa: E402
 from pipelines.graph import pretrain_graph  # noqa: E402
 from pipelines.ingest import ingest  # noqa: E402
+from pipelines.refresh import refresh  # noqa: E402
 from pipelines.sweep import sweep  # noqa: E402
 from pipelines.train import train  # noqa: E402
 
-__all__ = ["ingest", "extract_features", "pretrain_graph", "train", "sweep"]
+__all__ = ["ingest", "extract_features", "pretrain_graph", "train", "sweep", "refresh", "deployments"]
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the server test

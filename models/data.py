@@ -8,12 +8,18 @@ so packs stay 4× smaller than float frames.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["PackLoader", "split_indices"]
+
+
+def _check_shard(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank}, world_size={world_size}: expected world_size >= 1 and 0 <= rank < world_size")
 
 
 def split_indices(splits: Sequence[str], name: str) -> np.ndarray:
@@ -31,15 +37,21 @@ class PackLoader:
         batch_size: rows per batch.
         shuffle: reshuffle every epoch with a generator seeded by ``seed`` + epoch (deterministic).
         pin_memory: pin batches (for asynchronous host→GPU copies).
+        rank, world_size: data-parallel sharding (DDP): every rank draws the same epoch order, pads it to a multiple
+            of ``world_size`` by repeating its first rows (as ``DistributedSampler`` does, so every rank runs the
+            same number of batches and no all-reduce waits forever), and keeps rows ``rank::world_size``.
+            ``world_size=1`` (default) = all rows.
 
     Shapes:
         yields {key: (B, ...)} float32 / bool tensors; uint8 frames are scaled to [0, 1] float32.
     """
 
     def __init__(self, arrays: Mapping[str, Any], keys: Sequence[str], indices: np.ndarray, *, batch_size: int = 32,
-                 shuffle: bool = False, seed: int = 0, pin_memory: bool = False) -> None:
+                 shuffle: bool = False, seed: int = 0, pin_memory: bool = False, rank: int = 0,
+                 world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
+        _check_shard(rank, world_size)
         missing = [k for k in keys if k not in arrays and not k.endswith("_mask")]
         if missing:
             raise ValueError(f"keys {missing} are not in the pack (it has {sorted(arrays)})")
@@ -50,17 +62,32 @@ class PackLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.pin_memory = pin_memory and torch.cuda.is_available()
+        self.rank, self.world_size = rank, world_size
         self._epoch = 0
 
+    def shard(self, rank: int, world_size: int) -> "PackLoader":
+        """A copy of this loader that yields only ``rank``'s share of the rows (see ``rank``/``world_size``)."""
+        _check_shard(rank, world_size)
+        out = copy.copy(self)
+        out.rank, out.world_size = rank, world_size
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle for ``epoch`` next (the engine calls this, so a resumed run shuffles like an unbroken one)."""
+        self._epoch = int(epoch)
+
     def __len__(self) -> int:
-        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+        rows = -(-len(self.indices) // self.world_size)  # ceil: the padded share of one rank
+        return (rows + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         order = self.indices
         if self.shuffle:
-            rng = np.random.default_rng(self.seed + self._epoch)
+            rng = np.random.default_rng([self.seed, self._epoch])
             order = order[rng.permutation(len(order))]
-        self._epoch += 1
+            self._epoch += 1
+        if self.world_size > 1 and len(order):
+            order = np.resize(order, -(-len(order) // self.world_size) * self.world_size)[self.rank::self.world_size]
         for start in range(0, len(order), self.batch_size):
             rows = np.sort(order[start:start + self.batch_size])
             yield {k: self._tensor(self.arrays[k], rows) for k in self.keys}

@@ -227,7 +227,7 @@ def evaluate(model: VidModel, loader: Iterable[Mapping[str, Any]]) -> tuple[np.n
 
 def _train_epoch(model: VidModel, loader: Iterable[Mapping[str, Any]], optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device,
-                 amp_dtype: torch.dtype | None) -> float:
+                 amp_dtype: torch.dtype | None, net: torch.nn.Module | None = None) -> float:
     model.train()
     keys = _batch_keys(model)
     total, n = torch.zeros((), device=device), 0  # summed on the device: no host sync per step
@@ -236,8 +236,8 @@ def _train_epoch(model: VidModel, loader: Iterable[Mapping[str, Any]], optimizer
         if "target" not in batch:
             raise ValueError("training batches must carry 'target' (B, K)")
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, amp_dtype):
-            out = model(batch)
+        with _autocast(device, amp_dtype):  # net: the DDP wrapper under torch.distributed (all-reduces gradients)
+            out = (net if net is not None else model)(batch)
         assert out.loss is not None
         scaler.scale(out.loss).backward()
         if cfg.grad_clip:
@@ -367,6 +367,9 @@ def fit(
                               best_metrics=saved["best_metrics"], top_k=[tuple(t) for t in saved["top_k"]],
                               stop_reason=saved["stop_reason"])
             _set_rng_state(saved["rng"])
+    net, train_loader, rank = _data_parallel(model, train_loader, device)
+    if rank > 0:  # DDP: rank 0 alone writes checkpoints; the other ranks hold the same weights and keep them in memory
+        ckdir = None
     if ckdir is not None and not state.history:  # a fresh run: checkpoints of an earlier run must not pass as ours
         for stale in (*ckdir.glob("epoch_*.pt"), ckdir / "best.pt", ckdir / "last.pt"):
             stale.unlink(missing_ok=True)
@@ -375,7 +378,11 @@ def fit(
         if state.stop_reason is not None:
             break
         t0 = time.perf_counter()
-        train_loss = _train_epoch(model, train_loader, optimizer, scaler, cfg, device, amp_dtype)
+        if hasattr(train_loader, "set_epoch"):  # epoch-seeded shuffling (PackLoader, DistributedSampler): resumable
+            train_loader.set_epoch(epoch)
+        train_loss = _train_epoch(model, train_loader, optimizer, scaler, cfg, device, amp_dtype, net)
+        if net is not model:  # the record holds the mean over every rank's share, not rank 0's alone
+            train_loss = _mean_over_ranks(train_loss, device)
         val_loss, y_true, y_pred = _eval_pass(model, val_loader, device, amp_dtype)
         metrics = compute_metrics(model.task, y_true, y_pred)
         seconds = time.perf_counter() - t0
@@ -429,6 +436,40 @@ def fit(
         stop_reason=state.stop_reason or "epochs",
         device=str(device),
     )
+
+
+def _data_parallel(model: VidModel, train_loader: Any, device: torch.device) -> tuple[torch.nn.Module, Any, int]:
+    """``(net, train_loader, rank)``: under an initialised ``torch.distributed`` process group (e.g. ``torchrun``),
+    the model wrapped in ``DistributedDataParallel`` (gradients all-reduced, i.e. averaged over ranks, every step)
+    and the training loader sharded to this rank (``loader.shard(rank, world_size)``); otherwise the model and loader
+    unchanged and rank 0.
+
+    Validation is not sharded: every rank evaluates the whole validation split with identical weights, so every rank
+    takes the same best-epoch and early-stopping decisions without extra communication.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return model, train_loader, 0
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if hasattr(train_loader, "shard"):
+        train_loader = train_loader.shard(rank, world)
+    else:
+        warnings.warn("the training loader has no shard(rank, world_size): every rank trains on all rows; use a "
+                      "PackLoader or a DistributedSampler", stacklevel=3)
+    # find_unused_parameters: a model may skip a branch for a batch (e.g. a modality whose mask is all False)
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" and device.index is not None else None,
+        find_unused_parameters=True)
+    return net, train_loader, rank
+
+
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
 
 
 def _update_top_k(state: _RunState, ckdir: Path, model: VidModel, value: float, epoch: int, k: int,

@@ -139,6 +139,7 @@ def extract(
     asr_model_path: Optional[str] = typer.Option(None, help="Local weights for --asr whisper."),
     keyframes: bool = typer.Option(False, "--keyframes", help="Sample frames from the nearest keyframes (faster)."),
     dask_address: Optional[str] = typer.Option(None, help="Run on an existing Dask cluster (tcp://host:8786)."),
+    dask_workers: Optional[int] = typer.Option(None, help="Start a local Dask cluster with N worker processes."),
     root: Optional[str] = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -159,8 +160,7 @@ def extract(
         raise typer.Exit(2) from None
     kwargs = dict(dataset=dataset, root=root, stages=stage or None, refresh=refresh, config=cfg, workers=workers,
                   batch_size=batch_size)
-    if dask_address:
-        kwargs["dask_address"] = dask_address
+    kwargs.update(dask_address=dask_address, dask_workers=dask_workers)
     result = _run(extract_features, **kwargs)
     _emit(result, as_json, f"extract {dataset}")
     if result.get("failed_videos"):
@@ -318,6 +318,10 @@ def models() -> None:
 
     for name in list_models():
         print(name)
+
+
+from pipelines.cli_ops import register as _register_ops  # noqa: E402  (serve, refresh)
+_register_ops(app)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

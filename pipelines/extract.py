@@ -23,13 +23,13 @@ import dataclasses
 import os
 import time
 import traceback
-from concurrent.futures import as_completed
 from typing import Annotated, Any, Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +37,7 @@ from features.fingerprint import DigestCache, fingerprint
 from features.store import Store
 from pipelines._common import markdown_table, progress, publish_markdown, publish_table, store_for
 
-__all__ = ["extract_features", "ExtractConfig", "STAGES", "STAGE_VERSIONS", "plan_fingerprints"]
+__all__ = ["extract_features", "ExtractConfig", "STAGES", "STAGE_VERSIONS", "plan_fingerprints", "plan_extraction"]
 
 #: stages in dependency order
 STAGES = ("probe", "frames", "audio", "transcripts", "metadata", "text")
@@ -110,6 +110,45 @@ def plan_fingerprints(row: dict, content_digest: str, cfg: ExtractConfig) -> dic
     fps["metadata"] = fingerprint("metadata", STAGE_VERSIONS["metadata"], {},
                                   [fps["probe"], _row_digest(row, _META_COLUMNS)])
     return fps
+
+
+def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, stages: Sequence[str],
+                    refresh: bool = False) -> tuple[list[dict], dict[str, dict[str, int]], int]:
+    """Decide, without decoding anything, which (video, stage) pairs must run.
+
+    Returns ``(items, counts, hashed)``: one ``{"row", "todo", "fps"}`` item per video with work to do, per-stage
+    ``{"skipped", "failed"}`` counts for the rest (``failed`` = a known failure with the same fingerprint, not
+    retried unless ``refresh``), and how many files had to be (re-)hashed. The digest memo is saved to the store.
+    """
+    wanted = [s for s in _PER_VIDEO if s in stages]
+    digests = DigestCache(store.read_table("digests", missing_ok=True).to_dict("records"))
+    have = {s: store.fingerprints(s) for s in wanted}
+    counts = {s: {"skipped": 0, "failed": 0} for s in wanted}
+    items = []
+    for row in manifest.to_dict("records"):
+        row = {k: (None if not isinstance(v, (list, dict, np.ndarray)) and pd.isna(v) else v) for k, v in row.items()}
+        path = row.get("source_path")
+        try:
+            digest = digests.digest(path) if path else None
+        except OSError:
+            digest = None
+        fps = plan_fingerprints(row, digest or f"missing:{path}", cfg)
+        todo = []
+        for stage in wanted:
+            if have[stage].get(row["video_id"]) == fps[stage] and not refresh:
+                counts[stage]["skipped"] += 1
+                continue
+            fail = store.failure(stage, row["video_id"])
+            if fail and fail.get("fingerprint") == fps[stage] and not refresh:
+                counts[stage]["failed"] += 1
+                continue
+            todo.append(stage)
+        if todo:
+            items.append({"row": row, "todo": todo, "fps": fps})
+    if digests.hashed:
+        store.write_table("digests", pd.DataFrame(digests.to_records(),
+                                                  columns=["path", "size", "mtime_ns", "inode", "digest"]))
+    return items, counts, digests.hashed
 
 
 # ---------------------------------------------------------------------------------------------------- per video
@@ -315,6 +354,20 @@ def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refres
     return counts
 
 
+def _task_runner(workers: int, dask_address: str | None, dask_workers: int | None):
+    """Threads by default (the work is in ffmpeg subprocesses and NumPy); Dask for scale-out."""
+    if dask_address is None and dask_workers is None:
+        return ThreadPoolTaskRunner(max_workers=workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise ValueError("dask_address/dask_workers need the dask extra: pip install 'vidpipe[dask]'") from exc
+    if dask_address is not None:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True,
+                                          "host": "127.0.0.1", "dashboard_address": None})
+
+
 # ---------------------------------------------------------------------------------------------------- the flow
 @flow(name="extract-features", validate_parameters=True)
 def extract_features(
@@ -326,6 +379,8 @@ def extract_features(
     workers: Optional[Annotated[int, Field(ge=1, le=256)]] = None,
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 8,
     video_ids: Optional[list[str]] = None,
+    dask_address: Optional[str] = None,
+    dask_workers: Optional[Annotated[int, Field(ge=1, le=1024)]] = None,
 ) -> dict:
     """Turn every ingested video into cached features, recomputing only what changed.
 
@@ -339,6 +394,9 @@ def extract_features(
         workers: videos processed in parallel (default: CPU count).
         batch_size: videos per Prefect task.
         video_ids: restrict to these videos (default: the whole manifest).
+        dask_address: run the batches on an existing Dask cluster (``tcp://scheduler:8786``); its workers must see
+            the same data root and media paths (a shared filesystem or an object-store root).
+        dask_workers: start a local Dask cluster of this many single-threaded worker processes (bound to 127.0.0.1).
 
     Returns:
         ``{"dataset", "videos", "stages": {stage: {"done", "skipped", "failed"}}, "failed_videos", "removed",
@@ -370,40 +428,17 @@ def extract_features(
                     removed += 1
 
         # plan
-        digests = DigestCache(store.read_table("digests", missing_ok=True).to_dict("records"))
-        have = {s: store.fingerprints(s) for s in _PER_VIDEO if s in wanted}
-        items = []
-        rows = manifest.to_dict("records")
-        for row in rows:
-            row = {k: (None if not isinstance(v, (list, dict, np.ndarray)) and pd.isna(v) else v)
-                   for k, v in row.items()}
-            path = row.get("source_path")
-            try:
-                digest = digests.digest(path) if path else None
-            except OSError:
-                digest = None
-            fps = plan_fingerprints(row, digest or f"missing:{path}", cfg)
-            todo = []
-            for stage in (s for s in _PER_VIDEO if s in wanted):
-                if have[stage].get(row["video_id"]) == fps[stage] and not refresh:
-                    summary[stage]["skipped"] += 1
-                    continue
-                fail = store.failure(stage, row["video_id"])
-                if fail and fail.get("fingerprint") == fps[stage] and not refresh:
-                    summary[stage]["failed"] += 1
-                    continue
-                todo.append(stage)
-            if todo:
-                items.append({"row": row, "todo": todo, "fps": fps})
-        store.write_table("digests", pd.DataFrame(digests.to_records(),
-                                                  columns=["path", "size", "mtime_ns", "inode", "digest"]))
-        logger.info("extract %s: %d videos to process, %d hashed", dataset, len(items), digests.hashed)
+        items, planned, hashed = plan_extraction(store, manifest, cfg, wanted, refresh)
+        for stage, counts in planned.items():
+            summary[stage].update(counts)
+        logger.info("extract %s: %d videos to process, %d files hashed", dataset, len(items), hashed)
 
         # run
         if items:
             n_workers = workers or os.cpu_count() or 1
             batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-            with progress(f"extract {dataset}", len(items)) as bar, ThreadPoolTaskRunner(max_workers=n_workers) as runner:
+            with progress(f"extract {dataset}", len(items)) as bar, \
+                    _task_runner(n_workers, dask_address, dask_workers) as runner:
                 futures = {runner.submit(extract_batch, parameters={"root": root, "dataset": dataset, "items": b,
                                                                    "cfg": cfg.model_dump()}): len(b)
                            for b in batches}

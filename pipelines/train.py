@@ -68,19 +68,21 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
                  record: bool = True) -> dict[str, Any]:
     """Train and evaluate one model on one task from the store's cached features; returns the run record."""
     from models.data import PackLoader, split_indices
-    from models.engine import TrainConfig, evaluate, fit
+    from models.engine import TrainConfig, evaluate, fit, seed_everything
     from models.metrics import compute_metrics, constant_baseline
     from models.registry import create_model, list_models
 
     if model_name not in list_models():
         raise ValueError(f"model={model_name!r}: expected one of {list_models()}")
     overrides = dict(overrides or {})
+    seed_everything(seed)
     probe_model = create_model(model_name, task=task_name, **{k: v for k, v in overrides.items()
                                                                if k not in _geometry_fields()})
     inputs = tuple(probe_model.inputs)
     pack_fp, reused = build_pack(store, inputs, task_name, vision_profile=vision_profile, split_seed=seed)
     arrays, meta = store.read_pack(pack_fp)
     shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
+    seed_everything(seed)  # identical initialisation for identical settings (determinism on CPU)
     model = create_model(model_name, task=task_name, **{**geometry_overrides(probe_model, shapes), **overrides})
     keys = [*inputs, *[f"{k}_mask" for k in inputs], "target"]
     idx = {s: split_indices(arrays["split"], s) for s in ("train", "val", "test")}
