@@ -22,7 +22,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="vidpipe — multimodal video understanding: ingest → extract → pretrain-graph → train → compare.")
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)  # errors stay on one line (greppable, copyable)
 RootOpt = typer.Option(None, "--root", envvar="VIDPIPE_ROOT", help="Data root (path or fsspec URL). Default ./data.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON (last line of stdout).")
 
@@ -50,13 +50,17 @@ def _emit(result: Any, as_json: bool, title: str) -> None:
 
 def _run(fn, **kwargs: Any) -> Any:
     """Call a flow, turning user errors into a short message and exit code 2."""
+    from prefect.exceptions import ParameterTypeError
+
     from features.sources import SourceError
     from features.store import StoreError
 
     try:
         return fn(**kwargs)
-    except (ValueError, SourceError, StoreError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, SourceError, StoreError, FileNotFoundError, KeyError, ParameterTypeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, ParameterTypeError):  # e.g. `vidpipe extract ../x`: the parameter is on the next lines
+            msg = " ".join(line.strip() for line in str(exc).splitlines())
         _err.print(f"[red]error:[/red] {msg}")
         raise typer.Exit(2) from None
 
@@ -322,6 +326,75 @@ def models() -> None:
 
 from pipelines.cli_ops import register as _register_ops  # noqa: E402  (serve, refresh)
 _register_ops(app)
+
+
+@app.command()
+def compare(
+    dataset: str = typer.Argument(..., help="Dataset (store) name."),
+    task: str = typer.Option("all", "--task", help="emotion, personality, popularity or all."),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="Model to compare (repeatable; default: the task's headline model + baselines)."),
+    epochs: int = typer.Option(15, help="Maximum epochs per model."),
+    seed: int = typer.Option(0, help="Random seed (also fixes the split)."),
+    batch_size: int = typer.Option(16, help="Batch size."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Config override for every model FIELD=VALUE (repeatable)."),
+    ablation: Optional[List[str]] = typer.Option(None, "--ablation", help='Ablation as JSON, e.g. \'{"heads": 4}\' (repeatable).'),
+    retrain: bool = typer.Option(False, "--retrain", help="Retrain even when a run with identical settings exists."),
+    no_interpret: bool = typer.Option(False, "--no-interpret", help="Skip the interpretability plots."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the table rows as a JSON list (last line of stdout)."),
+) -> None:
+    """Train or reuse several models per task, score them on one test split, write tables and plots.
+
+    Example: [cyan]vidpipe compare demo --task personality --json[/cyan]
+    """
+    from flows import compare_models
+
+    try:
+        ablations = [json.loads(a) for a in ablation or []]
+    except json.JSONDecodeError as exc:
+        _err.print(f"[red]error:[/red] --ablation is not JSON: {exc}")
+        raise typer.Exit(2) from None
+    result = _run(compare_models, dataset=dataset, root=root, task=task, models=model or None, epochs=epochs,
+                  seed=seed, batch_size=batch_size, device=device, overrides=_parse_overrides(set_) or None,
+                  ablations=ablations or None, retrain=retrain, interpret=not no_interpret)
+    rows = [r for t in result["tables"].values() for r in t] + [r for t in result["ablations"].values() for r in t]
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    for t, t_rows in result["tables"].items():
+        _emit([{k: v for k, v in r.items() if k not in ("task", "run_id", "cached")} for r in t_rows], False,
+              f"compare {t} on {dataset} (test split)")
+    Console().print(f"[bold]report:[/bold] {result['report']}")
+
+
+@app.command("analyze-outcomes")
+def analyze_outcomes(
+    dataset: str = typer.Argument(..., help="Dataset (store) name."),
+    run: str = typer.Option(..., "--run", help="Run id of a trained model (see `vidpipe compare/train --json`)."),
+    outcomes: str = typer.Option(..., "--outcomes", help="CSV or Parquet file with video_id, the outcome and controls."),
+    outcome: str = typer.Option(..., "--outcome", help="Binary (0/1) outcome column."),
+    controls: str = typer.Option("", "--controls", help="Comma-separated control columns."),
+    n_iter: int = typer.Option(200, help="Random data sets of the parallel analysis."),
+    seed: int = typer.Option(0, help="Random seed of the parallel analysis."),
+    root: Optional[str] = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Logit / probit of an outcome on a run's predicted traits, VIF, KMO, parallel analysis, one-factor model.
+
+    Example: [cyan]vidpipe analyze-outcomes fi2 --run mcat-personality-... --outcomes admit.csv --outcome admitted --controls age,gpa[/cyan]
+    """
+    from flows import analyze_outcomes as flow
+
+    result = _run(flow, dataset=dataset, run_id=run, outcomes=outcomes, outcome=outcome,
+                  controls=[c.strip() for c in controls.split(",") if c.strip()], root=root, n_iter=n_iter, seed=seed)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    _emit([{k: v for k, v in r.items() if k in ("link", "predictor", "coef", "se", "p", "stars", "pseudo_r2")}
+           for r in result["regressions"]], False, f"{outcome} ~ predicted traits ({result['n']} rows)")
+    Console().print(f"KMO {result['kmo']:.3f}; parallel analysis: {result['n_factors']} factor(s)")
+    Console().print(f"[bold]report:[/bold] {result['report']}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -32,6 +32,7 @@ from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
+from threadpoolctl import threadpool_limits
 
 from features.fingerprint import DigestCache, fingerprint
 from features.store import Store
@@ -437,7 +438,10 @@ def extract_features(
         if items:
             n_workers = workers or os.cpu_count() or 1
             batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-            with progress(f"extract {dataset}", len(items)) as bar, \
+            # OpenBLAS called from several threads at once can livelock inside exec_blas (seen here with librosa's
+            # mel einsum in two extraction threads); videos are the unit of parallelism, so BLAS runs single-threaded
+            # while the batches run. threadpool_limits is process-wide and restored afterwards.
+            with progress(f"extract {dataset}", len(items)) as bar, threadpool_limits(limits=1, user_api="blas"), \
                     _task_runner(n_workers, dask_address, dask_workers) as runner:
                 futures = {runner.submit(extract_batch, parameters={"root": root, "dataset": dataset, "items": b,
                                                                    "cfg": cfg.model_dump()}): len(b)

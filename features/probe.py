@@ -1,0 +1,288 @@
+"""ffprobe facts about one video file, with refusals for files that must not be decoded.
+
+:func:`probe` runs one ``ffprobe`` (headers plus the timestamps of the first video packets; no full decode) and
+returns a :class:`ProbeInfo`. Files that cannot or should not be processed are refused with a
+:class:`~features.media.MediaError` that says what is wrong and what to do: empty files, files that are not media,
+files without a video stream (audio-only, cover art only), absurd dimensions (a decompression-bomb guard checked
+before any frame is decoded: ffprobe itself runs with ``-max_pixels`` so that not even its stream analysis allocates
+a huge picture) and absurd or unknown durations.
+
+Rotation convention: :attr:`ProbeInfo.rotation` is the angle in degrees **clockwise** by which the stored picture must
+be turned for display — the meaning of the classic ``rotate`` tag written by phones. ffprobe reports a display
+matrix as a counter-clockwise angle (``rotation: -90`` for a phone's portrait video), so
+``rotation = (-display_matrix_rotation) mod 360``. ffmpeg applies the same matrix when decoding (autorotate), so
+frames read by :mod:`features.video` come out in display orientation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from features.media import MediaError, ffprobe_bin, media_url, run_tool_capture, tool_message
+
+__all__ = ["ProbeInfo", "probe"]
+
+# Packets whose timestamps are read to tell constant from variable frame rate (a demux, not a decode).
+_VFR_PACKETS = 120
+# Relative spread of frame intervals above which a stream counts as variable frame rate. Millisecond time bases
+# (Matroska) round 1/29.97 s to 33 or 34 ms, a 3 % spread, so the threshold sits well above rounding noise.
+_VFR_SPREAD = 0.25
+_REORDER_DEPTH = 16
+_MAX_JSON_BYTES = 8 << 20
+_BOMB_RE = re.compile(r"Picture size (\d+)x(\d+) (?:exceeds specified max pixel count|is invalid)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeInfo:
+    """What ffprobe says about a video file (one record per video in the store).
+
+    Sizes are in pixels, times in seconds. ``width``/``height`` are the stored (coded) picture; ``display_width`` /
+    ``display_height`` are what a player shows: pixel aspect ratio applied, then width and height swapped for a
+    rotation of 90 or 270 degrees.
+    """
+
+    duration: float  # seconds, container duration (falls back to the video stream's)
+    fps: float  # average frame rate of the video stream (frames per second)
+    n_frames: int  # frame count: the container's if it records one, else round(duration * fps)
+    width: int  # stored picture width
+    height: int  # stored picture height
+    rotation: int  # 0, 90, 180 or 270: degrees clockwise to turn the stored picture for display
+    display_width: int  # width as displayed (aspect ratio and rotation applied)
+    display_height: int  # height as displayed (aspect ratio and rotation applied)
+    video_codec: str  # ffmpeg codec name of the first video stream, e.g. "h264"
+    audio_codec: str | None  # codec of the first audio stream, None without audio
+    has_video: bool  # always True for a ProbeInfo returned by probe() (files without video are refused)
+    has_audio: bool  # the file has at least one audio stream
+    sample_rate: int | None  # audio sample rate in Hz, None without audio
+    channels: int | None  # audio channel count, None without audio
+    container: str  # ffmpeg format name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "matroska,webm"
+    variable_frame_rate: bool  # frame intervals of the first packets vary by more than 25 %
+    start_time: float = 0.0  # container start time in seconds (timestamps of the streams are relative to it)
+    sample_aspect_ratio: float = 1.0  # pixel aspect ratio (display width / stored width before rotation)
+    size_bytes: int = 0  # file size in bytes
+
+    def to_record(self) -> dict[str, object]:
+        """Plain scalars (str, int, float, bool, None) for a Parquet / JSON row."""
+        return asdict(self)
+
+
+def _fraction(text: object) -> float:
+    """'30000/1001' → 29.97, '4:3' → 1.333; '0/0', 'N/A', None → nan."""
+    if not isinstance(text, str) or not ("/" in text or ":" in text):
+        return _float(text)
+    num, _, den = text.replace(":", "/").partition("/")
+    try:
+        value = Fraction(int(num), int(den))
+    except (ValueError, ZeroDivisionError):
+        return math.nan
+    return float(value) if value > 0 else math.nan
+
+
+def _float(value: object) -> float:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return int(number) if math.isfinite(number) else None
+
+
+def _rotation_cw(stream: dict) -> int:
+    """Clockwise display rotation from the display matrix (counter-clockwise in ffprobe) or the ``rotate`` tag."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            ccw = _float(side["rotation"])
+            if math.isfinite(ccw):
+                return int(round(-ccw / 90.0)) % 4 * 90
+    tag = _float((stream.get("tags") or {}).get("rotate"))
+    if math.isfinite(tag):
+        return int(round(tag / 90.0)) % 4 * 90
+    return 0
+
+
+def _is_vfr(packet_pts: list[float]) -> bool:
+    """Frame intervals of the first packets vary by more than ``_VFR_SPREAD`` of their median."""
+    pts = np.unique(np.asarray([p for p in packet_pts if math.isfinite(p)], dtype=np.float64))
+    # Packets come in decode order: with B-frames the last ones read may still miss earlier presentation times,
+    # which would look like a long interval. Drop the largest timestamps (reordering is at most 16 frames deep).
+    pts = pts[: max(pts.size - _REORDER_DEPTH, 0)]
+    if pts.size < 4:
+        return False
+    deltas = np.diff(pts)
+    median = float(np.median(deltas))
+    if median <= 0:
+        return False
+    return float(deltas.max() - deltas.min()) > _VFR_SPREAD * median
+
+
+def _refuse(path: str | os.PathLike[str], problem: str, advice: str) -> MediaError:
+    return MediaError(f"{os.fspath(path)!r}: {problem}; {advice}")
+
+
+def probe(
+    path: str | os.PathLike[str],
+    *,
+    timeout: float = 30.0,
+    max_pixels: int = 8192 * 8192,
+    max_duration: float = 6 * 3600,
+) -> ProbeInfo:
+    """Read a video file's stream facts with ffprobe and refuse files that cannot or must not be decoded.
+
+    Args:
+        path: the video file (any name: it is passed to ffprobe as a ``file:`` URL, never through a shell).
+        timeout: seconds before ffprobe is killed.
+        max_pixels: largest accepted ``width * height`` of the stored picture (decompression-bomb guard).
+        max_duration: longest accepted duration in seconds.
+
+    Returns:
+        The file's :class:`ProbeInfo`.
+
+    Raises:
+        ValueError: a limit argument is not positive.
+        MediaError: the file is missing, empty, not media, has no video stream, declares a picture larger than
+            ``max_pixels`` or a duration that is unknown, not positive or longer than ``max_duration``.
+    """
+    if not (isinstance(max_pixels, int) and max_pixels > 0):
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    if not max_duration > 0:
+        raise ValueError(f"max_duration must be > 0 seconds, got {max_duration!r}")
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise _refuse(path, "file not found", "check the dataset's manifest and the file name") from None
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read ({exc.strerror})", "check permissions and the mount") from None
+    if not file.is_file():
+        raise _refuse(path, "is not a regular file", "point the dataset at video files")
+    if size == 0:
+        raise _refuse(path, "is empty (0 bytes)", "the download or copy failed; fetch the file again")
+
+    args = [
+        ffprobe_bin(),
+        "-v", "error",
+        "-hide_banner",
+        # The decoder refuses to allocate a larger picture even during ffprobe's stream analysis.
+        "-max_pixels", str(max_pixels),
+        "-print_format", "json",
+        "-show_format",
+        "-show_streams",
+        "-show_entries", "packet=stream_index,pts_time",
+        "-read_intervals", f"%+#{_VFR_PACKETS * 2}",
+        media_url(file),
+    ]
+    result = run_tool_capture(args, timeout, _MAX_JSON_BYTES, what=repr(os.fspath(path)))
+    stderr = "\n".join(result.stderr_tail)
+    bomb = _BOMB_RE.search(stderr)
+    if bomb:
+        w, h = int(bomb.group(1)), int(bomb.group(2))
+        raise _refuse(
+            path,
+            f"declares a {w}x{h} picture ({w * h:,} pixels, limit max_pixels={max_pixels:,}); refused before decoding "
+            "(decompression-bomb guard)",
+            "re-encode it at a sane resolution or raise max_pixels if it is genuine",
+        )
+    if result.returncode != 0:
+        raise _refuse(
+            path,
+            f"is not a readable media file (ffprobe: {tool_message(result)})",
+            "the file is damaged, truncated or not a video; re-download or re-encode it",
+        )
+    try:
+        data = json.loads(result.stdout.decode("utf-8", "replace") or "{}")
+    except json.JSONDecodeError as exc:
+        raise _refuse(path, f"ffprobe printed unreadable JSON ({exc})", "check the FFmpeg installation") from None
+    streams = data.get("streams") or []
+    fmt = data.get("format") or {}
+    videos = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    if not videos:
+        kind = "an audio-only file" if audios else "a file without media streams"
+        raise _refuse(path, f"has no video stream ({kind})", "use a video file; audio-only input is not supported")
+    video = videos[0]
+    audio = audios[0] if audios else None
+
+    width, height = _int(video.get("width")) or 0, _int(video.get("height")) or 0
+    if width <= 0 or height <= 0:
+        raise _refuse(path, f"declares an invalid picture size {width}x{height}", "re-encode the file")
+    if width * height > max_pixels:
+        raise _refuse(
+            path,
+            f"declares a {width}x{height} picture ({width * height:,} pixels, limit max_pixels={max_pixels:,}); "
+            "refused before decoding (decompression-bomb guard)",
+            "re-encode it at a sane resolution or raise max_pixels if it is genuine",
+        )
+
+    fps = _fraction(video.get("avg_frame_rate"))
+    if not math.isfinite(fps):
+        fps = _fraction(video.get("r_frame_rate"))
+    duration = _float(fmt.get("duration"))
+    if not (math.isfinite(duration) and duration > 0):
+        duration = _float(video.get("duration"))
+    if not (math.isfinite(duration) and duration > 0):
+        raise _refuse(
+            path,
+            "has no usable duration (a still image, an empty stream or a damaged header)",
+            "re-encode it as a regular video file",
+        )
+    if duration > max_duration:
+        raise _refuse(
+            path,
+            f"lasts {duration:,.0f} s, longer than max_duration={max_duration:,.0f} s",
+            "cut the video or raise max_duration if it is genuine",
+        )
+    if not (math.isfinite(fps) and 0 < fps <= 1000):
+        raise _refuse(path, f"has no usable frame rate ({video.get('avg_frame_rate')!r})", "re-encode the file")
+    n_frames = _int(video.get("nb_frames"))
+    if n_frames is None or n_frames <= 0:
+        n_frames = max(1, int(round(duration * fps)))
+
+    sar = _fraction(video.get("sample_aspect_ratio"))
+    if not (math.isfinite(sar) and 0.1 < sar < 10):
+        sar = 1.0
+    rotation = _rotation_cw(video)
+    shown_w, shown_h = max(1, int(round(width * sar))), height
+    if rotation in (90, 270):
+        shown_w, shown_h = shown_h, shown_w
+
+    video_index = video.get("index")
+    packet_pts = [
+        _float(p.get("pts_time")) for p in data.get("packets") or [] if p.get("stream_index") == video_index
+    ]
+    start_time = _float(fmt.get("start_time"))
+    return ProbeInfo(
+        duration=float(duration),
+        fps=float(fps),
+        n_frames=int(n_frames),
+        width=int(width),
+        height=int(height),
+        rotation=int(rotation),
+        display_width=int(shown_w),
+        display_height=int(shown_h),
+        video_codec=str(video.get("codec_name") or "unknown"),
+        audio_codec=(str(audio.get("codec_name") or "unknown") if audio else None),
+        has_video=True,
+        has_audio=audio is not None,
+        sample_rate=(_int(audio.get("sample_rate")) if audio else None),
+        channels=(_int(audio.get("channels")) if audio else None),
+        container=str(fmt.get("format_name") or "unknown"),
+        variable_frame_rate=_is_vfr(packet_pts[:_VFR_PACKETS]),
+        start_time=float(start_time) if math.isfinite(start_time) else 0.0,
+        sample_aspect_ratio=float(sar),
+        size_bytes=int(size),
+    )

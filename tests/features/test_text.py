@@ -1,0 +1,105 @@
+"""features.text: tokenisation without downloads, the fingerprinted vocabulary, bag-of-words vectors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from features.text import Vocabulary, bag_of_words, build_vocabulary, tokenize
+
+
+def test_tokenize_lowercases_drops_stop_words_and_stems():
+    assert tokenize("The dogs weren't running to 2 parks!") == ["dog", "werent", "run", "park"]
+    assert tokenize("Happiness, HAPPY; happily") == ["happi", "happi", "happili"]
+    assert tokenize("a I x 42 -- ...") == []  # single letters, numbers, punctuation, stop words
+    assert tokenize("") == []
+
+
+def test_tokenize_keeps_other_alphabets_and_splits_on_digits():
+    assert tokenize("café2bar naïve") == ["café", "bar", "naïv"]
+
+
+def test_tokenize_rejects_non_text():
+    with pytest.raises(ValueError, match="text"):
+        tokenize(None)  # type: ignore[arg-type]
+
+
+def test_build_vocabulary_order_min_count_and_max_size():
+    corpus = [["dog", "run", "dog"], ["cat", "run"], ["bird"], ["cat", "dog"]]
+    assert build_vocabulary(corpus).tokens == ("dog", "cat", "run", "bird")  # 3, 2, 2 (tie: alphabetical), 1
+    assert build_vocabulary(corpus, min_count=2).tokens == ("dog", "cat", "run")
+    assert build_vocabulary(corpus, max_size=2).tokens == ("dog", "cat")
+    assert build_vocabulary(list(reversed(corpus))) == build_vocabulary(corpus)  # order-independent
+    assert build_vocabulary([]).tokens == ()
+
+
+@pytest.mark.parametrize("kwargs, match", [({"min_count": 0}, "min_count"), ({"max_size": -1}, "max_size")])
+def test_build_vocabulary_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_vocabulary([["a"]], **kwargs)
+
+
+def test_build_vocabulary_rejects_raw_strings():
+    with pytest.raises(ValueError, match=r"token_lists\[0\].*tokenize"):
+        build_vocabulary(["hello world"])  # type: ignore[list-item]
+
+
+def test_vocabulary_index_and_uniqueness():
+    vocab = Vocabulary(("dog", "cat"))
+    assert vocab.index == {"dog": 0, "cat": 1} and len(vocab) == 2
+    with pytest.raises(ValueError, match="unique.*dog"):
+        Vocabulary(("dog", "dog"))
+    with pytest.raises(ValueError, match="tuple"):
+        Vocabulary(["dog"])  # type: ignore[arg-type]
+
+
+def test_fingerprint_tracks_tokens_and_order():
+    a = Vocabulary(("dog", "cat"))
+    assert a.fingerprint() == Vocabulary(("dog", "cat")).fingerprint()
+    assert len(a.fingerprint()) == 32
+    assert a.fingerprint() != Vocabulary(("cat", "dog")).fingerprint()
+    assert a.fingerprint() != Vocabulary(("dog", "cats")).fingerprint()
+
+
+def test_json_round_trip_and_tamper_check():
+    vocab = Vocabulary(("dog", "café", "run"))
+    text = vocab.to_json()
+    again = Vocabulary.from_json(text)
+    assert again == vocab and again.fingerprint() == vocab.fingerprint()
+    doc = json.loads(text)
+    doc["tokens"] = ["dog", "run", "café"]
+    with pytest.raises(ValueError, match="fingerprint"):
+        Vocabulary.from_json(json.dumps(doc))
+    doc = json.loads(text)
+    doc["tokenizer_version"] = 0
+    with pytest.raises(ValueError, match="tokenizer_version"):
+        Vocabulary.from_json(json.dumps(doc))
+    with pytest.raises(ValueError, match="not JSON"):
+        Vocabulary.from_json("{")
+    with pytest.raises(ValueError, match="not a vidpipe.vocabulary"):
+        Vocabulary.from_json("[1, 2]")
+
+
+def test_bag_of_words_binary_and_counts():
+    vocab = Vocabulary(("dog", "cat", "run"))
+    tokens = ["dog", "run", "dog", "unknown"]
+    np.testing.assert_array_equal(bag_of_words(tokens, vocab), np.array([1, 0, 1], np.float32))
+    counts = bag_of_words(tokens, vocab, binary=False)
+    assert counts.dtype == np.float32 and counts.tolist() == [2.0, 0.0, 1.0]
+    assert bag_of_words([], vocab).tolist() == [0.0, 0.0, 0.0]
+    assert bag_of_words(["x"], Vocabulary(())).shape == (0,)
+
+
+def test_bag_of_words_rejects_a_string():
+    with pytest.raises(ValueError, match="tokens"):
+        bag_of_words("dog", Vocabulary(("dog",)))  # type: ignore[arg-type]
+
+
+def test_end_to_end_on_transcripts():
+    train = ["The dog runs in the park.", "A dog and a cat!", "Cats sleeping all day"]
+    vocab = build_vocabulary([tokenize(t) for t in train])
+    assert vocab.tokens[:2] == ("cat", "dog")  # "cat"/"cats" and "dog" twice each, tie by token
+    vec = bag_of_words(tokenize("Dogs running"), vocab)
+    assert vec[vocab.index["dog"]] == 1 and vec[vocab.index["run"]] == 1 and vec.sum() == 2

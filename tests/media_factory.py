@@ -1,0 +1,249 @@
+"""Tiny media files for tests, made on the fly by ffmpeg's lavfi sources (testsrc2, sine, color, aevalsrc).
+
+Every generator writes one small file (a few KB, well under a second of ffmpeg time) and returns its path. Damaged
+files (truncated, corrupted, random bytes, huge-resolution header) are derived from good ones. Reusable by any test:
+``from tests.media_factory import make_video``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = [
+    "corrupt_middle",
+    "ffprobe_json",
+    "make_audio_expr_video",
+    "make_audio_only",
+    "make_bomb_y4m",
+    "make_counter_video",
+    "make_patch_video",
+    "make_speech_video",
+    "make_speech_wav",
+    "make_video",
+    "make_vfr_video",
+    "set_rotation",
+    "truncate",
+    "write_random",
+]
+
+_ROTATION_METHOD: dict[str, str] = {}  # which way of writing a display rotation this ffmpeg understands
+_AUDIO_CODEC = {".mp4": "aac", ".m4a": "aac", ".mov": "aac", ".mkv": "aac", ".webm": "libopus", ".avi": "mp3"}
+
+
+def _ffmpeg(*args: str) -> None:
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{done.stderr}")
+
+
+def ffprobe_json(path: Path) -> dict:
+    """Raw ffprobe streams + format, for tests that check facts independently of features.probe."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "file:" + str(path)],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def _video_codec_args(path: Path, vcodec: str | None, gop: int | None) -> list[str]:
+    codec = vcodec or ("libvpx-vp9" if path.suffix == ".webm" else "libx264")
+    args = ["-c:v", codec, "-pix_fmt", "yuv420p"]
+    if codec == "libx264":
+        args += ["-preset", "ultrafast"]
+    if codec.startswith("libvpx"):
+        args += ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k"]
+    if gop is not None:
+        args += ["-g", str(gop)]
+    return args
+
+
+def make_video(
+    path: Path,
+    *,
+    duration: float = 2.0,
+    size: tuple[int, int] = (96, 64),
+    fps: float = 25,
+    audio: bool = True,
+    tone_hz: float = 440.0,
+    vcodec: str | None = None,
+    gop: int | None = None,
+    faststart: bool = False,
+) -> Path:
+    """A testsrc2 clip (moving colour pattern with a frame counter), optionally with a sine tone.
+
+    Args:
+        path: output file; the extension picks the container (.mp4, .mkv, .webm, .avi, .mov).
+        size: (width, height) in pixels.
+        gop: keyframe interval in frames (x264's default otherwise).
+        faststart: MP4 only, move the index to the front (then a truncated file still probes).
+    """
+    path = Path(path)
+    w, h = size
+    args = ["-f", "lavfi", "-i", f"testsrc2=s={w}x{h}:r={fps}:d={duration}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=f={tone_hz}:sample_rate=44100:d={duration}"]
+    args += _video_codec_args(path, vcodec, gop)
+    if audio:
+        args += ["-c:a", _AUDIO_CODEC.get(path.suffix, "aac"), "-shortest"]
+    if faststart and path.suffix == ".mp4":
+        args += ["-movflags", "+faststart"]
+    _ffmpeg(*args, str(path))
+    return path
+
+
+def make_counter_video(path: Path, *, duration: float = 3.0, size: tuple[int, int] = (160, 120), fps: float = 20,
+                       gop: int | None = None, red_step: int = 4) -> Path:
+    """Frames that identify themselves: red = red_step·(frame index) (flat), green and blue = horizontal and
+    vertical ramps (to check crop and scale). No audio. Keep ``red_step · duration · fps`` below 256."""
+    path = Path(path)
+    w, h = size
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"nullsrc=s={w}x{h}:r={fps}:d={duration},format=gbrp,"
+                             f"geq=r='{red_step}*N':g='255*X/W':b='255*Y/H'",
+        *_video_codec_args(path, None, gop), "-crf", "10", str(path),
+    )
+    return path
+
+
+def make_audio_expr_video(path: Path, expr: str, *, duration: float = 3.0, size: tuple[int, int] = (64, 48),
+                          fps: float = 10, sample_rate: int = 16000) -> Path:
+    """A small video whose mono audio is ``aevalsrc`` of ``expr`` (a function of ``t``), e.g. silence then a tone."""
+    path = Path(path)
+    w, h = size
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=s={w}x{h}:r={fps}:d={duration}",
+        "-f", "lavfi", "-i", f"aevalsrc='{expr}':s={sample_rate}:d={duration}",
+        *_video_codec_args(path, None, None), "-c:a", _AUDIO_CODEC.get(path.suffix, "aac"), "-shortest", str(path),
+    )
+    return path
+
+
+def make_patch_video(path: Path, *, size: tuple[int, int] = (128, 64),
+                     box: tuple[int, int, int, int] = (32, 16, 32, 32), duration: float = 1.0, fps: float = 25, sar: str | None = None) -> Path:
+    """Black frames with one white box ``(x, y, w, h)`` in stored pixels: a planted patch to check orientation.
+
+    ``sar`` (e.g. "2:1") stores anamorphic pixels: the display width is ``w · sar``.
+    """
+    path = Path(path)
+    w, h = size
+    x, y, bw, bh = box
+    extra = ["-vf", f"setsar={sar.replace(':', '/')}"] if sar else []
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"color=black:s={w}x{h}:r={fps}:d={duration},"
+                             f"drawbox=x={x}:y={y}:w={bw}:h={bh}:color=white:t=fill",
+        *extra, *_video_codec_args(path, None, None), str(path),
+    )
+    return path
+
+
+def _display_rotation_ccw(path: Path) -> int:
+    for stream in ffprobe_json(path)["streams"]:
+        for side in stream.get("side_data_list") or []:
+            if "rotation" in side:
+                return int(round(float(side["rotation"]))) % 360
+    return 0
+
+
+def set_rotation(src: Path, dst: Path, rotation_cw: int) -> Path:
+    """Copy ``src`` to ``dst`` (no re-encode) with a display matrix that turns the picture ``rotation_cw`` degrees
+    clockwise for display.
+
+    ffmpeg >= 6 has ``-display_rotation`` (counter-clockwise); older versions take the ``rotate`` tag, whose sign
+    handling changed between versions — so the result is read back and the other sign tried if needed.
+    """
+    want_ccw = (-rotation_cw) % 360
+    attempts = {
+        "display_rotation": ["-display_rotation", str(want_ccw), "-i", str(src), "-c", "copy", str(dst)],
+        "rotate_cw": ["-i", str(src), "-c", "copy", "-metadata:s:v", f"rotate={rotation_cw}", str(dst)],
+        "rotate_ccw": ["-i", str(src), "-c", "copy", "-metadata:s:v", f"rotate={want_ccw}", str(dst)],
+    }
+    order = sorted(attempts, key=lambda name: name != _ROTATION_METHOD.get("works"))  # the one that worked first
+    for name in order:
+        try:
+            _ffmpeg(*attempts[name])
+        except RuntimeError:
+            continue
+        if _display_rotation_ccw(dst) == want_ccw:
+            _ROTATION_METHOD["works"] = name
+            return dst
+    raise RuntimeError(f"could not write a {rotation_cw} degree display rotation with this ffmpeg")
+
+
+def make_audio_only(path: Path, *, duration: float = 2.0) -> Path:
+    """An audio file without any video stream (.m4a, .wav, .mp3 ...)."""
+    path = Path(path)
+    _ffmpeg("-f", "lavfi", "-i", f"sine=f=440:d={duration}", str(path))
+    return path
+
+
+def make_vfr_video(path: Path) -> Path:
+    """3 s, 50 frames of testsrc2 with a variable frame rate: 30 fps during the first second, then 10 fps.
+
+    Frame ``k`` is shown at ``k/30`` s for ``k < 30`` and at ``1 + (k - 30)/10`` s after.
+    """
+    path = Path(path)
+    _ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=s=96x64:r=30", "-frames:v", "50",
+        "-vf", "setpts='if(lt(N,30),N/30,1+(N-30)/10)/TB'", "-fps_mode", "vfr",
+        *_video_codec_args(path, None, None), str(path),
+    )
+    return path
+
+
+def make_speech_wav(path: Path, text: str) -> Path:
+    """``text`` spoken by espeak-ng into a WAV file (22.05 kHz mono)."""
+    path = Path(path)
+    espeak = shutil.which("espeak-ng") or shutil.which("espeak")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    subprocess.run([espeak, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    return path
+
+
+def make_speech_video(path: Path, text: str, *, size: tuple[int, int] = (64, 48), fps: float = 10) -> Path:
+    """A small testsrc2 video whose audio track is ``text`` spoken by espeak-ng."""
+    path = Path(path)
+    wav = make_speech_wav(path.with_suffix(".speech.wav"), text)
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=s={size[0]}x{size[1]}:r={fps}", "-i", str(wav),
+        *_video_codec_args(path, None, None), "-c:a", "aac", "-shortest", str(path),
+    )
+    wav.unlink()
+    return path
+
+
+def truncate(src: Path, dst: Path, fraction: float) -> Path:
+    """The first ``fraction`` of ``src``'s bytes."""
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * fraction)])
+    return Path(dst)
+
+
+def corrupt_middle(src: Path, dst: Path, *, at: float = 0.5, n_bytes: int = 2048, seed: int = 0) -> Path:
+    """``src`` with ``n_bytes`` random bytes written over the data at ``at`` (a fraction of the file size)."""
+    data = bytearray(Path(src).read_bytes())
+    start = int(len(data) * at)
+    rng = random.Random(seed)
+    for i in range(start, min(start + n_bytes, len(data))):
+        data[i] = rng.randrange(256)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def write_random(path: Path, n_bytes: int = 4096, seed: int = 0) -> Path:
+    """Random bytes (e.g. named ``.mp4`` to pose as a video)."""
+    rng = random.Random(seed)
+    Path(path).write_bytes(bytes(rng.randrange(256) for _ in range(n_bytes)))
+    return Path(path)
+
+
+def make_bomb_y4m(path: Path, *, width: int = 16000, height: int = 16000) -> Path:
+    """A YUV4MPEG2 file whose header declares a huge picture, followed by a few bytes of one frame."""
+    header = f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode()
+    Path(path).write_bytes(header + bytes(4096))
+    return Path(path)
