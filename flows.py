@@ -12,6 +12,9 @@ import sys
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
+from pipelines.analyze import analyze_outcomes  # noqa: E402
+from pipelines.compare import compare_models  # noqa: E402
+from pipelines.demo import demo  # noqa: E402
 from pipelines.deploy import deployments  # noqa: E402
 from pipelines.extract import extract_features  # noqa: E402
 from pipelines.graph import pretrain_graph  # noqa: E402
@@ -20,7 +23,8 @@ from pipelines.refresh import refresh  # noqa: E402
 from pipelines.sweep import sweep  # noqa: E402
 from pipelines.train import train  # noqa: E402
 
-__all__ = ["ingest", "extract_features", "pretrain_graph", "train", "sweep", "refresh", "deployments"]
+__all__ = ["ingest", "extract_features", "pretrain_graph", "train", "sweep", "refresh", "compare_models",
+           "analyze_outcomes", "demo", "deployments"]
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the server test

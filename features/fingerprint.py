@@ -21,9 +21,9 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["fingerprint", "canonical_json", "file_digest", "DigestCache"]
+__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "DigestCache"]
 
 _CHUNK = 1 << 20
 
@@ -64,16 +64,31 @@ def fingerprint(stage: str, version: int | str, params: Any = None, inputs: Iter
         params: the parameters that change the output (plain data or dataclasses).
         inputs: content digests and/or upstream fingerprints, in a fixed order.
     """
+    return fingerprinter(stage, version, params)(inputs)
+
+
+def fingerprinter(stage: str, version: int | str, params: Any = None) -> Callable[[Iterable[str]], str]:
+    """``inputs -> fingerprint(stage, version, params, inputs)`` with the stage and parameters hashed once.
+
+    Planning computes the same stage's key for thousands of videos with the same parameters; rendering the
+    parameters' canonical JSON once instead of per video made that several times faster (issue 9). The keys are
+    identical to :func:`fingerprint`'s (it is built on this).
+    """
     if not stage:
         raise ValueError(f"stage={stage!r}: expected a non-empty stage name")
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{stage}@{version}".encode())
-    h.update(b"\x00" + canonical_json(params).encode())
-    for item in inputs:
-        if not isinstance(item, str) or not item:
-            raise TypeError(f"inputs must be non-empty strings (digests or fingerprints), got {item!r}")
-        h.update(b"\x00" + item.encode())
-    return h.hexdigest()
+    head = hashlib.blake2b(digest_size=16)
+    head.update(f"{stage}@{version}".encode())
+    head.update(b"\x00" + canonical_json(params).encode())
+
+    def key(inputs: Iterable[str] = ()) -> str:
+        h = head.copy()
+        for item in inputs:
+            if not isinstance(item, str) or not item:
+                raise TypeError(f"inputs must be non-empty strings (digests or fingerprints), got {item!r}")
+            h.update(b"\x00" + item.encode())
+        return h.hexdigest()
+
+    return key
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_TOOL_MEMORY_MB",
     "DEMUXERS",
     "MediaError",
+    "SIDE_OUTPUT",
     "ToolResult",
     "ffmpeg_bin",
     "ffprobe_bin",
@@ -61,6 +62,8 @@ DEFAULT_TOOL_MEMORY_MB = 4096
 #: still reported as "audio-only"). No playlist / indirection formats (hls, concat, dash, image2, tee...).
 DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,asf,mpeg,mpegts,ogg,yuv4mpegpipe,h264,hevc,m4v,"
             "mpegvideo,ivf,obu,mxf,nut,dv,wav,mp3,aac,flac")
+#: stands for the second output pipe in the arguments of :func:`run_tool_capture` (``side_output_bytes``)
+SIDE_OUTPUT = "pipe:vidpipe-side"
 _OOM_RE = re.compile(r"Cannot allocate memory|failed to map segment|[Oo]ut of memory")
 
 
@@ -83,6 +86,7 @@ class ToolResult:
     stderr_counted: int  # number of stderr lines that matched count_stderr
     returncode: int  # the tool's exit status
     seconds: float  # wall-clock run time
+    side: bytes = b""  # what the tool wrote to its second output pipe (run_tool_capture's side_output_bytes)
 
 
 def _which(name: str, env_var: str) -> str:
@@ -229,6 +233,7 @@ def run_tool_capture(
     count_stderr: str | None = None,
     what: str = "",
     memory_mb: int | None = None,
+    side_output_bytes: int | None = None,
 ) -> ToolResult:
     """Run ``args`` (an argument list, never a shell) and return its output without judging the exit status.
 
@@ -242,11 +247,16 @@ def run_tool_capture(
         what: the file or job the tool works on, used in error messages.
         memory_mb: address-space cap of the tool in MiB (``None``: ``$VIDPIPE_TOOL_MEMORY_MB`` or
             :data:`DEFAULT_TOOL_MEMORY_MB`; ``0``: no cap). A tool that hits it fails ("Cannot allocate memory").
+        side_output_bytes: give the tool a second output pipe, capped at this many bytes (like stdout): the
+            argument :data:`SIDE_OUTPUT` in ``args`` is replaced by ``pipe:<fd>`` of that pipe and what the tool
+            writes there comes back as :attr:`ToolResult.side` — e.g. one ffmpeg writing frames to stdout and PCM to
+            the side pipe, so a video is demuxed and decoded once (issue 9).
 
     Raises:
         ValueError: ``args`` is not a non-empty list of strings, ``timeout`` is not positive or ``memory_mb`` is
-            negative.
-        MediaError: the tool could not start, ran past ``timeout`` or wrote more than ``max_output_bytes``.
+            negative, or ``side_output_bytes`` is given without a :data:`SIDE_OUTPUT` argument.
+        MediaError: the tool could not start, ran past ``timeout`` or wrote more than ``max_output_bytes`` (or
+            ``side_output_bytes``).
     """
     if not isinstance(args, (list, tuple)) or not args or not all(isinstance(a, str) for a in args):
         raise ValueError(f"args must be a non-empty list of str, got {args!r}")
@@ -254,11 +264,17 @@ def run_tool_capture(
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     if max_output_bytes is not None and max_output_bytes < 0:
         raise ValueError(f"max_output_bytes must be >= 0 or None, got {max_output_bytes!r}")
+    if side_output_bytes is not None and (side_output_bytes < 0 or SIDE_OUTPUT not in args):
+        raise ValueError(f"side_output_bytes={side_output_bytes!r}: expected >= 0 and a {SIDE_OUTPUT!r} argument")
     label = what or Path(args[0]).name
     preexec = _limit_address_space(_memory_cap_mb(memory_mb))
     pattern = re.compile(keep_stderr) if keep_stderr else None
     counter = re.compile(count_stderr) if count_stderr else None
     start = time.monotonic()
+    side_read = side_write = None
+    if side_output_bytes is not None:
+        side_read, side_write = os.pipe()
+        args = [f"pipe:{side_write}" if a == SIDE_OUTPUT else a for a in args]
     try:
         proc = subprocess.Popen(
             _restrict_inputs(list(args)),
@@ -268,18 +284,29 @@ def run_tool_capture(
             shell=False,
             start_new_session=True,  # a Ctrl-C in the terminal reaches the pipeline, not half of its tools
             preexec_fn=preexec,  # the memory cap (see _limit_address_space)
+            pass_fds=() if side_write is None else (side_write,),
         )
     except OSError as exc:
+        if side_read is not None:
+            os.close(side_read)
         raise MediaError(f"could not start {args[0]!r} for {label}: {exc}; {_INSTALL_HINT}") from exc
+    finally:
+        if side_write is not None:
+            os.close(side_write)  # the child holds its copy; EOF arrives when it exits
     out = bytearray()
+    side = bytearray()
     overflow = threading.Event()
     kept: list[str] = []
     tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
     count = [0, 0]
+    side_stream = open(side_read, "rb") if side_read is not None else None  # noqa: SIM115 - closed below
     readers = [
         threading.Thread(target=_pump, args=(proc.stdout, out, max_output_bytes, overflow, proc), daemon=True),
         threading.Thread(target=_pump_lines, args=(proc.stderr, pattern, counter, kept, tail, count), daemon=True),
     ]
+    if side_stream is not None:
+        readers.append(threading.Thread(target=_pump, args=(side_stream, side, side_output_bytes, overflow, proc),
+                                        daemon=True))
     for reader in readers:
         reader.start()
     deadline = start + timeout
@@ -297,6 +324,8 @@ def run_tool_capture(
         reader.join(timeout=5.0)
     proc.stdout.close()
     proc.stderr.close()
+    if side_stream is not None:
+        side_stream.close()
     seconds = time.monotonic() - start
     if timed_out:
         raise MediaError(
@@ -304,8 +333,10 @@ def run_tool_capture(
             "damaged or very long — raise the timeout if it is legitimately long"
         )
     if overflow.is_set():
+        limit = max_output_bytes if side_output_bytes is None else \
+            f"{max_output_bytes} (stdout) or {side_output_bytes} (side pipe)"
         raise MediaError(
-            f"{Path(args[0]).name} on {label} produced more than {max_output_bytes} bytes of output and was stopped; "
+            f"{Path(args[0]).name} on {label} produced more than {limit} bytes of output and was stopped; "
             "the file's stream parameters do not match what it declares"
         )
     return ToolResult(
@@ -316,6 +347,7 @@ def run_tool_capture(
         stderr_counted=count[1],
         returncode=proc.returncode,
         seconds=seconds,
+        side=bytes(side),
     )
 
 

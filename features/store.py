@@ -13,6 +13,8 @@ One store per dataset, at ``<root>/<dataset>/`` where ``root`` is a local path o
     packs/<fingerprint>.h5              HDF5 tensor packs for training
     runs/<run_id>.json                  one record per training run (see :meth:`Store.runs`)
     reports/                            Markdown + PNG reports
+    cache/index/<stage>.json            local stores: every index record of a stage, parsed, with its file's stat —
+                                        a cache that lets ``entries()`` read only changed records (safe to delete)
 
 ``<key>`` is :func:`video_key` of the video id: path-safe, collision-free, never a traversal.
 
@@ -33,6 +35,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 import uuid
 import warnings
@@ -55,6 +58,7 @@ FORMAT_VERSION = 1
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ZARR_COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 _CHUNK_BYTES = 8 << 20
+_REMOTE_FS_OPTIONS = {"use_listings_cache": False}  # fsspec options for object-store roots (see Store.__init__)
 
 
 class StoreError(RuntimeError):
@@ -113,6 +117,11 @@ class IndexRecord:
         d = json.loads(text)
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
+    @classmethod
+    def _from_dict(cls, d: Mapping[str, Any]) -> "IndexRecord":
+        """From a parsed index record that may be shared (the snapshot memo): the dict fields are copied."""
+        return cls(**{k: (dict(d[k]) if k in ("params", "record") else d[k]) for k in cls.__dataclass_fields__})
+
 
 class Store:
     """A dataset's feature store. Construct with :func:`open_store`."""
@@ -120,7 +129,11 @@ class Store:
     def __init__(self, root: str, dataset: str, *, create: bool = True) -> None:
         self.root = resolve_root(root)
         self.dataset = check_dataset_name(dataset)
-        self.fs, base = fsspec.core.url_to_fs(self.root)
+        # Object stores: no listings cache. fsspec caches directory listings per filesystem instance forever, and
+        # treats a path missing from a cached listing as missing, so outputs written by another process (Dask
+        # workers, another machine) would stay invisible to this one: stale entries(), even KeyError from read().
+        self.fs, base = fsspec.core.url_to_fs(self.root, **_REMOTE_FS_OPTIONS) if "://" in self.root \
+            else fsspec.core.url_to_fs(self.root)
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         self.path = f"{base.rstrip('/')}/{self.dataset}"
         self.url = self.path if self.local else f"{self.root.rstrip('/')}/{self.dataset}"
@@ -134,8 +147,12 @@ class Store:
     def _open(self, create: bool) -> None:
         meta_path = self._p("store.json")
         if self.fs.exists(meta_path):
-            meta = json.loads(self.fs.cat_file(meta_path))
-            version = meta.get("format_version")
+            try:  # written atomically, so unreadable means edited or damaged by hand: say what to do, no traceback
+                meta = json.loads(self.fs.cat_file(meta_path))
+                version = meta.get("format_version")
+            except (ValueError, AttributeError) as exc:
+                raise StoreError(f"{meta_path} is not a vidpipe store record ({exc}); restore it from a backup, or "
+                                 f"re-ingest into a fresh root (vidpipe ingest {self.dataset} --root NEW ...)") from None
             if version != FORMAT_VERSION:
                 _migrate(self, version)
             return
@@ -169,7 +186,8 @@ class Store:
             if self.local:
                 self._zarr_store = zarr.storage.LocalStore(self._p("features.zarr"))
             else:
-                self._zarr_store = zarr.storage.FsspecStore.from_url(f"{self.url}/features.zarr")
+                self._zarr_store = zarr.storage.FsspecStore.from_url(f"{self.url}/features.zarr",
+                                                                     storage_options=dict(_REMOTE_FS_OPTIONS))
         return self._zarr_store
 
     # ------------------------------------------------------------------ manifest
@@ -208,10 +226,17 @@ class Store:
         return m
 
     # ------------------------------------------------------------------ tables (Parquet)
-    def write_table(self, name: str, df: pd.DataFrame) -> None:
-        """Write ``tables``-level Parquet ``name`` atomically (``manifest``/``edges`` live at the store's top)."""
+    def write_table(self, name: str, df: pd.DataFrame, *, metadata: Mapping[str, str] | None = None) -> None:
+        """Write ``tables``-level Parquet ``name`` atomically (``manifest``/``edges`` live at the store's top).
+
+        ``metadata``: extra key → value strings for the Parquet schema metadata (next to pandas' own).
+        """
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
+        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                   **{k.encode(): v.encode() for k, v in metadata.items()}})
+        pq.write_table(table, buf)
         self._write_bytes(self._table_path(name), buf.getvalue())
 
     def read_table(self, name: str, *, missing_ok: bool = False) -> pd.DataFrame:
@@ -239,7 +264,12 @@ class Store:
             return None
 
     def entries(self, stage: str) -> dict[str, IndexRecord]:
-        """All committed outputs of ``stage``: video id → record."""
+        """All committed outputs of ``stage``: video id → record.
+
+        Local stores read through an index snapshot (see :meth:`_entries_local`); object stores read every record.
+        """
+        if self.local:
+            return self._entries_local(stage)
         folder = self._p("index", stage)
         if not self.fs.exists(folder):
             return {}
@@ -249,6 +279,54 @@ class Store:
         out = {}
         for blob in self.fs.cat(paths, on_error="omit").values():
             rec = IndexRecord.from_json(blob)
+            out[rec.video_id] = rec
+        return out
+
+    def _entries_local(self, stage: str) -> dict[str, IndexRecord]:
+        """:meth:`entries` on a local store without reading every index file each time (performance, issue 9).
+
+        Reading one JSON per video per stage dominated a rerun with nothing to do (19,000 reads for 1,000 videos).
+        ``cache/index/<stage>.json`` keeps every record parsed, keyed by its file's ``(inode, size, mtime_ns)``; a
+        call lists ``index/<stage>/`` and stats each file, and reads only files whose stamp differs (new or rewritten
+        records: every write is a rename, so a new inode) — the same records as reading them all. The snapshot is
+        a cache: rewritten whenever a call saw a change, ignored when unreadable, safe to delete, never the source
+        of truth (a record whose file is gone is dropped). The parsed snapshot is memoised per process.
+        """
+        folder = self._p("index", stage)
+        try:
+            listing = os.scandir(folder)
+        except FileNotFoundError:
+            return {}
+        snap_path = self._p("cache", "index", f"{stage}.json")
+        known = _load_snapshot(snap_path)
+        fresh: dict[str, tuple[list[int], dict]] = {}
+        changed = False
+        with listing:
+            for item in listing:
+                name = item.name
+                if not name.endswith(".json") or name.startswith(".tmp-"):
+                    continue
+                try:
+                    st = item.stat()
+                except FileNotFoundError:  # dropped while we listed
+                    continue
+                hit = known.get(name)
+                if hit is not None and hit[0] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                    fresh[name] = hit
+                    continue
+                try:
+                    with open(item.path, "rb") as fh:  # stamp and content from the same open file
+                        st = os.fstat(fh.fileno())
+                        blob = fh.read()
+                except FileNotFoundError:
+                    continue
+                fresh[name] = ([st.st_ino, st.st_size, st.st_mtime_ns], json.loads(blob))
+                changed = True
+        if changed or len(fresh) != len(known):
+            _save_snapshot(snap_path, fresh)
+        out = {}
+        for _, d in fresh.values():
+            rec = IndexRecord._from_dict(d)
             out[rec.video_id] = rec
         return out
 
@@ -270,11 +348,13 @@ class Store:
         data_dir = None
         if arrays:
             data_dir = f"{fingerprint[:16]}-{uuid.uuid4().hex[:8]}"
-            group = zarr.open_group(self._zarr(), path=f"{stage}/{key}/{data_dir}", mode="w")
+            # attributes with the group, not attrs.update afterwards: that rewrote the group's metadata once per key
+            # (3 extra round trips through zarr's I/O thread — about 40 % of a frames write; issue 9)
+            group = zarr.open_group(self._zarr(), path=f"{stage}/{key}/{data_dir}", mode="w",
+                                    attributes={"video_id": video_id, "stage": stage, "fingerprint": fingerprint})
             for name, arr in arrays.items():
                 arr = np.ascontiguousarray(arr)
                 group.create_array(name, data=arr, chunks=_chunks(arr), compressors=_ZARR_COMPRESSOR)
-            group.attrs.update({"video_id": video_id, "stage": stage, "fingerprint": fingerprint})
         rec = IndexRecord(video_id=video_id, stage=stage, version=int(version), fingerprint=fingerprint,
                           params=json.loads(json.dumps(params, default=_json_default)) if params is not None else {},
                           data=data_dir, record=json.loads(json.dumps(dict(record or {}), default=_json_default)),
@@ -329,18 +409,34 @@ class Store:
 
     def table(self, stage: str) -> pd.DataFrame:
         """Every committed output of ``stage`` as one row per video (index columns + record fields)."""
-        rows = []
-        for rec in self.entries(stage).values():
-            rows.append({"video_id": rec.video_id, "fingerprint": rec.fingerprint, "version": rec.version,
-                         "created": rec.created, "seconds": rec.seconds, **rec.record})
-        return pd.DataFrame(rows).sort_values("video_id").reset_index(drop=True) if rows else pd.DataFrame()
+        return _table_of(self.entries(stage))
 
     def consolidate(self, stages: list[str] | None = None) -> None:
-        """Write ``tables/<stage>.parquet`` for each stage (for pandas / duckdb users who skip vidpipe)."""
+        """Write ``tables/<stage>.parquet`` for each stage (for pandas / duckdb users who skip vidpipe).
+
+        A table whose Parquet metadata says it was written from exactly the current index records (same videos,
+        fingerprints, data directories and commit times) is left as it is: a rerun with nothing to do rewrites
+        nothing (performance, issue 9).
+        """
         for stage in stages if stages is not None else self.stages():
-            df = self.table(stage)
+            entries = self.entries(stage)
+            digest = _entries_digest(entries)
+            if self._table_digest(stage) == digest:
+                continue
+            df = _table_of(entries)
             if len(df):
-                self.write_table(stage, _parquet_safe(df))
+                self.write_table(stage, _parquet_safe(df), metadata={_TABLE_DIGEST_KEY: digest})
+
+    def _table_digest(self, name: str) -> str | None:
+        """The entries digest a consolidated table was written from (None: missing, unreadable or not recorded)."""
+        path = self._table_path(name)
+        try:
+            with self.fs.open(path, "rb") as fh:
+                meta = pq.read_schema(fh).metadata or {}
+        except (FileNotFoundError, OSError, pa.ArrowInvalid):
+            return None
+        value = meta.get(_TABLE_DIGEST_KEY.encode())
+        return value.decode() if value is not None else None
 
     def stages(self) -> list[str]:
         """Stages with at least one committed output."""
@@ -381,19 +477,41 @@ class Store:
     # ------------------------------------------------------------------ dataset-level artifacts
     def write_artifact(self, name: str, fingerprint: str, *, arrays: Mapping[str, np.ndarray] | None = None,
                        meta: Mapping[str, Any] | None = None, files: Mapping[str, bytes] | None = None) -> str:
-        """Commit a dataset-level artifact (arrays in Zarr, JSON meta, raw files) and point ``current`` at it."""
+        """Commit a dataset-level artifact (arrays in Zarr, JSON meta, raw files) and point ``current`` at it.
+
+        Same protocol as :meth:`write`: the arrays go to a fresh directory ``_artifacts/<name>/<fp>-<random>``, then
+        ``meta.json`` (which names that directory under the reserved key ``_data``) and ``current.json`` are written
+        atomically. Rewriting the same fingerprint (a refresh) therefore never touches the arrays a reader follows.
+        """
         base = f"artifacts/{name}/{fingerprint}"
+        data = None
         if arrays:
-            group = zarr.open_group(self._zarr(), path=f"_{base}", mode="w")
+            data = f"{fingerprint}-{uuid.uuid4().hex[:8]}"
+            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{data}", mode="w")
             for k, arr in arrays.items():
                 arr = np.ascontiguousarray(arr)
                 group.create_array(k, data=arr, chunks=_chunks(arr), compressors=_ZARR_COMPRESSOR)
         for fname, blob in (files or {}).items():
             self._write_bytes(self._p(base, fname), blob)
-        self._write_bytes(self._p(base, "meta.json"), json.dumps(dict(meta or {}), default=_json_default).encode())
+        self._write_bytes(self._p(base, "meta.json"),
+                          json.dumps({**dict(meta or {}), "_data": data}, default=_json_default).encode())
         self._write_bytes(self._p("artifacts", name, "current.json"),
                           json.dumps({"fingerprint": fingerprint, "created": _now()}).encode())
+        self._remove_stale_artifact_data(name, fingerprint, keep=data)
         return self._p(base)
+
+    def _remove_stale_artifact_data(self, name: str, fingerprint: str, keep: str | None) -> None:
+        """Drop earlier array directories of ``name@fingerprint`` (no meta.json names them any more)."""
+        folder = self._p("features.zarr", "_artifacts", name)
+        try:
+            entries = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return
+        for p in entries:
+            entry = p.rstrip("/").rsplit("/", 1)[-1]
+            if entry != keep and (entry == fingerprint or entry.startswith(f"{fingerprint}-")):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(p, recursive=True)
 
     def artifact_fingerprint(self, name: str) -> str | None:
         """Fingerprint of the current artifact ``name`` or ``None``."""
@@ -409,9 +527,14 @@ class Store:
             raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
         meta = json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
         arrays: dict[str, np.ndarray] = {}
-        with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
-            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
+        if "_data" not in meta:  # written before artifacts had their own data directories: arrays under <fp>
+            with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
+                group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
+                arrays = {k: a[...] for k, a in group.arrays()}
+        elif meta["_data"] is not None:  # committed arrays must exist: a missing group is an error, not "no arrays"
+            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{meta['_data']}", mode="r")
             arrays = {k: a[...] for k, a in group.arrays()}
+        meta.pop("_data", None)
         return arrays, meta
 
     def artifact_file(self, name: str, fname: str, fingerprint: str | None = None) -> bytes:
@@ -437,7 +560,14 @@ class Store:
 
         For local stores it lies inside the store; for object-store roots it is a local cache
         (``$VIDPIPE_CACHE`` or ``~/.cache/vidpipe``) mirroring the store's name.
+
+        Raises:
+            ValueError: a part is not one safe path component (``run_id="../../x"`` must not leave the store).
         """
+        for part in parts:
+            if not isinstance(part, str) or not re.match(r"^[A-Za-z0-9_.-]+$", part) or part in {".", ".."}:
+                raise ValueError(f"{part!r}: expected one path component of letters, digits, '_', '.', '-' "
+                                 "(not '.' or '..')")
         if self.local:
             path = Path(self.path, *parts)
         else:
@@ -548,6 +678,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+") as fh:
             deadline = None if timeout is None else time.monotonic() + timeout
+            waited = False
             while True:
                 try:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -558,6 +689,10 @@ class Store:
                     if not wait or (deadline is not None and time.monotonic() > deadline):
                         raise StoreError(f"dataset {self.dataset!r} is being written by {holder}; wait for it to "
                                          "finish (or pass wait=True)") from None
+                    if not waited:  # a second run must not look hung: say once who it waits for
+                        warnings.warn(f"dataset {self.dataset!r} is being written by {holder}; waiting for it to "
+                                      "finish", stacklevel=3)
+                        waited = True
                     time.sleep(0.2)
             fh.seek(0)
             fh.truncate()
@@ -571,9 +706,21 @@ class Store:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def gc(self) -> int:
-        """Remove orphaned version directories and temporary files left by crashes; returns how many."""
+        """Remove orphaned version directories and temporary files left by crashes; returns how many.
+
+        Takes the write lock (an extraction that is writing a version directory it has not committed yet must not lose
+        it), so do not call it inside ``with store.lock()``.
+        """
+        with self.lock():
+            return self._gc()
+
+    def _gc(self) -> int:
         removed = 0
-        for stage in self.stages():
+        zroot = self._p("features.zarr")
+        written = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(zroot, detail=False)] \
+            if self.fs.exists(zroot) else []
+        # stages with data but no index yet too: a crash during a stage's very first write leaves only data
+        for stage in sorted(set(self.stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
             live = {video_key(v): r.data for v, r in self.entries(stage).items()}
             folder = self._p("features.zarr", stage)
             if not self.fs.exists(folder):
@@ -587,8 +734,22 @@ class Store:
                     if name != "zarr.json" and name != live.get(key):
                         self.fs.rm(p, recursive=True)
                         removed += 1
+        art = self._p("features.zarr", "_artifacts")
+        for name_dir in (self.fs.ls(art, detail=False) if self.fs.exists(art) else []):
+            name = name_dir.rstrip("/").rsplit("/", 1)[-1]
+            if name == "zarr.json":
+                continue
+            live = set()
+            for meta_path in self.fs.glob(self._p("artifacts", name, "*", "meta.json")):
+                meta = json.loads(self.fs.cat_file(meta_path))
+                live.add(meta.get("_data", meta_path.rstrip("/").rsplit("/", 2)[-2]))
+            for p in self.fs.ls(name_dir, detail=False):
+                if p.rstrip("/").rsplit("/", 1)[-1] not in live | {"zarr.json"}:
+                    self.fs.rm(p, recursive=True)
+                    removed += 1
         if self.local:
-            for tmp in Path(self.path).rglob(".tmp-*"):
+            # our own temporaries, and zarr's (LocalStore writes <name>.<uuid>.partial, then renames)
+            for tmp in [*Path(self.path).rglob(".tmp-*"), *Path(self.path).rglob("*.partial")]:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -632,6 +793,70 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+_TABLE_DIGEST_KEY = "vidpipe.entries_digest"
+#: process-wide memo of parsed index snapshots: path → ((inode, size, mtime_ns) of the snapshot file, records)
+_SNAPSHOTS: dict[str, tuple[tuple[int, int, int], dict[str, tuple[list[int], dict]]]] = {}
+_SNAPSHOTS_LOCK = threading.Lock()
+
+
+def _load_snapshot(path: str) -> dict[str, tuple[list[int], dict]]:
+    """The records of an index snapshot: file name → ([inode, size, mtime_ns], parsed record); {} if none/unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _SNAPSHOTS_LOCK:
+        hit = _SNAPSHOTS.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            raw = json.loads(fh.read())
+        files = {str(k): (list(v[0]), v[1]) for k, v in raw["files"].items()} if raw.get("format") == 1 else {}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):  # a damaged cache is no cache
+        return {}
+    with _SNAPSHOTS_LOCK:
+        _SNAPSHOTS[path] = ((st.st_ino, st.st_size, st.st_mtime_ns), files)
+    return files
+
+
+def _save_snapshot(path: str, files: dict[str, tuple[list[int], dict]]) -> None:
+    """Write an index snapshot atomically (temporary name + rename; no fsync: losing a cache is harmless)."""
+    parent = os.path.dirname(path)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+    try:
+        os.makedirs(parent, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(json.dumps({"format": 1, "files": {k: [v[0], v[1]] for k, v in files.items()}},
+                                separators=(",", ":"), default=_json_default).encode())
+            st = os.fstat(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:  # a read-only store still reads correctly, only slower
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return
+    with _SNAPSHOTS_LOCK:
+        _SNAPSHOTS[path] = ((st.st_ino, st.st_size, st.st_mtime_ns), files)
+
+
+def _entries_digest(entries: Mapping[str, IndexRecord]) -> str:
+    """What a consolidated table depends on: every (video, fingerprint, data directory, commit time)."""
+    h = hashlib.blake2b(digest_size=16)
+    for vid in sorted(entries):
+        r = entries[vid]
+        h.update(json.dumps([vid, r.fingerprint, r.data, r.created, r.version]).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _table_of(entries: Mapping[str, IndexRecord]) -> pd.DataFrame:
+    """One row per video: index columns + record fields, sorted by video id."""
+    rows = [{"video_id": rec.video_id, "fingerprint": rec.fingerprint, "version": rec.version,
+             "created": rec.created, "seconds": rec.seconds, **rec.record} for rec in entries.values()]
+    return pd.DataFrame(rows).sort_values("video_id").reset_index(drop=True) if rows else pd.DataFrame()
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:

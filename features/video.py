@@ -55,6 +55,13 @@ Profiles with ``keyframes=True`` take each sample from the nearest keyframe insi
 the packet list) and, when every profile asks for keyframes, the decoder skips all other frames
 (``-skip_frame nokey``) — the fast choice for long videos with long GOPs.
 
+Frames and audio in one pass: :func:`extract_frames_and_audio` adds the audio track (mono float32 PCM, exactly what
+:func:`features.audio.load_audio` returns) as a second output of the same ffmpeg when that ffmpeg decodes the video
+through (nearly) its end anyway — one process, one demux of the file. Otherwise (seek runs, an early stop for a
+per-second profile on a long video: ffmpeg 5 would keep decoding video for the audio output; keyframe mode; decoder
+errors in the combined run, which is then redone frames-only so its warnings stay about the video) the PCM is left
+to ``load_audio``.
+
 Corrupt or truncated data: the decoder conceals what it can, samples whose bin has no decodable frame stay invalid,
 and the number of decoder errors is reported in :attr:`FrameResult.warnings`. Failures (timeout, unreadable file,
 no frame decoded at all) raise :class:`~features.media.MediaError`.
@@ -74,7 +81,9 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-from features.media import DEMUXERS, MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool_capture, tool_message
+from features.media import (
+    DEMUXERS, SIDE_OUTPUT, MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool_capture, tool_message,
+)
 from features.probe import ProbeInfo
 
 __all__ = [
@@ -84,6 +93,7 @@ __all__ = [
     "UNIFORM",
     "UNIFORM_224",
     "extract_frames",
+    "extract_frames_and_audio",
     "sample_times",
 ]
 
@@ -235,6 +245,7 @@ class _Decoded:
     images: list[np.ndarray]  # (R, R, 3) uint8 each
     errors: int  # decoder error lines
     messages: list[str]  # a few of them
+    pcm: bytes | None = None  # f32le mono audio from the same ffmpeg (extract_frames_and_audio), None if not decoded
 
 
 def _geometry(profiles: Sequence[FrameProfile]) -> tuple[int, int]:
@@ -383,13 +394,15 @@ class _Raw:
     images: list[np.ndarray]  # (R, R, 3) uint8 each
     errors: int  # decoder / demuxer error lines (and a non-zero exit)
     messages: list[str]  # the last few of them
+    pcm: bytes | None = None  # the audio output (f32le mono) when one was asked for
 
 
 def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[str], targets: Sequence[float], *,
                 short: int, master: int, window: float, per_target: int, keyframes_only: bool, threads: int,
-                timeout: float) -> _Raw:
+                timeout: float, audio_sr: int | None = None) -> _Raw:
     """One ffmpeg: decode the input, keep the frames within ``window`` s of ``targets`` (in the input's own
-    timeline), crop/scale/rotate them and read their timestamps from ``showinfo``."""
+    timeline), crop/scale/rotate them and read their timestamps from ``showinfo``. With ``audio_sr``, the first
+    audio track also goes, as ``load_audio`` decodes it (mono f32le at ``audio_sr`` Hz), to a second pipe."""
     args = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-noautorotate",
             "-threads", str(threads),
             # a stream that switches to a huge resolution mid-way is refused by the decoder, not allocated
@@ -399,10 +412,16 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
     args += [*input_args, "-map", "0:v:0", "-an", "-sn", "-dn",
              "-vf", _filter_chain(info, short, master, _select_expr(targets, window)),
              "-vsync", "passthrough", "-f", "rawvideo", "pipe:1"]
+    side_cap = None
+    if audio_sr is not None:  # the same arguments as features.audio.load_audio, so the samples are identical
+        args += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_sr), "-f", "f32le",
+                 "-acodec", "pcm_f32le", SIDE_OUTPUT]
+        side_cap = int((2 * info.duration + 1) * audio_sr * 4) + (1 << 16)  # load_audio's cap
     frame_bytes = master * master * 3
     result = run_tool_capture(
         args, timeout, (len(targets) * per_target + 8) * frame_bytes,
         keep_stderr=r"Parsed_showinfo", count_stderr=_ERROR_RE.pattern, what=repr(os.fspath(path)),
+        side_output_bytes=side_cap,
     )
     time_base = None
     stamps: list[tuple[int, bool]] = []
@@ -420,20 +439,32 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
         messages.append(f"ffmpeg exit status {result.returncode}: {tool_message(result)}")
     return _Raw(pts=[p for p, _ in stamps[:n]], keys=[k for _, k in stamps[:n]], time_base=time_base,
                 images=[buffer[i] for i in range(n)],
-                errors=result.stderr_counted + (1 if result.returncode != 0 else 0), messages=messages[-3:])
+                errors=result.stderr_counted + (1 if result.returncode != 0 else 0), messages=messages[-3:],
+                pcm=result.side if audio_sr is not None else None)
 
 
 def _decode_sequential(path: str | os.PathLike[str], info: ProbeInfo, targets: Sequence[float], *, window: float,
-                       **opts) -> _Decoded:
-    """Decode from the start through the last target (``-t``), one ffmpeg."""
+                       audio_sr: int | None = None, **opts) -> _Decoded:
+    """Decode from the start through the last target (``-t``), one ffmpeg — with ``audio_sr``, and when that run
+    reaches (nearly) the end of the video anyway, the audio track too (see the module docstring)."""
     end = targets[-1] + window + 2.0 / info.fps + 0.05
-    raw = _run_ffmpeg(path, info, ["-t", f"{end:.6f}", "-i", media_url(path)], targets, window=window, **opts)
+    stop = ["-t", f"{end:.6f}", "-i", media_url(path)]
+    raw = None
+    # At most 2 % (or 1 s) of the video more than the frames alone need: ffmpeg 5 decodes video until the audio
+    # output ends, so a run that stops early (a per-second profile on a long video) keeps its -t and its speed.
+    if (audio_sr is not None and info.has_audio and not opts.get("keyframes_only")
+            and end >= info.duration - max(1.0, 0.02 * info.duration)):
+        raw = _run_ffmpeg(path, info, ["-i", media_url(path)], targets, window=window, audio_sr=audio_sr, **opts)
+        if raw.errors:  # damaged data (video or audio): redo frames-only, as without audio, and leave audio alone
+            raw = None
+    if raw is None:
+        raw = _run_ffmpeg(path, info, stop, targets, window=window, **opts)
     # Without -copyts ffmpeg shifts timestamps by -start_time (microseconds rescaled to the stream's time base).
     times: list[float] = []
     if raw.time_base is not None:
         shift = _rescale_us(round(info.start_time * 1e6), raw.time_base)
         times = [float((p + shift) * raw.time_base) - info.start_time for p in raw.pts]
-    return _Decoded(times, raw.keys, raw.images, raw.errors, raw.messages)
+    return _Decoded(times, raw.keys, raw.images, raw.errors, raw.messages, raw.pcm)
 
 
 def _decode_runs(path: str | os.PathLike[str], info: ProbeInfo, runs: Sequence[_Run], *, window: float,
@@ -560,6 +591,42 @@ def _merge(parts: Sequence[_Decoded]) -> _Decoded:
     return out
 
 
+def extract_frames_and_audio(
+    path: str | os.PathLike[str],
+    info: ProbeInfo,
+    profiles: Sequence[FrameProfile],
+    *,
+    sr: int = 16000,
+    timeout: float = 120.0,
+    strategy: str = "auto",
+    threads: int = 0,
+) -> tuple[dict[str, FrameResult], np.ndarray | None]:
+    """:func:`extract_frames`, plus the audio track from the same ffmpeg when the plan decodes the whole video.
+
+    The frames are exactly :func:`extract_frames`'s; the PCM is exactly what :func:`features.audio.load_audio`
+    returns for ``sr`` (same decoder and resampler arguments), decoded in the same pass — one process and one demux
+    per video instead of two (issue 9).
+
+    Returns:
+        ``(frames, pcm)``: ``pcm`` is None when it was not decoded here — no audio track, a plan that does not decode
+        the whole video, keyframe mode, or decoder errors (see the module docstring); then call ``load_audio``.
+
+    Shapes:
+        frames[name].frames: (N, size, size, 3) uint8; pcm: (n_samples,) float32 in [-1, 1]
+
+    Raises:
+        ValueError, MediaError: as :func:`extract_frames`; ``sr`` not an int sample rate in [1000, 384000].
+    """
+    if not (isinstance(sr, int) and not isinstance(sr, bool) and 1000 <= sr <= 384000):
+        raise ValueError(f"sr={sr!r}: expected an int sample rate in Hz between 1000 and 384000")
+    out, decoded = _extract_frames(path, info, profiles, timeout=timeout, strategy=strategy, threads=threads,
+                                   audio_sr=sr)
+    if decoded.pcm is None:
+        return out, None
+    usable = len(decoded.pcm) // 4 * 4
+    return out, np.frombuffer(decoded.pcm[:usable], dtype="<f4").astype(np.float32)
+
+
 def extract_frames(
     path: str | os.PathLike[str],
     info: ProbeInfo,
@@ -590,6 +657,13 @@ def extract_frames(
         ValueError: bad ``profiles``, ``info``, ``timeout``, ``strategy`` or ``threads``.
         MediaError: ffmpeg failed before producing any frame, or ran past ``timeout``.
     """
+    return _extract_frames(path, info, profiles, timeout=timeout, strategy=strategy, threads=threads)[0]
+
+
+def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Sequence[FrameProfile], *,
+                    timeout: float, strategy: str, threads: int,
+                    audio_sr: int | None = None) -> tuple[dict[str, FrameResult], _Decoded]:
+    """:func:`extract_frames` and what was decoded (its ``pcm`` when ``audio_sr`` was given and honoured)."""
     if not isinstance(info, ProbeInfo):
         raise ValueError(f"info must be a ProbeInfo from features.probe.probe(), got {type(info).__name__}")
     profiles = list(profiles)
@@ -674,7 +748,7 @@ def extract_frames(
         opts = dict(short=short, master=master, window=window, per_target=per_target, threads=threads,
                     keyframes_only=keyframes_only)
         if len(runs) == 1 and runs[0].start == 0:
-            decoded = _decode_sequential(path, info, runs[0].targets, timeout=remaining(), **opts)
+            decoded = _decode_sequential(path, info, runs[0].targets, timeout=remaining(), audio_sr=audio_sr, **opts)
         elif "\n" in media_url(path) or "\r" in media_url(path):  # a name the concat script cannot hold
             decoded = _decode_sequential(path, info, targets, timeout=remaining(), **opts)
         else:
@@ -702,4 +776,4 @@ def extract_frames(
         if missing > 0 and decoded.errors:
             notes.append(f"{missing} of {inside} samples inside the video had no decodable frame")
         out[p.name] = FrameResult(res.frames, res.valid, res.times, tuple(notes))
-    return out
+    return out, decoded

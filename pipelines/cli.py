@@ -284,7 +284,7 @@ def sweep(
 def demo(
     dataset: str = typer.Option("demo", help="Dataset name for the demo store."),
     videos: int = typer.Option(120, help="Synthetic videos to generate."),
-    epochs: int = typer.Option(15, help="Training epochs per model."),
+    epochs: int = typer.Option(12, help="Training epochs per model."),
     seed: int = typer.Option(0, help="Random seed."),
     root: Optional[str] = RootOpt,
     as_json: bool = JsonOpt,
@@ -299,19 +299,23 @@ def demo(
     if as_json:
         print(json.dumps(result, default=str))
         return
+    from models.base import TASKS
+
     console = Console()
-    table = Table(title=f"vidpipe demo — {dataset} (test split)")
-    for col in ("task", "model", "metric", "model score", "constant", "cached"):
-        table.add_column(col)
-    for r in result["results"]:
-        for k, v in r.items():
-            if k.startswith("test_"):
-                name = k[5:]
-                table.add_row(r["task"], r["model"], name, f"{v:.3f}", f"{r.get('constant_' + name, float('nan')):.3f}",
-                              str(r["cached"]))
-    console.print(table)
-    console.print(f"graph link prediction: val AUC {result['graph']['val_auc']:.3f}, test AUC {result['graph']['test_auc']:.3f}")
-    console.print(f"timings (s): {result['timings']}")
+    for task_name, rows in result["tables"].items():
+        metric = TASKS[task_name].monitor
+        table = Table(title=f"{task_name} — test split ({metric}, higher is better)")
+        for col in ("model", metric, "params", "s/epoch", "reused"):
+            table.add_column(col)
+        for r in rows:
+            value = r.get(metric)
+            table.add_row(str(r.get("model")), "n/a" if value is None else f"{value:.3f}",
+                          str(r.get("params", "")), f"{r['sec_per_epoch']:.2f}" if r.get("sec_per_epoch") else "",
+                          str(r.get("cached", "")))
+        console.print(table)
+    g = result["graph"]
+    console.print(f"graph link prediction: val AUC {g['val_auc']:.3f}, test AUC {g['test_auc']:.3f}")
+    console.print(f"timings (s): {result['timings']}; total {result['seconds']:.0f}s")
     console.print(f"[bold]report:[/bold] {result['report']}")
 
 

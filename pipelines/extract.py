@@ -20,10 +20,11 @@ stage (and what depends on it) is recomputed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 import traceback
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
 
-from features.fingerprint import DigestCache, fingerprint
+from features.fingerprint import DigestCache, fingerprint, fingerprinter
 from features.store import Store
 from pipelines._common import markdown_table, progress, publish_markdown, publish_table, store_for
 
@@ -91,6 +92,15 @@ def _row_digest(row: dict, columns: Sequence[str]) -> str:
 _META_COLUMNS = ("create_time", "desc", "duration_meta", "song_id")
 
 
+@functools.lru_cache(maxsize=256)
+def _keyer(stage: str, version: int, cfg: Optional[ExtractConfig] = None,
+           fixed: tuple[tuple[str, Any], ...] = ()) -> Callable[[Sequence[str]], str]:
+    """``fingerprint(stage, version, params, ·)`` with ``params`` = ``cfg.stage_params(stage)`` (or ``fixed``) hashed
+    once per configuration instead of once per video: planning 1,000 videos spent most of its time rendering the
+    same parameters' canonical JSON (issue 9). Same keys as :func:`fingerprint`."""
+    return fingerprinter(stage, version, cfg.stage_params(stage) if cfg is not None else dict(fixed))
+
+
 def plan_fingerprints(row: dict, content_digest: str, cfg: ExtractConfig) -> dict[str, str]:
     """Expected fingerprint of each per-video stage, chained from the file's content digest.
 
@@ -98,18 +108,16 @@ def plan_fingerprints(row: dict, content_digest: str, cfg: ExtractConfig) -> dic
     ``metadata ← probe + the manifest's metadata columns``. ``text`` is planned after the vocabulary exists.
     """
     fps: dict[str, str] = {}
-    fps["probe"] = fingerprint("probe", STAGE_VERSIONS["probe"], cfg.stage_params("probe"), [content_digest])
+    fps["probe"] = _keyer("probe", STAGE_VERSIONS["probe"], cfg)([content_digest])
     for stage in ("frames", "audio"):
-        fps[stage] = fingerprint(stage, STAGE_VERSIONS[stage], cfg.stage_params(stage), [fps["probe"]])
+        fps[stage] = _keyer(stage, STAGE_VERSIONS[stage], cfg)([fps["probe"]])
     text = row.get("transcript")
     if isinstance(text, str):
-        fps["transcripts"] = fingerprint("transcripts", STAGE_VERSIONS["transcripts"], {"source": "dataset"},
-                                         [fingerprint("text", 0, text)])
+        fps["transcripts"] = _keyer("transcripts", STAGE_VERSIONS["transcripts"], None, (("source", "dataset"),))(
+            [fingerprint("text", 0, text)])
     else:
-        fps["transcripts"] = fingerprint("transcripts", STAGE_VERSIONS["transcripts"],
-                                         cfg.stage_params("transcripts"), [fps["probe"]])
-    fps["metadata"] = fingerprint("metadata", STAGE_VERSIONS["metadata"], {},
-                                  [fps["probe"], _row_digest(row, _META_COLUMNS)])
+        fps["transcripts"] = _keyer("transcripts", STAGE_VERSIONS["transcripts"], cfg)([fps["probe"]])
+    fps["metadata"] = _keyer("metadata", STAGE_VERSIONS["metadata"])([fps["probe"], _row_digest(row, _META_COLUMNS)])
     return fps
 
 
@@ -203,7 +211,7 @@ def _process_video(store: Store, row: dict, todo: list[str], fps: dict[str, str]
     """Run the stages in ``todo`` for one video; returns stage → "done" | "failed" | "skipped"."""
     from features.audio import clip_mfcc, load_audio, segment_features
     from features.probe import ProbeInfo, probe
-    from features.video import extract_frames
+    from features.video import extract_frames, extract_frames_and_audio
 
     vid, path = row["video_id"], row.get("source_path")
     status: dict[str, str] = {}
@@ -246,29 +254,38 @@ def _process_video(store: Store, row: dict, todo: list[str], fps: dict[str, str]
             todo = [s for s in todo if s not in status]
 
     if "frames" in todo:
+        # PCM this video will need: the audio stage's rate, or 16 kHz for speech recognition.
+        asr_needed = "transcripts" in todo and not isinstance(row.get("transcript"), str) and cfg.asr != "none"
+        sr_wanted = cfg.sample_rate if "audio" in todo else 16000 if asr_needed else None
+
         def frames():
-            results = extract_frames(path, get_info(), _profiles(cfg), timeout=cfg.timeout)
+            if sr_wanted is not None and sr_wanted not in pcm:
+                # One decode pass for frames and audio when the frames' ffmpeg decodes the whole video anyway
+                # (issue 9); otherwise y is None and get_pcm decodes the audio on its own, as before.
+                results, y = extract_frames_and_audio(path, get_info(), _profiles(cfg), sr=sr_wanted,
+                                                      timeout=cfg.timeout)
+                if y is not None:
+                    pcm[sr_wanted] = y
+            else:
+                results = extract_frames(path, get_info(), _profiles(cfg), timeout=cfg.timeout)
             arrays = {}
             for name, res in results.items():
                 arrays[name] = res.frames
                 arrays[f"{name}_valid"] = res.valid
                 arrays[f"{name}_times"] = res.times.astype(np.float32)
-            return arrays, {"profiles": list(results), "valid_frames": {k: int(r.valid.sum()) for k, r in results.items()}}
+            warnings = sorted({w for r in results.values() for w in getattr(r, "warnings", ())})
+            return arrays, {"profiles": list(results), "valid_frames": {k: int(r.valid.sum()) for k, r in results.items()},
+                            "warnings": warnings}  # e.g. corrupt packets: decoded what could be, recorded here
         commit("frames", frames)
 
     if "audio" in todo:
         def audio():
             params = _audio_params(cfg)
             y = get_pcm(params.sr)
-            if y is None:
-                seg = np.zeros((cfg.n_segments, 3, cfg.n_mfcc, 1), np.float32)
-                return ({"segments": seg, "segments_mask": np.zeros(cfg.n_segments, bool),
-                         "clip": np.zeros((cfg.n_mfcc, cfg.clip_frames), np.float32), "clip_valid": np.array(False)},
-                        {"has_audio": False, "silent": True})
-            seg, mask = segment_features(y, params)
+            seg, mask = segment_features(y, params)  # y None (no track) → zeros of the right shape, mask False
             clip, valid = clip_mfcc(y, params)
             return ({"segments": seg, "segments_mask": mask, "clip": clip, "clip_valid": np.array(bool(valid))},
-                    {"has_audio": True, "silent": not bool(valid), "samples": int(len(y))})
+                    {"has_audio": y is not None, "silent": not bool(valid), "samples": 0 if y is None else int(len(y))})
         commit("audio", audio)
 
     if "transcripts" in todo:
@@ -325,8 +342,13 @@ def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refres
     ids = [v for v in manifest["video_id"] if v in transcripts]
     train = set(manifest.loc[manifest["split"] == "train", "video_id"])
     train_ids = sorted(v for v in ids if v in train)
+    # The vocabulary is keyed on the training transcripts' *text*, not on their fingerprints (issue 9): re-extracting
+    # 1 % of the videos re-keys their transcripts even when the text comes out the same, and keying the vocabulary on
+    # those fingerprints rebuilt it and so re-keyed every video's bag of words. Per-video text keys still chain from
+    # the transcripts' fingerprints, so a transcripts / probe / vocabulary version bump recomputes text as before.
     vocab_fp = fingerprint("vocabulary", STAGE_VERSIONS["vocabulary"], cfg.stage_params("text"),
-                           [transcripts[v].fingerprint for v in train_ids] or ["empty"])
+                           [fingerprint("text", 0, transcripts[v].record.get("text", "")) for v in train_ids]
+                           or ["empty"])
     counts = {"done": 0, "failed": 0, "skipped": 0}
     if store.artifact_fingerprint("vocabulary") != vocab_fp or refresh:
         vocab = build_vocabulary([tokenize(transcripts[v].record.get("text", "")) for v in train_ids],
@@ -337,8 +359,9 @@ def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refres
 
     vocab = Vocabulary(tokens=tuple(meta["tokens"]))
     have = store.fingerprints("text")
+    text_key = _keyer("text", STAGE_VERSIONS["text"], cfg)
     for v in ids:
-        fp = fingerprint("text", STAGE_VERSIONS["text"], cfg.stage_params("text"), [vocab_fp, transcripts[v].fingerprint])
+        fp = text_key([vocab_fp, transcripts[v].fingerprint])
         if have.get(v) == fp and not refresh:
             counts["skipped"] += 1
             continue
@@ -454,7 +477,8 @@ def extract_features(
                     bar.advance(futures[fut])
 
         if "text" in wanted:
-            summary["text"] = _text_stage(store, manifest, cfg, refresh)
+            # the vocabulary is built on the whole training split, even when only some videos were extracted
+            summary["text"] = _text_stage(store, store.manifest(), cfg, refresh)
         store.consolidate([s for s in wanted if s != "text"] + (["text"] if "text" in wanted else []))
 
     failed_videos = sorted(set(store.failures().query("video_id in @manifest.video_id")["video_id"]))

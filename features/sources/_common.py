@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,13 @@ class SourceError(ValueError):
 
 
 def label_error(path: Path, row: Any, column: str, value: Any, expected: str) -> SourceError:
-    """Build the error for one bad label cell, naming file, row, column, value and what was expected."""
-    return SourceError(f"{path}: row {row!r}, column {column!r}: got {value!r}, expected {expected}")
+    """Build the error for one bad label cell, naming file, row, column, value and what was expected.
+
+    The value is shown with :func:`reprlib.repr` (bounded length and depth): a hostile value, e.g. an unpickled list
+    that holds itself ten times per level, must not make the error message itself hang or exhaust memory.
+    """
+    return SourceError(f"{path}: row {reprlib.repr(row)}, column {column!r}: got {reprlib.repr(value)}, "
+                       f"expected {expected}")
 
 
 def find_media(root: Path, *, follow_outside: bool = False) -> dict[str, Path]:

@@ -59,7 +59,7 @@ def safe_load_pickle(path: str | Path) -> Any:
         with path.open("rb") as fh:
             return _RestrictedUnpickler(fh, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
-            struct.error, MemoryError) as exc:
+            struct.error, MemoryError, OverflowError, RecursionError) as exc:  # OverflowError: absurd length fields
         raise SourceError(f"{path}: cannot read annotation pickle safely: {exc}") from exc
 
 
@@ -108,8 +108,15 @@ def _py2_write(obj: Any, out: io.BytesIO) -> None:
         raise TypeError(f"dump_py2_pickle: cannot write {type(obj).__name__}; expected dict/list/str/int/float")
 
 
-def _text(value: Any) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+def _text(value: Any, where: Path) -> str:
+    """A key or transcript as text. Only strings and numbers: ``str()`` of an arbitrary unpickled object could be huge
+    (a pickle can nest one tuple in itself 10 times per level by reference: 10^30 characters at depth 30) or recurse
+    without end."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise SourceError(f"{where}: expected a string (a video name or a transcript), got a {type(value).__name__}")
 
 
 def read_first_impressions(path: str | Path) -> pd.DataFrame:
@@ -135,7 +142,7 @@ def read_first_impressions(path: str | Path) -> pd.DataFrame:
             ann = safe_load_pickle(ann_path)
             if not isinstance(ann, dict):
                 raise SourceError(f"{ann_path}: expected a dict trait -> {{video: score}}, got {type(ann).__name__}")
-            ann = {_text(k): v for k, v in ann.items()}
+            ann = {_text(k, ann_path): v for k, v in ann.items()}
             missing = [t for t in _ALL_TRAITS if t not in ann]
             if missing:
                 raise SourceError(f"{ann_path}: missing trait(s) {missing}; expected all of {list(_ALL_TRAITS)}")
@@ -144,7 +151,7 @@ def read_first_impressions(path: str | Path) -> pd.DataFrame:
                 if not isinstance(scores, dict):
                     raise SourceError(f"{ann_path}: trait {trait!r} must map video -> score, got {type(scores).__name__}")
                 for raw_name, score in scores.items():
-                    name = _text(raw_name)
+                    name = _text(raw_name, ann_path)
                     if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
                             or not 0.0 <= float(score) <= 1.0:
                         raise label_error(ann_path, name, trait, score, "a finite number in [0, 1]")
@@ -164,7 +171,10 @@ def read_first_impressions(path: str | Path) -> pd.DataFrame:
             if not isinstance(tr, dict):
                 raise SourceError(f"{tr_path}: expected a dict video -> transcript, got {type(tr).__name__}")
             for k, v in tr.items():
-                transcripts[_text(k)] = _text(v)
+                name = _text(k, tr_path)
+                if not isinstance(v, (str, bytes)):  # a transcript is text, never str() of an arbitrary object
+                    raise label_error(tr_path, name, "transcript", type(v).__name__, "a string")
+                transcripts[name] = _text(v, tr_path)
     records = []
     for name, row in sorted(rows.items()):
         incomplete = [t for t in _ALL_TRAITS if t not in row]

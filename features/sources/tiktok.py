@@ -58,11 +58,30 @@ def normalise_popularity(p: np.ndarray) -> np.ndarray:
     return np.full_like(p, 0.5) if hi == lo else (p - lo) / (hi - lo)
 
 
+#: counts above this are refused: they are not exact as floats, and their sum could overflow the log's argument
+_MAX_COUNT = 2**53
+#: the counts the popularity formula reads must be present; others default to 0
+_REQUIRED_COUNTS = ("playCount", "shareCount", "commentCount")
+
+
 def _count(rec: dict, key: str, where: tuple[Path, int]) -> int:
-    value = rec.get("stats", {}).get(key, 0) if isinstance(rec.get("stats"), dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise label_error(where[0], where[1], f"stats.{key}", value, "a non-negative count")
+    stats = rec.get("stats")
+    if not isinstance(stats, dict):
+        raise label_error(where[0], where[1], "stats", stats, "an object with playCount, shareCount, commentCount")
+    if key not in stats and key in _REQUIRED_COUNTS:  # a scrape that lost a count must not pass as 0 plays
+        raise label_error(where[0], where[1], f"stats.{key}", "<missing>", "a non-negative count")
+    value = stats.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+            or value > _MAX_COUNT:
+        raise label_error(where[0], where[1], f"stats.{key}", value, "a non-negative count up to 2^53")
     return int(value)
+
+
+def _epoch(value: Any, where: tuple[Path, int | str], column: str) -> float:
+    """A finite epoch time in seconds, or a SourceError naming file, row and column."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise label_error(where[0], where[1], column, value, "epoch seconds (a finite number)")
+    return float(value)
 
 
 def read_tiktok(path: str | Path, *, scrape_time: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -95,7 +114,7 @@ def read_tiktok(path: str | Path, *, scrape_time: float | None = None) -> tuple[
     default_scrape = scrape_time
     if sidecar.is_file():
         try:
-            default_scrape = float(json.loads(sidecar.read_text())["scrape_time"])
+            default_scrape = _epoch(json.loads(sidecar.read_text())["scrape_time"], (sidecar, 1), "scrape_time")
         except (ValueError, KeyError, TypeError) as exc:
             raise SourceError(f"{sidecar}: expected {{\"scrape_time\": <epoch seconds>}}: {exc}") from exc
     media = {Path(n).stem: path for n, path in find_media(root).items()}
@@ -124,13 +143,16 @@ def read_tiktok(path: str | Path, *, scrape_time: float | None = None) -> tuple[
             scrape = rec.get("scrapeTime", default_scrape)
             if scrape is None:
                 raise SourceError(f"{p}: no scrape time: add tiktok_scrape.json or pass scrape_time")
-            age = (float(scrape) - float(created)) / 86400.0
+            scrape = _epoch(scrape, (p, lineno), "scrapeTime")
+            age = (scrape - float(created)) / 86400.0
             if age < 0:
                 raise label_error(p, lineno, "createTime", created, f"a time before the scrape ({scrape})")
             plays, shares = _count(rec, "playCount", (p, lineno)), _count(rec, "shareCount", (p, lineno))
             comments, diggs = _count(rec, "commentCount", (p, lineno)), _count(rec, "diggCount", (p, lineno))
             music = rec.get("music") if isinstance(rec.get("music"), dict) else {}
             song = music.get("id")
+            if song is not None and (isinstance(song, bool) or not isinstance(song, (str, int))):
+                raise label_error(p, lineno, "music.id", song, "a string or an integer id")
             song = str(song) if song not in (None, "") else None
             video = rec.get("video") if isinstance(rec.get("video"), dict) else {}
             duration = video.get("duration")
@@ -140,12 +162,13 @@ def read_tiktok(path: str | Path, *, scrape_time: float | None = None) -> tuple[
                 "split": hashed_split(vid),
                 "popularity_raw": popularity_score(plays, shares, comments, age),
                 "song_id": song,
-                "song_title": music.get("title"),
+                "song_title": music.get("title") if isinstance(music.get("title"), str) else None,
                 "desc": rec.get("desc") if isinstance(rec.get("desc"), str) else None,
                 "create_time": float(created),
                 "age_days": age,
                 "play_count": plays, "share_count": shares, "comment_count": comments, "digg_count": diggs,
-                "duration_meta": float(duration) if isinstance(duration, (int, float)) else None,
+                "duration_meta": float(duration) if isinstance(duration, (int, float)) and not isinstance(
+                    duration, bool) and math.isfinite(duration) else None,
             })
     videos = pd.DataFrame.from_records(rows)
     if videos.empty:

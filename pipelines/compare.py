@@ -1,0 +1,528 @@
+"""Stage ``compare``: train (or reuse) several models per task on the same cached features, score them on the same test
+split, and write one comparison table per task plus an interpretability report.
+
+Flow :func:`compare_models`, per selected task:
+
+1. **Train or reuse** every selected model with :func:`pipelines.train.run_training` — the code behind ``vidpipe
+   train`` — so every row of every table was trained by the same loop, on the same pack split (``seed``), with the
+   same epochs / learning rate / batch size. A recorded run is reused when its model, task, tensor-pack fingerprint
+   (which covers the features and labels), training settings and model config (all but the input geometry, which the
+   pack fixes) equal this request, and its checkpoint still exists; ``retrain=True`` never reuses. New runs get a
+   deterministic id from those settings, so an interrupted comparison resumes from the last checkpoint.
+2. **Floor baselines**: a constant predictor (fitted on the training split) and scikit-learn linear / random forest /
+   SVR regressors on pooled features of the headline model's inputs (:mod:`models.classical`).
+3. **Table** (Markdown + Parquet ``tables/compare-<task>.parquet`` + a Prefect table artifact): per model the test
+   metrics, the modalities it reads, its trainable parameters, seconds per epoch, total training seconds and the
+   efficiency E = parameters / total training seconds (dissertation eq. 3.11; seconds, not minutes, so E here is 60×
+   smaller than in Table 3.3 — whose E values do not all equal P / T either).
+4. **Ablations**: each entry of ``ablations`` is a dict of model-config overrides (e.g. ``{"heads": 4}``,
+   ``{"hierarchical_pe": "none"}``, ``{"token_mode": "pooled"}``), optionally with ``"model"`` (default: the task's
+   headline model), ``"task"`` (default: every selected task) and ``"label"``; they are trained the same way and
+   reported in the same table format (``tables/compare-<task>-ablations.parquet``). Feature-level ablations (MFCC vs
+   log filter banks, 16 vs 44.1 kHz, number of sampled frames) change the extraction, not the model: extract a second
+   dataset with those settings and compare the two tables.
+5. **Interpretability** (PNG in ``store.reports_dir()`` + a Markdown report linking them + a Prefect Markdown
+   artifact; the numbers as Parquet tables ``interpret-<task>-*``), on ``interpret_split`` with :mod:`models.interpret`:
+   emotion — ``sec2sec-attn``'s normalised attention per second and per-second Integrated Gradients per target;
+   personality — Integrated Gradients for ``mcat`` at modality, frame (with trend lines) and region (64×64) level per
+   trait; popularity — ``van``'s modality contributions overall and per head, next to the modality-ablation check.
+
+Returns ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
+"skipped": {task: [names]}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from pydantic import Field
+
+from features.fingerprint import fingerprint
+from features.store import Store
+from pipelines._common import markdown_table, publish_markdown, publish_table, store_for
+from pipelines.train import run_training
+
+__all__ = ["DEFAULT_MODELS", "HEADLINE_MODELS", "compare_models"]
+
+_VAT = ("vision", "audio", "text")
+_VAG = ("vision", "audio", "graph")
+
+#: the headline model of each task (first row of its table; ablations default to it; its inputs feed the classical
+#: baselines)
+HEADLINE_MODELS: Mapping[str, str] = {"emotion": "sec2sec", "personality": "mcat", "popularity": "van"}
+
+#: per task: model → config overrides of that model in the comparison (names not registered are skipped). Fusion
+#: baselines read the headline's modalities so rows differ in architecture, not in information (``avm`` stays the
+#: bi-modal audio-visual reference: for popularity it is VAN without the network).
+DEFAULT_MODELS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    "emotion": {"sec2sec": {}, "sec2sec-attn": {}, "sec2sec-sa-sa": {}, "sec2sec-audio": {}, "sec2sec-vision": {},
+                "avm": {}},
+    "personality": {"mcat": {}, "late-fusion": {"modalities": _VAT}, "decision-average": {"modalities": _VAT},
+                    "simvc": {"modalities": _VAT}, "vatt": {"modalities": _VAT}, "siamese": {"modalities": _VAT},
+                    "convlstm-ae": {"modalities": _VAT}},
+    "popularity": {"van": {}, "late-fusion": {"modalities": _VAG}, "vatt": {"modalities": _VAG}, "mtaf": {},
+                   "avm": {}},
+}
+
+#: CPU-sized widths (the demo's), applied to every model whose config has the field; ``overrides`` replace them
+_SIZE = {"dim": 32, "heads": 2, "lstm_hidden": 32, "cnn_width": 16}
+#: config fields that pipelines.train.geometry_overrides sets from the tensor pack (ignored when matching runs: the
+#: pack fingerprint already pins them)
+_PACK_FIELDS = frozenset({"n_segments", "frames_per_segment", "frame_size", "n_mfcc", "mfcc_frames", "n_frames",
+                          "vocab_size", "graph_dim", "meta_dim", "task", "pretrained_path"})
+#: tile sizes geometry_overrides shrinks to a divisor of the pack's size; compared only when the caller sets them
+_DERIVED_FIELDS = frozenset({"patch_size", "audio_chunk"})
+_CLASSICAL = ("linear", "random-forest", "svr")
+_TASKS = ("emotion", "personality", "popularity")
+_IG_CHUNK = 64  # interpolated inputs per forward/backward pass of Integrated Gradients (bounds its memory)
+_TABLE_COLUMNS = ("task", "model", "variant", "modalities", "params", "sec_per_epoch", "total_sec", "efficiency",
+                  "epochs")
+
+
+# ------------------------------------------------------------------------------------------------ run bookkeeping
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _intended(name: str, task_name: str, overrides: Mapping[str, Any]) -> tuple[dict, tuple[str, ...]]:
+    """The config (as JSON) a model would be trained with, minus pack geometry, and the inputs it reads."""
+    from models.registry import create_model
+
+    model = create_model(name, task=task_name, **overrides)
+    ignore = _PACK_FIELDS | (_DERIVED_FIELDS - set(overrides))
+    cfg = {k: v for k, v in _json(dataclasses.asdict(model.cfg)).items() if k not in ignore}
+    return cfg, tuple(model.inputs)
+
+
+def _settings(name: str, task_name: str, overrides: Mapping[str, Any], train: Mapping[str, Any], store: Store
+              ) -> dict[str, Any]:
+    from features.packs import pack_fingerprint
+
+    cfg, inputs = _intended(name, task_name, overrides)
+    pack = pack_fingerprint(store, inputs, task_name, split_seed=train["seed"])
+    key = fingerprint("compare-run", 1, {"model": name, "task": task_name, "config": cfg, "train": dict(train)},
+                      [pack])
+    return {"config": cfg, "inputs": inputs, "pack": pack, "run_id": f"compare-{name}-{task_name}-{key[:12]}"}
+
+
+def _find_run(runs: pd.DataFrame, name: str, task_name: str, settings: Mapping[str, Any],
+              train: Mapping[str, Any]) -> dict | None:
+    """The newest recorded run trained exactly as requested (see module docstring), or None."""
+    if not len(runs) or not {"model", "task", "pack", "train", "config"} <= set(runs.columns):
+        return None
+    same = runs[(runs["model"] == name) & (runs["task"] == task_name) & (runs["pack"] == settings["pack"])]
+    for rec in reversed(same.to_dict("records")):
+        t, config = rec.get("train"), rec.get("config")
+        if not isinstance(t, dict) or not isinstance(config, dict) or any(t.get(k) != v for k, v in train.items()):
+            continue
+        recorded = _json(config)
+        if any(k not in recorded or recorded[k] != v for k, v in settings["config"].items()):
+            continue
+        if isinstance(rec.get("checkpoint"), str) and Path(rec["checkpoint"]).is_file():
+            return rec
+    return None
+
+
+def _sized(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    from models.registry import create_model
+
+    fields = {f.name for f in dataclasses.fields(create_model(name).cfg)}
+    return {**{k: v for k, v in _SIZE.items() if k in fields}, **overrides}
+
+
+@task(cache_policy=NONE, persist_result=False, name="compare-train")
+def _train_one(root: Optional[str], dataset: str, name: str, task_name: str, overrides: dict, train: dict,
+               device: str, retrain: bool) -> dict:
+    store = store_for(root, dataset)
+    settings = _settings(name, task_name, overrides, train, store)
+    if not retrain:
+        found = _find_run(store.runs(), name, task_name, settings, train)
+        if found is not None:
+            return {**found, "cached": True}
+    run = run_training(store, name, task_name, overrides=overrides, device=device, run_id=settings["run_id"],
+                       resume=not retrain, **train)
+    return {**run, "cached": False}
+
+
+def _row(task_name: str, name: str, variant: str, run: Mapping[str, Any]) -> dict[str, Any]:
+    return {"task": task_name, "model": name, "variant": variant, "modalities": "+".join(run["modalities"]),
+            "params": int(run["n_params"]), "sec_per_epoch": float(run["seconds_per_epoch"]),
+            "total_sec": float(run["total_seconds"]), "efficiency": float(run["efficiency"]),
+            "epochs": int(run["epochs_run"]), **{k: float(v) for k, v in run["metrics"].items()},
+            "cached": bool(run.get("cached", False)), "run_id": run["run_id"]}
+
+
+# -------------------------------------------------------------------------------------------- floor baselines
+
+
+def _splits(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from models.data import split_indices
+
+    idx = {s: split_indices(arrays["split"], s) for s in ("train", "val", "test")}
+    if len(idx["val"]) == 0:  # the same fallbacks as pipelines.train.run_training
+        idx["val"] = idx["train"]
+    if len(idx["test"]) == 0:
+        idx["test"] = idx["val"]
+    return idx
+
+
+def _floor_rows(store: Store, task_name: str, headline: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Constant predictor + classical regressors on pooled features of the headline's inputs (same test split)."""
+    from models.classical import POOLABLE_KEYS, fit_classical, pooled_features, predict_classical
+    from models.metrics import compute_metrics
+
+    arrays, _ = store.read_pack(headline["pack"])
+    idx = _splits(arrays)
+    keys = [k for k in headline["modalities"] if k in POOLABLE_KEYS]
+    base = {"task": task_name, "variant": "floor", "params": None, "sec_per_epoch": None, "epochs": None,
+            "cached": False, "run_id": None}
+    rows = [{**base, "model": "constant", "modalities": "", "total_sec": 0.0, "efficiency": None,
+             **{k: float(v) for k, v in headline["baseline"].items()}}]
+    if len(idx["train"]) < 2 or not keys:
+        return rows
+    x = pooled_features(arrays, keys)
+    y = arrays["target"]
+    for kind in _CLASSICAL:
+        t0 = time.perf_counter()
+        est = fit_classical(kind, x[idx["train"]], y[idx["train"]], seed=seed)
+        seconds = time.perf_counter() - t0
+        metrics = compute_metrics(task_name, y[idx["test"]], predict_classical(est, x[idx["test"]]))
+        rows.append({**base, "model": f"classical:{kind}", "modalities": "+".join(keys), "total_sec": seconds,
+                     "efficiency": None, **{k: float(v) for k, v in metrics.items()}})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- interpretability
+
+
+def _split_loader(run: Mapping[str, Any], store: Store, batch_size: int, split: str):
+    from models.data import PackLoader
+    from models.engine import load_checkpoint
+
+    model, extra = load_checkpoint(run["checkpoint"])
+    arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
+    keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
+    idx = _splits(arrays)[split]
+    return model, PackLoader(arrays, keys, idx, batch_size=batch_size), len(idx)
+
+
+def _interpret_emotion(store: Store, run: Mapping[str, Any], reports: Path, *, batch_size: int,
+                       split: str, steps: int, max_videos: int) -> tuple[str, dict]:
+    import torch
+
+    from models.base import TASKS
+    from models.interpret import collect_segment_attention, second_profile, segment_attributions
+    from pipelines.report import plot_seconds
+
+    model, loader, _ = _split_loader(run, store, batch_size, split)
+    att, mask = collect_segment_attention(model, loader)
+    profiles = {"attention": second_profile(att, mask)}
+    batches = list(loader)
+    for j, name in enumerate(TASKS["emotion"].targets):
+        mags, masks, seen = [], [], 0
+        for b in batches:
+            if seen >= max_videos:
+                break
+            part = {k: v[: max_videos - seen] for k, v in b.items()}
+            m, mk = segment_attributions(model, part, target=j, steps=steps, internal_batch_size=_IG_CHUNK)
+            mags.append(m)
+            masks.append(mk)
+            seen += len(m)
+        profiles[f"IG {name}"] = second_profile(torch.cat(mags), torch.cat(masks))
+    rows = []
+    for source, p in profiles.items():
+        s = len(p.from_end)
+        aligned = (("start", p.from_start, p.count_from_start), ("end", p.from_end, p.count_from_end))
+        for align, values, counts in aligned:
+            for i in range(s):
+                rows.append({"source": source, "align": align, "position": i if align == "start" else i - s + 1,
+                             "lift": float(values[i]), "videos": int(counts[i])})
+    store.write_table("interpret-emotion-seconds", pd.DataFrame(rows))
+    png = plot_seconds(reports / "compare-emotion-seconds.png", {k: p.from_end for k, p in profiles.items()},
+                       title=f"{run['model']}: normalised weight per second ({split} split)")
+    summary = {k: {"last_share": p.last_share, "uniform_last_share": p.uniform_last_share,
+                   "last_lift": p.last_lift, "earlier_lift": p.earlier_lift} for k, p in profiles.items()}
+    md = [f"**Seconds** ({run['model']}, run `{run['run_id']}`, {len(att)} {split} videos): the attention-LSTM's "
+          "softmax weights and per-second Integrated-Gradients magnitudes, each normalised per video so that 1 = "
+          "uniform, aligned to the video's last second.\n",
+          markdown_table([{"source": k, **v} for k, v in summary.items()]),
+          f"![seconds]({png.name})\n"]
+    return "\n".join(md), summary
+
+
+def _interpret_personality(store: Store, run: Mapping[str, Any], reports: Path, *, batch_size: int,
+                           split: str, steps: int, max_videos: int) -> tuple[str, dict]:
+    from models.interpret import summarise_attributions
+    from pipelines.report import plot_frames, plot_modality_shares, plot_regions
+
+    model, loader, _ = _split_loader(run, store, batch_size, split)
+    s = summarise_attributions(model, loader, steps=steps, max_videos=max_videos, size=64,
+                               internal_batch_size=_IG_CHUNK)
+    mod_rows = [{"trait": t, "modality": m, "share": float(s.modality_share[i, j]),
+                 "magnitude": float(s.modality[i, j]), "signed": float(s.modality_signed[i, j])}
+                for i, t in enumerate(s.targets) for j, m in enumerate(s.modalities)]
+    store.write_table("interpret-personality-modality", pd.DataFrame(mod_rows))
+    md = [f"**Integrated Gradients** ({run['model']}, run `{run['run_id']}`, {s.n_videos} {split} videos, zero "
+          "baseline = missing input).\n"]
+    pngs = [plot_modality_shares(reports / "compare-personality-modality.png", s.modality_share, s.targets,
+                                 s.modalities, title="share of attribution per modality")]
+    summary: dict[str, Any] = {"modality_share": {t: dict(zip(s.modalities, map(float, s.modality_share[i])))
+                                                  for i, t in enumerate(s.targets)}}
+    md.append(markdown_table([{"trait": t, **{m: float(s.modality_share[i, j]) for j, m in enumerate(s.modalities)}}
+                              for i, t in enumerate(s.targets)]))
+    if s.frames is not None and s.regions is not None:
+        frame_rows = [{"trait": t, "frame": k, "value": float(s.frames[i, k]), "slope": tr.slope,
+                       "intercept": tr.intercept, "r": tr.r, "p": tr.p}
+                      for i, (t, tr) in enumerate(zip(s.targets, s.trends)) for k in range(s.frames.shape[1])]
+        store.write_table("interpret-personality-frames", pd.DataFrame(frame_rows))
+        size = s.regions.shape[-1]
+        rr, cc = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        region = pd.DataFrame({"trait": np.repeat(np.array(s.targets, dtype=object), size * size),
+                               "row": np.tile(rr.ravel(), len(s.targets)), "col": np.tile(cc.ravel(), len(s.targets)),
+                               "value": s.regions.reshape(-1).astype(np.float64)})
+        store.write_table("interpret-personality-regions", region)
+        pngs.append(plot_frames(reports / "compare-personality-frames.png", s.frames,
+                                [(t.slope, t.intercept) for t in s.trends], s.targets,
+                                title="attribution per frame position (dashed: linear trend)"))
+        pngs.append(plot_regions(reports / "compare-personality-regions.png", s.regions, s.targets,
+                                 title="where in the frame attribution falls (64×64)"))
+        half = size // 2
+        quadrant = {t: float(s.regions[i, :half, :half].sum() / max(s.regions[i].sum(), 1e-30))
+                    for i, t in enumerate(s.targets)}
+        summary["top_left_share"] = quadrant
+        summary["frame_trend"] = {t: dataclasses.asdict(tr) for t, tr in zip(s.targets, s.trends)}
+        md.append(markdown_table([{"trait": t, "trend slope": tr.slope, "trend r": tr.r,
+                                   "top-left quadrant share": quadrant[t]} for t, tr in zip(s.targets, s.trends)]))
+    md += [f"![{p.stem}]({p.name})\n" for p in pngs]
+    return "\n".join(md), summary
+
+
+def _interpret_popularity(store: Store, run: Mapping[str, Any], reports: Path, *, batch_size: int,
+                          split: str, **_: Any) -> tuple[str, dict]:
+    from models.interpret import modality_ablation, modality_contributions, van_relation
+    from pipelines.report import plot_contributions
+
+    model, loader, n = _split_loader(run, store, batch_size, split)
+    rels, present, ablations = [], [], []
+    for b in loader:
+        r, p = van_relation(model, b)
+        rels.append(r)
+        present.append(p)
+        ablations.append(modality_ablation(model, b) * len(r))
+    c = modality_contributions(np.concatenate(rels), np.concatenate(present))
+    ablation = np.sum(ablations, axis=0) / max(n, 1)
+    mods = list(model.inputs)
+    rows = [{"head": "overall", "modality": m, "contribution": float(c.overall[j]), "ablation": float(ablation[j])}
+            for j, m in enumerate(mods)]
+    rows += [{"head": str(h + 1), "modality": m, "contribution": float(c.per_head[h, j]), "ablation": None}
+             for h in range(len(c.per_head)) for j, m in enumerate(mods)]
+    store.write_table("interpret-popularity-contributions", pd.DataFrame(rows))
+    png = plot_contributions(reports / "compare-popularity-contributions.png", c.overall, c.per_head, mods,
+                             title=f"{run['model']}: modality contributions ({split} split)")
+    summary = {"overall": dict(zip(mods, map(float, c.overall))), "ablation": dict(zip(mods, map(float, ablation))),
+               "per_head": [dict(zip(mods, map(float, h))) for h in c.per_head]}
+    md = [f"**Modality contributions** ({run['model']}, run `{run['run_id']}`, {n} {split} videos): c_i = Σ_j R_ij per "
+          "head with R = transposed co-attention (what modality i gives to every modality), softmax over modalities, "
+          "mean over heads (eq. 4.15–4.17). *ablation* = mean |Δ prediction| when the modality is masked out.\n",
+          markdown_table([{"modality": m, "contribution": float(c.overall[j]), "ablation": float(ablation[j])}
+                          for j, m in enumerate(mods)]),
+          f"![contributions]({png.name})\n"]
+    return "\n".join(md), summary
+
+
+_INTERPRETERS = {"emotion": ("sec2sec-attn", _interpret_emotion), "personality": ("mcat", _interpret_personality),
+                 "popularity": ("van", _interpret_popularity)}
+
+
+# ------------------------------------------------------------------------------------------------------- the flow
+
+
+def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, list[tuple[str, str, dict]]]:
+    plan: dict[str, list[tuple[str, str, dict]]] = {t: [] for t in tasks}
+    for i, spec in enumerate(ablations or []):
+        if not isinstance(spec, dict) or not spec:
+            raise ValueError(f"ablations[{i}]={spec!r}: expected a non-empty dict of config overrides, optionally "
+                             "with 'model', 'task' and 'label'")
+        spec = dict(spec)
+        name, only, label = spec.pop("model", None), spec.pop("task", None), spec.pop("label", None)
+        if only is not None and only not in tasks:
+            raise ValueError(f"ablations[{i}]['task']={only!r}; expected one of the selected tasks {tasks}")
+        for t in [only] if only else tasks:
+            plan[t].append((name or HEADLINE_MODELS[t], label or ",".join(f"{k}={v}" for k, v in spec.items())
+                            or "default", spec))
+    return plan
+
+
+@flow(name="compare", validate_parameters=True)
+def compare_models(
+    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    root: Optional[str] = None,
+    task: Literal["emotion", "personality", "popularity", "all"] = "all",
+    models: Optional[Union[list[str], dict[str, list[str]]]] = None,
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 15,
+    seed: int = 0,
+    ablations: Optional[list[dict[str, Any]]] = None,
+    retrain: bool = False,
+    overrides: Optional[dict[str, Any]] = None,
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 16,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+    classical: bool = True,
+    interpret: bool = True,
+    ig_steps: Annotated[int, Field(ge=2, le=1024)] = 32,
+    max_videos: Annotated[int, Field(ge=1)] = 64,
+    interpret_split: Literal["train", "val", "test"] = "test",
+) -> dict:
+    """Train or reuse each selected model per task, evaluate all on the same test split, write the comparison tables
+    and the interpretability report.
+
+    Args:
+        dataset: the store (features extracted; popularity models reading ``graph`` need ``vidpipe pretrain-graph``).
+        task: one task, or ``all`` (each task with its headline model and baselines).
+        models: registered model names to compare — one list for every task, or ``{task: [names]}`` (default:
+            :data:`DEFAULT_MODELS` of each task); names that are not
+            registered, or whose inputs the dataset lacks, are skipped and listed in the report.
+        epochs, seed, lr, batch_size, device: training settings shared by every model; ``seed`` also fixes the split.
+        ablations: config-override dicts reported in the same table format (see the module docstring).
+        retrain: train every model again instead of reusing recorded runs with identical settings.
+        overrides: config overrides for every model (replace the CPU-sized defaults ``dim=32, heads=2, …``).
+        classical: add the constant and scikit-learn floor baselines.
+        interpret: write the interpretability plots and tables.
+        ig_steps, max_videos: Integrated-Gradients quadrature points and videos attributed per task.
+        interpret_split: the split the interpretability analyses run on. The dissertation averaged Integrated
+            Gradients over the training set (what the model learned) and attention over the test set; one split for
+            all keeps the three analyses comparable — ``train`` shows what a model fitted, ``test`` what generalises.
+
+    Returns:
+        ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
+        "skipped": {task: [...]}}``.
+    """
+    from models.registry import list_models
+
+    logger = get_run_logger()
+    store = store_for(root, dataset)
+    tasks = list(_TASKS) if task == "all" else [task]
+    registered = set(list_models())
+    if models is not None:
+        if isinstance(models, dict):
+            bad_tasks = sorted(set(models) - set(_TASKS))
+            if bad_tasks:
+                raise ValueError(f"models: unknown task key(s) {bad_tasks}; expected some of {list(_TASKS)}")
+        names = {m for ms in models.values() for m in ms} if isinstance(models, dict) else set(models)
+        unknown = sorted(names - registered)
+        if unknown:
+            raise ValueError(f"models={unknown}: not registered; expected some of {sorted(registered)}")
+    plan = _ablation_plan(ablations, tasks)
+    for t, items in plan.items():
+        for name, _, _ in items:
+            if name not in registered:
+                raise ValueError(f"ablation model={name!r} for task {t!r} is not registered")
+    train = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size}
+    reports = store.reports_dir()
+    stem = "compare" if task == "all" else f"compare-{task}"
+    tables: dict[str, list[dict]] = {}
+    ablation_tables: dict[str, list[dict]] = {}
+    interpretation: dict[str, dict] = {}
+    skipped: dict[str, list[str]] = {}
+    sections = [f"# Model comparison on `{dataset}`\n",
+                f"Every model trained by the same engine (`vidpipe train`) for at most {epochs} epochs "
+                f"(lr {lr}, batch {batch_size}, seed {seed}) and scored on the same test split. "
+                "*efficiency* = trainable parameters / total training seconds (eq. 3.11, in seconds).\n"]
+
+    for t in tasks:
+        t0 = time.perf_counter()
+        chosen = models.get(t) if isinstance(models, dict) else models  # one list for all tasks, or one per task
+        wanted = {m: (DEFAULT_MODELS[t].get(m, {})) for m in chosen} if chosen is not None else dict(DEFAULT_MODELS[t])
+        runs: dict[str, dict] = {}
+        skipped[t] = []
+        for name, own in wanted.items():
+            if name not in registered:
+                skipped[t].append(f"{name} (not registered)")
+                continue
+            try:
+                runs[name] = _train_one(root, dataset, name, t, _sized(name, {**own, **(overrides or {})}), train,
+                                        device, retrain)
+            except ValueError as err:  # e.g. the dataset has no graph embedding or no labels for this task
+                skipped[t].append(f"{name} ({str(err).splitlines()[0]})")
+                logger.warning("compare %s: skipping %s: %s", t, name, err)
+        rows = [_row(t, name, "", run) for name, run in runs.items()]
+        headline = runs.get(HEADLINE_MODELS[t]) or next(iter(runs.values()), None)
+        if classical and headline is not None:
+            rows += _floor_rows(store, t, headline, seed)
+        tables[t] = rows
+        cols = [*_TABLE_COLUMNS, *[k for k in (rows[0] if rows else {}) if k not in _TABLE_COLUMNS
+                                   and k not in ("cached", "run_id")], "cached"]
+        if rows:
+            store.write_table(f"compare-{t}", pd.DataFrame(rows))
+            publish_table(f"{dataset}-compare-{t}", rows, f"model comparison on {t} ({dataset}), test split")
+        sections += [f"## {t}\n", markdown_table(rows, cols) if rows else "_no model could be trained_\n"]
+        if skipped[t]:
+            sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
+
+        ab_rows = []
+        for name, label, spec in plan[t]:
+            try:
+                run = _train_one(root, dataset, name, t, _sized(name, {**DEFAULT_MODELS[t].get(name, {}),
+                                                                     **(overrides or {}), **spec}),
+                                 train, device, retrain)
+            except ValueError as err:
+                skipped[t].append(f"ablation {name} {label} ({str(err).splitlines()[0]})")
+                continue
+            ab_rows.append(_row(t, name, label, run))
+        if ab_rows:
+            ablation_tables[t] = ab_rows
+            store.write_table(f"compare-{t}-ablations", pd.DataFrame(ab_rows))
+            publish_table(f"{dataset}-compare-{t}-ablations", ab_rows, f"ablations on {t} ({dataset}), test split")
+            sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, cols)]
+
+        target_model, interpreter = _INTERPRETERS[t]
+        if interpret and target_model in runs:
+            # Integrated Gradients dominate a rerun's time: reuse the analysis when the interpreted run (its id pins
+            # its pack and weights) and the analysis settings are unchanged, and its plots are still on disk.
+            key = fingerprint("interpret", 1, {"task": t, "run": runs[target_model]["run_id"], "split": interpret_split,
+                                               "steps": ig_steps, "max_videos": max_videos, "batch": batch_size})
+            cached = None
+            if store.artifact_fingerprint(f"interpret-{t}") == key:
+                _, meta = store.read_artifact(f"interpret-{t}")
+                if all((reports / png).is_file() for png in meta.get("pngs", [])):
+                    cached = meta
+            if cached is not None:
+                md, summary = cached["md"], cached["summary"]
+            else:
+                before = {p.name for p in reports.glob(f"compare-{t}-*.png")}
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)  # captum's "requires_grad" notices
+                        md, summary = interpreter(store, runs[target_model], reports, batch_size=batch_size,
+                                                  split=interpret_split, steps=ig_steps, max_videos=max_videos)
+                    pngs = sorted({p.name for p in reports.glob(f"compare-{t}-*.png")} | before)
+                    store.write_artifact(f"interpret-{t}", key, meta={"md": md, "summary": _json(summary),
+                                                                      "pngs": pngs})
+                except ValueError as err:
+                    md, summary = f"_interpretation skipped: {err}_\n", {}
+            interpretation[t] = summary
+            sections += [f"### Interpretability ({t})\n", md]
+        elif interpret:
+            sections.append(f"_No interpretability for {t}: `{target_model}` is not among the compared models._\n")
+        logger.info("compare %s on %s: %d models, %d ablations in %.1fs", t, dataset, len(runs), len(ab_rows),
+                    time.perf_counter() - t0)
+
+    report = reports / f"{stem}.md"
+    text = "\n".join(sections)
+    tmp = report.with_name(f".{report.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(report)
+    publish_markdown(f"{dataset}-{stem}-report", text, f"model comparison and interpretability on {dataset}")
+    return {"tables": tables, "ablations": ablation_tables, "interpretation": interpretation, "report": str(report),
+            "skipped": skipped}

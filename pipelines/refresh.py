@@ -1,0 +1,389 @@
+"""Stage ``refresh``: re-ingest a dataset's recorded source and rerun exactly the stages whose inputs changed.
+
+Flow :func:`refresh` = **plan** (no decoding, nothing written) → print the plan → **run** (unless ``dry_run``) →
+print what was done:
+
+1. Re-read the source the store was ingested from (:meth:`Store.source_info`: kind, path, options) with the same
+   adapter ``vidpipe ingest`` uses, in memory, and compare it with the stored manifest: **added**, **removed** and
+   **changed** videos (a changed manifest row — path, labels, transcript, metadata — or changed file content, seen
+   as a new content digest → a new ``probe`` fingerprint), plus **pending** ones (unchanged, but with stages that never
+   completed, e.g. an interrupted extraction).
+2. Plan extraction with :func:`pipelines.extract.plan_extraction` against the *new* manifest and the parameters the
+   store was extracted with (read back from its index records, so a store built with ``n_frames=16`` is not rebuilt
+   with the default 100): which (stage, video) pairs will run. ``text`` follows ``transcripts``; the vocabulary is
+   rebuilt when the training split's transcripts change, and then every bag of words is recomputed.
+3. The graph embeddings (stage ``graph``) retrain when the video set or the song–video edges change (or, with
+   ``metadata``/``audio`` node features, when those stages rerun). :func:`pipelines.graph.pretrain_graph` is itself
+   fingerprinted, so the refresh calls it with the hyper-parameters of the stored artifact and it trains only when its
+   inputs really changed.
+4. Training packs are never rebuilt here (the next ``vidpipe train`` rebuilds what it needs); the refresh reports the
+   packs of recorded runs that are stale — predicted conservatively in the plan (a labelled video of the pack's task
+   is touched, its graph input retrains, or its text input gets a new vocabulary), and exactly after the run by
+   recomputing :func:`features.packs.pack_fingerprint`.
+
+Running: ingest (the ``ingest`` flow, which rewrites the manifest) → ``extract_features`` for only the touched videos
+(``video_ids=[...]``), or without ``video_ids`` when videos were removed (that is the call that drops removed videos'
+outputs; unchanged videos are skipped by fingerprint either way) → the ``text`` stage over the whole manifest (its
+vocabulary is built on the whole training split) → ``pretrain_graph`` when planned.
+
+A dry run writes nothing to the store (the planner's digest memo is kept in memory). It does read the source, and the
+``synthetic`` source regenerates its media folder when its options changed — that folder is the source, not the store.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import json
+import time
+from typing import Annotated, Any, Literal, Optional
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from pydantic import Field
+
+from features.packs import TASK_TARGETS, pack_fingerprint
+from features.store import Store
+from pipelines._common import publish_markdown, store_for
+from pipelines.extract import STAGES, ExtractConfig, extract_features, plan_extraction
+from pipelines.graph import pretrain_graph
+from pipelines.ingest import ingest
+
+__all__ = ["refresh", "describe_refresh"]
+
+StageName = Literal["probe", "frames", "audio", "transcripts", "metadata", "text"]
+_PER_VIDEO = tuple(s for s in STAGES if s != "text")
+_VISION_PROFILES = ("uniform", "uniform_224")  # candidates when matching a run's pack to its selection
+_GRAPH_FEATURE_STAGE = {"metadata": "metadata", "audio": "audio"}  # graph node features → the stage they read
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+class _DryRunStore:
+    """A read-only view of a store for planning: reads pass through, the planner's digest memo stays in memory.
+
+    Any other write raises, so a dry run can never change the store by accident.
+    """
+
+    _WRITERS = {"write", "write_manifest", "write_artifact", "write_pack", "record_failure", "drop", "save_run",
+                "consolidate", "gc", "lock"}
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def write_table(self, name: str, df: pd.DataFrame) -> None:  # noqa: ARG002 - the memo is only a speed-up
+        if name != "digests":
+            raise RuntimeError(f"dry run: refusing to write table {name!r}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._WRITERS:
+            raise RuntimeError(f"dry run: refusing to call Store.{name}")
+        return getattr(self._store, name)
+
+
+def _as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells as comparable text, every kind of missing value (None, NaN, NA) alike (as ``vidpipe ingest`` compares)."""
+    return df.astype(object).where(df.notna(), "<missing>").astype(str)
+
+
+def _row_changes(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """``(added, removed, rows_changed)`` video ids between two manifests (columns both have)."""
+    old_ids = set(old["video_id"]) if "video_id" in old.columns else set()
+    new_ids = set(new["video_id"])
+    common = sorted(old_ids & new_ids)
+    changed: list[str] = []
+    if common:
+        o, n = old.set_index("video_id"), new.set_index("video_id")
+        cols = [c for c in n.columns if c in o.columns]
+        a, b = _as_text(o.loc[common, cols]), _as_text(n.loc[common, cols])
+        changed = sorted(a.index[(a != b).any(axis=1)])
+    return sorted(new_ids - old_ids), sorted(old_ids - new_ids), changed
+
+
+def _edge_set(edges: pd.DataFrame) -> set[tuple[str, str]]:
+    if edges.empty:
+        return set()
+    return set(zip(edges["video_id"].astype(str), edges["song_id"].astype(str)))
+
+
+def _recorded_config(entries_by_stage: dict[str, dict]) -> ExtractConfig:
+    """The extraction parameters the store's outputs were computed with (most common per stage), else defaults.
+
+    Each index record keeps the parameters that change its stage's output, so together they rebuild the
+    :class:`ExtractConfig` of the last extraction; fields no stage records (``timeout``) keep their defaults.
+    """
+    fields = set(ExtractConfig.model_fields)
+    merged: dict[str, Any] = {}
+    for stage in STAGES:
+        entries = entries_by_stage.get(stage)
+        if not entries:
+            continue
+        common = collections.Counter(json.dumps(r.params, sort_keys=True) for r in entries.values()).most_common(1)
+        for k, v in json.loads(common[0][0]).items():
+            if k in fields:
+                merged.setdefault(k, v)
+    return ExtractConfig(**merged)
+
+
+def _labelled(manifest: pd.DataFrame, task_name: str) -> set[str]:
+    cols = list(TASK_TARGETS[task_name])
+    if manifest.empty or any(c not in manifest.columns for c in cols):
+        return set()
+    return set(manifest.loc[manifest[cols].notna().all(axis=1), "video_id"])
+
+
+def _pack_selections(store: Store) -> list[dict]:
+    """The packs recorded training runs used, each with the selection that reproduces its fingerprint now.
+
+    Runs record the pack fingerprint, inputs, task and seed (= split seed) but not the vision profile, so each
+    candidate profile is tried. A pack that matches no selection is already stale (``selection`` is ``None``).
+    """
+    runs = store.runs()
+    if runs.empty or "pack" not in runs.columns:
+        return []
+    packs: dict[str, dict] = {}
+    for run in runs.to_dict("records"):
+        fp, train, inputs = run.get("pack"), run.get("train"), run.get("modalities")
+        if not isinstance(fp, str) or run.get("task") not in TASK_TARGETS or not isinstance(inputs, list):
+            continue
+        seed = int(train.get("seed", 0)) if isinstance(train, dict) else 0  # cells of older records may be NaN
+        entry = packs.setdefault(fp, {"pack": fp, "task": run["task"], "inputs": sorted(inputs), "runs": [],
+                                      "seed": seed})
+        entry["runs"].append(str(run.get("run_id")))
+    out = []
+    for entry in packs.values():
+        entry["selection"] = None
+        for profile in _VISION_PROFILES:
+            try:
+                fp = pack_fingerprint(store, entry["inputs"], entry["task"], vision_profile=profile,
+                                      split_seed=entry["seed"])
+            except (ValueError, KeyError):
+                break
+            if fp == entry["pack"]:
+                entry["selection"] = {"vision_profile": profile, "split_seed": entry["seed"]}
+                break
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- planning
+@task(cache_policy=NONE, persist_result=False, name="plan-refresh")
+def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[list[str]],
+          config: Optional[dict]) -> dict:
+    from features.sources import load_source
+
+    store = store_for(root, dataset)
+    source = store.source_info()
+    if not source.get("kind"):
+        raise ValueError(f"dataset={dataset!r}: the store does not record how it was ingested: run "
+                         f"`vidpipe ingest {dataset} --source KIND PATH` once, then refresh")
+    old = store.manifest()
+    new = load_source(source["kind"], source.get("path"), **(source.get("options") or {}))
+    added, removed, rows_changed = _row_changes(old, new.videos)
+    entries = {s: store.entries(s) for s in STAGES}
+    cfg = ExtractConfig(**config) if config is not None else _recorded_config(entries)
+    present = [s for s in STAGES if entries[s]]
+    keep = stages if stages is not None else (present or STAGES)
+    wanted = [s for s in STAGES if s in keep]
+
+    # per-video stages: the extraction planner itself, against the new manifest (no decoding, no store writes)
+    planner = _DryRunStore(store) if dry_run else store
+    items, _, _ = plan_extraction(planner, new.videos, cfg, wanted)
+    todo = {item["row"]["video_id"]: item for item in items}
+    probes = {v: r.fingerprint for v, r in entries["probe"].items()}
+    content_changed = {v for v, it in todo.items() if v in probes and probes[v] != it["fps"]["probe"]}
+    changed = sorted((set(rows_changed) | content_changed) - set(added))
+    pending = sorted(set(todo) - set(added) - set(changed))
+    extract = {s: sorted(v for v, it in todo.items() if s in it["todo"]) for s in wanted if s != "text"}
+
+    # text: bags follow transcripts; the vocabulary follows the training split's transcripts
+    vocabulary = False
+    if "text" in wanted:
+        def train_ids(m: pd.DataFrame) -> set[str]:
+            return set(m.loc[m["split"] == "train", "video_id"]) if "split" in m.columns and len(m) else set()
+        new_train, old_train = train_ids(new.videos), train_ids(old)
+        vocabulary = bool(new_train ^ old_train) or any("transcripts" in todo[v]["todo"] for v in new_train & set(todo))
+        text_ids = set(new.videos["video_id"]) if vocabulary else {v for v, it in todo.items()
+                                                                   if "transcripts" in it["todo"]}
+        extract["text"] = sorted(text_ids)
+
+    # graph
+    graph_fp = store.artifact_fingerprint("graph")
+    edges_before, edges_after = _edge_set(store.edges()), _edge_set(new.edges)
+    graph: dict[str, Any] = {"action": "none", "reason": "no graph embeddings yet (run `vidpipe pretrain-graph`)",
+                             "params": None}
+    if graph_fp is not None:
+        _, meta = store.read_artifact("graph")
+        feature_stage = _GRAPH_FEATURE_STAGE.get(meta.get("features", "none"))
+        reasons = []
+        if added or removed:
+            reasons.append(f"videos +{len(added)} / -{len(removed)}")
+        if edges_before != edges_after:
+            reasons.append(f"edges +{len(edges_after - edges_before)} / -{len(edges_before - edges_after)}")
+        if feature_stage and extract.get(feature_stage):
+            reasons.append(f"node features ({feature_stage}) of {len(extract[feature_stage])} videos")
+        accepted = set(inspect.signature(pretrain_graph.fn).parameters)
+        params = {k: v for k, v in (meta.get("config") or {}).items() if k in accepted}
+        params["features"] = meta.get("features", "none")
+        graph = {"action": "retrain" if reasons else "unchanged", "reason": "; ".join(reasons) or "same inputs",
+                 "params": params}
+
+    # packs of recorded runs (prediction; exact after the run)
+    touched = set(added) | set(removed) | set(changed) | set(pending)
+    packs = []
+    for p in _pack_selections(store):
+        if p["selection"] is None:
+            state = "already stale"
+        else:
+            labelled = _labelled(old, p["task"]) | _labelled(new.videos, p["task"])
+            hit = (bool(touched & labelled) or ("graph" in p["inputs"] and graph["action"] == "retrain")
+                   or ("text" in p["inputs"] and vocabulary))
+            state = "will be stale" if hit else "fresh"
+        packs.append({**p, "state": state})
+
+    nothing = not (added or removed or changed or pending or any(extract.values())
+                   or graph["action"] == "retrain")
+    return {
+        "dataset": dataset,
+        "source": {"kind": source["kind"], "path": source.get("path")},
+        "config": cfg.model_dump(),
+        "stages": wanted,
+        "videos": {"added": added, "removed": removed, "changed": changed, "pending": pending,
+                   "unchanged": int(len(new.videos) - len(added) - len(changed) - len(pending))},
+        "edges": {"added": len(edges_after - edges_before), "removed": len(edges_before - edges_after)},
+        "extract": extract,
+        "vocabulary": vocabulary,
+        "graph": graph,
+        "packs": packs,
+        "nothing_to_do": nothing,
+    }
+
+
+def _ids(ids: list[str], limit: int = 8) -> str:
+    shown = ", ".join(ids[:limit])
+    return f"{len(ids)}" + (f" ({shown}{', …' if len(ids) > limit else ''})" if ids else "")
+
+
+def describe_refresh(result: dict) -> str:
+    """A short human-readable account of a refresh: the plan, and what was done when it ran."""
+    plan = result["plan"]
+    v = plan["videos"]
+    lines = [f"refresh {plan['dataset']} from {plan['source']['kind']} {plan['source']['path']}:"]
+    if plan["nothing_to_do"]:
+        lines.append("  nothing changed: nothing to do")
+    else:
+        lines.append(f"  videos: added {_ids(v['added'])}; removed {_ids(v['removed'])}; changed {_ids(v['changed'])}; "
+                     f"pending {_ids(v['pending'])}; unchanged {v['unchanged']}")
+        lines.append(f"  edges: +{plan['edges']['added']} / -{plan['edges']['removed']}")
+        for stage, ids in plan["extract"].items():
+            lines.append(f"  will extract {stage}: {_ids(ids)}")
+        if plan["vocabulary"]:
+            lines.append("  will rebuild the vocabulary (training transcripts changed)")
+        lines.append(f"  graph: {plan['graph']['action']} ({plan['graph']['reason']})")
+    for p in plan["packs"]:
+        lines.append(f"  pack {p['pack'][:12]} ({p['task']}, {'+'.join(p['inputs'])}; runs {', '.join(p['runs'][:3])}):"
+                     f" {p['state']}")
+    did = result.get("did")
+    if result.get("dry_run"):
+        lines.append("dry run: nothing was changed")
+    elif did is not None:
+        lines.append("done:")
+        if did.get("ingest"):
+            ing = did["ingest"]
+            lines.append(f"  ingest: {ing['videos']} videos (added {ing['added']}, removed {ing['removed']}, "
+                         f"changed {ing['changed']})")
+        for stage, c in (did.get("extract") or {}).items():
+            lines.append(f"  extract {stage}: done {c.get('done', 0)}, skipped {c.get('skipped', 0)}, "
+                         f"failed {c.get('failed', 0)}")
+        if did.get("removed_outputs"):
+            lines.append(f"  dropped {did['removed_outputs']} outputs of removed videos")
+        if did.get("graph") is not None:
+            g = did["graph"]
+            lines.append(f"  graph: {'unchanged (cached)' if g.get('cached') else 'retrained'} ({g.get('changes')})")
+        for fp in did.get("stale_packs", []):
+            lines.append(f"  pack {fp[:12]} is stale: the next `vidpipe train` rebuilds it")
+        lines.append(f"  in {did['seconds']:.1f}s")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- the flow
+@flow(name="refresh", validate_parameters=True)
+def refresh(
+    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    root: Optional[str] = None,
+    dry_run: bool = False,
+    stages: Optional[list[StageName]] = None,
+    config: Optional[ExtractConfig] = None,
+    workers: Optional[Annotated[int, Field(ge=1, le=256)]] = None,
+    dask_address: Optional[str] = None,
+    dask_workers: Optional[Annotated[int, Field(ge=1, le=1024)]] = None,
+) -> dict:
+    """Re-ingest ``dataset``'s recorded source and rerun only what its changes touch (see the module docstring).
+
+    Args:
+        dataset: the store's name (it must have been ingested by this vidpipe, which records the source).
+        root: data root (path or fsspec URL).
+        dry_run: plan and print, then stop: nothing is written to the store.
+        stages: extraction stages to keep fresh (default: the stages the store already has; all for an empty store).
+        config: extraction parameters (default: those the store's outputs were computed with).
+        workers, dask_address, dask_workers: passed to ``extract_features``.
+
+    Returns:
+        ``{"dataset", "dry_run", "plan", "did"}``: ``plan`` = ``{"videos": {"added", "removed", "changed",
+        "pending", "unchanged"}, "edges", "extract": {stage: [video ids]}, "vocabulary", "graph": {"action",
+        "reason"}, "packs": [...], "nothing_to_do", ...}``; ``did`` (``None`` for a dry run) = ``{"ingest",
+        "extract": {stage: {"done", "skipped", "failed"}}, "removed_outputs", "graph", "stale_packs", "seconds"}``.
+    """
+    t0 = time.perf_counter()
+    logger = get_run_logger()
+    plan = _plan(root, dataset, dry_run, stages, config.model_dump() if config is not None else None)
+    result: dict[str, Any] = {"dataset": dataset, "dry_run": dry_run, "plan": plan, "did": None}
+    logger.info("%s", describe_refresh(result))
+    if dry_run or plan["nothing_to_do"]:
+        if not dry_run:
+            result["did"] = {"ingest": None, "extract": {}, "removed_outputs": 0, "graph": None,
+                             "stale_packs": [], "seconds": round(time.perf_counter() - t0, 3)}
+        return result
+
+    source = plan["source"]
+    store = store_for(root, dataset)
+    options = store.source_info().get("options") or {}
+    did: dict[str, Any] = {"ingest": ingest(dataset=dataset, source=source["kind"], path=source["path"], root=root,
+                                            **options)}
+    cfg = ExtractConfig(**plan["config"])
+    run_kw = {"dataset": dataset, "root": root, "config": cfg, "workers": workers, "dask_address": dask_address,
+              "dask_workers": dask_workers}
+    per_video = [s for s in plan["stages"] if s != "text"]
+    touched = sorted({v for s in per_video for v in plan["extract"].get(s, [])})
+    counts: dict[str, dict[str, int]] = {}
+    removed_outputs = 0
+    if plan["videos"]["removed"]:
+        # the only call that drops removed videos' outputs; unchanged videos are skipped by fingerprint
+        res = extract_features(stages=plan["stages"], **run_kw)
+        counts, removed_outputs = res["stages"], res["removed"]
+    else:
+        if touched and per_video:
+            counts.update(extract_features(stages=per_video, video_ids=touched, **run_kw)["stages"])
+        if "text" in plan["stages"] and plan["extract"].get("text"):
+            # the vocabulary is built on the whole training split, so the text stage sees the whole manifest
+            counts.update(extract_features(stages=["text"], **run_kw)["stages"])
+    did["extract"] = counts
+    did["removed_outputs"] = removed_outputs
+    did["graph"] = None
+    if plan["graph"]["action"] == "retrain":
+        did["graph"] = pretrain_graph(dataset=dataset, root=root, **plan["graph"]["params"])
+    did["stale_packs"] = []
+    for p in plan["packs"]:
+        sel = p["selection"]
+        try:
+            now = (pack_fingerprint(store, p["inputs"], p["task"], **sel) if sel is not None else None)
+        except (ValueError, KeyError):
+            now = None
+        if now != p["pack"]:
+            did["stale_packs"].append(p["pack"])
+    did["seconds"] = round(time.perf_counter() - t0, 3)
+    result["did"] = did
+    text = describe_refresh(result)
+    logger.info("%s", text)
+    publish_markdown(f"{dataset}-refresh", f"```\n{text}\n```\n", f"refresh of {dataset}: plan and outcome")
+    return result

@@ -1,0 +1,125 @@
+"""Concurrency: two extraction runs on one dataset, and parallel writers to one store, lose nothing.
+
+Two runs at once: the second waits on the store's write lock (and says so), then finds everything done; the store is
+byte-for-byte the one a single serial run makes. Parallel ``Store.write`` calls for different videos, from threads and
+from processes, all land, and the lock is an OS lock: it refuses a second process clearly and is released when its
+holder dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.store import StoreError, open_store, video_key
+from tests.reliability.conftest import (DATASET, EXTRACT_CONFIG, REPO, check_store, committed, extraction_stages,
+                                        ingest_folder)
+
+
+def _kwargs(root: Path) -> dict:
+    return {"dataset": DATASET, "root": str(root), "stages": extraction_stages(), "config": dict(EXTRACT_CONFIG),
+            "batch_size": 1, "workers": 2}
+
+
+def test_two_extractions_at_once_equal_one_serial_run(runner, second_runner, clean_media, tmp_path):
+    serial, both = tmp_path / "serial", tmp_path / "both"
+    ingest_folder(serial, clean_media)
+    ingest_folder(both, clean_media)
+    ref = runner.run("extract", kwargs=_kwargs(serial))
+    assert ref.exit == 0, ref.log[-3000:]
+
+    first = runner.submit("extract", kwargs=_kwargs(both), slow_ms=30)
+    deadline = time.monotonic() + 120
+    while " B plan" not in (first.trace_path.read_text() if first.trace_path.exists() else ""):  # first holds the lock
+        assert time.monotonic() < deadline, "the first run never started planning"
+        time.sleep(0.02)
+    second = second_runner.submit("extract", kwargs=_kwargs(both))
+    a, b = first(), second()
+    assert a.exit == 0 and b.exit == 0, (a.log[-2000:], b.log[-2000:])
+    # b did nothing with the store until a released it: its first step begins after a's last one ended
+    assert b.trace[0][0] >= a.trace[-1][0], (a.trace[-1], b.trace[0])
+    assert "is being written by pid" in b.log and "waiting for it to finish" in b.log
+    assert all(c["done"] == 0 for c in b.result["stages"].values()), b.result
+    check_store(both, reference=serial)
+    assert committed(both) == committed(serial)
+
+
+def test_parallel_writers_lose_nothing(tmp_path):
+    """8 threads in this process and 3 other processes write 60 videos' outputs to one store at the same time."""
+    store = open_store(tmp_path, DATASET, create=True)
+    ids = [f"vid/{i:02d}" for i in range(60)]
+
+    def arrays_of(i: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(i)
+        return {"x": rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8), "m": rng.random(7).astype(np.float32)}
+
+    def write(i: int) -> None:
+        open_store(tmp_path, DATASET).write("frames", ids[i], f"{i:032x}", version=1, arrays=arrays_of(i),
+                                            record={"i": i})
+
+    script = (
+        "import sys, numpy as np\n"
+        "from features.store import open_store\n"
+        "root, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+        "s = open_store(root, 'rel')\n"
+        "for i in range(lo, hi):\n"
+        "    rng = np.random.default_rng(i)\n"
+        "    a = {'x': rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8), 'm': rng.random(7).astype(np.float32)}\n"
+        "    s.write('frames', f'vid/{i:02d}', f'{i:032x}', version=1, arrays=a, record={'i': i})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(lo), str(lo + 10)], env=env)
+             for lo in (30, 40, 50)]
+    threads = [threading.Thread(target=lambda k=k: [write(i) for i in range(k, 30, 8)]) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+
+    entries = store.entries("frames")
+    assert sorted(entries) == sorted(ids)
+    for i, vid in enumerate(ids):
+        got = store.read("frames", vid)
+        want = arrays_of(i)
+        assert got["i"] == i and got["x"].tobytes() == want["x"].tobytes() and got["m"].tobytes() == want["m"].tobytes()
+        # exactly one version directory per video: nothing stray, nothing shared
+        key_dir = Path(store.path, "features.zarr", "frames", video_key(vid))
+        assert [d.name for d in key_dir.iterdir() if d.name != "zarr.json"] == [entries[vid].data]
+    assert store.gc() == 0
+
+
+def test_a_second_process_is_refused_clearly_and_the_lock_dies_with_its_holder(tmp_path):
+    open_store(tmp_path, DATASET, create=True)
+    script = ("import sys, time\nfrom features.store import open_store\n"
+              "with open_store(sys.argv[1], 'rel').lock():\n    print('locked', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        store = open_store(tmp_path, DATASET)
+        with pytest.raises(StoreError, match=rf"being written by pid {holder.pid} since .*wait for it to finish"):
+            with store.lock(wait=False):
+                pass
+        start = time.monotonic()
+        with pytest.raises(StoreError, match="being written"):
+            with store.lock(timeout=0.5):
+                pass
+        assert 0.4 < time.monotonic() - start < 5
+        os.kill(holder.pid, signal.SIGKILL)  # the holder dies without unlocking: the OS releases the lock
+        holder.wait(timeout=30)
+        with store.lock(wait=False):
+            assert json.loads((Path(store.path) / "store.json").read_text())["dataset"] == DATASET
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
