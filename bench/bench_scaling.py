@@ -16,7 +16,7 @@ including flow-run creation and task submission (target ≤ 10 % at 1,000 short 
 ``throughput(2 workers) / throughput(1 worker)`` (2.0 would be linear; on a 2-core machine shared with other work
 it cannot be).
 
-    .venv/bin/python bench/bench_scaling.py            # --quick: 16 videos
+    .venv/bin/python bench/bench_scaling.py            # --quick: 12 videos
     .venv/bin/python bench/bench_scaling.py --full     # 1,000 videos (100 distinct 15 s 720p clips)
 """
 
@@ -39,7 +39,7 @@ from bench._media import MEDIA_DIR, MODES, clone_names, ensure_media  # noqa: E4
 __all__ = ["run", "main", "TARGETS", "fill_store"]
 
 TARGETS = {"prefect_overhead": 0.10}
-_VIDEOS = {"tiny": 2, "quick": 16, "full": 1000}
+_VIDEOS = {"tiny": 2, "quick": 12, "full": 1000}
 _REPEATS = {"tiny": 1, "quick": 1, "full": 1}
 DATASET = "bench"
 
@@ -185,7 +185,7 @@ def render(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="16 videos (default)")
+    mode.add_argument("--quick", action="store_true", help="12 videos (default)")
     mode.add_argument("--full", action="store_true", help="1,000 videos")
     mode.add_argument("--tiny", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--videos", type=int, default=None, help="override the number of videos")

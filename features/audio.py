@@ -37,6 +37,7 @@ __all__ = ["AudioParams", "clip_mfcc", "egemaps", "is_silent", "load_audio", "se
 _FEATURES = ("mfcc", "logmel")
 _AMIN = 1e-10  # floor of the power spectrum before the log (librosa's default)
 _DELTA_WIDTH = 9  # librosa's default regression window for Δ and ΔΔ
+_LEVEL_BLOCK_FRAMES = 2048  # frames per block when finding a long signal's loudest frame (n_fft × this floats)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +167,33 @@ def _frame_db(y: np.ndarray, params: AudioParams) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(rms, 1e-12))
 
 
+def _max_frame_db(y: np.ndarray, params: AudioParams) -> float:
+    """``_frame_db(y, params).max()``, computed over blocks of frames so memory does not grow with the signal.
+
+    :func:`_frame_db` frames the whole centre-padded signal at once: an ``n_fft × frames`` temporary (about 120 MB,
+    twice, for 10 minutes at 16 kHz), which made a worker's peak memory grow with video length (issue 9). Blocks of
+    :data:`_LEVEL_BLOCK_FRAMES` frames cut from the same zero-padded signal are the same frames, and each frame's
+    RMS is the same computation, so the maximum is bit-identical.
+
+    Shapes:
+        y: (n_samples,) float32, n_samples >= 1
+    """
+    fft, hop, pad = params.fft, params.hop, params.fft // 2
+    n_frames = 1 + (y.size + 2 * pad - fft) // hop
+    if n_frames <= _LEVEL_BLOCK_FRAMES:
+        return float(_frame_db(y, params).max())
+    best = -np.inf
+    for first in range(0, n_frames, _LEVEL_BLOCK_FRAMES):
+        last = min(n_frames, first + _LEVEL_BLOCK_FRAMES)
+        lo, hi = first * hop - pad, (last - 1) * hop + fft - pad  # the block's samples, in y's coordinates
+        piece = y[max(lo, 0):min(hi, y.size)]
+        if lo < 0 or hi > y.size:  # the centre padding (zeros, librosa's pad_mode="constant") at either end
+            piece = np.pad(piece, (max(0, -lo), max(0, hi - y.size)))
+        rms = librosa.feature.rms(y=piece, frame_length=fft, hop_length=hop, center=False)[..., 0, :]
+        best = max(best, float((20.0 * np.log10(np.maximum(rms, 1e-12))).max()))
+    return best
+
+
 def is_silent(y: np.ndarray | None, params: AudioParams = AudioParams()) -> bool:
     """True when there is no signal: ``y`` is None or empty, or its loudest frame is below ``params.silence_db``.
 
@@ -175,7 +203,7 @@ def is_silent(y: np.ndarray | None, params: AudioParams = AudioParams()) -> bool
     y = _check_signal(y)
     if y is None or y.size == 0:
         return True
-    return bool(_frame_db(y, params).max() < params.silence_db)
+    return bool(_max_frame_db(y, params) < params.silence_db)
 
 
 def _features(x: np.ndarray, params: AudioParams) -> np.ndarray:

@@ -93,10 +93,28 @@ class PackLoader:
             yield {k: self._tensor(self.arrays[k], rows) for k in self.keys}
 
     def _tensor(self, array: Any, rows: np.ndarray) -> torch.Tensor:
-        part = np.asarray(array[rows])
+        part = _take_rows(array, rows)
         t = torch.from_numpy(part)
         if t.dtype == torch.uint8:
             t = t.to(torch.float32).div_(255.0)
         elif t.dtype == torch.float64:
             t = t.to(torch.float32)
         return t.pin_memory() if self.pin_memory else t
+
+
+def _take_rows(array: Any, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` for sorted ``rows``; a lazy (HDF5) dataset is read as one slice per run of consecutive rows.
+
+    h5py's fancy indexing selects row by row and was 20-30× slower than slices for a batch of 224×224 frames (issue
+    9: lazily read packs trained at a fraction of the in-memory rate). Numpy arrays index as before.
+
+    Shapes:
+        array: (N, ...); rows: (B,) sorted → (B, ...)
+    """
+    if isinstance(array, np.ndarray):
+        return array[rows]
+    if rows.size == 0:
+        return np.asarray(array[0:0])
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+    parts = [np.asarray(array[int(r[0]):int(r[-1]) + 1]) for r in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

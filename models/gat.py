@@ -92,14 +92,26 @@ _CHECKPOINT_FORMAT = "vidpipe.gat@1"
 
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch and Python ``random`` (PyG's negative sampling uses it) inside the block; restore both after."""
+    """Seed torch and Python ``random`` (PyG's negative sampling uses it) inside the block; restore both after.
+
+    PyG's ``negative_sampling`` draws from the process-wide ``random`` module, which other threads share: under a
+    Prefect flow the client's event-loop thread calls ``random.getrandbits`` at an arbitrary moment, and a draw that
+    lands inside training shifts every later negative sample (found by tests/reliability: the same seed gave two
+    different GATs in about one run in four). Inside the block PyG's sampler therefore gets a private
+    ``random.Random(seed)`` (same sequence as the seeded module when nobody else draws), so no thread can shift it.
+    """
+    from torch_geometric.utils import _negative_sampling as pyg_neg
+
     py_state = random.getstate()
+    shared = pyg_neg.random
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         random.seed(seed)
+        pyg_neg.random = random.Random(seed)
         try:
             yield
         finally:
+            pyg_neg.random = shared
             random.setstate(py_state)
 
 

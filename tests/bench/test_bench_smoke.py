@@ -99,6 +99,37 @@ def test_training_benchmark_compares_pack_and_ram_feeding(tmp_path):
     assert "pack/ram" in bench_training.render(res)
 
 
+def test_lazy_and_in_memory_packs_feed_identical_batches(tmp_path):
+    """The training benchmark compares arms that must feed the same data: a PackLoader over open HDF5 datasets
+    (read as slices per run of rows) yields exactly the in-memory batches, sharded or not."""
+    import h5py
+    import numpy as np
+
+    from models.data import PackLoader
+
+    rng = np.random.default_rng(0)
+    arrays = {"vision": rng.integers(0, 256, (7, 2, 3, 4, 4), dtype=np.uint8),
+              "target": rng.random((7, 1)).astype(np.float32)}
+    with h5py.File(tmp_path / "p.h5", "w") as h5:
+        for k, v in arrays.items():
+            h5.create_dataset(k, data=v, chunks=(1, *v.shape[1:]), compression="lzf")
+    with h5py.File(tmp_path / "p.h5", "r") as h5:
+        lazy = {k: h5[k] for k in arrays}
+        for world in (1, 2):
+            for rank in range(world):
+                kw = dict(batch_size=3, shuffle=True, seed=1, rank=rank, world_size=world)
+                mem = list(PackLoader(arrays, ["vision", "target"], np.arange(7), **kw))
+                got = list(PackLoader(lazy, ["vision", "target"], np.arange(7), **kw))
+                assert len(got) == len(mem) and all(
+                    all(torch_equal(g[k], m[k]) for k in m) for g, m in zip(got, mem))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a, b))
+
+
 def test_models_benchmark_projects_epochs_from_samples_per_second():
     res = bench_models.run("tiny")
     rows = {r["model"]: r for r in res["models"]}

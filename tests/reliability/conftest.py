@@ -276,6 +276,10 @@ class Outcome:
         """Seconds from the fork to the first traced step (interpreter and Prefect start-up before it)."""
         return self.trace[0][0] - self.started if self.trace else self.seconds
 
+    def last_step(self) -> float:
+        """Seconds from the fork to the last traced event (Prefect's bookkeeping after it)."""
+        return self.trace[-1][0] - self.started if self.trace else self.seconds
+
     def where(self) -> str:
         """Where the run was when it ended: the innermost unfinished step, or what it last finished."""
         stack: list[str] = []

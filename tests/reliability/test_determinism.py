@@ -68,3 +68,33 @@ def test_graph_pretraining_is_bit_reproducible_on_cpu(tmp_path):
         runs[name] = (embed(result.encoder, graph)["video"], result.metrics)
     assert runs["a"][0].tobytes() == runs["b"][0].tobytes() and runs["a"][1] == runs["b"][1]
     assert runs["a"][0].tobytes() != runs["c"][0].tobytes()
+
+
+def test_graph_pretraining_ignores_other_threads_drawing_random_numbers(tmp_path):
+    """Under Prefect another thread draws from Python's ``random`` at arbitrary moments; the GAT must not notice."""
+    import random
+    import threading
+
+    from features.graph import build_graph
+    from models.gat import GATConfig, embed, pretrain_link_prediction
+
+    make_graph_store(tmp_path)
+    store = open_store(tmp_path, DATASET)
+    graph = build_graph(store.edges(), sorted(store.manifest()["video_id"]))
+    cfg = GATConfig(epochs=15, hidden=8, out=4, heads=2, seed=0)
+    quiet = embed(pretrain_link_prediction(graph, cfg).encoder, graph)["video"]
+    stop = threading.Event()
+
+    def noisy() -> None:
+        while not stop.is_set():
+            random.getrandbits(32)
+
+    thread = threading.Thread(target=noisy, daemon=True)
+    thread.start()
+    try:
+        busy = embed(pretrain_link_prediction(graph, cfg).encoder, graph)["video"]
+    finally:
+        stop.set()
+        thread.join()
+    assert busy.tobytes() == quiet.tobytes()
+
