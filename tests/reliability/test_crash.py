@@ -199,14 +199,14 @@ def _cli_argv(root: Path) -> list[str]:
 FAST_KILLS = [["E", "array", 4], ["B", "write:audio", 2], ["B", "write:text", 2], ["B", "table:probe", 1]]
 
 
-@pytest.mark.slow  # timing-sensitive under heavy load (a kill point can be passed before the kill lands); make stress
+# Not timing-sensitive: each kill is the child SIGKILLing itself at an exact trace event (die_at), whatever the load.
 def test_extraction_survives_a_few_kills(runner, extraction_reference, tmp_path):
     points = [p for p in FAST_KILLS if "audio" not in p[1] and "text" not in p[1]] if len(extraction_stages()) < 6 \
         else FAST_KILLS
     stats = _campaign(runner, extraction_reference, tmp_path / "root", kills=len(points), seed=1, slow_ms=0,
                       points=points)
     print("extraction kills:", json.dumps(stats))
-    assert stats["kills"] == len(points) and stats["completed"] == 0, stats
+    assert stats["kills"] == len(points) and stats["completed"] == 1, stats  # only the final, unkilled run completes
     assert any(w.startswith("mid-write write:") for w in stats["where"]), stats
 
 
