@@ -14,11 +14,13 @@ the same load:
   instants, resized and centre-cropped like the pipeline — on the same clips as ``frames``.
 
 Ratios per clip are medians over repeats of ``method / floor``; a set's ratio is the mean over its clips. Peak memory:
-one subprocess per set extracts its largest clip with the default stages and reports its own peak RSS and the peak
-RSS of its largest child (ffmpeg); their sum bounds what one worker holds at once.
+one fresh interpreter per set (warmed up on a tiny clip) extracts the set's largest clip with the default stages while
+a thread samples, every 5 ms, its RSS plus the RSS of its running ffmpeg/ffprobe children (``/proc``); the largest
+sum is what one worker holds at once (``ru_maxrss`` of children would miss that they run concurrently, and counts a
+forked child's copy of the parent before ``exec``).
 
-Targets (issue 9): default ≤ 1.0× the floor on average, keyframe ≤ 0.3× the floor, frames ≥ 3× faster than naive
-on the long video, peak RSS per worker ≤ 500 MB whatever the video's length.
+Targets (issue 9): default ≤ 1.0× the floor on average, keyframe ≤ 0.3× the floor, frames ≥ 3× faster than
+naive on the long video, peak RSS per worker ≤ 500 MB whatever the video's length.
 
     .venv/bin/python bench/bench_extract.py            # --quick (default)
     .venv/bin/python bench/bench_extract.py --full     # issue 9's sets (generates ~20 min of 1080p once, cached)
@@ -335,7 +337,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer, shorter clips (default)")
-    mode.add_argument("--full", action="store_true", help="issue 9's sets: 100×15 s 720p, 10×60 s and 1×10 min 1080p")
+    mode.add_argument("--full", action="store_true",
+                      help="issue 9's sets: 100×15 s 720p, 10×60 s and 1×10 min 1080p")
     mode.add_argument("--tiny", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats per clip")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory subprocesses")

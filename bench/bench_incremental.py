@@ -187,11 +187,13 @@ def render(res: dict[str, Any]) -> str:
     targets = [
         {"target": "nothing changed ≤ 2 s (wall, incl. flow-run set-up)", "measured": f"{nc['wall_s']:.2f} s",
          "verdict": verdict(res["met"]["no_change_seconds"])},
-        {"target": "1 % changed ≤ 1.2 × just-those + 2 s", "measured": f"{ch['wall_s']:.2f} s ≤ {ch['budget_s']:.2f} s?",
+        {"target": "1 % changed ≤ 1.2 × just-those + 2 s",
+         "measured": f"{ch['wall_s']:.2f} s ≤ {ch['budget_s']:.2f} s?",
          "verdict": verdict(res["met"]["changed"])},
     ]
     head = (f"incremental reruns ({res['mode']}; {res['index_records']} index records; load avg "
-            f"{res['load_avg_1m_before']:.1f} → {res['load_avg_1m_after']:.1f} on {res['machine']['cpu_count']} CPUs)")
+            f"{res['load_avg_1m_before']:.1f} → {res['load_avg_1m_after']:.1f} on "
+            f"{res['machine']['cpu_count']} CPUs)")
     return table(head, rows) + "\n" + table("targets", targets)
 
 

@@ -174,7 +174,8 @@ def render(res: dict[str, Any]) -> str:
     head = (f"extraction scaling ({res['mode']}: {res['videos']} videos from {res['distinct_clips']} distinct clips; "
             f"load avg {res['load_avg_1m_before']:.1f} → {res['load_avg_1m_after']:.1f} on "
             f"{res['machine']['cpu_count']} CPUs)")
-    targets = [{"target": "Prefect overhead ≤ 10 % (flow-1 vs direct)", "measured": f"{100 * s['prefect_overhead']:.1f} %",
+    targets = [{"target": "Prefect overhead ≤ 10 % (flow-1 vs direct)",
+                "measured": f"{100 * s['prefect_overhead']:.1f} %",
                 "verdict": verdict(res["met"]["prefect_overhead"])},
                {"target": "2 threads vs 1 (2.0 = linear)", "measured": fmt_ratio(s["scaling_threads_2"]),
                 "verdict": "info"},

@@ -273,9 +273,11 @@ def render(res: dict[str, Any]) -> str:
                                                              for a in ("ram", "pack", "pack-lazy")),
                      "pack MB": r["pack_mb"], "build/read": fmt_ratio(r["build_vs_read"])})
     targets = [{"target": f"pack-fed ≥ {TARGETS['pack_vs_ram']}× RAM (every model)",
-                "measured": fmt_ratio(res["summary"]["min_pack_vs_ram"]), "verdict": verdict(res["met"]["pack_vs_ram"])}]
+                "measured": fmt_ratio(res["summary"]["min_pack_vs_ram"]),
+                "verdict": verdict(res["met"]["pack_vs_ram"])}]
     head = (f"training input ({res['mode']}: {res['videos']} videos, {res['threads']} threads; load avg "
-            f"{res['load_avg_1m_before']:.1f} → {res['load_avg_1m_after']:.1f} on {res['machine']['cpu_count']} CPUs)")
+            f"{res['load_avg_1m_before']:.1f} → {res['load_avg_1m_after']:.1f} on "
+            f"{res['machine']['cpu_count']} CPUs)")
     return table(head, rows) + "\n" + table("targets", targets)
 
 

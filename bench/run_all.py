@@ -77,7 +77,8 @@ def _targets(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
                 {"target": "scaling: 2 threads / 1 (linear = 2.0)", "measured": res["summary"]["scaling_threads_2"],
                  "met": None}]
     if name == "training":
-        return [{"target": "training: pack-fed ≥ 0.9 × in-RAM samples/s", "measured": res["summary"]["min_pack_vs_ram"],
+        return [{"target": "training: pack-fed ≥ 0.9 × in-RAM samples/s",
+                 "measured": res["summary"]["min_pack_vs_ram"],
                  "met": met.get("pack_vs_ram")}]
     if name == "graph":
         return [{"target": "graph: 100 epochs ≤ 60 s on 2 cores (projected)",

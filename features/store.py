@@ -802,7 +802,7 @@ _SNAPSHOTS_LOCK = threading.Lock()
 
 
 def _load_snapshot(path: str) -> dict[str, tuple[list[int], dict]]:
-    """The records of an index snapshot: file name → ([inode, size, mtime_ns], parsed record); {} if none/unreadable."""
+    """An index snapshot's records: file name → ([inode, size, mtime_ns], parsed record); {} if none/unreadable."""
     try:
         st = os.stat(path)
     except OSError:
