@@ -94,19 +94,22 @@ def _preload() -> None:
         fa.clip_mfcc(y, params)
 
 
-def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None) -> None:
+def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None, hold_at: list | None = None) -> None:
     """Trace begin/end of the interesting steps to ``trace`` (O_APPEND, unbuffered: a kill loses no line).
 
     ``die_at = [kind, step, n]``: the process SIGKILLs itself right after the n-th such trace event (a kill at an exact
     point, for tests that must not depend on timing). Every Zarr array written emits ``E array``, so
     ``["E", "array", 3]`` dies between two arrays of one output: mid-write.
+
+    ``hold_at = [kind, step, gate]``: right after the first such event the process waits (up to 300 s) until the file
+    ``gate`` exists, so a test can hold it at an exact point while something else happens.
     """
     import functools
 
     import zarr
 
     fd = os.open(trace, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if trace else None
-    seen = [0]
+    seen, held = [0], [False]
 
     def emit(kind: str, what: str) -> None:
         if fd is not None:
@@ -115,6 +118,11 @@ def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None) -
             seen[0] += 1
             if seen[0] == die_at[2]:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if hold_at and kind == hold_at[0] and what == hold_at[1] and not held[0]:
+            held[0] = True
+            deadline = time.monotonic() + 300
+            while not os.path.exists(hold_at[2]) and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     create = zarr.Group.create_array
 
@@ -203,7 +211,7 @@ def _child(job: dict) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.environ.update(job.get("env", {}))
-        _instrument(job.get("trace"), float(job.get("slow_ms", 0)), job.get("die_at"))
+        _instrument(job.get("trace"), float(job.get("slow_ms", 0)), job.get("die_at"), job.get("hold_at"))
         result = _run_job(job)
         tmp = job["result"] + ".tmp"
         with open(tmp, "w") as fh:
@@ -349,6 +357,7 @@ class FlowRunner:
                            maxrss_mb=meta["maxrss_mb"], result=result, log=log, trace=trace,
                            started=meta["started"])
         wait.trace_path = Path(paths["trace"])  # type: ignore[attr-defined]  # to watch a running child
+        wait.log_path = Path(paths["log"])  # type: ignore[attr-defined]
         return wait
 
     def _readline(self, timeout: float) -> str:

@@ -37,12 +37,20 @@ def test_two_extractions_at_once_equal_one_serial_run(runner, second_runner, cle
     ref = runner.run("extract", kwargs=_kwargs(serial))
     assert ref.exit == 0, ref.log[-3000:]
 
-    first = runner.submit("extract", kwargs=_kwargs(both), slow_ms=30)
+    # the first run stops right after planning, inside the lock, until the second says it is waiting: no timing luck
+    gate = tmp_path / "release-first"
+    first = runner.submit("extract", kwargs=_kwargs(both), slow_ms=30, hold_at=["E", "plan", str(gate)])
     deadline = time.monotonic() + 120
-    while " B plan" not in (first.trace_path.read_text() if first.trace_path.exists() else ""):  # first holds the lock
-        assert time.monotonic() < deadline, "the first run never started planning"
+    while " E plan" not in (first.trace_path.read_text() if first.trace_path.exists() else ""):  # first holds the lock
+        assert time.monotonic() < deadline, "the first run never finished planning"
         time.sleep(0.02)
     second = second_runner.submit("extract", kwargs=_kwargs(both))
+    deadline = time.monotonic() + 240
+    while "waiting for it to finish" not in (second.log_path.read_text(errors="replace")
+                                             if second.log_path.exists() else ""):
+        assert time.monotonic() < deadline, "the second run never reported waiting for the lock"
+        time.sleep(0.02)
+    gate.touch()
     a, b = first(), second()
     assert a.exit == 0 and b.exit == 0, (a.log[-2000:], b.log[-2000:])
     # b did nothing with the store until a released it: its first step begins after a's last one ended
