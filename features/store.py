@@ -387,6 +387,24 @@ class Store:
                 out[name] = arr[...]
         return out
 
+    def copy_entry(self, source: "Store", stage: str, video_id: str) -> IndexRecord:
+        """Commit ``source``'s output of ``stage`` for ``video_id`` here, unchanged (fingerprint, version, params,
+        record and arrays), with the same commit protocol as :meth:`write`. Used to seed a variant dataset with the
+        stages a feature ablation does not change; its fingerprints are re-verified by the next extraction plan.
+
+        Raises:
+            KeyError: ``source`` has no committed output for that video.
+        """
+        rec = source.entry(stage, video_id)
+        if rec is None:
+            raise KeyError(f"no {stage!r} output for video {video_id!r} in {source.url}")
+        arrays: dict[str, np.ndarray] = {}
+        if rec.data:
+            group = zarr.open_group(source._zarr(), path=f"{stage}/{video_key(video_id)}/{rec.data}", mode="r")
+            arrays = {name: arr[...] for name, arr in group.arrays()}
+        return self.write(stage, video_id, rec.fingerprint, version=rec.version, arrays=arrays or None,
+                          record=rec.record, params=rec.params, seconds=rec.seconds)
+
     def drop(self, stage: str, video_id: str) -> None:
         """Remove a video's output of ``stage`` (index record first, then data)."""
         key = video_key(video_id)
@@ -543,6 +561,22 @@ class Store:
         if fp is None:
             raise KeyError(f"no artifact {name!r} in {self.url}")
         return self.fs.cat_file(self._p("artifacts", name, fp, fname))
+
+    def copy_artifact(self, source: "Store", name: str) -> str:
+        """Commit ``source``'s current artifact ``name`` here under the same fingerprint (arrays, meta and files).
+
+        Raises:
+            KeyError: ``source`` has no artifact ``name``.
+        """
+        fp = source.artifact_fingerprint(name)
+        arrays, meta = source.read_artifact(name, fp)
+        folder = source._p("artifacts", name, fp)
+        files = {}
+        for p in source.fs.ls(folder, detail=False):
+            fname = p.rstrip("/").rsplit("/", 1)[-1]
+            if fname != "meta.json":
+                files[fname] = source.fs.cat_file(p)
+        return self.write_artifact(name, fp, arrays=arrays or None, meta=meta, files=files)
 
     def _dataset_stage_row(self, stage: str, video_id: str) -> dict[str, Any] | None:
         if self.artifact_fingerprint(stage) is None:

@@ -4,16 +4,17 @@ Three analyses from the dissertation, each split into a *collect* step (runs a t
 no training, eval mode) and a *summarise* step (arrays in, arrays out), so the summaries can be tested on tensors whose
 answer is known:
 
-* **Seconds (Sec2Sec, Ch. 2).** The attention-LSTM variant (``sec2sec-attn``) returns per-video softmax weights over
+* **Seconds (Sec2Sec, Ch. 2).** The attention variant (``sec2sec-attn``) returns per-video softmax weights over
   its 1-second segments, ``extras["segment_attention"]`` (B, S). :func:`second_profile` averages them over videos.
   Videos have different lengths, so weights are *normalised to uniform* before averaging — lift_t = α_t · n_b, where
   n_b is the number of real seconds of video b (lift 1 = uniform attention) — and aligned both from the start and
   from the end ("3 s before the end"). Without that normalisation a perfectly uniform attention looks like recency
   (short videos have few seconds, each with a large weight) — the trap the paper's plain average falls into when
   clip lengths vary. The same summary applies to per-second Integrated-Gradients magnitudes
-  (:func:`segment_attributions`), which test what the model *uses* rather than where it attends: Wang et al.'s
-  attention-LSTM predicts from h* = tanh(W_p r + W_x h_N), and the last hidden state h_N already carries the final
-  seconds, so the attention weights are free to stay near uniform on data whose labels weigh the last seconds most.
+  (:func:`segment_attributions`), which test what the model *uses* rather than where it attends. (Wang et al.'s
+  attention-LSTM as published, ``sec2sec-attn-wang``, predicts from h* = tanh(W_p r + W_x h_N); the last hidden state
+  h_N already carries the final seconds, so its attention weights stay near uniform on data whose labels weigh the
+  last seconds most. ``sec2sec-attn`` predicts only through the attention; see :mod:`models.sec2sec`.)
 * **Integrated Gradients (MCAT, Ch. 3, eq. 3.12)** via captum:
   IG_i(x) = (x_i − x'_i) · ∫_0^1 ∂F(x' + α(x − x'))/∂x_i dα, with the baseline x' = 0 for every input — exactly what
   the model sees for a missing modality (docs/ARCHITECTURE.md: "missing modality = mask False + zeros"), i.e. the
@@ -203,7 +204,7 @@ def _segment_mask(model: VidModel, batch: Mapping[str, Tensor]) -> Tensor:
 
 @torch.no_grad()
 def collect_segment_attention(model: VidModel, loader: Iterable[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor]:
-    """Run an attention-LSTM Sec2Sec (``sec2sec-attn``) over ``loader``; gather its per-second attention.
+    """Run an attention Sec2Sec (``sec2sec-attn``, ``sec2sec-attn-wang``) over ``loader``; gather its per-second attention.
 
     Shapes:
         → attention (N, S) (each row sums to 1 over real seconds), mask (N, S) bool (real seconds)
@@ -215,7 +216,7 @@ def collect_segment_attention(model: VidModel, loader: Iterable[Mapping[str, Ten
         out = model(batch)
         if "segment_attention" not in out.extras:
             raise ValueError(f"model {model.model_name!r} returns no extras['segment_attention']; "
-                             "expected the attention-LSTM variant (e.g. 'sec2sec-attn')")
+                             "expected an attention variant (e.g. 'sec2sec-attn')")
         atts.append(out.extras["segment_attention"].float().cpu())
         masks.append(_segment_mask(model, raw))
     if not atts:

@@ -15,9 +15,22 @@ Deviations from the paper, on purpose:
 * The "last step" of the LSTM is the last segment that has any real frames or audio (packed sequences), so short
   videos padded to S segments are not predicted from padding.
 
+* Interpretability (§2.4.4, Fig. 2.7) swaps the LSTM for the attention-LSTM of Wang et al. 2016 [100] and reads its
+  softmax weights as "the contribution of each second". In [100] the prediction is h* = tanh(W_p r + W_x h_N), r = Σ α_t
+  h_t: the last state h_N reaches the head directly and already summarises every second, so α is free to stay near
+  uniform and says little (on planted data its recency lift is +0.05…0.1 where the truth is +1.3). That reading is
+  kept as ``temporal="attention-lstm"`` (``sec2sec-attn-wang``). The interpretable variant ``sec2sec-attn``
+  (``temporal="attention-pool"``) scores each second from its LSTM state plus a sinusoidal encoding of its distance
+  to the clip's last real second, α = softmax_t(wᵀ tanh(W_h h_t + W_e pe(end − t))), and predicts only from the
+  pooled per-second features r = Σ α_t F_t (``attention_values="segments"``; ``"states"`` pools h_t instead): every
+  path from a second to the prediction goes through α_t, so α is that second's share of the prediction. The distance
+  encoding gives the scorer the position the paper's question is about (recency is relative to the end of clips of
+  different lengths); it does not say which positions matter — that is learned (on planted data α recovers the
+  planted last-3-seconds weighting; see tests/models/test_interpret.py).
+
 Variants (registered): ``sec2sec`` (SA-CA), ``sec2sec-sa-sa``, ``sec2sec-audio``, ``sec2sec-vision`` (one modality,
-two SA layers) and ``sec2sec-attn`` (attention-LSTM of Wang et al. 2016, whose per-segment weights are returned in
-``extras["segment_attention"]``).
+two SA layers), ``sec2sec-attn`` (attention pooling over seconds, above) and ``sec2sec-attn-wang`` (the attention-LSTM
+of [100] as published); both attention variants return their per-second weights in ``extras["segment_attention"]``.
 """
 
 from __future__ import annotations
@@ -54,7 +67,8 @@ class Sec2SecConfig(ModelConfig):
     task: str = "emotion"  # default task of Sec2Sec
     modalities: tuple[str, ...] = ("vision", "audio")  # segment streams: "vision" reads vision_seg, "audio" audio_seg
     second_layer: str = "ca"  # "ca": SA then co-attention (SA-CA, default); "sa": two self-attention layers (SA-SA)
-    temporal: str = "lstm"  # "lstm": predict from the last step; "attention-lstm": attention over steps (Wang et al.)
+    temporal: str = "lstm"  # "lstm": last step; "attention-lstm": Wang et al.; "attention-pool": see module docstring
+    attention_values: str = "segments"  # attention-pool only: pool "segments" (F_t) or "states" (h_t)
     n_segments: int = 15  # S, 1-second segments per video
     frames_per_segment: int = 1  # T, frames per segment (m in the paper)
     frame_size: int = 64  # H = W of each frame
@@ -74,8 +88,10 @@ class Sec2SecConfig(ModelConfig):
             raise ValueError(f"second_layer={self.second_layer!r}; expected 'ca' or 'sa'")
         if self.second_layer == "ca" and len(mods) != 2:
             raise ValueError(f"second_layer='ca' needs both modalities; got modalities={mods!r} (use 'sa')")
-        if self.temporal not in ("lstm", "attention-lstm"):
-            raise ValueError(f"temporal={self.temporal!r}; expected 'lstm' or 'attention-lstm'")
+        if self.temporal not in ("lstm", "attention-lstm", "attention-pool"):
+            raise ValueError(f"temporal={self.temporal!r}; expected 'lstm', 'attention-lstm' or 'attention-pool'")
+        if self.attention_values not in ("segments", "states"):
+            raise ValueError(f"attention_values={self.attention_values!r}; expected 'segments' or 'states'")
         for name in ("n_segments", "frames_per_segment", "frame_size", "n_mfcc", "mfcc_frames", "vision_grid",
                      "cnn_width", "lstm_layers", "lstm_hidden"):
             if getattr(self, name) < 1:
@@ -88,7 +104,7 @@ class Sec2Sec(VidModel):
     Shapes:
         batch["vision_seg"] (B, S, T, 3, H, W), batch["vision_seg_mask"] (B, S),
         batch["audio_seg"] (B, S, 3, n_mfcc, F), batch["audio_seg_mask"] (B, S)
-        → logits (B, K); extras["segment_attention"] (B, S) for temporal="attention-lstm"
+        → logits (B, K); extras["segment_attention"] (B, S) for temporal="attention-lstm" / "attention-pool"
     """
 
     def __init__(self, config: Sec2SecConfig) -> None:
@@ -118,6 +134,12 @@ class Sec2Sec(VidModel):
             self.att_proj = nn.Linear(h, h)
             self.att_score = nn.Linear(h, 1, bias=False)
             self.att_out = nn.Linear(2 * h, h)
+        if cfg.temporal == "attention-pool":
+            self.att_proj = nn.Linear(h, h)
+            self.att_pos = nn.Linear(d, h, bias=False)
+            self.att_score = nn.Linear(h, 1, bias=False)
+            self.register_buffer("end_pe", sinusoidal_encoding(cfg.n_segments, d), persistent=False)  # (S, D)
+            self.att_out = nn.Linear(d if cfg.attention_values == "segments" else h, h)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(h, self.spec.k))
         if cfg.pretrained_path:
             load_pretrained(self.encoders, cfg.pretrained_path)
@@ -187,6 +209,16 @@ class Sec2Sec(VidModel):
             r = (alpha.unsqueeze(-1) * hs).sum(dim=1)
             h_last = torch.tanh(self.att_out(torch.cat([r, h_last], dim=-1)))
             extras["segment_attention"] = alpha
+        elif cfg.temporal == "attention-pool":
+            hs, _ = pad_packed_sequence(seq, batch_first=True, total_length=s)  # (B, S, hidden)
+            from_end = (last[:, None] - torch.arange(s, device=f.device)[None]).clamp(0, s - 1)  # (B, S)
+            score = self.att_score(torch.tanh(self.att_proj(hs) + self.att_pos(self.end_pe[from_end].to(hs.dtype))))
+            score = score.squeeze(-1)
+            step_ok = seg_valid | ~any_valid[:, None]
+            alpha = score.masked_fill(~step_ok, float("-inf")).softmax(dim=1) * any_valid[:, None].to(score.dtype)
+            values = f.float() if cfg.attention_values == "segments" else hs
+            h_last = torch.tanh(self.att_out((alpha.unsqueeze(-1) * values).sum(dim=1)))
+            extras["segment_attention"] = alpha
         return self.head(h_last.to(pooled.dtype)), extras
 
 
@@ -201,4 +233,5 @@ register_model("sec2sec")(_factory())
 register_model("sec2sec-sa-sa")(_factory(second_layer="sa"))
 register_model("sec2sec-audio")(_factory(modalities=("audio",), second_layer="sa"))
 register_model("sec2sec-vision")(_factory(modalities=("vision",), second_layer="sa"))
-register_model("sec2sec-attn")(_factory(temporal="attention-lstm"))
+register_model("sec2sec-attn")(_factory(temporal="attention-pool"))
+register_model("sec2sec-attn-wang")(_factory(temporal="attention-lstm"))

@@ -17,10 +17,12 @@ Flow :func:`compare_models`, per selected task:
    smaller than in Table 3.3 — whose E values do not all equal P / T either).
 4. **Ablations**: each entry of ``ablations`` is a dict of model-config overrides (e.g. ``{"heads": 4}``,
    ``{"hierarchical_pe": "none"}``, ``{"token_mode": "pooled"}``), optionally with ``"model"`` (default: the task's
-   headline model), ``"task"`` (default: every selected task) and ``"label"``; they are trained the same way and
-   reported in the same table format (``tables/compare-<task>-ablations.parquet``). Feature-level ablations (MFCC vs
-   log filter banks, 16 vs 44.1 kHz, number of sampled frames) change the extraction, not the model: extract a second
-   dataset with those settings and compare the two tables.
+   headline model), ``"task"`` (default: every selected task), ``"label"`` and ``"features"`` — extraction settings
+   (:class:`pipelines.extract.ExtractConfig` fields, e.g. ``{"audio_feature": "logmel"}``, ``{"sample_rate": 44100}``,
+   ``{"n_frames": 8}``). A feature ablation trains on a variant dataset ``<dataset>--f<hex>`` extracted with those
+   settings (same videos, same split; stages the change does not touch are copied, not recomputed — see
+   :func:`_feature_variant`). Ablations are trained the same way and reported in the same table format, plus the
+   dataset each row was trained on (``tables/compare-<task>-ablations.parquet``).
 5. **Interpretability** (PNG in ``store.reports_dir()`` + a Markdown report linking them + a Prefect Markdown
    artifact; the numbers as Parquet tables ``interpret-<task>-*``), on ``interpret_split`` with :mod:`models.interpret`:
    emotion — ``sec2sec-attn``'s normalised attention per second and per-second Integrated Gradients per target;
@@ -84,6 +86,9 @@ _DERIVED_FIELDS = frozenset({"patch_size", "audio_chunk"})
 _CLASSICAL = ("linear", "random-forest", "svr")
 _TASKS = ("emotion", "personality", "popularity")
 _IG_CHUNK = 64  # interpolated inputs per forward/backward pass of Integrated Gradients (bounds its memory)
+#: extraction settings a feature ablation may change (pipelines.extract.ExtractConfig fields that shape features)
+_FEATURE_FIELDS = ("profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "sample_rate", "n_mfcc",
+                   "audio_feature", "clip_frames", "asr", "asr_model_path", "min_token_count", "max_vocab")
 _TABLE_COLUMNS = ("task", "model", "variant", "modalities", "params", "sec_per_epoch", "total_sec", "efficiency",
                   "epochs")
 
@@ -348,20 +353,91 @@ _INTERPRETERS = {"emotion": ("sec2sec-attn", _interpret_emotion), "personality":
 # ------------------------------------------------------------------------------------------------------- the flow
 
 
-def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, list[tuple[str, str, dict]]]:
-    plan: dict[str, list[tuple[str, str, dict]]] = {t: [] for t in tasks}
+def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, list[tuple[str, str, dict, dict]]]:
+    """task → [(model, label, config overrides, extraction overrides)] from the ``ablations`` parameter."""
+    from pipelines.extract import ExtractConfig
+
+    plan: dict[str, list[tuple[str, str, dict, dict]]] = {t: [] for t in tasks}
     for i, spec in enumerate(ablations or []):
         if not isinstance(spec, dict) or not spec:
             raise ValueError(f"ablations[{i}]={spec!r}: expected a non-empty dict of config overrides, optionally "
-                             "with 'model', 'task' and 'label'")
+                             "with 'model', 'task', 'label' and 'features'")
         spec = dict(spec)
         name, only, label = spec.pop("model", None), spec.pop("task", None), spec.pop("label", None)
+        features = spec.pop("features", None) or {}
+        if not isinstance(features, dict):
+            raise ValueError(f"ablations[{i}]['features']={features!r}; expected a dict of extraction settings")
+        unknown = sorted(set(features) - set(_FEATURE_FIELDS))
+        if unknown:
+            raise ValueError(f"ablations[{i}]['features']: {unknown} are not extraction settings; expected some of "
+                             f"{sorted(_FEATURE_FIELDS)}")
+        try:
+            ExtractConfig(**features)
+        except Exception as err:  # pydantic's message names the field and the allowed values
+            raise ValueError(f"ablations[{i}]['features']={features!r}: {err}") from None
+        if not spec and not features:
+            raise ValueError(f"ablations[{i}]: no config overrides and no 'features': nothing to ablate")
         if only is not None and only not in tasks:
             raise ValueError(f"ablations[{i}]['task']={only!r}; expected one of the selected tasks {tasks}")
+        described = [f"{k}={v}" for k, v in spec.items()] + [f"features.{k}={v}" for k, v in features.items()]
         for t in [only] if only else tasks:
-            plan[t].append((name or HEADLINE_MODELS[t], label or ",".join(f"{k}={v}" for k, v in spec.items())
-                            or "default", spec))
+            plan[t].append((name or HEADLINE_MODELS[t], label or ",".join(described), spec, features))
     return plan
+
+
+def _extraction_settings(store: Store) -> dict[str, Any]:
+    """The extraction settings ``store``'s committed outputs were made with (per stage, the most common)."""
+    from collections import Counter
+
+    from pipelines.extract import STAGES
+
+    settings: dict[str, Any] = {}
+    for stage in STAGES:
+        seen = Counter(json.dumps(r.params, sort_keys=True) for r in store.entries(stage).values())
+        if seen:
+            settings.update(json.loads(seen.most_common(1)[0][0]))
+    return settings
+
+
+@task(cache_policy=NONE, persist_result=False, name="compare-feature-variant")
+def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
+    """Extract (or reuse) the variant of ``dataset`` whose extraction settings differ by ``features``; its name.
+
+    The variant is a dataset of its own, ``<dataset>--f<8 hex>`` (the hex = fingerprint of the full settings), with the
+    same manifest (so the same videos and the same split), seeded with the base dataset's outputs of every stage whose
+    parameters the ablation leaves unchanged, and with its vocabulary and graph artifacts: only the changed stages are
+    computed, and a seeded output is reused only if the extraction plan recomputes the same fingerprint from the
+    source file. Graph embeddings are the base dataset's (pre-trained once; the ablation isolates the extraction).
+    """
+    from pipelines.extract import STAGES, ExtractConfig, extract_features
+
+    base = store_for(root, dataset)
+    base_settings = _extraction_settings(base)
+    if not base_settings:
+        raise ValueError(f"dataset={dataset!r}: nothing extracted yet; run `vidpipe extract {dataset}` first")
+    cfg = ExtractConfig(**{**base_settings, **features})
+    key = fingerprint("feature-variant", 1, {s: cfg.stage_params(s) for s in STAGES})
+    name = f"{dataset[:52]}--f{key[:8]}"
+    variant = store_for(root, name, create=True)
+    with variant.lock():
+        manifest = base.manifest()
+        if not variant.manifest().equals(manifest):
+            variant.write_manifest(manifest, base.edges(), {**base.source_info(), "variant_of": dataset,
+                                                            "features": dict(features)})
+        base_cfg = ExtractConfig(**base_settings)
+        for stage in STAGES:
+            if cfg.stage_params(stage) != base_cfg.stage_params(stage):
+                continue
+            have = variant.fingerprints(stage)
+            for vid, rec in base.entries(stage).items():
+                if have.get(vid) != rec.fingerprint:
+                    variant.copy_entry(base, stage, vid)
+        for artifact in ("vocabulary", "graph", "graph-songs"):
+            fp = base.artifact_fingerprint(artifact)
+            if fp is not None and variant.artifact_fingerprint(artifact) != fp:
+                variant.copy_artifact(base, artifact)
+    extract_features(dataset=name, root=root, config=cfg)
+    return name
 
 
 @flow(name="compare", validate_parameters=True)
@@ -394,7 +470,8 @@ def compare_models(
             :data:`DEFAULT_MODELS` of each task); names that are not
             registered, or whose inputs the dataset lacks, are skipped and listed in the report.
         epochs, seed, lr, batch_size, device: training settings shared by every model; ``seed`` also fixes the split.
-        ablations: config-override dicts reported in the same table format (see the module docstring).
+        ablations: config-override dicts, optionally with extraction settings under ``"features"``, reported in the
+            same table format (see the module docstring).
         retrain: train every model again instead of reusing recorded runs with identical settings.
         overrides: config overrides for every model (replace the CPU-sized defaults ``dim=32, heads=2, …``).
         classical: add the constant and scikit-learn floor baselines.
@@ -425,7 +502,7 @@ def compare_models(
             raise ValueError(f"models={unknown}: not registered; expected some of {sorted(registered)}")
     plan = _ablation_plan(ablations, tasks)
     for t, items in plan.items():
-        for name, _, _ in items:
+        for name, *_ in items:
             if name not in registered:
                 raise ValueError(f"ablation model={name!r} for task {t!r} is not registered")
     train = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size}
@@ -471,20 +548,24 @@ def compare_models(
             sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
 
         ab_rows = []
-        for name, label, spec in plan[t]:
+        for name, label, spec, features in plan[t]:
             try:
-                run = _train_one(root, dataset, name, t, _sized(name, {**DEFAULT_MODELS[t].get(name, {}),
-                                                                     **(overrides or {}), **spec}),
+                source = _feature_variant(root, dataset, features) if features else dataset
+                run = _train_one(root, source, name, t, _sized(name, {**DEFAULT_MODELS[t].get(name, {}),
+                                                                    **(overrides or {}), **spec}),
                                  train, device, retrain)
+                if features:
+                    run = {**run, "dataset": source}
             except ValueError as err:
                 skipped[t].append(f"ablation {name} {label} ({str(err).splitlines()[0]})")
                 continue
-            ab_rows.append(_row(t, name, label, run))
+            ab_rows.append({**_row(t, name, label, run), "dataset": run.get("dataset", dataset)})
         if ab_rows:
             ablation_tables[t] = ab_rows
             store.write_table(f"compare-{t}-ablations", pd.DataFrame(ab_rows))
             publish_table(f"{dataset}-compare-{t}-ablations", ab_rows, f"ablations on {t} ({dataset}), test split")
-            sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, cols)]
+            ab_cols = [*cols[:-1], "dataset", cols[-1]] if any(r["dataset"] != dataset for r in ab_rows) else cols
+            sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, ab_cols)]
 
         target_model, interpreter = _INTERPRETERS[t]
         if interpret and target_model in runs:

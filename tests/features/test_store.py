@@ -110,3 +110,29 @@ def test_artifacts_and_packs_roundtrip(root):
     arrays, meta = s.read_pack("p" * 32)
     assert p.exists() and meta == {"n": 3} and arrays["x"].shape == (3, 2) and list(arrays["ids"]) == ["a", "b", "c"]
     assert not list(p.parent.glob(".tmp-*"))
+
+
+def test_copy_entry_and_artifact_carry_everything_to_another_dataset(root):
+    a, b = open_store(root, "a", create=True), open_store(root, "b", create=True)
+    frames = np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3)
+    a.write("frames", "v/1", "c" * 32, version=3, arrays={"f": frames}, record={"n": 2}, params={"k": [1, 2]},
+            seconds=1.5)
+    a.write("probe", "v/1", "d" * 32, version=1, record={"fps": 10.0})  # record only, no arrays
+    a.write_artifact("graph", "g" * 32, arrays={"embedding": np.eye(2, dtype=np.float32)},
+                     meta={"video_ids": ["v/1", "v/2"]}, files={"encoder.pt": b"weights"})
+    for stage in ("frames", "probe"):
+        rec = b.copy_entry(a, stage, "v/1")
+        src = a.entry(stage, "v/1")
+        assert (rec.fingerprint, rec.version, rec.params, rec.record) == (src.fingerprint, src.version, src.params,
+                                                                          src.record)
+    assert np.array_equal(b.read("frames", "v/1")["f"], frames) and b.read("probe", "v/1") == {"fps": 10.0}
+    b.copy_artifact(a, "graph")
+    arrays, meta = b.read_artifact("graph")
+    assert b.artifact_fingerprint("graph") == "g" * 32 and meta == {"video_ids": ["v/1", "v/2"]}
+    assert np.array_equal(arrays["embedding"], np.eye(2)) and b.artifact_file("graph", "encoder.pt") == b"weights"
+    a.write("frames", "v/1", "e" * 32, version=3, arrays={"f": frames + 1})  # the source moves on; the copy stays
+    assert np.array_equal(b.read("frames", "v/1")["f"], frames)
+    with pytest.raises(KeyError, match="no 'audio' output"):
+        b.copy_entry(a, "audio", "v/1")
+    with pytest.raises(KeyError, match="no artifact 'vocabulary'"):
+        b.copy_artifact(a, "vocabulary")

@@ -124,8 +124,9 @@ def test_van_modality_attention_rows_sum_to_one_and_modalities_are_configuration
     assert out.extras["modality_embeddings"].shape == (2, 5, 16)
 
 
-def test_sec2sec_attention_lstm_returns_segment_weights(tiny):
-    model = tiny.model("sec2sec-attn").eval()
+@pytest.mark.parametrize("name", ["sec2sec-attn", "sec2sec-attn-wang"])
+def test_sec2sec_attention_variants_return_segment_weights(tiny, name):
+    model = tiny.model(name).eval()
     batch = tiny.batch(model, b=2)
     batch["vision_seg_mask"] = torch.tensor([[True, True, False], [True, True, True]])
     batch["audio_seg_mask"] = torch.tensor([[True, False, False], [True, True, True]])

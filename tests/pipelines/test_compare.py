@@ -47,7 +47,7 @@ def test_popularity_table_ablation_reuse_and_contributions(synthetic_copy):
     # ablation: same columns; another config (heads only split the width: same parameter count) → its own run
     ab = res["ablations"]["popularity"]
     assert [(r["model"], r["variant"]) for r in ab] == [("van", "one head")]
-    assert set(ab[0]) == set(van) and ab[0]["run_id"] != van["run_id"]
+    assert set(ab[0]) == set(van) | {"dataset"} and ab[0]["run_id"] != van["run_id"] and ab[0]["dataset"] == DATASET
     assert list(store.read_table("compare-popularity-ablations")["variant"]) == ["one head"]
     # interpretability: contributions are a distribution over the three modalities, per head and overall
     interp = res["interpretation"]["popularity"]
@@ -97,6 +97,42 @@ def test_emotion_and_personality_interpretability(synthetic_copy):
     assert sorted(_links_exist(Path(pers["report"]))) == ["compare-personality-frames.png",
                                                           "compare-personality-modality.png",
                                                           "compare-personality-regions.png"]
+
+
+def test_feature_ablation_extracts_a_variant_dataset_and_recomputes_only_what_changed(synthetic_copy):
+    from flows import compare_models
+
+    root = str(synthetic_copy)
+    ablation = {"model": "sec2sec-audio", "features": {"audio_feature": "logmel"}, "label": "log-mel"}
+    res = compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec-audio"], ablations=[ablation],
+                         classical=False, interpret=False, **{**FAST, "epochs": 1})
+    (row,) = res["ablations"]["emotion"]
+    variant = row["dataset"]
+    assert row["variant"] == "log-mel" and variant.startswith(f"{DATASET}--f") and not row["cached"]
+    base, var = open_store(synthetic_copy, DATASET), open_store(synthetic_copy, variant)
+    assert var.manifest().equals(base.manifest())  # same videos, same split
+    # frames (untouched by the ablation) were copied with their fingerprints; audio was extracted again, as log-mel
+    assert var.fingerprints("frames") == base.fingerprints("frames")
+    assert set(var.fingerprints("audio")) == set(base.fingerprints("audio"))
+    assert not set(var.fingerprints("audio").values()) & set(base.fingerprints("audio").values())
+    vid = next(v for v, r in base.entries("audio").items() if r.record["has_audio"] and not r.record["silent"])
+    assert var.entry("audio", vid).params["audio_feature"] == "logmel"
+    assert base.entry("audio", vid).params["audio_feature"] == "mfcc"
+    assert not np.array_equal(var.read("audio", vid)["segments"], base.read("audio", vid)["segments"])
+    headline = res["tables"]["emotion"][0]
+    assert headline["model"] == "sec2sec-audio" and headline["run_id"] != row["run_id"]
+    assert len(var.runs()) == 1 and base.read_table("compare-emotion-ablations")["dataset"].tolist() == [variant]
+
+    again = compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec-audio"],
+                           ablations=[ablation], classical=False, interpret=False, **{**FAST, "epochs": 1})
+    assert again["ablations"]["emotion"][0]["cached"] and again["ablations"]["emotion"][0]["dataset"] == variant
+    assert open_store(synthetic_copy, variant).fingerprints("audio") == var.fingerprints("audio")
+    with pytest.raises(ValueError, match=r"ablations\[0\]\['features'\].*sample_rat"):
+        compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec"],
+                       ablations=[{"features": {"sample_rat": 44100}}])
+    with pytest.raises(ValueError, match=r"ablations\[0\]\['features'\]"):
+        compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec"],
+                       ablations=[{"features": {"sample_rate": 22050}}])
 
 
 def test_cli_prints_rows_as_json_and_refuses_unknown_models(synthetic_copy, capsys):
