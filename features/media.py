@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_TOOL_MEMORY_MB",
@@ -166,20 +167,31 @@ def _memory_cap_mb(memory_mb: int | None) -> int:
     return memory_mb
 
 
-def _limit_address_space(memory_mb: int):
-    """A ``preexec_fn`` capping the child's address space, or ``None`` for no cap.
+def _limit_address_space(memory_mb: int) -> tuple[list[str], Any]:
+    """How to cap the child's address space: ``(argv prefix, preexec_fn)``; ``([], None)`` for no cap.
 
-    It is a ``functools.partial`` of the C function ``resource.setrlimit``: nothing in it runs Python code that could
-    take a lock another thread held at fork time, which is what makes ``preexec_fn`` unsafe in threaded programs.
-    The soft and hard limits never exceed the current hard limit (raising it would fail in the child).
+    With util-linux's ``prlimit`` on PATH the cap is applied by it (``prlimit --as=N -- tool ...``): the worker then
+    starts the child with ``vfork`` (CPython uses it when there is no ``preexec_fn``), ~10 ms less per tool start
+    from a 400-MB worker than the ``fork`` a ``preexec_fn`` forces, and the limit is in force before the tool's first
+    instruction. Without ``prlimit`` the fallback is a ``preexec_fn``: a ``functools.partial`` of the C function
+    ``resource.setrlimit``, so nothing runs Python code that could take a lock another thread held at fork time.
+    The limit never exceeds the current hard limit (raising it would fail in the child).
     """
     if memory_mb == 0 or not hasattr(resource, "RLIMIT_AS"):
-        return None
+        return [], None
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = memory_mb << 20
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    return functools.partial(resource.setrlimit, resource.RLIMIT_AS, (limit, hard))
+    prlimit = _prlimit_bin()
+    if prlimit is not None:
+        return [prlimit, f"--as={limit}:{'unlimited' if hard == resource.RLIM_INFINITY else hard}", "--"], None
+    return [], functools.partial(resource.setrlimit, resource.RLIMIT_AS, (limit, hard))
+
+
+@functools.lru_cache(maxsize=None)
+def _prlimit_bin() -> str | None:
+    return shutil.which("prlimit")
 
 
 def _restrict_inputs(args: list[str]) -> list[str]:
@@ -267,7 +279,7 @@ def run_tool_capture(
     if side_output_bytes is not None and (side_output_bytes < 0 or SIDE_OUTPUT not in args):
         raise ValueError(f"side_output_bytes={side_output_bytes!r}: expected >= 0 and a {SIDE_OUTPUT!r} argument")
     label = what or Path(args[0]).name
-    preexec = _limit_address_space(_memory_cap_mb(memory_mb))
+    cap_prefix, preexec = _limit_address_space(_memory_cap_mb(memory_mb))
     pattern = re.compile(keep_stderr) if keep_stderr else None
     counter = re.compile(count_stderr) if count_stderr else None
     start = time.monotonic()
@@ -275,9 +287,14 @@ def run_tool_capture(
     if side_output_bytes is not None:
         side_read, side_write = os.pipe()
         args = [f"pipe:{side_write}" if a == SIDE_OUTPUT else a for a in args]
+    if cap_prefix and shutil.which(args[0]) is None:  # prlimit would start and then fail to exec it: say so here
+        if side_read is not None:
+            os.close(side_read)
+            os.close(side_write)
+        raise MediaError(f"could not start {args[0]!r} for {label}: no such executable; {_INSTALL_HINT}")
     try:
         proc = subprocess.Popen(
-            _restrict_inputs(list(args)),
+            [*cap_prefix, *_restrict_inputs(list(args))],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

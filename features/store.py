@@ -739,20 +739,25 @@ class Store:
                 fh.truncate()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def gc(self) -> int:
+    def gc(self, *, tmp_grace_seconds: float = 600.0) -> int:
         """Remove orphaned version directories and temporary files left by crashes; returns how many.
 
         Takes the write lock (an extraction that is writing a version directory it has not committed yet must not lose
-        it), so do not call it inside ``with store.lock()``.
+        it), so do not call it inside ``with store.lock()``. Packs, run records and tables are written without that
+        lock (training and comparisons run beside extraction), each through a temporary file renamed into place, so a
+        temporary is removed only once it has not been modified for ``tmp_grace_seconds`` — a live writer keeps
+        touching its file; a crashed one's is collected by a later gc.
         """
+        if not tmp_grace_seconds >= 0:
+            raise ValueError(f"tmp_grace_seconds={tmp_grace_seconds!r}: expected a number of seconds >= 0")
         with self.lock():
-            return self._gc()
+            return self._gc(tmp_grace_seconds)
 
-    def _gc(self) -> int:
+    def _gc(self, tmp_grace_seconds: float) -> int:
         removed = 0
         zroot = self._p("features.zarr")
-        written = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(zroot, detail=False)] \
-            if self.fs.exists(zroot) else []
+        written = [d["name"].rstrip("/").rsplit("/", 1)[-1] for d in self.fs.ls(zroot, detail=True)
+                   if d.get("type") == "directory"] if self.fs.exists(zroot) else []  # files there: zarr's own
         # stages with data but no index yet too: a crash during a stage's very first write leaves only data
         for stage in sorted(set(self.stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
             live = {video_key(v): r.data for v, r in self.entries(stage).items()}
@@ -783,8 +788,14 @@ class Store:
                     removed += 1
         if self.local:
             # our own temporaries, and zarr's (LocalStore writes <name>.<uuid>.partial, then renames)
+            now = time.time()
             for tmp in [*Path(self.path).rglob(".tmp-*"), *Path(self.path).rglob("*.partial")]:
-                tmp.unlink(missing_ok=True)
+                try:
+                    if now - tmp.stat().st_mtime < tmp_grace_seconds:
+                        continue  # maybe a live writer's (see gc)
+                    tmp.unlink()
+                except FileNotFoundError:  # renamed into place meanwhile
+                    continue
                 removed += 1
         return removed
 

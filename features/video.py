@@ -51,6 +51,9 @@ profiles PER_SECOND + UNIFORM + UNIFORM_224): a 10-minute 1080p H.264 file with 
 frames, 18 s CPU against 55 s for ``ffmpeg -i FILE -f null -`` and 87 s for OpenCV reading every frame; a 10-second
 720p clip (140 of its 300 frames sampled) costs 1.1-1.4 × the decode floor — nothing can be skipped and the sampled
 frames are scaled; a 2-minute 1080p file with 250-frame GOPs is decoded sequentially (a sample in every GOP).
+``fast_decode=True`` (the pipeline's default, ``ExtractConfig.fast_decode``) lets the video decoder skip its in-loop
+deblocking filter (``-skip_loop_filter all -flags2 fast``, video decoders only): ~10 % less decode CPU on H.264, for
+frames that differ from an exact decode by ~0.13/255 on average once scaled to model size.
 Profiles with ``keyframes=True`` take each sample from the nearest keyframe inside its bin (keyframe times come from
 the packet list) and, when every profile asks for keyframes, the decoder skips all other frames
 (``-skip_frame nokey``) — the fast choice for long videos with long GOPs.
@@ -399,7 +402,7 @@ class _Raw:
 
 def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[str], targets: Sequence[float], *,
                 short: int, master: int, window: float, per_target: int, keyframes_only: bool, threads: int,
-                timeout: float, audio_sr: int | None = None) -> _Raw:
+                fast_decode: bool, timeout: float, audio_sr: int | None = None) -> _Raw:
     """One ffmpeg: decode the input, keep the frames within ``window`` s of ``targets`` (in the input's own
     timeline), crop/scale/rotate them and read their timestamps from ``showinfo``. With ``audio_sr``, the first
     audio track also goes, as ``load_audio`` decodes it (mono f32le at ``audio_sr`` Hz), to a second pipe."""
@@ -409,6 +412,8 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
             "-max_pixels", str(max(info.width * info.height, _MAX_PIXELS))]
     if keyframes_only:
         args += ["-skip_frame", "nokey"]
+    if fast_decode:  # video decoders only (":v"): the audio samples stay bit-identical to load_audio's
+        args += ["-skip_loop_filter:v", "all", "-flags2:v", "fast"]
     args += [*input_args, "-map", "0:v:0", "-an", "-sn", "-dn",
              "-vf", _filter_chain(info, short, master, _select_expr(targets, window)),
              "-vsync", "passthrough", "-f", "rawvideo", "pipe:1"]
@@ -600,6 +605,7 @@ def extract_frames_and_audio(
     timeout: float = 120.0,
     strategy: str = "auto",
     threads: int = 0,
+    fast_decode: bool = False,
 ) -> tuple[dict[str, FrameResult], np.ndarray | None]:
     """:func:`extract_frames`, plus the audio track from the same ffmpeg when the plan decodes the whole video.
 
@@ -620,7 +626,7 @@ def extract_frames_and_audio(
     if not (isinstance(sr, int) and not isinstance(sr, bool) and 1000 <= sr <= 384000):
         raise ValueError(f"sr={sr!r}: expected an int sample rate in Hz between 1000 and 384000")
     out, decoded = _extract_frames(path, info, profiles, timeout=timeout, strategy=strategy, threads=threads,
-                                   audio_sr=sr)
+                                   fast_decode=fast_decode, audio_sr=sr)
     if decoded.pcm is None:
         return out, None
     usable = len(decoded.pcm) // 4 * 4
@@ -635,6 +641,7 @@ def extract_frames(
     timeout: float = 120.0,
     strategy: str = "auto",
     threads: int = 0,
+    fast_decode: bool = False,
 ) -> dict[str, FrameResult]:
     """Sample frames for several profiles from one decode of a video.
 
@@ -646,6 +653,10 @@ def extract_frames(
         strategy: "auto" (the documented rule), "sequential" (one pass from the start) or "seek" (keyframe runs
             whenever the container allows).
         threads: decoder threads (0: ffmpeg's automatic choice).
+        fast_decode: let the video decoder skip its in-loop deblocking filter and use non-bit-exact shortcuts
+            (ffmpeg ``-skip_loop_filter all -flags2 fast``): 10–15 % less decode CPU on H.264; the frames differ from
+            an exact decode by about 0.13/255 on average (99th percentile 3/255) once scaled to 64² or 224²,
+            far below compression noise. Deterministic; errors compound only within a GOP (a keyframe resets them).
 
     Returns:
         profile name → :class:`FrameResult`.
@@ -657,11 +668,12 @@ def extract_frames(
         ValueError: bad ``profiles``, ``info``, ``timeout``, ``strategy`` or ``threads``.
         MediaError: ffmpeg failed before producing any frame, or ran past ``timeout``.
     """
-    return _extract_frames(path, info, profiles, timeout=timeout, strategy=strategy, threads=threads)[0]
+    return _extract_frames(path, info, profiles, timeout=timeout, strategy=strategy, threads=threads,
+                           fast_decode=fast_decode)[0]
 
 
 def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Sequence[FrameProfile], *,
-                    timeout: float, strategy: str, threads: int,
+                    timeout: float, strategy: str, threads: int, fast_decode: bool = False,
                     audio_sr: int | None = None) -> tuple[dict[str, FrameResult], _Decoded]:
     """:func:`extract_frames` and what was decoded (its ``pcm`` when ``audio_sr`` was given and honoured)."""
     if not isinstance(info, ProbeInfo):
@@ -746,7 +758,7 @@ def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Seq
                     runs, fps, seek_cost):
                 runs = planned
         opts = dict(short=short, master=master, window=window, per_target=per_target, threads=threads,
-                    keyframes_only=keyframes_only)
+                    keyframes_only=keyframes_only, fast_decode=bool(fast_decode))
         if len(runs) == 1 and runs[0].start == 0:
             decoded = _decode_sequential(path, info, runs[0].targets, timeout=remaining(), audio_sr=audio_sr, **opts)
         elif "\n" in media_url(path) or "\r" in media_url(path):  # a name the concat script cannot hold

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run_flow"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -48,8 +48,8 @@ def _emit(result: Any, as_json: bool, title: str) -> None:
         console.print(result)
 
 
-def _run(fn, **kwargs: Any) -> Any:
-    """Call a flow, turning user errors into a short message and exit code 2."""
+def run_flow(fn, **kwargs: Any) -> Any:
+    """Call a flow, turning user errors into a short message and exit code 2 (shared by every CLI command)."""
     from prefect.exceptions import ParameterTypeError
 
     from features.sources import SourceError
@@ -84,7 +84,7 @@ def ingest(
     """
     from flows import ingest as flow
 
-    result = _run(flow, dataset=dataset, source=source, path=path, root=root, videos=videos, seed=seed,
+    result = run_flow(flow, dataset=dataset, source=source, path=path, root=root, videos=videos, seed=seed,
                   threshold=threshold, scrape_time=scrape_time)
     _emit(result, as_json, f"ingest {dataset}")
 
@@ -142,6 +142,7 @@ def extract(
     asr: str = typer.Option("pocketsphinx", help="ASR backend when the dataset has no transcript: pocketsphinx, whisper, none."),
     asr_model_path: Optional[str] = typer.Option(None, help="Local weights for --asr whisper."),
     keyframes: bool = typer.Option(False, "--keyframes", help="Sample frames from the nearest keyframes (faster)."),
+    exact_decode: bool = typer.Option(False, "--exact-decode", help="Bit-exact video decoding (keep the deblocking filter; ~12% slower)."),
     dask_address: Optional[str] = typer.Option(None, help="Run on an existing Dask cluster (tcp://host:8786)."),
     dask_workers: Optional[int] = typer.Option(None, help="Start a local Dask cluster with N worker processes."),
     root: Optional[str] = RootOpt,
@@ -158,14 +159,15 @@ def extract(
         cfg = ExtractConfig(**{k: v for k, v in dict(
             profiles=tuple(profile) if profile else None, frames_per_segment=frames_per_segment, n_frames=n_frames,
             sample_rate=sample_rate, n_mfcc=n_mfcc, audio_feature=audio_feature, asr=asr,
-            asr_model_path=asr_model_path, keyframes=keyframes).items() if v is not None})
+            asr_model_path=asr_model_path, keyframes=keyframes, fast_decode=not exact_decode).items()
+            if v is not None})
     except Exception as exc:  # pydantic.ValidationError
         _err.print(f"[red]error:[/red] invalid extraction option: {exc}")
         raise typer.Exit(2) from None
     kwargs = dict(dataset=dataset, root=root, stages=stage or None, refresh=refresh, config=cfg, workers=workers,
                   batch_size=batch_size)
     kwargs.update(dask_address=dask_address, dask_workers=dask_workers)
-    result = _run(extract_features, **kwargs)
+    result = run_flow(extract_features, **kwargs)
     _emit(result, as_json, f"extract {dataset}")
     if result.get("failed_videos"):
         _err.print(f"[yellow]{result['failed_videos']} video(s) failed a stage: see `vidpipe inspect {dataset}`[/yellow]")
@@ -192,7 +194,7 @@ def pretrain_graph(
     """
     from flows import pretrain_graph as flow
 
-    result = _run(flow, dataset=dataset, root=root, features=features, epochs=epochs, hidden=hidden, out=out,
+    result = run_flow(flow, dataset=dataset, root=root, features=features, epochs=epochs, hidden=hidden, out=out,
                   heads=heads, loss=loss, minibatch=minibatch, seed=seed, refresh=refresh)
     if as_json:
         print(json.dumps({k: result[k] for k in ("val_auc", "test_auc", "val_mse", "test_mse", "epochs", "seconds")}))
@@ -234,7 +236,7 @@ def train(
     """
     from flows import train as flow
 
-    run = _run(flow, dataset=dataset, model=model, task=task, root=root, epochs=epochs, lr=lr,
+    run = run_flow(flow, dataset=dataset, model=model, task=task, root=root, epochs=epochs, lr=lr,
                batch_size=batch_size, seed=seed, device=device, overrides=_parse_overrides(set_), run_id=run_id)
     if as_json:
         print(json.dumps({k: run[k] for k in ("model", "task", "metrics", "baseline", "checkpoint")}, default=str))
@@ -268,7 +270,7 @@ def sweep(
     except json.JSONDecodeError as exc:
         _err.print(f"[red]error:[/red] --grid is not JSON: {exc}")
         raise typer.Exit(2) from None
-    result = _run(flow, dataset=dataset, model=model, task=task, grid=grid_d, root=root, epochs=epochs,
+    result = run_flow(flow, dataset=dataset, model=model, task=task, grid=grid_d, root=root, epochs=epochs,
                   batch_size=batch_size, seed=seed, device=device)
     rows = [{**r["params"], f"val_{result['monitor']}": r["val"].get(result["monitor"]), **r["metrics"]}
             for r in result["runs"]]
@@ -295,7 +297,7 @@ def demo(
     """
     from pipelines.demo import demo as flow
 
-    result = _run(flow, root=root, dataset=dataset, videos=videos, epochs=epochs, seed=seed)
+    result = run_flow(flow, root=root, dataset=dataset, videos=videos, epochs=epochs, seed=seed)
     if as_json:
         print(json.dumps(result, default=str))
         return
@@ -359,7 +361,7 @@ def compare(
     except json.JSONDecodeError as exc:
         _err.print(f"[red]error:[/red] --ablation is not JSON: {exc}")
         raise typer.Exit(2) from None
-    result = _run(compare_models, dataset=dataset, root=root, task=task, models=model or None, epochs=epochs,
+    result = run_flow(compare_models, dataset=dataset, root=root, task=task, models=model or None, epochs=epochs,
                   seed=seed, batch_size=batch_size, device=device, overrides=_parse_overrides(set_) or None,
                   ablations=ablations or None, retrain=retrain, interpret=not no_interpret)
     rows = [r for t in result["tables"].values() for r in t] + [r for t in result["ablations"].values() for r in t]
@@ -390,7 +392,7 @@ def analyze_outcomes(
     """
     from flows import analyze_outcomes as flow
 
-    result = _run(flow, dataset=dataset, run_id=run, outcomes=outcomes, outcome=outcome,
+    result = run_flow(flow, dataset=dataset, run_id=run, outcomes=outcomes, outcome=outcome,
                   controls=[c.strip() for c in controls.split(",") if c.strip()], root=root, n_iter=n_iter, seed=seed)
     if as_json:
         print(json.dumps(result, default=str))

@@ -62,10 +62,10 @@ def refresh(
     from rich.console import Console
 
     from flows import refresh as flow
-    from pipelines.cli import _run
+    from pipelines.cli import run_flow
     from pipelines.refresh import describe_refresh
 
-    result = _run(flow, dataset=dataset, root=root, dry_run=dry_run, stages=stage or None, workers=workers,
+    result = run_flow(flow, dataset=dataset, root=root, dry_run=dry_run, stages=stage or None, workers=workers,
                   dask_address=dask_address)
     if as_json:
         print(json.dumps(result, default=str))

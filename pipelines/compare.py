@@ -87,7 +87,8 @@ _CLASSICAL = ("linear", "random-forest", "svr")
 _TASKS = ("emotion", "personality", "popularity")
 _IG_CHUNK = 64  # interpolated inputs per forward/backward pass of Integrated Gradients (bounds its memory)
 #: extraction settings a feature ablation may change (pipelines.extract.ExtractConfig fields that shape features)
-_FEATURE_FIELDS = ("profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "sample_rate", "n_mfcc",
+_FEATURE_FIELDS = ("profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "fast_decode",
+                   "sample_rate", "n_mfcc",
                    "audio_feature", "clip_frames", "asr", "asr_model_path", "min_token_count", "max_vocab")
 _TABLE_COLUMNS = ("task", "model", "variant", "modalities", "params", "sec_per_epoch", "total_sec", "efficiency",
                   "epochs")

@@ -58,6 +58,7 @@ class ExtractConfig(BaseModel):
     frames_per_segment: Annotated[int, Field(ge=1, le=30)] = 1  # frames: m frames per 1-s segment
     n_frames: Annotated[int, Field(ge=1, le=1000)] = 100  # frames: N uniform frames (MCAT: 100)
     keyframes: bool = False  # frames: take samples from the nearest keyframe (fast, approximate timestamps)
+    fast_decode: bool = True  # frames: skip the video decoder's deblocking filter (features.video.extract_frames)
     sample_rate: Literal[16000, 44100] = 16000  # audio: PCM rate
     n_mfcc: Annotated[int, Field(ge=4, le=128)] = 20  # audio: MFCC coefficients
     audio_feature: Literal["mfcc", "logmel"] = "mfcc"  # audio: per-segment feature
@@ -74,7 +75,7 @@ class ExtractConfig(BaseModel):
         p = self.model_dump()
         keys = {
             "probe": ["max_pixels"],
-            "frames": ["profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes"],
+            "frames": ["profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "fast_decode"],
             "audio": ["sample_rate", "n_mfcc", "audio_feature", "clip_frames", "n_segments"],
             "transcripts": ["asr", "asr_model_path"],
             "metadata": [],
@@ -263,11 +264,12 @@ def _process_video(store: Store, row: dict, todo: list[str], fps: dict[str, str]
                 # One decode pass for frames and audio when the frames' ffmpeg decodes the whole video anyway
                 # (issue 9); otherwise y is None and get_pcm decodes the audio on its own, as before.
                 results, y = extract_frames_and_audio(path, get_info(), _profiles(cfg), sr=sr_wanted,
-                                                      timeout=cfg.timeout)
+                                                      timeout=cfg.timeout, fast_decode=cfg.fast_decode)
                 if y is not None:
                     pcm[sr_wanted] = y
             else:
-                results = extract_frames(path, get_info(), _profiles(cfg), timeout=cfg.timeout)
+                results = extract_frames(path, get_info(), _profiles(cfg), timeout=cfg.timeout,
+                                         fast_decode=cfg.fast_decode)
             arrays = {}
             for name, res in results.items():
                 arrays[name] = res.frames

@@ -19,7 +19,7 @@ from features.sources import Manifest, load_source
 from features.store import Store
 from pipelines._common import publish_table, store_for
 
-__all__ = ["ingest", "SourceKind", "default_source_path"]
+__all__ = ["ingest", "SourceKind", "default_source_path", "manifest_diff"]
 
 SourceKind = Literal["folder", "first-impressions", "liris-accede", "tiktok", "synthetic"]
 
@@ -41,24 +41,26 @@ def _as_text(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), "<missing>").astype(str)
 
 
-def _diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
-    if old.empty:
-        return {"added": sorted(new["video_id"]), "removed": [], "changed": []}
-    o, n = old.set_index("video_id"), new.set_index("video_id")
-    added, removed = sorted(set(n.index) - set(o.index)), sorted(set(o.index) - set(n.index))
-    common = sorted(set(n.index) & set(o.index))
-    cols = [c for c in n.columns if c in o.columns]
-    a = _as_text(o.loc[common, cols])
-    b = _as_text(n.loc[common, cols])
-    changed = sorted(a.index[(a != b).any(axis=1)])
-    return {"added": added, "removed": removed, "changed": changed}
+def manifest_diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
+    """Video ids ``added``, ``removed`` and ``changed`` (any cell of a column both manifests have) from ``old`` to
+    ``new``; missing values of every kind compare equal. Used by ``ingest`` (its summary) and ``refresh`` (its plan)."""
+    old_ids = set(old["video_id"]) if "video_id" in old.columns else set()
+    new_ids = set(new["video_id"])
+    common = sorted(old_ids & new_ids)
+    changed: list[str] = []
+    if common:
+        o, n = old.set_index("video_id"), new.set_index("video_id")
+        cols = [c for c in n.columns if c in o.columns]
+        a, b = _as_text(o.loc[common, cols]), _as_text(n.loc[common, cols])
+        changed = sorted(a.index[(a != b).any(axis=1)])
+    return {"added": sorted(new_ids - old_ids), "removed": sorted(old_ids - new_ids), "changed": changed}
 
 
 @task(cache_policy=NONE, persist_result=False)
 def _commit(root: Optional[str], dataset: str, manifest: Manifest, source: dict) -> dict:
     store = store_for(root, dataset, create=True)
     with store.lock():
-        diff = _diff(store.manifest(), manifest.videos)
+        diff = manifest_diff(store.manifest(), manifest.videos)
         store.write_manifest(manifest.videos, manifest.edges, source=source)
     return diff
 

@@ -48,7 +48,7 @@ from features.store import Store
 from pipelines._common import publish_markdown, store_for
 from pipelines.extract import STAGES, ExtractConfig, extract_features, plan_extraction
 from pipelines.graph import pretrain_graph
-from pipelines.ingest import ingest
+from pipelines.ingest import ingest, manifest_diff
 
 __all__ = ["refresh", "describe_refresh"]
 
@@ -79,25 +79,6 @@ class _DryRunStore:
         if name in self._WRITERS:
             raise RuntimeError(f"dry run: refusing to call Store.{name}")
         return getattr(self._store, name)
-
-
-def _as_text(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells as comparable text, every kind of missing value (None, NaN, NA) alike (as ``vidpipe ingest`` compares)."""
-    return df.astype(object).where(df.notna(), "<missing>").astype(str)
-
-
-def _row_changes(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
-    """``(added, removed, rows_changed)`` video ids between two manifests (columns both have)."""
-    old_ids = set(old["video_id"]) if "video_id" in old.columns else set()
-    new_ids = set(new["video_id"])
-    common = sorted(old_ids & new_ids)
-    changed: list[str] = []
-    if common:
-        o, n = old.set_index("video_id"), new.set_index("video_id")
-        cols = [c for c in n.columns if c in o.columns]
-        a, b = _as_text(o.loc[common, cols]), _as_text(n.loc[common, cols])
-        changed = sorted(a.index[(a != b).any(axis=1)])
-    return sorted(new_ids - old_ids), sorted(old_ids - new_ids), changed
 
 
 def _edge_set(edges: pd.DataFrame) -> set[tuple[str, str]]:
@@ -179,7 +160,8 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
                          f"`vidpipe ingest {dataset} --source KIND PATH` once, then refresh")
     old = store.manifest()
     new = load_source(source["kind"], source.get("path"), **(source.get("options") or {}))
-    added, removed, rows_changed = _row_changes(old, new.videos)
+    diff = manifest_diff(old, new.videos)
+    added, removed, rows_changed = diff["added"], diff["removed"], diff["changed"]
     entries = {s: store.entries(s) for s in STAGES}
     cfg = ExtractConfig(**config) if config is not None else _recorded_config(entries)
     present = [s for s in STAGES if entries[s]]

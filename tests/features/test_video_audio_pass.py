@@ -66,3 +66,27 @@ def test_side_output_pipe_is_captured_capped_and_required():
         run_tool_capture([sys.executable, "-c", _CHILD, SIDE_OUTPUT], 30, side_output_bytes=4)
     with pytest.raises(ValueError, match="side_output_bytes"):
         run_tool_capture([sys.executable, "-c", _CHILD], 30, side_output_bytes=100)
+
+
+def test_fast_decode_keeps_samples_and_audio_and_changes_pixels_only_slightly(tmp_path, monkeypatch):
+    import features.video as video
+    from pipelines.extract import ExtractConfig
+
+    path = make_video(tmp_path / "clip.mp4", duration=3.0, size=(160, 96), fps=10, tone_hz=330.0)
+    info = probe(path)
+    calls: list[list[str]] = []
+    real = video.run_tool_capture
+    monkeypatch.setattr(video, "run_tool_capture", lambda args, *a, **k: calls.append(list(args)) or real(args, *a, **k))
+    fast, pcm = extract_frames_and_audio(path, info, PROFILES, sr=16000, fast_decode=True)
+    exact, want = extract_frames_and_audio(path, info, PROFILES, sr=16000)
+    assert "-skip_loop_filter:v" in calls[0] and "-skip_loop_filter:v" not in calls[-1]
+    assert pcm is not None and np.array_equal(pcm, want)  # the audio decoder is untouched
+    for name in exact:
+        assert np.array_equal(fast[name].valid, exact[name].valid)
+        assert np.array_equal(fast[name].times, exact[name].times, equal_nan=True)
+        diff = np.abs(fast[name].frames.astype(int) - exact[name].frames.astype(int))
+        assert diff.mean() < 1.0, (name, diff.mean())
+    # part of the frames fingerprint, and of no other stage's
+    exact_cfg, fast_cfg = ExtractConfig(fast_decode=False), ExtractConfig()
+    assert fast_cfg.fast_decode and exact_cfg.stage_params("frames") != fast_cfg.stage_params("frames")
+    assert all(exact_cfg.stage_params(s) == fast_cfg.stage_params(s) for s in ("probe", "audio", "transcripts"))

@@ -157,6 +157,23 @@ def test_tools_run_under_an_address_space_cap(monkeypatch):
         run_tool(["/bin/true"], timeout=5, memory_mb=-1)
 
 
+@pytest.mark.parametrize("with_prlimit", [True, False])
+def test_the_cap_is_applied_with_or_without_the_prlimit_tool(monkeypatch, with_prlimit):
+    """util-linux ``prlimit`` (no ``preexec_fn``, so the worker can vfork) or the ``preexec_fn`` fallback: same cap."""
+    import features.media as media
+
+    if with_prlimit and media._prlimit_bin() is None:
+        pytest.skip("no prlimit on PATH")
+    if not with_prlimit:
+        monkeypatch.setattr(media, "_prlimit_bin", lambda: None)
+    prefix, preexec = media._limit_address_space(1024)
+    assert bool(prefix) is with_prlimit and (preexec is None) is with_prlimit
+    script = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0])"
+    assert int(run_tool([sys.executable, "-c", script], timeout=30, memory_mb=1024)) == 1024 << 20
+    with pytest.raises(MediaError, match="could not start '/nonexistent/ffmpeg'"):
+        run_tool(["/nonexistent/ffmpeg", "-version"], timeout=5, memory_mb=1024)
+
+
 def test_a_huge_picture_fails_under_the_cap_with_advice():
     """6000x6000 frames need more than a 400 MiB address space: ffmpeg fails cleanly, the message says what to do."""
     args = [ffmpeg_bin(), "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=6000x6000:d=0.04", "-vf", "scale=64:64",
