@@ -142,6 +142,12 @@ def test_sec2sec_variants_read_their_modalities(tiny):
     assert tiny.model("sec2sec-sa-sa").config.second_layer == "sa"
     with pytest.raises(ValueError, match="second_layer='ca' needs both"):
         create_model("sec2sec", modalities=("audio",))
+    assert tiny.model("sec2sec-attn").config.temporal == "attention-pool"
+    assert tiny.model("sec2sec-attn-wang").config.temporal == "attention-lstm"
+    with pytest.raises(ValueError, match="temporal='gru'"):
+        create_model("sec2sec", temporal="gru")
+    with pytest.raises(ValueError, match="attention_values='keys'"):
+        create_model("sec2sec-attn", attention_values="keys")
 
 
 def test_sec2sec_predicts_from_last_real_segment(tiny):
