@@ -259,7 +259,7 @@ def _interpret_emotion(store: Store, run: Mapping[str, Any], reports: Path, *, b
                        title=f"{run['model']}: normalised weight per second ({split} split)")
     summary = {k: {"last_share": p.last_share, "uniform_last_share": p.uniform_last_share,
                    "last_lift": p.last_lift, "earlier_lift": p.earlier_lift} for k, p in profiles.items()}
-    md = [f"**Seconds** ({run['model']}, run `{run['run_id']}`, {len(att)} {split} videos): the attention-LSTM's "
+    md = [f"**Seconds** ({run['model']}, run `{run['run_id']}`, {len(att)} {split} videos): the per-second attention "
           "softmax weights and per-second Integrated-Gradients magnitudes, each normalised per video so that 1 = "
           "uniform, aligned to the video's last second.\n",
           markdown_table([{"source": k, **v} for k, v in summary.items()]),
