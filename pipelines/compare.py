@@ -416,7 +416,9 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
     base_settings = _extraction_settings(base)
     if not base_settings:
         raise ValueError(f"dataset={dataset!r}: nothing extracted yet; run `vidpipe extract {dataset}` first")
-    cfg = ExtractConfig(**{**base_settings, **features})
+    cfg, base_cfg = ExtractConfig(**{**base_settings, **features}), ExtractConfig(**base_settings)
+    if all(cfg.stage_params(s) == base_cfg.stage_params(s) for s in STAGES):
+        return dataset  # the "ablation" is the base dataset's own settings
     key = fingerprint("feature-variant", 1, {s: cfg.stage_params(s) for s in STAGES})
     name = f"{dataset[:52]}--f{key[:8]}"
     variant = store_for(root, name, create=True)
@@ -425,7 +427,6 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
         if not variant.manifest().equals(manifest):
             variant.write_manifest(manifest, base.edges(), {**base.source_info(), "variant_of": dataset,
                                                             "features": dict(features)})
-        base_cfg = ExtractConfig(**base_settings)
         for stage in STAGES:
             if cfg.stage_params(stage) != base_cfg.stage_params(stage):
                 continue

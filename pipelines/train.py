@@ -112,7 +112,7 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
         "epochs_run": len(result.history), "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
         "n_params": result.n_params, "seconds_per_epoch": float(np.mean(epoch_seconds)),
         "total_seconds": result.total_seconds, "efficiency": result.efficiency, "device": result.device,
-        "modalities": [k for k in inputs], "pack": pack_fp, "pack_reused": reused,
+        "modalities": [k for k in inputs], "pack": pack_fp, "pack_reused": reused, "vision_profile": vision_profile,
         "config": dataclasses.asdict(model.cfg), "train": dataclasses.asdict(cfg),
         "n_train": int(len(idx["train"])), "n_test": int(len(idx["test"])),
     }

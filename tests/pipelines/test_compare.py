@@ -123,9 +123,12 @@ def test_feature_ablation_extracts_a_variant_dataset_and_recomputes_only_what_ch
     assert headline["model"] == "sec2sec-audio" and headline["run_id"] != row["run_id"]
     assert len(var.runs()) == 1 and base.read_table("compare-emotion-ablations")["dataset"].tolist() == [variant]
 
+    same = {"model": "sec2sec-audio", "features": {"audio_feature": "mfcc"}}  # the base's own setting: no variant
     again = compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec-audio"],
-                           ablations=[ablation], classical=False, interpret=False, **{**FAST, "epochs": 1})
+                           ablations=[ablation, same], classical=False, interpret=False, **{**FAST, "epochs": 1})
     assert again["ablations"]["emotion"][0]["cached"] and again["ablations"]["emotion"][0]["dataset"] == variant
+    assert again["ablations"]["emotion"][1]["dataset"] == DATASET
+    assert again["ablations"]["emotion"][1]["run_id"] == headline["run_id"]  # the headline's run, reused
     assert open_store(synthetic_copy, variant).fingerprints("audio") == var.fingerprints("audio")
     with pytest.raises(ValueError, match=r"ablations\[0\]\['features'\].*sample_rat"):
         compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec"],

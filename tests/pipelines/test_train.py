@@ -17,6 +17,7 @@ def test_train_records_run_checkpoint_and_reuses_pack(synthetic_copy, capsys):
                 overrides={**TINY, "lstm_hidden": 16, "cnn_width": 8}, device="cpu")
     assert set(run["metrics"]) == set(run["baseline"]) and "accuracy_mean" in run["metrics"]
     assert Path(run["checkpoint"]).is_file() and run["pack_reused"] is False and run["n_params"] > 0
+    assert run["vision_profile"] == "uniform"
     store = open_store(synthetic_copy, DATASET)
     assert store.runs()["run_id"].tolist() == [run["run_id"]]
     with pytest.raises(SystemExit) as exit_:
