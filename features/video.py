@@ -61,9 +61,10 @@ the packet list) and, when every profile asks for keyframes, the decoder skips a
 Frames and audio in one pass: :func:`extract_frames_and_audio` adds the audio track (mono float32 PCM, exactly what
 :func:`features.audio.load_audio` returns) as a second output of the same ffmpeg when that ffmpeg decodes the video
 through (nearly) its end anyway — one process, one demux of the file. Otherwise (seek runs, an early stop for a
-per-second profile on a long video: ffmpeg 5 would keep decoding video for the audio output; keyframe mode; decoder
-errors in the combined run, which is then redone frames-only so its warnings stay about the video) the PCM is left
-to ``load_audio``.
+per-second profile on a long video: ffmpeg 5 would keep decoding video for the audio output; decoder errors in the
+combined run, which is then redone frames-only so its warnings stay about the video) the PCM is left to
+``load_audio``. Keyframe mode follows the same rule: its run decodes only keyframes (``-skip_frame:v nokey``), so it
+shares the pass with the audio when its last keyframe sample lies near the end.
 
 Corrupt or truncated data: the decoder conceals what it can, samples whose bin has no decodable frame stay invalid,
 and the number of decoder errors is reported in :attr:`FrameResult.warnings`. Failures (timeout, unreadable file,
@@ -411,7 +412,7 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
             # a stream that switches to a huge resolution mid-way is refused by the decoder, not allocated
             "-max_pixels", str(max(info.width * info.height, _MAX_PIXELS))]
     if keyframes_only:
-        args += ["-skip_frame", "nokey"]
+        args += ["-skip_frame:v", "nokey"]  # video decoders only: the audio of a one-pass run is decoded in full
     if fast_decode:  # video decoders only (":v"): the audio samples stay bit-identical to load_audio's
         args += ["-skip_loop_filter:v", "all", "-flags2:v", "fast"]
     args += [*input_args, "-map", "0:v:0", "-an", "-sn", "-dn",
@@ -457,7 +458,7 @@ def _decode_sequential(path: str | os.PathLike[str], info: ProbeInfo, targets: S
     raw = None
     # At most 2 % (or 1 s) of the video more than the frames alone need: ffmpeg 5 decodes video until the audio
     # output ends, so a run that stops early (a per-second profile on a long video) keeps its -t and its speed.
-    if (audio_sr is not None and info.has_audio and not opts.get("keyframes_only")
+    if (audio_sr is not None and info.has_audio
             and end >= info.duration - max(1.0, 0.02 * info.duration)):
         raw = _run_ffmpeg(path, info, ["-i", media_url(path)], targets, window=window, audio_sr=audio_sr, **opts)
         if raw.errors:  # damaged data (video or audio): redo frames-only, as without audio, and leave audio alone
@@ -615,7 +616,8 @@ def extract_frames_and_audio(
 
     Returns:
         ``(frames, pcm)``: ``pcm`` is None when it was not decoded here — no audio track, a plan that does not decode
-        the whole video, keyframe mode, or decoder errors (see the module docstring); then call ``load_audio``.
+        the whole video (in keyframe mode: a last keyframe sample far from the end), or decoder errors (see the module
+        docstring); then call ``load_audio``.
 
     Shapes:
         frames[name].frames: (N, size, size, 3) uint8; pcm: (n_samples,) float32 in [-1, 1]

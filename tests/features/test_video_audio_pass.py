@@ -42,11 +42,21 @@ def test_audio_is_left_to_load_audio_when_one_pass_would_decode_more(tmp_path):
     # a per-second profile stops after ~15 s: one pass would decode the last 5 s of video for the audio's sake
     frames, pcm = extract_frames_and_audio(long, info, [PER_SECOND], sr=16000)
     assert pcm is None and _same_frames(frames, extract_frames(long, info, [PER_SECOND]))
-    keyframes = [dataclasses.replace(p, keyframes=True) for p in PROFILES]
+    keyframes = [dataclasses.replace(PER_SECOND, keyframes=True)]  # keyframe samples that stop at 15 s of 20
     assert extract_frames_and_audio(long, info, keyframes, sr=16000)[1] is None
     silent = make_video(tmp_path / "silent.mp4", duration=2.0, size=(32, 18), fps=5, audio=False)
     frames, pcm = extract_frames_and_audio(silent, probe(silent), PROFILES, sr=16000)
     assert pcm is None and frames["uniform"].valid.all()
+
+
+def test_keyframe_mode_shares_the_pass_when_its_samples_reach_the_end(tmp_path):
+    path = make_video(tmp_path / "clip.mp4", duration=6.0, size=(96, 64), fps=10, tone_hz=440.0, gop=10)
+    info = probe(path)
+    keyframes = [dataclasses.replace(p, keyframes=True) for p in PROFILES]
+    frames, pcm = extract_frames_and_audio(path, info, keyframes, sr=16000)
+    assert _same_frames(frames, extract_frames(path, info, keyframes))  # the keyframe samples are unchanged
+    want = load_audio(path, info, sr=16000)
+    assert pcm is not None and np.array_equal(pcm, want)  # and the audio is bit-identical to load_audio's
 
 
 def test_bad_sample_rate_is_refused(tmp_path):
