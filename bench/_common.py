@@ -36,7 +36,6 @@ __all__ = [
     "machine_info",
     "median",
     "prefect_env",
-    "random_batch",
     "table",
     "timed",
     "verdict",
@@ -166,40 +165,3 @@ def table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | N
              "  " + "  ".join("-" * w for w in widths)]
     lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
-
-
-def random_batch(model: Any, batch_size: int, *, seed: int = 0) -> dict[str, Any]:
-    """A batch with every key ``model`` reads (masks all True) at its configured geometry, plus ``target``.
-
-    Shapes:
-        vision_seg (B, S, T, 3, H, W) · audio_seg (B, S, 3, n_mfcc, F) · vision (B, T, 3, H, W) ·
-        audio (B, n_mfcc, F) · text/graph/meta (B, D) · masks as in docs/ARCHITECTURE.md · target (B, K)
-    """
-    import torch
-
-    from models import TASKS
-
-    g = torch.Generator().manual_seed(seed)
-    c, b = model.config, batch_size
-    batch: dict[str, torch.Tensor] = {}
-    for key in model.inputs:
-        if key == "vision_seg":
-            x = torch.rand(b, c.n_segments, c.frames_per_segment, 3, c.frame_size, c.frame_size, generator=g)
-            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
-        elif key == "audio_seg":
-            x = torch.randn(b, c.n_segments, 3, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
-        elif key == "vision":
-            x = torch.rand(b, c.n_frames, 3, c.frame_size, c.frame_size, generator=g)
-            mask = torch.ones(b, c.n_frames, dtype=torch.bool)
-        elif key == "audio":
-            x = torch.randn(b, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, dtype=torch.bool)
-        else:
-            width = {"text": c.vocab_size, "graph": c.graph_dim, "meta": c.meta_dim}[key]
-            x = torch.rand(b, width, generator=g)
-            mask = torch.ones(b, dtype=torch.bool)
-        batch[key], batch[f"{key}_mask"] = x, mask
-    y = torch.rand(b, TASKS[model.task].k, generator=g)
-    batch["target"] = (y > 0.5).float() if model.task == "emotion" else y
-    return batch

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import load_average, machine_info, median, random_batch, table, write_result  # noqa: E402
+from bench._common import load_average, machine_info, median, table, write_result  # noqa: E402
 
 __all__ = ["run", "main", "MODELS", "PAPER"]
 
@@ -49,6 +49,7 @@ _TINY = dict(dim=16, heads=2, cnn_width=8, lstm_hidden=16, vision_grid=2, n_segm
 def _measure(name: str, mode: str, batch_size: int, steps: int, device: str) -> dict[str, Any]:
     import torch
 
+    from models.base import example_batch
     from models.registry import create_model
 
     task = MODELS[name]
@@ -59,7 +60,7 @@ def _measure(name: str, mode: str, batch_size: int, steps: int, device: str) -> 
     torch.manual_seed(0)
     model = create_model(name, task=task, **overrides).to(device)
     optimizer = model.configure_optimizer(1e-4, 0.0)
-    batch = {k: v.to(device) for k, v in random_batch(model, batch_size).items()}
+    batch = {k: v.to(device) for k, v in example_batch(model, batch_size).items()}
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda")
            else contextlib.nullcontext())
     model.train()

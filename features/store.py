@@ -380,12 +380,14 @@ class Store:
                 return art
             raise KeyError(f"no {stage!r} output for video {video_id!r} in {self.url} "
                            "(not extracted yet, or failed: see store.failures())")
-        out: dict[str, Any] = dict(rec.record)
-        if rec.data:
-            group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(video_id)}/{rec.data}", mode="r")
-            for name, arr in group.arrays():
-                out[name] = arr[...]
-        return out
+        return {**rec.record, **self._arrays(rec)}
+
+    def _arrays(self, rec: IndexRecord) -> dict[str, np.ndarray]:
+        """The committed arrays of one index record (none when it has no data directory)."""
+        if not rec.data:
+            return {}
+        group = zarr.open_group(self._zarr(), path=f"{rec.stage}/{video_key(rec.video_id)}/{rec.data}", mode="r")
+        return {name: arr[...] for name, arr in group.arrays()}
 
     def copy_entry(self, source: "Store", stage: str, video_id: str) -> IndexRecord:
         """Commit ``source``'s output of ``stage`` for ``video_id`` here, unchanged (fingerprint, version, params,
@@ -398,11 +400,7 @@ class Store:
         rec = source.entry(stage, video_id)
         if rec is None:
             raise KeyError(f"no {stage!r} output for video {video_id!r} in {source.url}")
-        arrays: dict[str, np.ndarray] = {}
-        if rec.data:
-            group = zarr.open_group(source._zarr(), path=f"{stage}/{video_key(video_id)}/{rec.data}", mode="r")
-            arrays = {name: arr[...] for name, arr in group.arrays()}
-        return self.write(stage, video_id, rec.fingerprint, version=rec.version, arrays=arrays or None,
+        return self.write(stage, video_id, rec.fingerprint, version=rec.version, arrays=source._arrays(rec) or None,
                           record=rec.record, params=rec.params, seconds=rec.seconds)
 
     def drop(self, stage: str, video_id: str) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "bell_loss",
     "build_config",
     "check_shape",
+    "example_batch",
     "masked_mean",
 ]
 
@@ -278,3 +279,38 @@ class VidModel(nn.Module):
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.Adam([g for g in groups if g["params"]], lr=lr)
+
+
+def example_batch(model: VidModel, batch_size: int = 3, *, seed: int = 0, target: bool = True) -> dict[str, Tensor]:
+    """Random inputs for every key ``model`` reads (all masks True) at its configured geometry, plus a ``target``
+    (0/1 for emotion, [0, 1] otherwise) unless ``target=False``: a smoke-test / benchmark batch, not data.
+
+    Shapes:
+        vision_seg (B, S, T, 3, H, W) · audio_seg (B, S, 3, n_mfcc, F) · vision (B, T, 3, H, W) ·
+        audio (B, n_mfcc, F) · text/graph/meta (B, D) · masks as in docs/ARCHITECTURE.md · target (B, K)
+    """
+    g = torch.Generator().manual_seed(seed)
+    c, b = model.config, batch_size
+    batch: dict[str, Tensor] = {}
+    for key in model.inputs:
+        if key == "vision_seg":
+            x = torch.rand(b, c.n_segments, c.frames_per_segment, 3, c.frame_size, c.frame_size, generator=g)
+            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
+        elif key == "audio_seg":
+            x = torch.randn(b, c.n_segments, 3, c.n_mfcc, c.mfcc_frames, generator=g)
+            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
+        elif key == "vision":
+            x = torch.rand(b, c.n_frames, 3, c.frame_size, c.frame_size, generator=g)
+            mask = torch.ones(b, c.n_frames, dtype=torch.bool)
+        elif key == "audio":
+            x = torch.randn(b, c.n_mfcc, c.mfcc_frames, generator=g)
+            mask = torch.ones(b, dtype=torch.bool)
+        else:
+            width = {"text": c.vocab_size, "graph": c.graph_dim, "meta": c.meta_dim}[key]
+            x = torch.rand(b, width, generator=g)
+            mask = torch.ones(b, dtype=torch.bool)
+        batch[key], batch[f"{key}_mask"] = x, mask
+    if target:
+        y = torch.rand(b, TASKS[model.task].k, generator=g)
+        batch["target"] = (y > 0.5).float() if model.task == "emotion" else y
+    return batch

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["PackLoader", "split_indices"]
+__all__ = ["PackLoader", "split_indices", "split_sets"]
 
 
 def _check_shard(rank: int, world_size: int) -> None:
@@ -25,6 +25,17 @@ def _check_shard(rank: int, world_size: int) -> None:
 def split_indices(splits: Sequence[str], name: str) -> np.ndarray:
     """Row indices whose split is ``name`` (sorted)."""
     return np.flatnonzero(np.asarray(splits, dtype=object) == name)
+
+
+def split_sets(splits: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{"train", "val", "test"}`` → row indices, with the fallbacks every trainer and evaluator shares: no
+    validation rows → validate on the training rows; no test rows → test on the validation rows."""
+    idx = {s: split_indices(splits, s) for s in ("train", "val", "test")}
+    if len(idx["val"]) == 0:
+        idx["val"] = idx["train"]
+    if len(idx["test"]) == 0:
+        idx["test"] = idx["val"]
+    return idx
 
 
 class PackLoader:

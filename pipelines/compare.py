@@ -86,10 +86,6 @@ _DERIVED_FIELDS = frozenset({"patch_size", "audio_chunk"})
 _CLASSICAL = ("linear", "random-forest", "svr")
 _TASKS = ("emotion", "personality", "popularity")
 _IG_CHUNK = 64  # interpolated inputs per forward/backward pass of Integrated Gradients (bounds its memory)
-#: extraction settings a feature ablation may change (pipelines.extract.ExtractConfig fields that shape features)
-_FEATURE_FIELDS = ("profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "fast_decode",
-                   "sample_rate", "n_mfcc",
-                   "audio_feature", "clip_frames", "asr", "asr_model_path", "min_token_count", "max_vocab")
 _TABLE_COLUMNS = ("task", "model", "variant", "modalities", "params", "sec_per_epoch", "total_sec", "efficiency",
                   "epochs")
 
@@ -172,24 +168,14 @@ def _row(task_name: str, name: str, variant: str, run: Mapping[str, Any]) -> dic
 # -------------------------------------------------------------------------------------------- floor baselines
 
 
-def _splits(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from models.data import split_indices
-
-    idx = {s: split_indices(arrays["split"], s) for s in ("train", "val", "test")}
-    if len(idx["val"]) == 0:  # the same fallbacks as pipelines.train.run_training
-        idx["val"] = idx["train"]
-    if len(idx["test"]) == 0:
-        idx["test"] = idx["val"]
-    return idx
-
-
 def _floor_rows(store: Store, task_name: str, headline: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
     """Constant predictor + classical regressors on pooled features of the headline's inputs (same test split)."""
     from models.classical import POOLABLE_KEYS, fit_classical, pooled_features, predict_classical
+    from models.data import split_sets
     from models.metrics import compute_metrics
 
     arrays, _ = store.read_pack(headline["pack"])
-    idx = _splits(arrays)
+    idx = split_sets(arrays["split"])
     keys = [k for k in headline["modalities"] if k in POOLABLE_KEYS]
     base = {"task": task_name, "variant": "floor", "params": None, "sec_per_epoch": None, "epochs": None,
             "cached": False, "run_id": None}
@@ -213,13 +199,13 @@ def _floor_rows(store: Store, task_name: str, headline: Mapping[str, Any], seed:
 
 
 def _split_loader(run: Mapping[str, Any], store: Store, batch_size: int, split: str):
-    from models.data import PackLoader
+    from models.data import PackLoader, split_sets
     from models.engine import load_checkpoint
 
     model, extra = load_checkpoint(run["checkpoint"])
     arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
     keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
-    idx = _splits(arrays)[split]
+    idx = split_sets(arrays["split"])[split]
     return model, PackLoader(arrays, keys, idx, batch_size=batch_size), len(idx)
 
 
@@ -356,8 +342,10 @@ _INTERPRETERS = {"emotion": ("sec2sec-attn", _interpret_emotion), "personality":
 
 def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, list[tuple[str, str, dict, dict]]]:
     """task → [(model, label, config overrides, extraction overrides)] from the ``ablations`` parameter."""
-    from pipelines.extract import ExtractConfig
+    from pipelines.extract import STAGES, ExtractConfig
 
+    # the extraction settings that shape some stage's output (ExtractConfig.stage_params is the one list of them)
+    feature_fields = sorted({k for stage in STAGES for k in ExtractConfig().stage_params(stage)})
     plan: dict[str, list[tuple[str, str, dict, dict]]] = {t: [] for t in tasks}
     for i, spec in enumerate(ablations or []):
         if not isinstance(spec, dict) or not spec:
@@ -368,10 +356,10 @@ def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, 
         features = spec.pop("features", None) or {}
         if not isinstance(features, dict):
             raise ValueError(f"ablations[{i}]['features']={features!r}; expected a dict of extraction settings")
-        unknown = sorted(set(features) - set(_FEATURE_FIELDS))
+        unknown = sorted(set(features) - set(feature_fields))
         if unknown:
             raise ValueError(f"ablations[{i}]['features']: {unknown} are not extraction settings; expected some of "
-                             f"{sorted(_FEATURE_FIELDS)}")
+                             f"{feature_fields}")
         try:
             ExtractConfig(**features)
         except Exception as err:  # pydantic's message names the field and the allowed values
@@ -386,20 +374,6 @@ def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, 
     return plan
 
 
-def _extraction_settings(store: Store) -> dict[str, Any]:
-    """The extraction settings ``store``'s committed outputs were made with (per stage, the most common)."""
-    from collections import Counter
-
-    from pipelines.extract import STAGES
-
-    settings: dict[str, Any] = {}
-    for stage in STAGES:
-        seen = Counter(json.dumps(r.params, sort_keys=True) for r in store.entries(stage).values())
-        if seen:
-            settings.update(json.loads(seen.most_common(1)[0][0]))
-    return settings
-
-
 @task(cache_policy=NONE, persist_result=False, name="compare-feature-variant")
 def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
     """Extract (or reuse) the variant of ``dataset`` whose extraction settings differ by ``features``; its name.
@@ -410,13 +384,14 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
     computed, and a seeded output is reused only if the extraction plan recomputes the same fingerprint from the
     source file. Graph embeddings are the base dataset's (pre-trained once; the ablation isolates the extraction).
     """
-    from pipelines.extract import STAGES, ExtractConfig, extract_features
+    from pipelines.extract import STAGES, ExtractConfig, extract_features, recorded_config
 
     base = store_for(root, dataset)
-    base_settings = _extraction_settings(base)
-    if not base_settings:
+    entries = {s: base.entries(s) for s in STAGES}
+    if not any(entries.values()):
         raise ValueError(f"dataset={dataset!r}: nothing extracted yet; run `vidpipe extract {dataset}` first")
-    cfg, base_cfg = ExtractConfig(**{**base_settings, **features}), ExtractConfig(**base_settings)
+    base_cfg = recorded_config(entries)
+    cfg = ExtractConfig(**{**base_cfg.model_dump(), **features})
     if all(cfg.stage_params(s) == base_cfg.stage_params(s) for s in STAGES):
         return dataset  # the "ablation" is the base dataset's own settings
     key = fingerprint("feature-variant", 1, {s: cfg.stage_params(s) for s in STAGES})
@@ -431,7 +406,7 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
             if cfg.stage_params(stage) != base_cfg.stage_params(stage):
                 continue
             have = variant.fingerprints(stage)
-            for vid, rec in base.entries(stage).items():
+            for vid, rec in entries[stage].items():
                 if have.get(vid) != rec.fingerprint:
                     variant.copy_entry(base, stage, vid)
         for artifact in ("vocabulary", "graph", "graph-songs"):

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import time
 import traceback
-from typing import Annotated, Any, Callable, Literal, Optional, Sequence
+from collections import Counter
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,10 +38,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
 
 from features.fingerprint import DigestCache, fingerprint, fingerprinter
-from features.store import Store
+from features.store import IndexRecord, Store
 from pipelines._common import markdown_table, progress, publish_markdown, publish_table, store_for
 
-__all__ = ["extract_features", "ExtractConfig", "STAGES", "STAGE_VERSIONS", "plan_fingerprints", "plan_extraction"]
+__all__ = ["extract_features", "ExtractConfig", "STAGES", "STAGE_VERSIONS", "plan_fingerprints", "plan_extraction",
+           "recorded_config"]
 
 #: stages in dependency order
 STAGES = ("probe", "frames", "audio", "transcripts", "metadata", "text")
@@ -85,6 +88,26 @@ class ExtractConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------------- planning
+def recorded_config(entries_by_stage: Mapping[str, Mapping[str, IndexRecord]]) -> ExtractConfig:
+    """The extraction parameters the store's outputs were computed with (most common per stage), else defaults.
+
+    Each index record keeps the parameters that change its stage's output, so together they rebuild the
+    :class:`ExtractConfig` of the last extraction; fields no stage records (``timeout``) keep their defaults.
+    ``entries_by_stage``: stage → :meth:`Store.entries` (used by ``refresh`` and by ``compare``'s feature ablations).
+    """
+    fields = set(ExtractConfig.model_fields)
+    merged: dict[str, Any] = {}
+    for stage in STAGES:
+        entries = entries_by_stage.get(stage)
+        if not entries:
+            continue
+        common = Counter(json.dumps(r.params, sort_keys=True) for r in entries.values()).most_common(1)
+        for k, v in json.loads(common[0][0]).items():
+            if k in fields:
+                merged.setdefault(k, v)
+    return ExtractConfig(**merged)
+
+
 def _row_digest(row: dict, columns: Sequence[str]) -> str:
     return fingerprint("row", 1, {c: (None if pd.isna(row.get(c)) else row.get(c)) for c in columns
                                   if not isinstance(row.get(c), (list, dict, np.ndarray))})

@@ -32,9 +32,7 @@ A dry run writes nothing to the store (the planner's digest memo is kept in memo
 
 from __future__ import annotations
 
-import collections
 import inspect
-import json
 import time
 from typing import Annotated, Any, Literal, Optional
 
@@ -46,7 +44,7 @@ from pydantic import Field
 from features.packs import TASK_TARGETS, pack_fingerprint
 from features.store import Store
 from pipelines._common import publish_markdown, store_for
-from pipelines.extract import STAGES, ExtractConfig, extract_features, plan_extraction
+from pipelines.extract import STAGES, ExtractConfig, extract_features, plan_extraction, recorded_config
 from pipelines.graph import pretrain_graph
 from pipelines.ingest import ingest, manifest_diff
 
@@ -85,25 +83,6 @@ def _edge_set(edges: pd.DataFrame) -> set[tuple[str, str]]:
     if edges.empty:
         return set()
     return set(zip(edges["video_id"].astype(str), edges["song_id"].astype(str)))
-
-
-def _recorded_config(entries_by_stage: dict[str, dict]) -> ExtractConfig:
-    """The extraction parameters the store's outputs were computed with (most common per stage), else defaults.
-
-    Each index record keeps the parameters that change its stage's output, so together they rebuild the
-    :class:`ExtractConfig` of the last extraction; fields no stage records (``timeout``) keep their defaults.
-    """
-    fields = set(ExtractConfig.model_fields)
-    merged: dict[str, Any] = {}
-    for stage in STAGES:
-        entries = entries_by_stage.get(stage)
-        if not entries:
-            continue
-        common = collections.Counter(json.dumps(r.params, sort_keys=True) for r in entries.values()).most_common(1)
-        for k, v in json.loads(common[0][0]).items():
-            if k in fields:
-                merged.setdefault(k, v)
-    return ExtractConfig(**merged)
 
 
 def _labelled(manifest: pd.DataFrame, task_name: str) -> set[str]:
@@ -163,7 +142,7 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
     diff = manifest_diff(old, new.videos)
     added, removed, rows_changed = diff["added"], diff["removed"], diff["changed"]
     entries = {s: store.entries(s) for s in STAGES}
-    cfg = ExtractConfig(**config) if config is not None else _recorded_config(entries)
+    cfg = ExtractConfig(**config) if config is not None else recorded_config(entries)
     present = [s for s in STAGES if entries[s]]
     keep = stages if stages is not None else (present or STAGES)
     wanted = [s for s in STAGES if s in keep]

@@ -67,7 +67,7 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
                  vision_profile: str = "uniform", run_id: str | None = None, resume: bool = True,
                  record: bool = True) -> dict[str, Any]:
     """Train and evaluate one model on one task from the store's cached features; returns the run record."""
-    from models.data import PackLoader, split_indices
+    from models.data import PackLoader, split_sets
     from models.engine import TrainConfig, evaluate, fit, seed_everything
     from models.metrics import compute_metrics, constant_baseline
     from models.registry import create_model, list_models
@@ -85,13 +85,9 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
     seed_everything(seed)  # identical initialisation for identical settings (determinism on CPU)
     model = create_model(model_name, task=task_name, **{**geometry_overrides(probe_model, shapes), **overrides})
     keys = [*inputs, *[f"{k}_mask" for k in inputs], "target"]
-    idx = {s: split_indices(arrays["split"], s) for s in ("train", "val", "test")}
+    idx = split_sets(arrays["split"])
     if len(idx["train"]) == 0:
         raise ValueError(f"dataset {store.dataset!r} has no labelled training videos for task {task_name!r}")
-    if len(idx["val"]) == 0:
-        idx["val"] = idx["train"]
-    if len(idx["test"]) == 0:
-        idx["test"] = idx["val"]
     loaders = {s: PackLoader(arrays, keys, idx[s], batch_size=batch_size, shuffle=(s == "train"), seed=seed)
                for s in idx}
     run_id = run_id or f"{model_name}-{task_name}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

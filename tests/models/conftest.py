@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from models import TASKS, VidModel, create_model
+from models import VidModel, create_model
+from models.base import example_batch
 
 # Union of tiny geometry overrides; each model takes the fields its config has.
 TINY = dict(
@@ -36,32 +37,7 @@ def tiny_model(name: str, **extra: object) -> VidModel:
 
 def random_batch(model: VidModel, b: int = 3, *, seed: int = 0, target: bool = True) -> dict[str, torch.Tensor]:
     """A batch with every key ``model`` reads (all masks True) at the model's configured geometry."""
-    g = torch.Generator().manual_seed(seed)
-    c = model.config
-    batch: dict[str, torch.Tensor] = {}
-    for key in model.inputs:
-        if key == "vision_seg":
-            x = torch.rand(b, c.n_segments, c.frames_per_segment, 3, c.frame_size, c.frame_size, generator=g)
-            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
-        elif key == "audio_seg":
-            x = torch.randn(b, c.n_segments, 3, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
-        elif key == "vision":
-            x = torch.rand(b, c.n_frames, 3, c.frame_size, c.frame_size, generator=g)
-            mask = torch.ones(b, c.n_frames, dtype=torch.bool)
-        elif key == "audio":
-            x = torch.randn(b, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, dtype=torch.bool)
-        else:
-            width = {"text": c.vocab_size, "graph": c.graph_dim, "meta": c.meta_dim}[key]
-            x = torch.rand(b, width, generator=g)
-            mask = torch.ones(b, dtype=torch.bool)
-        batch[key], batch[f"{key}_mask"] = x, mask
-    if target:
-        k = TASKS[model.task].k
-        y = torch.rand(b, k, generator=g)
-        batch["target"] = (y > 0.5).float() if model.task == "emotion" else y
-    return batch
+    return example_batch(model, b, seed=seed, target=target)
 
 
 @pytest.fixture(autouse=True)

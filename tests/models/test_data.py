@@ -47,3 +47,14 @@ def test_bad_arguments():
         PackLoader(a, ["target"], np.arange(3), batch_size=0)
     with pytest.raises(ValueError, match="not in the pack"):
         PackLoader(a, ["audio"], np.arange(3))
+
+
+def test_split_sets_fall_back_to_train_then_val():
+    from models.data import split_sets
+
+    full = split_sets(["train", "val", "test", "train"])
+    assert [full[s].tolist() for s in ("train", "val", "test")] == [[0, 3], [1], [2]]
+    no_val = split_sets(["train", "test", "train"])
+    assert no_val["val"].tolist() == [0, 2] and no_val["test"].tolist() == [1]
+    only_train = split_sets(["train", "train"])
+    assert only_train["val"].tolist() == only_train["test"].tolist() == [0, 1]
