@@ -7,6 +7,13 @@ files without a video stream (audio-only, cover art only), absurd dimensions (a 
 before any frame is decoded: ffprobe itself runs with ``-max_pixels`` so that not even its stream analysis allocates
 a huge picture) and absurd or unknown durations.
 
+Duration: the container's, else the video stream's, else — for containers written without one (Chrome's
+MediaRecorder WebM has no ``Duration`` in its Segment Info, a live or crashed AVI leaves its frame counts at 0, a
+broadcast ASF has no play duration) — the end of the last packet, ``max(pts + duration) − start_time`` over the audio
+and video packets. That costs one demux of the file (no decoding; ``_SCAN_CAP_BYTES`` of packet list at most, about
+300 hours of 60-fps video, and the probe's time limit), and nothing for a short file whose packets the first
+ffprobe pass already read to the end. The frame count then comes from the video packets too.
+
 Rotation convention: :attr:`ProbeInfo.rotation` is the angle in degrees **clockwise** by which the stored picture must
 be turned for display — the meaning of the classic ``rotate`` tag written by phones. ffprobe reports a display
 matrix as a counter-clockwise angle (``rotation: -90`` for a phone's portrait video), so
@@ -37,6 +44,8 @@ _VFR_PACKETS = 120
 _VFR_SPREAD = 0.25
 _REORDER_DEPTH = 16
 _MAX_JSON_BYTES = 8 << 20
+# Packet list of the duration scan (csv "stream_index,pts_time,duration_time", ~30 bytes a packet).
+_SCAN_CAP_BYTES = 64 << 20
 _BOMB_RE = re.compile(r"Picture size (\d+)x(\d+) (?:exceeds specified max pixel count|is invalid)")
 
 
@@ -127,6 +136,36 @@ def _is_vfr(packet_pts: list[float]) -> bool:
     return float(deltas.max() - deltas.min()) > _VFR_SPREAD * median
 
 
+def _packets_end(packets: list[tuple[int | None, float, float]], video: object,
+                 streams: set[object]) -> tuple[float, int]:
+    """End of the last packet of ``streams`` (``max(pts + duration)`` in seconds; nan if none has a timestamp) and the
+    number of timestamped packets of stream ``video``. ``packets``: ``(stream_index, pts_time, duration_time)``."""
+    end, count = math.nan, 0
+    for index, pts, dur in packets:
+        if index not in streams or not math.isfinite(pts):
+            continue
+        stop = pts + (dur if math.isfinite(dur) and dur > 0 else 0.0)
+        end = stop if not math.isfinite(end) else max(end, stop)
+        count += index == video
+    return end, count
+
+
+def _scan_packets(path: str | os.PathLike[str], timeout: float) -> list[tuple[int, float, float]]:
+    """``(stream_index, pts_time, duration_time)`` of every packet: one demux, no decoding."""
+    args = [ffprobe_bin(), "-v", "error", "-hide_banner", "-show_entries", "packet=stream_index,pts_time,duration_time",
+            "-of", "csv=p=0", media_url(path)]
+    result = run_tool_capture(args, timeout, _SCAN_CAP_BYTES, what=repr(os.fspath(path)))
+    if result.returncode != 0 and not result.stdout:
+        raise _refuse(path, f"has no duration and its packets cannot be read (ffprobe: {tool_message(result)})",
+                      "the file is damaged or truncated; re-download or re-encode it")
+    out = []
+    for line in result.stdout.decode("ascii", "replace").splitlines():
+        parts = line.split(",")
+        if len(parts) >= 2 and parts[0].strip().isdigit():
+            out.append((int(parts[0]), _float(parts[1]), _float(parts[2]) if len(parts) > 2 else math.nan))
+    return out
+
+
 def _refuse(path: str | os.PathLike[str], problem: str, advice: str) -> MediaError:
     return MediaError(f"{os.fspath(path)!r}: {problem}; {advice}")
 
@@ -179,7 +218,7 @@ def probe(
         "-print_format", "json",
         "-show_format",
         "-show_streams",
-        "-show_entries", "packet=stream_index,pts_time",
+        "-show_entries", "packet=stream_index,pts_time,duration_time",
         "-read_intervals", f"%+#{_VFR_PACKETS * 2}",
         media_url(file),
     ]
@@ -231,9 +270,23 @@ def probe(
     fps = _fraction(video.get("avg_frame_rate"))
     if not math.isfinite(fps):
         fps = _fraction(video.get("r_frame_rate"))
+    start_time = _float(fmt.get("start_time"))
+    start_time = start_time if math.isfinite(start_time) else 0.0
     duration = _float(fmt.get("duration"))
     if not (math.isfinite(duration) and duration > 0):
         duration = _float(video.get("duration"))
+    packet_frames = None
+    if not (math.isfinite(duration) and duration > 0):
+        # No duration in the headers: the end of the last packet (module docstring). The first pass read every
+        # packet when it stopped short of its packet budget.
+        first = [(_int(p.get("stream_index")), _float(p.get("pts_time")), _float(p.get("duration_time")))
+                 for p in data.get("packets") or []]
+        packets = first if len(first) < 2 * _VFR_PACKETS else _scan_packets(path, timeout)
+        end, packet_frames = _packets_end(packets, video.get("index"),
+                                          {video.get("index"), *(a.get("index") for a in audios)})
+        duration = end - start_time
+        if not packet_frames:
+            packet_frames = None
     if not (math.isfinite(duration) and duration > 0):
         raise _refuse(
             path,
@@ -250,7 +303,7 @@ def probe(
         raise _refuse(path, f"has no usable frame rate ({video.get('avg_frame_rate')!r})", "re-encode the file")
     n_frames = _int(video.get("nb_frames"))
     if n_frames is None or n_frames <= 0:
-        n_frames = max(1, int(round(duration * fps)))
+        n_frames = packet_frames or max(1, int(round(duration * fps)))
 
     sar = _fraction(video.get("sample_aspect_ratio"))
     if not (math.isfinite(sar) and 0.1 < sar < 10):
@@ -264,7 +317,6 @@ def probe(
     packet_pts = [
         _float(p.get("pts_time")) for p in data.get("packets") or [] if p.get("stream_index") == video_index
     ]
-    start_time = _float(fmt.get("start_time"))
     return ProbeInfo(
         duration=float(duration),
         fps=float(fps),
@@ -282,7 +334,7 @@ def probe(
         channels=(_int(audio.get("channels")) if audio else None),
         container=str(fmt.get("format_name") or "unknown"),
         variable_frame_rate=_is_vfr(packet_pts[:_VFR_PACKETS]),
-        start_time=float(start_time) if math.isfinite(start_time) else 0.0,
+        start_time=float(start_time),
         sample_aspect_ratio=float(sar),
         size_bytes=int(size),
     )

@@ -1,6 +1,8 @@
 """Transcript text → tokens → a fingerprinted vocabulary → bag-of-words vectors (the models' ``text`` input).
 
-Tokenisation needs no downloaded data: lowercase, apostrophes inside words removed (``don't`` → ``dont``), words =
+Tokenisation needs no downloaded data: transcriber markers in square brackets removed (``[inaudible 00:00:16]``,
+``[laughs]``: they annotate the recording, they are not what was said; the stored transcript keeps them), lowercase,
+apostrophes inside words removed (``don't`` → ``dont``), words =
 runs of letters (digits and punctuation split words; any alphabet), words shorter than two letters dropped,
 scikit-learn's English stop-word list applied to the unstemmed words, then NLTK's Porter stemmer (pure code, no
 corpus). The vocabulary is built on the training split only (by the pipeline) and fingerprinted, so a bag-of-words
@@ -25,25 +27,28 @@ from features.fingerprint import fingerprint as _fingerprint
 __all__ = ["TOKENIZER_VERSION", "Vocabulary", "bag_of_words", "build_vocabulary", "tokenize"]
 
 # Bump when tokenize() changes what it returns: it is part of every vocabulary's fingerprint.
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2
 _FORMAT = "vidpipe.vocabulary"
+_MARKER = re.compile(r"\[[^\[\]\n]{0,80}\]")  # a transcriber's note, e.g. [inaudible 00:00:16], [crosstalk]
 _APOSTROPHE = re.compile(r"(?<=[^\W\d_])['’](?=[^\W\d_])")
 _WORD = re.compile(r"[^\W\d_]+")
 _STEMMER = PorterStemmer()
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercase, keep words of >= 2 letters, drop English stop words, Porter-stem.
+    """Drop ``[...]`` markers, lowercase, keep words of >= 2 letters, drop English stop words, Porter-stem.
 
     >>> tokenize("The dogs weren't running to 2 parks!")
     ['dog', 'werent', 'run', 'park']
+    >>> tokenize("I went [inaudible 00:00:16] home [laughs]")
+    ['went', 'home']
 
     Raises:
         ValueError: ``text`` is not a str.
     """
     if not isinstance(text, str):
         raise ValueError(f"text: expected a str, got {type(text).__name__}")
-    words = _WORD.findall(_APOSTROPHE.sub("", text.lower()))
+    words = _WORD.findall(_APOSTROPHE.sub("", _MARKER.sub(" ", text).lower()))
     return [_STEMMER.stem(w) for w in words if len(w) >= 2 and w not in ENGLISH_STOP_WORDS]
 
 

@@ -100,6 +100,8 @@ class PocketSphinxBackend:
 
         pocketsphinx wants 16 kHz mono int16: the signal is resampled and scaled by 32767 (clipped to [-1, 1]).
         A silent clip (every 25 ms frame below -60 dBFS) is not decoded: recognisers invent words in silence.
+        No hypothesis at all (pocketsphinx's ``seg()`` is ``None`` for an utterance too short to decode, such as a
+        0.06-s track) is an empty transcript, as is one made of fillers only.
         Fillers (``<s>``, ``</s>``, ``<sil>``, ``[NOISE]``) are dropped and ``word(2)`` becomes ``word``. A word
         spans frames ``[start_frame, end_frame]`` at ``frate`` (100) frames per second, so
         ``start = start_frame / frate`` and ``end = (end_frame + 1) / frate``, clipped to the clip's length.
@@ -118,7 +120,7 @@ class PocketSphinxBackend:
         decoder.process_raw(raw, no_search=False, full_utt=True)
         decoder.end_utt()
         words: list[tuple[str, float, float]] = []
-        for seg in decoder.seg():
+        for seg in decoder.seg() or ():
             token = seg.word
             if not token or token[0] in "<[(":
                 continue
@@ -176,7 +178,9 @@ class WhisperBackend:
             self._model = whisper.load_model(str(path), device=device)
 
     def transcribe(self, y: np.ndarray, sr: int) -> Transcript:
-        """Transcribe with word timestamps. Shapes: y (n_samples,) float."""
+        """Transcribe with word timestamps; no segments (or none with text) is an empty transcript.
+
+        Shapes: y (n_samples,) float."""
         pcm = _mono_16k(y, sr)
         source = f"asr:{self.name}"
         if pcm.size == 0 or _is_silent(pcm):
@@ -186,15 +190,15 @@ class WhisperBackend:
         if self._kind == "faster":
             segments, _ = self._model.transcribe(pcm, language=self.language, beam_size=self.beam_size,
                                                  word_timestamps=True)
-            for seg in segments:
-                texts.append(seg.text.strip())
+            for seg in segments or ():
+                texts.append((seg.text or "").strip())
                 words += [(w.word.strip(), float(w.start), float(w.end)) for w in (seg.words or [])]
         else:
             result = self._model.transcribe(pcm, language=self.language, beam_size=self.beam_size,
                                             word_timestamps=True, fp16=False)
-            for seg in result.get("segments", []):
-                texts.append(str(seg.get("text", "")).strip())
-                words += [(str(w["word"]).strip(), float(w["start"]), float(w["end"])) for w in seg.get("words", [])]
+            for seg in (result or {}).get("segments") or ():
+                texts.append(str(seg.get("text") or "").strip())
+                words += [(str(w["word"]).strip(), float(w["start"]), float(w["end"])) for w in seg.get("words") or ()]
         return Transcript(" ".join(t for t in texts if t), [w for w in words if w[0]], source)
 
 

@@ -271,11 +271,21 @@ def _filter_chain(info: ProbeInfo, short: int, crop: int, select: str) -> str:
     orientation, report timestamps."""
     # The centre square a `crop`-pixel crop of a `short`-pixel short side keeps, in display pixels: side
     # f·min(iw·sar, ih) with f = crop/short; stored width = side / sar. Cropping before scaling spares the scaler the
-    # discarded sides; even sizes keep 4:2:0 chroma aligned (at most one source pixel off the exact square).
+    # discarded sides; even sizes keep 4:2:0 chroma aligned (at most one source pixel off the exact square). No side
+    # exceeds the picture (the rounding takes 7 up to 8, the minimum of 2 exceeds a 1-pixel side), so every picture
+    # of at least 1x1 gets a crop the filter accepts, which the scaler then enlarges.
     f = f"{crop / short:.9f}"
-    steps = [
-        f"select='{select}'",
-        f"crop=w='max(2\\,2*trunc(min(iw*sar\\,ih)*{f}/sar/2+0.5))':h='max(2\\,2*trunc(min(iw*sar\\,ih)*{f}/2+0.5))'",
+
+    def side(exact: str, limit: str) -> str:
+        return f"min({limit}\\,max(2\\,2*trunc({exact}/2+0.5)))"
+
+    square = f"min(iw*sar\\,ih)*{f}"
+    steps = [f"select='{select}'"]
+    if min(info.width, info.height) < 2:
+        # crop rounds a subsampled (4:2:0) picture's sides down to whole chroma samples: 1 pixel would become 0
+        steps.append("format=rgb24")
+    steps += [
+        f"crop=w='{side(square + '/sar', 'iw')}':h='{side(square, 'ih')}'",
         # One swscale pass scales and converts to RGB; accurate rounding and full chroma interpolation keep flat
         # colours within a level of the source (the fast default conversion is off by ~3 levels).
         f"scale={crop}:{crop}:flags=area+accurate_rnd+full_chroma_int",
@@ -612,7 +622,7 @@ def extract_frames_and_audio(
 
     The frames are exactly :func:`extract_frames`'s; the PCM is exactly what :func:`features.audio.load_audio`
     returns for ``sr`` (same decoder and resampler arguments), decoded in the same pass — one process and one demux
-    per video instead of two (issue 9).
+    per video instead of two.
 
     Returns:
         ``(frames, pcm)``: ``pcm`` is None when it was not decoded here — no audio track, a plan that does not decode

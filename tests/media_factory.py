@@ -15,14 +15,19 @@ from pathlib import Path
 
 __all__ = [
     "corrupt_middle",
+    "ebml_children",
     "ffprobe_json",
     "make_audio_expr_video",
+    "make_broadcast_asf",
+    "make_recorder_webm",
+    "make_unfinalised_avi",
     "make_audio_only",
     "make_bomb_y4m",
     "make_counter_video",
     "make_patch_video",
     "make_speech_video",
     "make_speech_wav",
+    "make_tiny_video",
     "make_video",
     "make_vfr_video",
     "set_rotation",
@@ -247,3 +252,142 @@ def make_bomb_y4m(path: Path, *, width: int = 16000, height: int = 16000) -> Pat
     header = f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode()
     Path(path).write_bytes(header + bytes(4096))
     return Path(path)
+
+
+
+# ---------------------------------------------------------------------------------------------------- no duration
+# EBML ids (Matroska / WebM) and the AVI fields that carry a duration.
+EBML_SEGMENT, EBML_SEEKHEAD, EBML_INFO, EBML_DURATION = 0x18538067, 0x114D9B74, 0x1549A966, 0x4489
+EBML_TRACKS, EBML_CLUSTER, EBML_CUES, EBML_VOID = 0x1654AE6B, 0x1F43B675, 0x1C53BB6B, 0xEC
+
+
+def _ebml_vint(data: bytes, at: int, *, keep_marker: bool = False) -> tuple[int, int]:
+    """``(value, length)`` of the EBML variable-size integer at ``at`` (element ids keep their length marker)."""
+    first, length = data[at], 1
+    while length <= 8 and not first & (0x80 >> (length - 1)):
+        length += 1
+    value = first if keep_marker else first & ((0x80 >> (length - 1)) - 1)
+    for k in range(1, length):
+        value = (value << 8) | data[at + k]
+    return value, length
+
+
+def ebml_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int, int | None]]:
+    """Elements of one EBML level in ``data[start:end]``: ``(id, offset, id length, size length, size)``; size is
+    ``None`` for the reserved "unknown" value (all value bits set). Stops at the first element of unknown size."""
+    out, at = [], start
+    while at < end:
+        eid, n_id = _ebml_vint(data, at, keep_marker=True)
+        size, n_size = _ebml_vint(data, at + n_id)
+        unknown = size == (1 << (7 * n_size)) - 1
+        out.append((eid, at, n_id, n_size, None if unknown else size))
+        if unknown:
+            break
+        at += n_id + n_size + size
+    return out
+
+
+def make_recorder_webm(path: Path, *, duration: float = 2.0, size: tuple[int, int] = (96, 64), fps: float = 10,
+                       audio: bool = True) -> Path:
+    """A WebM laid out as Chrome's MediaRecorder writes it: VP8 (+ Opus), a Segment and Clusters of unknown size, no
+    ``Duration`` in the Segment Info, no Cues, no SeekHead.
+
+    ffmpeg's WebM muxer writing to a pipe (non-seekable: it cannot go back to fill in sizes, the duration or an index)
+    gives an unknown-size Segment without Duration or Cues; then, in place, its SeekHead becomes a Void element of
+    the same length and each Cluster's size field is set to the "unknown" value of the same length.
+    """
+    path = Path(path)
+    w, h = size
+    args = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi",
+            "-i", f"testsrc2=s={w}x{h}:r={fps}:d={duration}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=f=440:sample_rate=48000:d={duration}"]
+    args += ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k"]
+    if audio:
+        args += ["-c:a", "libopus", "-shortest"]
+    done = subprocess.run([*args, "-f", "webm", "pipe:1"], capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {done.stderr.decode(errors='replace')}")
+    data = bytearray(done.stdout)
+    (_, _, n_id, n_size, _), = [e for e in ebml_children(bytes(data), 0, len(data)) if e[0] == EBML_SEGMENT]
+    segment_body = data.index(EBML_SEGMENT.to_bytes(4, "big")) + n_id + n_size
+    at = segment_body
+    while at < len(data):  # walk the (still known-size) children of the Segment, rewriting as we go
+        eid, n_id = _ebml_vint(bytes(data), at, keep_marker=True)
+        body_size, n_size = _ebml_vint(bytes(data), at + n_id)
+        total = n_id + n_size + body_size
+        if eid == EBML_SEEKHEAD:  # Void (1-byte id, 8-byte size) covering exactly the SeekHead's bytes
+            data[at: at + total] = bytes([EBML_VOID, 0x01]) + (total - 9).to_bytes(7, "big") + bytes(total - 9)
+        elif eid == EBML_CLUSTER:
+            data[at + n_id: at + n_id + n_size] = bytes([0xFF >> (n_size - 1)]) + b"\xff" * (n_size - 1)
+        at += total
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_broadcast_asf(path: Path, *, duration: float = 2.0, size: tuple[int, int] = (96, 64),
+                       fps: float = 10) -> Path:
+    """An ASF (WMV2 + WMA2) muxed to a pipe, as a live broadcast is: the File Properties Object carries the broadcast
+    flag and a play duration of 0, and there is no index."""
+    path = Path(path)
+    w, h = size
+    done = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+         "-f", "lavfi", "-i", f"testsrc2=s={w}x{h}:r={fps}:d={duration}",
+         "-f", "lavfi", "-i", f"sine=f=440:sample_rate=44100:d={duration}",
+         "-c:v", "wmv2", "-c:a", "wmav2", "-shortest", "-f", "asf", "pipe:1"], capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {done.stderr.decode(errors='replace')}")
+    path.write_bytes(done.stdout)
+    return path
+
+
+def make_unfinalised_avi(path: Path, *, duration: float = 2.0, size: tuple[int, int] = (96, 64),
+                         fps: float = 10) -> Path:
+    """An AVI whose writer never went back to finish its header, as a capture tool killed mid-recording leaves it:
+    ``avih.dwTotalFrames = 0``, every ``strh.dwLength = 0``, the ``AVIF_HASINDEX`` flag cleared and no ``idx1``
+    index (its chunk turned into ``JUNK``, which readers skip). The ``movi`` data is intact (MPEG-4 Part 2 + MP3).
+
+    Offsets (AVI RIFF, little-endian): ``avih`` data = dwMicroSecPerFrame, dwMaxBytesPerSec, dwPaddingGranularity,
+    dwFlags (+12), dwTotalFrames (+16), ...; ``strh`` data = fccType, fccHandler, dwFlags, wPriority + wLanguage,
+    dwInitialFrames, dwScale, dwRate, dwStart, dwLength (+32), ...
+    """
+    import struct
+
+    path = Path(path)
+    w, h = size
+    work = path.with_name(path.name + ".full.avi")
+    _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={w}x{h}:r={fps}:d={duration}",
+            "-f", "lavfi", "-i", f"sine=f=440:sample_rate=44100:d={duration}",
+            "-c:v", "mpeg4", "-c:a", "mp3", "-shortest", str(work))
+    data = bytearray(work.read_bytes())
+    work.unlink()
+    avih = data.index(b"avih") + 8
+    flags = struct.unpack_from("<I", data, avih + 12)[0]
+    struct.pack_into("<II", data, avih + 12, flags & ~0x10, 0)  # AVIF_HASINDEX off, dwTotalFrames = 0
+    at = data.find(b"strh")
+    while at >= 0:
+        struct.pack_into("<I", data, at + 8 + 32, 0)  # dwLength = 0
+        at = data.find(b"strh", at + 4)
+    idx1 = data.rfind(b"idx1")
+    if idx1 < 0:
+        raise RuntimeError("ffmpeg wrote no idx1 chunk")
+    data[idx1: idx1 + 4] = b"JUNK"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_tiny_video(path: Path, size: tuple[int, int], *, colour: str = "0x2080C0", right: str | None = None,
+                    vcodec: str = "libx264", pix_fmt: str = "yuv420p", duration: float = 2.0, fps: float = 10) -> Path:
+    """A video of a tiny picture (down to 1x1): flat ``colour`` (RGB hex), its right half ``right`` if given.
+
+    x264 refuses odd sizes in 4:2:0; use ``vcodec="ffv1"`` (lossless, any size, any pixel format) for those.
+    """
+    path = Path(path)
+    w, h = size
+    graph = f"color=c={colour}:s={w}x{h}:r={fps}:d={duration},format=rgb24"  # 4:2:0 sources refuse 1-pixel sides
+    if right is not None:
+        graph += f",drawbox=x={w // 2}:y=0:w={w - w // 2}:h={h}:color={right}:t=fill"
+    extra = ["-preset", "ultrafast", "-qp", "0"] if vcodec == "libx264" else []
+    _ffmpeg("-f", "lavfi", "-i", graph, "-c:v", vcodec, "-pix_fmt", pix_fmt, *extra, str(path))
+    return path

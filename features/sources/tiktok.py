@@ -1,20 +1,25 @@
 """TikTok adapter (popularity + the song–video network).
 
-Input: a JSON-lines file of scraped post records, one object per line::
+Input: scraped post records in any of the shapes scrapers write — JSON Lines, a JSON array of TikTokApi
+``itemStruct`` objects, tiktok-scraper's ``{"collector": [...]}``, the web page state (``ItemModule``,
+``SIGI_STATE``, ``__UNIVERSAL_DATA_FOR_REHYDRATION__``), the mobile app API (``aweme_list``), one post per ``.json``
+file, yt-dlp ``.info.json`` files, saved pages, CSV exports — detected from the content by
+:mod:`features.sources.tiktok_shapes`. A JSON Lines post looks like::
 
     {"id": "...", "createTime": <epoch s>, "stats": {"playCount", "shareCount", "commentCount", "diggCount"},
      "music": {"id": "...", "title": "..."}, "desc": "...", "video": {"duration": <s>}}
 
-plus the scrape time: a ``scrapeTime`` field per record when the scraper wrote one, else ``tiktok_scrape.json``
-(``{"scrape_time": <epoch s>}``) beside the JSON-lines file, else the ``scrape_time`` argument. Videos are matched by
-``<id>.<any media extension>`` under the folder.
+plus the scrape time: the record's own (``scrapeTime``; yt-dlp's ``epoch``) when it has one, else
+``tiktok_scrape.json`` (``{"scrape_time": <epoch s>}``) beside the posts, else the ``scrape_time`` argument. Videos
+are matched by ``<id>.<any media extension>`` (or a stem ending in ``[<id>]``) under the folder; a yt-dlp info file
+by its sibling video. Records without a song keep their row and get no edge.
 
-Popularity (VAN, eq. 4.6–4.7, after Chen et al. / Ding et al.)::
+Popularity (VAN, dissertation eq. 4.12–4.13, after Chen et al. / Ding et al.)::
 
     p_v = log((n_play + n_share + n_comment + 1) / t_v)        t_v = (scrape_time − createTime) in days
     p̂_v = (p_v − min p) / (max p − min p)
 
-The min and max are taken over **all posts in the file being ingested** (every split), as the paper normalises over the
+The min and max are taken over **all posts being ingested** (every file, every split), as the paper normalises over the
 whole dataset; both ``popularity_raw`` (p) and ``popularity`` (p̂) are stored so a user can renormalise, e.g. on the
 training split only. ``t_v`` is floored at one hour (1/24 day) so a post scraped minutes after upload does not explode.
 """
@@ -23,13 +28,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import reprlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from features.sources._common import SourceError, find_media, hashed_split, label_error
+from features.sources.tiktok_shapes import (POST_FILE_SUFFIXES, SHAPES, Post, iter_posts, normalise_post,
+                                            parse_columns)
 
 __all__ = ["popularity_score", "normalise_popularity", "read_tiktok", "MIN_AGE_DAYS"]
 
@@ -58,121 +67,164 @@ def normalise_popularity(p: np.ndarray) -> np.ndarray:
     return np.full_like(p, 0.5) if hi == lo else (p - lo) / (hi - lo)
 
 
-#: counts above this are refused: they are not exact as floats, and their sum could overflow the log's argument
-_MAX_COUNT = 2**53
-#: the counts the popularity formula reads must be present; others default to 0
-_REQUIRED_COUNTS = ("playCount", "shareCount", "commentCount")
-
-
-def _count(rec: dict, key: str, where: tuple[Path, int]) -> int:
-    stats = rec.get("stats")
-    if not isinstance(stats, dict):
-        raise label_error(where[0], where[1], "stats", stats, "an object with playCount, shareCount, commentCount")
-    if key not in stats and key in _REQUIRED_COUNTS:  # a scrape that lost a count must not pass as 0 plays
-        raise label_error(where[0], where[1], f"stats.{key}", "<missing>", "a non-negative count")
-    value = stats.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-            or value > _MAX_COUNT:
-        raise label_error(where[0], where[1], f"stats.{key}", value, "a non-negative count up to 2^53")
-    return int(value)
-
-
-def _epoch(value: Any, where: tuple[Path, int | str], column: str) -> float:
-    """A finite epoch time in seconds, or a SourceError naming file, row and column."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise label_error(where[0], where[1], column, value, "epoch seconds (a finite number)")
+def _scrape_sidecar(root: Path) -> float | None:
+    sidecar = root / "tiktok_scrape.json"
+    if not sidecar.is_file():
+        return None
+    try:
+        value = json.loads(sidecar.read_text(encoding="utf-8"))["scrape_time"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f"{sidecar}: expected {{\"scrape_time\": <epoch seconds>}}: {exc}") from exc
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) >= 2**63
+            or not math.isfinite(value)):
+        raise label_error(sidecar, 1, "scrape_time", value, "epoch seconds (a finite number)")
     return float(value)
 
 
-def read_tiktok(path: str | Path, *, scrape_time: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parse TikTok post records into manifest rows and the song–video edge list.
+def _post_files(folder: Path) -> list[Path]:
+    """Every post file under ``folder`` (recursive, sorted; hidden files, ``tiktok_scrape.json`` and symlinks that
+    resolve outside ``folder`` skipped, as for media)."""
+    real = folder.resolve()
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() not in POST_FILE_SUFFIXES or p.name.startswith(".") or p.name == "tiktok_scrape.json":
+            continue
+        if p.is_file() and p.resolve().is_relative_to(real):
+            out.append(p)
+    return out
+
+
+_BRACKET_ID = re.compile(r"\[([^\[\]]+)\]$")
+_HASHTAG = re.compile(r"#(\w+)")
+
+
+def _media_index(root: Path) -> tuple[dict[str, Path], dict[Path, Path]]:
+    """Media under ``root`` by id (file stem, or the ``[id]`` that ends a yt-dlp ``%(title)s [%(id)s]`` stem) and by
+    path without extension."""
+    by_id: dict[str, Path] = {}
+    by_stem: dict[Path, Path] = {}
+    for name, path in find_media(root).items():
+        stem = Path(name).stem
+        by_id.setdefault(stem, path)
+        m = _BRACKET_ID.search(stem)
+        if m:
+            by_id.setdefault(m.group(1), path)
+        by_stem.setdefault(path.with_suffix(""), path)
+    return by_id, by_stem
+
+
+def _place(post: Post) -> str:
+    """Where a post is in its file, for messages: ``line N`` (JSON Lines) or ``row N`` (anything else)."""
+    return f"{'line' if post.shape == 'jsonl' else 'row'} {reprlib.repr(post.row)}"
+
+
+def _hashtags(post: Post) -> list[str]:
+    """The record's hashtag list; when it has none, the ``#words`` of its caption (order kept, duplicates dropped)."""
+    tags = post.hashtags if post.hashtags is not None else tuple(_HASHTAG.findall(post.caption or ""))
+    return list(dict.fromkeys(tags))
+
+
+def read_tiktok(path: str | Path, *, scrape_time: float | None = None,
+                columns: str | Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse TikTok post records, in any shape of :mod:`features.sources.tiktok_shapes`, into manifest rows and the
+    song–video edge list.
 
     Args:
-        path: a ``.jsonl`` file, or a folder holding exactly one ``*.jsonl`` (videos searched under its folder).
+        path: a post file, or a folder whose post files (``*.jsonl``, ``*.ndjson``, ``*.json`` incl. yt-dlp
+            ``*.info.json``, ``*.csv``, ``*.html``; recursive) are all read. Videos are searched under the folder (a
+            file's folder): ``<id>.<ext>``, ``... [<id>].<ext>``, or, for a yt-dlp info file, its sibling video.
         scrape_time: epoch seconds of the scrape, used when neither the records nor ``tiktok_scrape.json`` have one.
+        columns: CSV exports only — ``"FIELD=COLUMN,..."`` (or a mapping) naming the column of a canonical field
+            (:data:`~features.sources.tiktok_shapes.CSV_FIELDS`); unmapped fields are found by their usual names.
 
     Returns:
         ``(videos, edges)``: videos with ``video_id``, ``source_path``, ``split`` (hashed 70/10/20),
-        ``popularity``, ``popularity_raw``, ``song_id`` (``None`` for no song), ``song_title``, ``desc``,
-        ``create_time``, ``age_days``, ``play_count``, ``share_count``, ``comment_count``, ``digg_count``,
-        ``duration_meta``; edges with ``video_id``, ``song_id``.
+        ``popularity``, ``popularity_raw``, ``song_id`` (``None`` for no song), ``song_title``, ``song_artist``,
+        ``desc``, ``create_time``, ``age_days``, ``play_count``, ``share_count``, ``comment_count``, ``digg_count``,
+        ``collect_count``, ``duration_meta``, ``author``, ``author_followers``, ``author_following``,
+        ``author_hearts``, ``author_videos`` (nullable integers), ``author_verified`` (nullable boolean),
+        ``hashtag_list`` (a JSON array of names, as text, so it stores and compares as one cell),
+        ``hashtag_count``, ``caption_length`` (characters) and ``post_shape`` (the shape the record was read from);
+        edges with ``video_id``, ``song_id``.
 
     Raises:
-        SourceError: unreadable JSON (line named), a missing/ill-typed field, duplicate ids, a post newer than the
-            scrape, or no scrape time at all.
+        SourceError: no shape fits a file (the shapes expected are named), unreadable JSON (line named), a missing or
+            ill-typed required field, duplicate ids, a post newer than the scrape, or no scrape time at all.
+        ValueError: ``columns`` is malformed, or given for a source that holds no CSV file.
     """
     p = Path(path)
     if p.is_dir():
-        files = sorted(p.glob("*.jsonl"))
-        if len(files) != 1:
-            raise SourceError(f"path={str(p)!r}: expected exactly one *.jsonl post file, found {len(files)}")
-        p = files[0]
-    if not p.is_file():
-        raise SourceError(f"path={str(p)!r}: no such JSON-lines file")
-    root = p.parent
-    sidecar = root / "tiktok_scrape.json"
-    default_scrape = scrape_time
-    if sidecar.is_file():
-        try:
-            default_scrape = _epoch(json.loads(sidecar.read_text())["scrape_time"], (sidecar, 1), "scrape_time")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SourceError(f"{sidecar}: expected {{\"scrape_time\": <epoch seconds>}}: {exc}") from exc
-    media = {Path(n).stem: path for n, path in find_media(root).items()}
+        files, root = _post_files(p), p
+        if not files:
+            raise SourceError(f"path={str(p)!r}: no post files in the folder; expected "
+                              f"{', '.join('*' + s for s in POST_FILE_SUFFIXES)} holding one of: {'; '.join(SHAPES)}")
+    elif p.is_file():
+        files, root = [p], p.parent
+    else:
+        raise SourceError(f"path={str(p)!r}: no such post file or folder")
+    mapping = parse_columns(columns)
+    if mapping and not any(f.suffix.lower() == ".csv" for f in files):
+        raise ValueError(f"columns={columns!r}: maps CSV columns, but path={str(p)!r} holds no .csv file")
+    sidecar = _scrape_sidecar(root)
+    default_scrape = sidecar if sidecar is not None else scrape_time
+    by_id, by_stem = _media_index(root)
     rows: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{p}: line {lineno}: not valid JSON: {exc}") from exc
-            if not isinstance(rec, dict):
-                raise label_error(p, lineno, "<record>", type(rec).__name__, "a JSON object")
-            vid = rec.get("id")
-            if not isinstance(vid, (str, int)) or isinstance(vid, bool) or str(vid) == "":
-                raise label_error(p, lineno, "id", vid, "a non-empty string")
-            vid = str(vid)
-            if vid in seen:
-                raise SourceError(f"{p}: line {lineno}: duplicate id {vid!r} (first on line {seen[vid]})")
-            seen[vid] = lineno
-            created = rec.get("createTime")
-            if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created):
-                raise label_error(p, lineno, "createTime", created, "epoch seconds")
-            scrape = rec.get("scrapeTime", default_scrape)
+    seen: dict[str, tuple[Path, Any]] = {}
+    for file in files:
+        for raw in iter_posts(file, mapping):
+            post = normalise_post(raw)
+            if post.id in seen:
+                first_file, first_place = seen[post.id]
+                where = first_place if first_file == post.file else f"{first_file}, {first_place}"
+                raise SourceError(f"{post.file}: {_place(post)}: duplicate id {post.id!r} (first in {where})")
+            seen[post.id] = (post.file, _place(post))
+            scrape = post.scrape_time if post.scrape_time is not None else default_scrape
             if scrape is None:
-                raise SourceError(f"{p}: no scrape time: add tiktok_scrape.json or pass scrape_time")
-            scrape = _epoch(scrape, (p, lineno), "scrapeTime")
-            age = (scrape - float(created)) / 86400.0
+                raise SourceError(f"{post.file}: no scrape time: add tiktok_scrape.json ({{\"scrape_time\": <epoch "
+                                  f"s>}}) beside the posts, or pass scrape_time (--scrape-time)")
+            age = (scrape - post.create_time) / 86400.0
             if age < 0:
-                raise label_error(p, lineno, "createTime", created, f"a time before the scrape ({scrape})")
-            plays, shares = _count(rec, "playCount", (p, lineno)), _count(rec, "shareCount", (p, lineno))
-            comments, diggs = _count(rec, "commentCount", (p, lineno)), _count(rec, "diggCount", (p, lineno))
-            music = rec.get("music") if isinstance(rec.get("music"), dict) else {}
-            song = music.get("id")
-            if song is not None and (isinstance(song, bool) or not isinstance(song, (str, int))):
-                raise label_error(p, lineno, "music.id", song, "a string or an integer id")
-            song = str(song) if song not in (None, "") else None
-            video = rec.get("video") if isinstance(rec.get("video"), dict) else {}
-            duration = video.get("duration")
+                raise label_error(post.file, post.row, post.create_time_field, post.create_time,
+                                  f"a time before the scrape ({scrape})")
+            media = by_stem.get(post.media_stem) if post.media_stem is not None else None
+            media = media or by_id.get(post.id)
+            tags = _hashtags(post)
             rows.append({
-                "video_id": vid,
-                "source_path": str(media[vid]) if vid in media else None,
-                "split": hashed_split(vid),
-                "popularity_raw": popularity_score(plays, shares, comments, age),
-                "song_id": song,
-                "song_title": music.get("title") if isinstance(music.get("title"), str) else None,
-                "desc": rec.get("desc") if isinstance(rec.get("desc"), str) else None,
-                "create_time": float(created),
+                "video_id": post.id,
+                "source_path": str(media) if media is not None else None,
+                "split": hashed_split(post.id),
+                "popularity_raw": popularity_score(post.plays, post.shares, post.comments, age),
+                "song_id": post.song_id,
+                "song_title": post.song_title,
+                "song_artist": post.song_artist,
+                "desc": post.caption,
+                "create_time": post.create_time,
                 "age_days": age,
-                "play_count": plays, "share_count": shares, "comment_count": comments, "digg_count": diggs,
-                "duration_meta": float(duration) if isinstance(duration, (int, float)) and not isinstance(
-                    duration, bool) and math.isfinite(duration) else None,
+                "play_count": post.plays, "share_count": post.shares, "comment_count": post.comments,
+                "digg_count": post.diggs, "collect_count": post.collects,
+                "duration_meta": post.duration,
+                "author": post.author,
+                "author_followers": post.author_followers, "author_following": post.author_following,
+                "author_hearts": post.author_hearts, "author_videos": post.author_videos,
+                "author_verified": post.author_verified,
+                "hashtag_list": json.dumps(tags, ensure_ascii=False),
+                "hashtag_count": len(tags),
+                "caption_length": len(post.caption or ""),
+                "post_shape": post.shape,
             })
     videos = pd.DataFrame.from_records(rows)
     if videos.empty:
         raise SourceError(f"{p}: no post records")
+    for col in _OPTIONAL_COUNTS:
+        videos[col] = videos[col].astype("Int64")
+    videos["author_verified"] = videos["author_verified"].astype("boolean")
+    for col in ("source_path", "song_id", "song_title", "song_artist", "desc", "author"):  # missing text is None
+        videos[col] = videos[col].astype(object).where(videos[col].notna(), None)
     videos["popularity"] = normalise_popularity(videos["popularity_raw"].to_numpy())
     edges = videos.loc[videos["song_id"].notna(), ["video_id", "song_id"]].reset_index(drop=True)
     return videos, edges
+
+
+#: manifest columns of counts a record may lack (nullable integers)
+_OPTIONAL_COUNTS = ("digg_count", "collect_count", "author_followers", "author_following", "author_hearts",
+                    "author_videos")

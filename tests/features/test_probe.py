@@ -9,9 +9,19 @@ import pytest
 from features.media import MediaError
 from features.probe import ProbeInfo, probe
 from tests.media_factory import (
+    EBML_CLUSTER,
+    EBML_CUES,
+    EBML_DURATION,
+    EBML_INFO,
+    EBML_SEEKHEAD,
+    EBML_SEGMENT,
+    ebml_children,
     ffprobe_json,
     make_audio_only,
     make_bomb_y4m,
+    make_broadcast_asf,
+    make_recorder_webm,
+    make_unfinalised_avi,
     make_patch_video,
     make_vfr_video,
     make_video,
@@ -147,3 +157,74 @@ def test_bad_limits_are_value_errors(clip, kwargs):
 def test_duration_is_finite_and_positive(clip):
     info = probe(clip)
     assert math.isfinite(info.duration) and info.duration > 0
+
+
+# ---------------------------------------------------------------------------------------------------- no duration
+def _no_header_duration(path) -> None:
+    """What makes these fixtures what they are: ffprobe finds no duration in the container nor in any stream."""
+    raw = ffprobe_json(path)
+    assert "duration" not in raw["format"], raw["format"]
+    for stream in raw["streams"]:
+        assert float(stream.get("duration", 0)) == 0, stream
+
+
+def test_recorder_webm_has_the_browser_layout(media):
+    """Chrome MediaRecorder's layout: Segment and Clusters of unknown size, Info without Duration, no Cues/SeekHead."""
+    path = make_recorder_webm(media / "recorded.webm")
+    data = path.read_bytes()
+    top = ebml_children(data, 0, len(data))
+    assert [e[0] for e in top] == [0x1A45DFA3, EBML_SEGMENT] and top[1][4] is None  # EBML header, unknown size
+    _, at, n_id, n_size, _ = top[1]
+    children = ebml_children(data, at + n_id + n_size, len(data))
+    ids = [e[0] for e in children]
+    assert EBML_SEEKHEAD not in ids and EBML_CUES not in ids and EBML_INFO in ids
+    assert ids[-1] == EBML_CLUSTER and children[-1][4] is None  # the first cluster: unknown size
+    info = children[ids.index(EBML_INFO)]
+    info_ids = [e[0] for e in ebml_children(data, info[1] + info[2] + info[3], info[1] + info[2] + info[3] + info[4])]
+    assert EBML_DURATION not in info_ids and 0x2AD7B1 in info_ids  # TimecodeScale, no Duration
+    assert EBML_CUES.to_bytes(4, "big") not in data
+    _no_header_duration(path)
+
+
+@pytest.mark.parametrize("make, container, has_audio", [
+    (lambda p: make_recorder_webm(p / "recorded.webm"), "matroska,webm", True),
+    (lambda p: make_recorder_webm(p / "recorded_silent.webm", audio=False), "matroska,webm", False),
+    (lambda p: make_broadcast_asf(p / "broadcast.asf"), "asf", True),
+    (lambda p: make_unfinalised_avi(p / "unfinalised.avi"), "avi", True),
+], ids=["webm", "webm-video-only", "asf", "avi"])
+def test_duration_from_the_packets_when_the_container_has_none(media, make, container, has_audio):
+    path = make(media)
+    _no_header_duration(path)
+    info = probe(path)
+    assert info.container == container and info.has_audio is has_audio
+    # 2 s of 10-fps video; the audio's last packet may end a little later (ffprobe gives 2.1 s for the finalised AVI)
+    assert 2.0 - 1e-6 <= info.duration <= 2.15
+    assert info.fps == 10.0
+    assert info.n_frames == 20  # counted packets, not duration * fps guessed
+    assert (info.width, info.height) == (96, 64)
+
+
+def test_long_file_without_duration_is_scanned_to_its_end(media):
+    """More packets than the first ffprobe pass reads: the duration comes from a full packet scan."""
+    path = make_recorder_webm(media / "long_recorded.webm", duration=30.0, size=(32, 32), fps=25)
+    info = probe(path)
+    assert info.duration == pytest.approx(30.0, abs=0.1)
+    assert info.n_frames == 750
+
+
+def test_packet_scan_respects_the_duration_limit(media):
+    path = make_recorder_webm(media / "recorded.webm")
+    with pytest.raises(MediaError, match="longer than max_duration=1 s"):
+        probe(path, max_duration=1.0)
+
+
+def test_audio_only_recording_keeps_its_refusal(media, tmp_path):
+    """A browser's audio-only recording (Opus in WebM, no duration either) is refused as audio-only."""
+    import subprocess
+
+    path = tmp_path / "voice.webm"
+    done = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=300:sample_rate=48000:d=1",
+                           "-c:a", "libopus", "-f", "webm", "pipe:1"], capture_output=True, check=True, timeout=60)
+    path.write_bytes(done.stdout)
+    with pytest.raises(MediaError, match="no video stream.*audio-only"):
+        probe(path)

@@ -103,3 +103,10 @@ def test_end_to_end_on_transcripts():
     assert vocab.tokens[:2] == ("cat", "dog")  # "cat"/"cats" and "dog" twice each, tie by token
     vec = bag_of_words(tokenize("Dogs running"), vocab)
     assert vec[vocab.index["dog"]] == 1 and vec[vocab.index["run"]] == 1 and vec.sum() == 2
+
+
+def test_tokenize_drops_transcriber_markers_and_keeps_non_ascii():
+    text = "[inaudible 00:00:16] I think caf\u00e9 culture\u2026 isn\u2019t [crosstalk] over [laughs]"
+    assert tokenize(text) == ["think", "caf\u00e9", "cultur", "isnt"]
+    assert tokenize("[inaudible 00:00:16]") == [] and tokenize("") == []
+    assert tokenize("a [bracket that never closes and talk") == ["bracket", "close", "talk"]

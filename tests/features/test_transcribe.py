@@ -100,3 +100,32 @@ def test_whisper_missing_package_says_what_to_install(tmp_path, monkeypatch):
 def test_transcript_record_is_json_ready():
     record = Transcript("hi there", [("hi", 0.1, 0.3), ("there", 0.35, 0.8)], "dataset").to_record()
     assert record == {"text": "hi there", "source": "dataset", "words": [["hi", 0.1, 0.3], ["there", 0.35, 0.8]]}
+
+
+def test_a_track_too_short_to_decode_is_an_empty_transcript(sphinx, tmp_path):
+    """A 0.06-s tone: pocketsphinx decodes no hypothesis at all (``seg()`` is None), which is an empty transcript."""
+    import subprocess
+
+    path = tmp_path / "blip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1", "-f", "lavfi",
+                    "-i", "sine=f=440:sample_rate=16000:d=0.06", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)], check=True, capture_output=True, timeout=60)
+    info = probe(path)
+    y = load_audio(path, info, sr=16000)
+    assert y is not None and 0.04 < y.size / 16000 < 0.2 and np.abs(y).max() > 0.1  # short, and not silent
+    assert sphinx.transcribe(y, 16000) == Transcript("", [], "asr:pocketsphinx")
+
+
+@pytest.mark.parametrize("kind, answer", [("openai", {"segments": None}), ("openai", {}),
+                                          ("openai", {"segments": [{"text": None, "words": None}]}),
+                                          ("faster", (None, None)), ("faster", ([], None))])
+def test_whisper_without_segments_is_an_empty_transcript(kind, answer):
+    """A model that recognises nothing (no segments, or segments without text or words) gives an empty transcript."""
+    class Model:
+        def transcribe(self, pcm, **options):
+            return answer
+
+    backend = WhisperBackend.__new__(WhisperBackend)
+    backend._kind, backend._model, backend.language, backend.beam_size = kind, Model(), None, 1
+    tone = (0.5 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)
+    assert backend.transcribe(tone, 16000) == Transcript("", [], "asr:whisper")

@@ -357,3 +357,50 @@ def test_bad_arguments(clip):
         extract_frames(clip, {"duration": 3}, [SMALL])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="strategy"):
         extract_frames(clip, info, [SMALL], strategy="fast")
+
+
+# ---------------------------------------------------------------------------------------------------- tiny pictures
+def _first_frame_rgb(path) -> np.ndarray:
+    """ffmpeg's own decode of the first frame, as RGB (the reference the pipeline must agree with)."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-vf", "format=rgb24",
+                          "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8)
+
+
+@pytest.mark.parametrize("size, vcodec, pix_fmt", [
+    ((1, 1), "ffv1", "yuv420p"),  # a 1-pixel side in 4:2:0: the crop cannot round it to whole chroma samples
+    ((1, 1), "ffv1", "yuv444p"),
+    ((1, 8), "ffv1", "yuv420p"),
+    ((7, 7), "ffv1", "yuv444p"),  # an odd side that the profiles' even rounding would push past the picture
+])
+@pytest.mark.parametrize("profiles", [[PER_SECOND, UNIFORM], [PER_SECOND, UNIFORM, UNIFORM_224]],
+                         ids=["64", "64+224"])
+def test_tiny_flat_pictures_are_scaled_up(media, size, vcodec, pix_fmt, profiles):
+    from tests.media_factory import make_tiny_video
+
+    path = make_tiny_video(media / f"tiny_{size[0]}x{size[1]}_{pix_fmt}.mkv", size, vcodec=vcodec, pix_fmt=pix_fmt)
+    info = probe(path)
+    assert (info.width, info.height) == size
+    result = extract_frames(path, info, profiles)
+    want = _first_frame_rgb(path)[:3].astype(int)  # flat picture: every pixel is this colour
+    for profile in profiles:
+        res = result[profile.name]
+        assert res.frames.shape == (profile.n_samples, profile.size, profile.size, 3)
+        inside = sample_times(profile, info.duration)[1]
+        # every instant inside the 2-s clip gets a frame, up to one frame per sample (20 frames for 100 samples)
+        assert res.valid.sum() == min(int(inside.sum()), info.n_frames) and not (res.valid & ~inside).any()
+        assert np.abs(res.frames[res.valid].astype(int) - want).max() <= 2, (profile.name, want)
+
+
+def test_an_8x8_picture_keeps_its_halves(media):
+    """8x8, left half blue-ish, right half white: scaled up, the halves stay where they were."""
+    from tests.media_factory import make_tiny_video
+
+    path = make_tiny_video(media / "tiny_8x8.mp4", (8, 8), right="white")
+    info = probe(path)
+    result = extract_frames(path, info, [PER_SECOND, UNIFORM, UNIFORM_224])
+    for name, res in result.items():
+        frames = res.frames[res.valid].astype(int)
+        third = frames.shape[2] // 3
+        assert np.abs(frames[:, :, :third] - [32, 128, 192]).max() <= 4, name
+        assert (frames[:, :, -third:] >= 250).all(), name

@@ -16,7 +16,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.media_factory import (_ffmpeg, corrupt_middle, make_audio_only, make_bomb_y4m, make_vfr_video, make_video,
+from tests.media_factory import (_ffmpeg, corrupt_middle, make_audio_only, make_bomb_y4m, make_broadcast_asf,
+                                 make_recorder_webm, make_tiny_video, make_unfinalised_avi, make_vfr_video, make_video,
                                  set_rotation, truncate, write_random)
 
 __all__ = ["Case", "HOSTILE_NAMES", "build_corpus", "patch_mp4_duration", "make_hls_playlist", "make_subtitles_only"]
@@ -144,6 +145,18 @@ def build_corpus(folder: Path, outside: Path) -> list[Case]:
     cases.append(Case("rotated.mp4", "ok", facts={"rotation": 90, "display_width": 64, "display_height": 96}))
     make_vfr_video(folder / "vfr.mp4")
     cases.append(Case("vfr.mp4", "ok", facts={"variable_frame_rate": True}))
+
+    # containers without a duration (browser recording, live ASF, unfinalised AVI) and tiny pictures
+    make_recorder_webm(folder / "recorded.webm")
+    cases.append(Case("recorded.webm", "ok", facts={"container": "matroska,webm", "n_frames": 20}))
+    make_broadcast_asf(folder / "broadcast.asf")
+    cases.append(Case("broadcast.asf", "ok", facts={"container": "asf", "n_frames": 20}))
+    make_unfinalised_avi(folder / "unfinalised.avi")
+    cases.append(Case("unfinalised.avi", "ok", facts={"container": "avi", "n_frames": 20}))
+    make_tiny_video(folder / "one_pixel.mkv", (1, 1), vcodec="ffv1")
+    cases.append(Case("one_pixel.mkv", "ok", facts={"width": 1, "height": 1}))
+    make_tiny_video(folder / "eight_pixels.mp4", (8, 8), right="white")
+    cases.append(Case("eight_pixels.mp4", "ok", facts={"width": 8, "height": 8}))
 
     # things that point elsewhere
     secret = make_video(outside / "secret.mp4", duration=2.0, size=(96, 64), fps=10)
