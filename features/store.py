@@ -5,9 +5,12 @@ One store per dataset, at ``<root>/<dataset>/`` where ``root`` is a local path o
     store.json                          format version, dataset name
     manifest.parquet                    one row per video: ids, source paths, splits, labels, song, transcript
     edges.parquet                       the song–video edge list (video_id, song_id)
-    index/<stage>/<key>.json            commit record of one stage output for one video (fingerprint, params, record)
+    index/<stage>/<key>.json            commit record of one stage output for one video (fingerprint, params, record),
+                                        or a tombstone hiding the video's compacted output (see :meth:`Store.drop`)
     features.zarr/<stage>/<key>/<ver>/  the arrays of that output (a Zarr v3 group, one array per name)
     failures/<stage>/<key>.json         the last error of a stage on a video (removed when it later succeeds)
+    compact/                            the compacted layer: the three above folded into Parquet index partitions, a
+                                        failure table and Zarr shards with a video axis (see :mod:`features.compaction`)
     tables/<stage>.parquet              consolidated per-stage table (index + record columns) for pandas / duckdb
     artifacts/<name>/<fingerprint>/     dataset-level outputs (vocabulary, graph embeddings, checkpoints)
     packs/<fingerprint>.h5              HDF5 tensor packs for training
@@ -23,6 +26,11 @@ then its ``index`` record is written, atomically (temporary name + rename; a sin
 follow index records only, so a crash at any moment leaves either the previous output or the new one — never a half-
 written one; orphaned version directories are invisible and removed by the next write of that video or by
 :meth:`Store.gc`. Writers of one dataset serialise through :meth:`Store.lock`.
+
+**Two layers.** Those per-video files are the *fresh layer*. :meth:`Store.compact` (run at the end of every extraction,
+and by ``vidpipe compact DATASET``) folds them into the *compacted layer*, whose file count grows with the number of
+shards, not of videos. Every read sees the compacted outputs overlaid by the fresh ones (a fresh record or tombstone
+wins), so the public calls answer the same before and after a compaction.
 """
 
 from __future__ import annotations
@@ -50,19 +58,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from features import compaction as _compaction
+from features.errors import StoreError
+
 __all__ = ["FORMAT_VERSION", "Store", "StoreError", "IndexRecord", "open_store", "video_key", "check_dataset_name",
            "resolve_root"]
 
-#: on-disk format of a store; bump with a migration in :func:`_migrate` when the layout changes
-FORMAT_VERSION = 1
+#: on-disk format of a store; bump with a migration in :func:`_migrate` when the layout changes. Version 1 (no
+#: compacted layer) is version 2's fresh layer unchanged: such a store is read and written as it is, and its first
+#: compaction records version 2.
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ZARR_COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 _CHUNK_BYTES = 8 << 20
 _REMOTE_FS_OPTIONS = {"use_listings_cache": False}  # fsspec options for object-store roots (see Store.__init__)
-
-
-class StoreError(RuntimeError):
-    """The store on disk cannot be used as asked (wrong version, missing output, held lock)."""
 
 
 def check_dataset_name(dataset: str) -> str:
@@ -107,7 +117,8 @@ class IndexRecord:
     version: int  # stage code version that wrote it
     fingerprint: str  # cache key (see features.fingerprint)
     params: dict  # the parameters it was computed with
-    data: str | None  # version directory of its arrays under features.zarr/<stage>/<key>/, or None
+    data: str | None  # where its arrays are: a version directory under features.zarr/<stage>/<key>/, or (once
+    # compacted) "shard:<shard>:<row>" in compact/shards.zarr/<stage>/; None when it has no arrays
     record: dict  # small scalar outputs (probe facts, transcript text, ...)
     created: str  # ISO time (UTC)
     seconds: float  # compute time
@@ -138,6 +149,7 @@ class Store:
         self.path = f"{base.rstrip('/')}/{self.dataset}"
         self.url = self.path if self.local else f"{self.root.rstrip('/')}/{self.dataset}"
         self._zarr_store: Any = None
+        self._shard_store: Any = None
         self._open(create)
 
     # ------------------------------------------------------------------ layout and metadata
@@ -153,7 +165,7 @@ class Store:
             except (ValueError, AttributeError) as exc:
                 raise StoreError(f"{meta_path} is not a vidpipe store record ({exc}); restore it from a backup, or "
                                  f"re-ingest into a fresh root (vidpipe ingest {self.dataset} --root NEW ...)") from None
-            if version != FORMAT_VERSION:
+            if version not in _READABLE_VERSIONS:
                 _migrate(self, version)
             return
         if not create:
@@ -180,6 +192,28 @@ class Store:
             os.replace(tmp, path)
         else:
             self.fs.pipe_file(path, data)
+
+    def _ensure_format_version(self) -> None:
+        """Record :data:`FORMAT_VERSION` in ``store.json`` (before the first compacted generation is committed)."""
+        meta_path = self._p("store.json")
+        meta = json.loads(self.fs.cat_file(meta_path))
+        if meta.get("format_version") != FORMAT_VERSION:
+            meta = {**meta, "format_version": FORMAT_VERSION, "upgraded": _now()}
+            self._write_bytes(meta_path, json.dumps(meta, indent=2).encode())
+
+    def _shard_zarr(self) -> Any:
+        """The Zarr store of the compacted shards (``compact/shards.zarr``)."""
+        if self._shard_store is None:
+            if self.local:
+                self._shard_store = zarr.storage.LocalStore(self._p("compact", "shards.zarr"))
+            else:
+                self._shard_store = zarr.storage.FsspecStore.from_url(f"{self.url}/compact/shards.zarr",
+                                                                      storage_options=dict(_REMOTE_FS_OPTIONS))
+        return self._shard_store
+
+    def _rm(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(path, recursive=True)
 
     def _zarr(self) -> Any:
         if self._zarr_store is None:
@@ -259,17 +293,45 @@ class Store:
         """The committed output of ``stage`` for ``video_id``, or ``None``."""
         path = self._p("index", stage, f"{video_key(video_id)}.json")
         try:
-            return IndexRecord.from_json(self.fs.cat_file(path))
+            raw = json.loads(self.fs.cat_file(path))
         except FileNotFoundError:
-            return None
+            row = _compaction.read_view(self).row(stage, video_id)  # read after the fresh layer (see compaction)
+            return None if row is None else IndexRecord(**_compaction.row_to_record(stage, row))
+        return None if raw.get("dropped") else IndexRecord._from_dict(raw)
 
     def entries(self, stage: str) -> dict[str, IndexRecord]:
-        """All committed outputs of ``stage``: video id → record.
+        """All committed outputs of ``stage``: video id → record (compacted outputs overlaid by fresh ones)."""
+        fresh = self._fresh_raw(stage)
+        view = _compaction.read_view(self)
+        out = {vid: IndexRecord(**_compaction.row_to_record(stage, row)) for vid, row in view.rows(stage).items()}
+        for vid, raw in fresh.items():
+            if raw.get("dropped"):
+                out.pop(vid, None)
+            else:
+                out[vid] = IndexRecord._from_dict(raw)
+        return out
 
-        Local stores read through an index snapshot (see :meth:`_entries_local`); object stores read every record.
+    def _committed_ids(self, stage: str) -> set[str]:
+        """The video ids :meth:`entries` would return, without building their records."""
+        fresh = self._fresh_raw(stage)
+        ids = set(_compaction.read_view(self).ids(stage))
+        for vid, raw in fresh.items():
+            (ids.discard if raw.get("dropped") else ids.add)(vid)
+        return ids
+
+    def _fresh_stages(self) -> list[str]:
+        folder = self._p("index")
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+
+    def _fresh_raw(self, stage: str) -> dict[str, dict]:
+        """The fresh layer of ``stage``: video id → parsed index file (a record, or a tombstone with ``dropped``).
+
+        Local stores read through an index snapshot (see :meth:`_fresh_raw_local`); object stores read every file.
         """
         if self.local:
-            return self._entries_local(stage)
+            return self._fresh_raw_local(stage)
         folder = self._p("index", stage)
         if not self.fs.exists(folder):
             return {}
@@ -278,12 +340,12 @@ class Store:
             return {}
         out = {}
         for blob in self.fs.cat(paths, on_error="omit").values():
-            rec = IndexRecord.from_json(blob)
-            out[rec.video_id] = rec
+            raw = json.loads(blob)
+            out[raw["video_id"]] = raw
         return out
 
-    def _entries_local(self, stage: str) -> dict[str, IndexRecord]:
-        """:meth:`entries` on a local store without reading every index file each time (performance, issue 9).
+    def _fresh_raw_local(self, stage: str) -> dict[str, dict]:
+        """:meth:`_fresh_raw` on a local store without reading every index file each time.
 
         Reading one JSON per video per stage dominated a rerun with nothing to do (19,000 reads for 1,000 videos).
         ``cache/index/<stage>.json`` keeps every record parsed, keyed by its file's ``(inode, size, mtime_ns)``; a
@@ -324,15 +386,18 @@ class Store:
                 changed = True
         if changed or len(fresh) != len(known):
             _save_snapshot(snap_path, fresh)
-        out = {}
-        for _, d in fresh.values():
-            rec = IndexRecord._from_dict(d)
-            out[rec.video_id] = rec
-        return out
+        return {d["video_id"]: d for _, d in fresh.values()}
 
     def fingerprints(self, stage: str) -> dict[str, str]:
-        """video id → committed fingerprint for ``stage``."""
-        return {v: r.fingerprint for v, r in self.entries(stage).items()}
+        """video id → committed fingerprint for ``stage`` (read from the index columns: no record is parsed)."""
+        fresh = self._fresh_raw(stage)
+        out = _compaction.read_view(self).fingerprints(stage)
+        for vid, raw in fresh.items():
+            if raw.get("dropped"):
+                out.pop(vid, None)
+            else:
+                out[vid] = raw["fingerprint"]
+        return out
 
     def write(self, stage: str, video_id: str, fingerprint: str, *, version: int,
               arrays: Mapping[str, np.ndarray] | None = None, record: Mapping[str, Any] | None = None,
@@ -349,7 +414,7 @@ class Store:
         if arrays:
             data_dir = f"{fingerprint[:16]}-{uuid.uuid4().hex[:8]}"
             # attributes with the group, not attrs.update afterwards: that rewrote the group's metadata once per key
-            # (3 extra round trips through zarr's I/O thread — about 40 % of a frames write; issue 9)
+            # (3 extra round trips through zarr's I/O thread — about 40 % of a frames write)
             group = zarr.open_group(self._zarr(), path=f"{stage}/{key}/{data_dir}", mode="w",
                                     attributes={"video_id": video_id, "stage": stage, "fingerprint": fingerprint})
             for name, arr in arrays.items():
@@ -373,21 +438,52 @@ class Store:
         Raises:
             KeyError: no committed output (check :meth:`failures` for why).
         """
-        rec = self.entry(stage, video_id)
-        if rec is None:
-            art = self._dataset_stage_row(stage, video_id)
-            if art is not None:
-                return art
-            raise KeyError(f"no {stage!r} output for video {video_id!r} in {self.url} "
-                           "(not extracted yet, or failed: see store.failures())")
-        return {**rec.record, **self._arrays(rec)}
+        for attempt in range(3):
+            rec = self.entry(stage, video_id)
+            if rec is None:
+                art = self._dataset_stage_row(stage, video_id)
+                if art is not None:
+                    return art
+                raise KeyError(f"no {stage!r} output for video {video_id!r} in {self.url} "
+                               "(not extracted yet, or failed: see store.failures())")
+            try:
+                arrays = self._arrays(rec)
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.ArrayNotFoundError):
+                if attempt == 2:
+                    raise
+                continue
+            # A fresh output's folder is removed right after its index record (by a rewrite of the video or by a
+            # compaction that folded it), and Zarr reads a chunk that vanished as fill values: the arrays are the
+            # record's only if the record is still there. Compacted shards stay for a grace period after retiring.
+            if rec.data and not rec.data.startswith("shard:") and self.entry(stage, video_id) != rec:
+                continue
+            return {**rec.record, **arrays}
+        raise StoreError(f"the {stage!r} output of video {video_id!r} in {self.url} kept changing while it was read "
+                         "(three tries): another process is rewriting it")
 
     def _arrays(self, rec: IndexRecord) -> dict[str, np.ndarray]:
-        """The committed arrays of one index record (none when it has no data directory)."""
+        """The committed arrays of one index record (none when it has no data)."""
         if not rec.data:
             return {}
+        if rec.data.startswith("shard:"):
+            _, shard, row = rec.data.split(":")
+            return _compaction.read_view(self).shard_arrays(rec.stage, shard, int(row))
         group = zarr.open_group(self._zarr(), path=f"{rec.stage}/{video_key(rec.video_id)}/{rec.data}", mode="r")
         return {name: arr[...] for name, arr in group.arrays()}
+
+    def _fresh_arrays(self, stage: str, raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The arrays of a fresh index record (parsed)."""
+        group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(raw['video_id'])}/{raw['data']}", mode="r")
+        return {name: arr[...] for name, arr in group.arrays()}
+
+    def _fresh_signature(self, stage: str, raw: Mapping[str, Any]) -> tuple | None:
+        """``((name, dtype, shape), ...)`` of a fresh record's arrays, sorted by name, from their metadata only."""
+        try:
+            group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(raw['video_id'])}/{raw['data']}",
+                                    mode="r")
+            return tuple(sorted((name, np.dtype(arr.dtype).str, tuple(arr.shape)) for name, arr in group.arrays()))
+        except (TypeError, ValueError):  # a dtype numpy cannot name (zarr's own string types): not foldable
+            return None
 
     def copy_entry(self, source: "Store", stage: str, video_id: str) -> IndexRecord:
         """Commit ``source``'s output of ``stage`` for ``video_id`` here, unchanged (fingerprint, version, params,
@@ -404,12 +500,39 @@ class Store:
                           record=rec.record, params=rec.params, seconds=rec.seconds)
 
     def drop(self, stage: str, video_id: str) -> None:
-        """Remove a video's output of ``stage`` (index record first, then data)."""
+        """Remove a video's output of ``stage`` and its failure record (index record first, then data).
+
+        A video with a compacted output or failure gets a tombstone in the fresh layer (one small file, written
+        atomically) that hides both until the next compaction removes its rows.
+        """
         key = video_key(video_id)
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self._p("index", stage, f"{key}.json"))
+        path = self._p("index", stage, f"{key}.json")
+        view = _compaction.read_view(self)
+        if view.row(stage, video_id) is not None or any(
+                f["stage"] == stage and f["video_id"] == video_id for f in view.failures()):
+            self._write_bytes(path, json.dumps({"video_id": video_id, "stage": stage, "dropped": True,
+                                                "created": _now()}).encode())
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(path)
         self._clear_failure(stage, key)
         self._remove_stale_versions(stage, key, keep=None)
+
+    def _remove_fresh(self, stage: str, video_id: str, raw: Mapping[str, Any]) -> None:
+        """Remove a folded fresh index file (only while it still holds ``raw``) and its data."""
+        key = video_key(video_id)
+        path = self._p("index", stage, f"{key}.json")
+        try:
+            same = json.loads(self.fs.cat_file(path)) == raw
+        except FileNotFoundError:
+            same = True
+        if same:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(path)
+            # the video's whole folder: the folded version and any orphan beside it (writers hold the lock)
+            self._rm(self._p("features.zarr", stage, key))
+        elif raw.get("data"):
+            self._rm(self._p("features.zarr", stage, key, raw["data"]))
 
     def _remove_stale_versions(self, stage: str, key: str, keep: str | None) -> None:
         folder = self._p("features.zarr", stage, key)
@@ -432,7 +555,7 @@ class Store:
 
         A table whose Parquet metadata says it was written from exactly the current index records (same videos,
         fingerprints, data directories and commit times) is left as it is: a rerun with nothing to do rewrites
-        nothing (performance, issue 9).
+        nothing (for speed).
         """
         for stage in stages if stages is not None else self.stages():
             entries = self.entries(stage)
@@ -455,11 +578,31 @@ class Store:
         return value.decode() if value is not None else None
 
     def stages(self) -> list[str]:
-        """Stages with at least one committed output."""
-        folder = self._p("index")
-        if not self.fs.exists(folder):
-            return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+        """Stages with at least one committed output (fresh or compacted)."""
+        fresh = {s for s in self._fresh_stages() if any(not r.get("dropped") for r in self._fresh_raw(s).values())}
+        return sorted(fresh | set(_compaction.read_view(self).stages()))
+
+    def compact(self, *, locked: bool = False, grace_seconds: float = 600.0, **sizes: int) -> dict:
+        """Fold the fresh layer into a new compacted generation (see :mod:`features.compaction`).
+
+        Args:
+            locked: the caller already holds :meth:`lock` (the extraction flow); otherwise it is taken here.
+            grace_seconds: files an earlier generation retired are deleted this long after it (a concurrent reader
+                may still be reading them).
+            sizes: ``shard_videos``, ``shard_bytes``, ``part_rows`` (defaults in :mod:`features.compaction`).
+
+        Returns:
+            ``{"generation", "folded", "dropped", "failures", "shards_written", "shards_retired", "removed",
+            "seconds"}``.
+        """
+        unknown = sorted(set(sizes) - {"shard_videos", "shard_bytes", "part_rows"})
+        if unknown:
+            raise TypeError(f"compact() got unexpected keyword argument(s) {unknown}; expected shard_videos, "
+                            "shard_bytes or part_rows")
+        if locked:
+            return _compaction.compact(self, grace_seconds=grace_seconds, **sizes)
+        with self.lock():
+            return _compaction.compact(self, grace_seconds=grace_seconds, **sizes)
 
     # ------------------------------------------------------------------ failures
     def record_failure(self, stage: str, video_id: str, error: str, *, fingerprint: str | None = None) -> None:
@@ -470,10 +613,16 @@ class Store:
 
     def failure(self, stage: str, video_id: str) -> dict | None:
         """The recorded failure of ``stage`` on ``video_id``, or ``None``."""
+        key = video_key(video_id)
         try:
-            return json.loads(self.fs.cat_file(self._p("failures", stage, f"{video_key(video_id)}.json")))
+            return json.loads(self.fs.cat_file(self._p("failures", stage, f"{key}.json")))
         except FileNotFoundError:
+            pass
+        if self.fs.exists(self._p("index", stage, f"{key}.json")):  # committed (or dropped) since: no failure
             return None
+        table = _compaction.read_view(self).failure_index()
+        row = table.get((stage, video_id))
+        return dict(row) if row is not None else None
 
     def _clear_failure(self, stage: str, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -481,14 +630,34 @@ class Store:
 
     def failures(self) -> pd.DataFrame:
         """Every recorded failure: ``video_id``, ``stage``, ``error``, ``time``."""
-        folder = self._p("failures")
         cols = ["video_id", "stage", "error", "time"]
-        if not self.fs.exists(folder):
-            return pd.DataFrame(columns=cols)
-        paths = [p for p in self.fs.find(folder) if p.endswith(".json") and "/.tmp-" not in p]
-        rows = [json.loads(b) for b in self.fs.cat(paths, on_error="omit").values()] if paths else []
+        fresh = self._fresh_failures()
+        view = _compaction.read_view(self)
+        compacted = view.failures()
+        merged = {}
+        if compacted:
+            hidden = {stage: set(self._fresh_raw(stage)) for stage in {f["stage"] for f in compacted}}
+            merged = {(f["stage"], f["video_id"]): f for f in compacted if f["video_id"] not in hidden[f["stage"]]}
+        for f in fresh:
+            merged[(f["stage"], f["video_id"])] = f
+        rows = list(merged.values())
         df = pd.DataFrame(rows, columns=cols + ["fingerprint"]) if rows else pd.DataFrame(columns=cols)
         return df[cols].sort_values(["stage", "video_id"]).reset_index(drop=True)
+
+    def _fresh_failures(self) -> list[dict]:
+        """The fresh layer's failure records (parsed)."""
+        folder = self._p("failures")
+        if not self.fs.exists(folder):
+            return []
+        paths = [p for p in self.fs.find(folder) if p.endswith(".json") and "/.tmp-" not in p]
+        return [json.loads(b) for b in self.fs.cat(paths, on_error="omit").values()] if paths else []
+
+    def _remove_fresh_failure(self, item: Mapping[str, Any]) -> None:
+        """Remove a folded fresh failure record (only while it still holds ``item``)."""
+        path = self._p("failures", item["stage"], f"{video_key(item['video_id'])}.json")
+        with contextlib.suppress(FileNotFoundError):
+            if json.loads(self.fs.cat_file(path)) == dict(item):
+                self.fs.rm(path)
 
     # ------------------------------------------------------------------ dataset-level artifacts
     def write_artifact(self, name: str, fingerprint: str, *, arrays: Mapping[str, np.ndarray] | None = None,
@@ -671,23 +840,29 @@ class Store:
         """What ``vidpipe inspect --json`` prints: per stage how many manifest videos are done, failed, pending.
 
         Only committed outputs count as done (a crash mid-write is never reported as done); outputs of videos no longer
-        in the manifest are not counted.
+        in the manifest are not counted. A video whose source file is missing (a failure of the pseudo-stage
+        ``"source"``, :data:`pipelines.extract.SOURCE_STAGE`) is counted once, in ``missing`` (``missing_videos``
+        names up to 20), and is pending in no stage.
         """
         ids = set(self.manifest().get("video_id", pd.Series(dtype=str)))
         failures = self.failures()
         failures = failures[failures["video_id"].isin(ids)] if len(failures) else failures
+        missing = set(failures.loc[failures["stage"] == "source", "video_id"]) if len(failures) else set()
+        failures = failures[failures["stage"] != "source"] if len(failures) else failures
         names = list(dict.fromkeys([*(stages or []), *self.stages(), *sorted(set(failures.get("stage", [])))]))
         out: dict[str, dict[str, int]] = {}
         for stage in names:
-            done = set(self.entries(stage)) & ids
+            done = self._committed_ids(stage) & ids
             if not done and self.artifact_fingerprint(stage) is not None:  # dataset-level stage (graph)
                 _, meta = self.read_artifact(stage)
                 done = set(meta.get("video_ids", [])) & ids
             failed = set(failures.loc[failures["stage"] == stage, "video_id"]) - done if len(failures) else set()
-            out[stage] = {"done": len(done), "failed": len(failed), "pending": len(ids - done - failed)}
+            out[stage] = {"done": len(done), "failed": len(failed), "pending": len(ids - done - failed - missing)}
         return {
             "dataset": self.dataset,
             "videos": len(ids),
+            "missing": len(missing),
+            "missing_videos": sorted(missing)[:20],
             "stages": out,
             "failures": [{"video_id": r.video_id, "stage": r.stage, "error": r.error}
                          for r in failures.itertuples()] if len(failures) else [],
@@ -757,8 +932,8 @@ class Store:
         written = [d["name"].rstrip("/").rsplit("/", 1)[-1] for d in self.fs.ls(zroot, detail=True)
                    if d.get("type") == "directory"] if self.fs.exists(zroot) else []  # files there: zarr's own
         # stages with data but no index yet too: a crash during a stage's very first write leaves only data
-        for stage in sorted(set(self.stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
-            live = {video_key(v): r.data for v, r in self.entries(stage).items()}
+        for stage in sorted(set(self._fresh_stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
+            live = {video_key(v): r.get("data") for v, r in self._fresh_raw(stage).items()}
             folder = self._p("features.zarr", stage)
             if not self.fs.exists(folder):
                 continue
@@ -784,6 +959,8 @@ class Store:
                 if p.rstrip("/").rsplit("/", 1)[-1] not in live | {"zarr.json"}:
                     self.fs.rm(p, recursive=True)
                     removed += 1
+        # compacted files no generation references (a crashed compaction) or retired longer than the grace period
+        removed += _compaction.collect(self, _compaction.read_current(self), tmp_grace_seconds)
         if self.local:
             # our own temporaries, and zarr's (LocalStore writes <name>.<uuid>.partial, then renames)
             now = time.time()

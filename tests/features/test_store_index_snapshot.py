@@ -1,4 +1,4 @@
-"""The local index snapshot behind ``Store.entries`` and the skip of unchanged consolidated tables (issue 9 speed work):
+"""The local index snapshot behind ``Store.entries`` and the skip of unchanged consolidated tables:
 both must give exactly what reading every index record gives, whatever happened to the files in between."""
 
 from __future__ import annotations

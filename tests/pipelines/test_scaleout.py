@@ -115,7 +115,10 @@ def test_s3_root_writes_reads_back_and_reruns_incrementally(tmp_path, s3_root, p
 
     keys = s3fs.S3FileSystem().find("bucket/prefix/s3ds")
     assert "bucket/prefix/s3ds/manifest.parquet" in keys and "bucket/prefix/s3ds/tables/probe.parquet" in keys
-    assert any(k.startswith("bucket/prefix/s3ds/features.zarr/audio/") for k in keys)
+    # the extraction ends with a compaction: the outputs are in shards, no per-video file is left
+    assert any(k.startswith("bucket/prefix/s3ds/compact/shards.zarr/audio/") for k in keys)
+    assert not [k for k in keys if k.startswith("bucket/prefix/s3ds/index/")
+                or (k.startswith("bucket/prefix/s3ds/features.zarr/") and not k.endswith("/zarr.json"))]
     assert not (tmp_path / "data").exists()  # nothing fell back to a local ./data
 
     store = open_store(s3_root, "s3ds")  # a fresh handle reads everything back from S3
@@ -256,3 +259,61 @@ def test_ddp_two_gloo_processes_train_and_rank0_writes_once(tmp_path):
     losses = [h["train_loss"] for h in fits[0]["history"]]
     assert n_epochs == epochs and losses[-1] < 0.7 * losses[0], losses
     assert summary["metrics"]["accuracy_mean"] >= 0.8 > summary["baseline"]["accuracy_mean"] + 0.1, summary
+
+
+def _count_s3_requests(monkeypatch) -> "collections.Counter[str]":
+    """HTTP requests reaching the moto server, by method (counted in its WSGI entry point)."""
+    import collections
+
+    from moto.server import DomainDispatcherApplication
+
+    counts: collections.Counter[str] = collections.Counter()
+    real = DomainDispatcherApplication.__call__
+
+    def counting(self, environ, start_response):
+        counts[environ["REQUEST_METHOD"]] += 1
+        return real(self, environ, start_response)
+
+    monkeypatch.setattr(DomainDispatcherApplication, "__call__", counting)
+    return counts
+
+
+@pytest.mark.slow  # ~3 min on 2 loaded cores: every request goes through moto's HTTP server
+def test_s3_requests_per_video_before_and_after_compaction(tmp_path, s3_root, monkeypatch):
+    """Requests per video on an ``s3://`` root for committing every per-video stage of N videos (then the extraction's
+    compaction) and for a no-op plan, on per-video files (before) and on the compacted layout (after)."""
+    from features.store import Store
+    from pipelines.extract import STAGE_VERSIONS, plan_extraction
+
+    counts = _count_s3_requests(monkeypatch)
+    n, stages = 24, ["probe", "frames", "audio", "transcripts", "metadata"]
+    src = tmp_path / "src"
+    src.mkdir()
+    manifest = pd.DataFrame({"video_id": [f"v{i:02d}" for i in range(n)], "split": "train",
+                             "source_path": [str(src / f"v{i:02d}.mp4") for i in range(n)],
+                             "transcript": [f"words {i}" for i in range(n)]})
+    for p in manifest["source_path"]:
+        Path(p).write_bytes(os.urandom(64))
+    figures = {}
+    for layout in ("before", "after"):
+        store = open_store(f"{s3_root}/{layout}", "s3n", create=True)
+        store.write_manifest(manifest)
+        items, _, _ = plan_extraction(store, manifest, CFG, stages)
+        counts.clear()
+        for item in items:
+            vid, fps = item["row"]["video_id"], item["fps"]
+            for stage in stages:
+                arrays = {"x": np.full((2, 8, 8, 3), len(vid), np.uint8), "ok": np.ones(2, bool)} \
+                    if stage in ("frames", "audio") else None
+                store.write(stage, vid, fps[stage], version=STAGE_VERSIONS[stage], arrays=arrays,
+                            record={"n": 1}, params=CFG.stage_params(stage))
+        if layout == "after":
+            store.compact()
+        commit = sum(counts.values())
+        counts.clear()
+        again, _, _ = plan_extraction(open_store(f"{s3_root}/{layout}", "s3n"), manifest, CFG, stages)
+        assert again == []
+        figures[layout] = {"commit_per_video": commit / n, "noop_plan_per_video": sum(counts.values()) / n}
+    print("s3 requests per video:", json.dumps(figures))
+    assert figures["after"]["noop_plan_per_video"] <= figures["before"]["noop_plan_per_video"] / 5, figures
+    assert sorted(Store(f"{s3_root}/after", "s3n").fingerprints("frames")) == list(manifest["video_id"])

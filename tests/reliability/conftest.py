@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 DATASET = "rel"
 #: the extraction parameters of every reliability test: tiny, so a full run takes seconds
 EXTRACT_CONFIG = {"n_segments": 3, "n_frames": 8, "asr": "none", "n_mfcc": 13, "clip_frames": 32, "timeout": 60.0}
-_MUTATING = ("write:", "table:", "artifact:", "failure:", "pack", "checkpoint:", "run-record", "manifest")
+_MUTATING = ("write:", "table:", "artifact:", "failure:", "pack", "checkpoint:", "run-record", "manifest", "compact")
 
 
 def _have(module: str) -> bool:
@@ -150,6 +150,7 @@ def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None, h
                 emit("E", name)
         setattr(owner, attr, inner)
 
+    import features.compaction
     import features.probe
     import features.video
     import models.engine
@@ -164,6 +165,12 @@ def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None, h
     wrap(Store, "write_artifact", lambda self, name, *a, **k: f"artifact:{name}")
     wrap(Store, "write_pack", "pack")
     wrap(Store, "save_run", "run-record")
+    # compaction: the whole fold, each index partition / failure table / shard written before the commit, and the
+    # removal of each folded fresh file after it
+    wrap(Store, "compact", "compact")
+    wrap(features.compaction, "_write_parquet", lambda store, rel, *a, **k: f"compact:{rel.split('/', 1)[0]}")
+    wrap(features.compaction._ShardWriter, "close", "compact:shard")
+    wrap(Store, "_remove_fresh", "compact:cleanup")
     wrap(pipelines.extract, "plan_extraction", "plan")
     wrap(pipelines.extract, "_text_stage", "text-stage")
     wrap(features.probe, "probe", "decode:probe")
@@ -438,51 +445,99 @@ def _json_files(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
+def raw_layers(store_dir: Path) -> tuple[dict[str, dict[str, dict]], dict[str, set[str]]]:
+    """What the files say, read here without the store's code: (stage → video id → visible index record as a dict
+    with a ``where`` key, stage → video ids with a visible failure).
+
+    Compacted rows come from ``compact/CURRENT.json`` and the Parquet partitions it names; fresh index files override
+    them (a ``dropped`` tombstone hides them); a compacted failure is hidden by any fresh index file of its (stage,
+    video) and replaced by a fresh failure file. Every committed output's data is checked to exist.
+    """
+    import pyarrow.parquet as pq
+
+    current_path = store_dir / "compact" / "CURRENT.json"
+    current = json.loads(current_path.read_text()) if current_path.exists() else {"stages": {}, "shards": {},
+                                                                                   "failures": None}
+    visible: dict[str, dict[str, dict]] = {}
+    for stage, info in current["stages"].items():
+        rows = visible.setdefault(stage, {})
+        for rel in info["parts"]:
+            if rel is None:
+                continue
+            for row in pq.read_table(store_dir / "compact" / rel).to_pylist():
+                if row["shard"] is not None:
+                    shard = current["shards"].get(f"{stage}/{row['shard']}")
+                    assert shard is not None and 0 <= row["row"] < shard["rows"], f"{stage}/{row['video_id']}: {row}"
+                    assert (store_dir / "compact" / "shards.zarr" / stage / row["shard"]).is_dir(), row
+                rows[row["video_id"]] = {**row, "where": "compacted"}
+    fresh_index: dict[str, set[str]] = {}
+    index_root = store_dir / "index"
+    for folder in sorted(index_root.iterdir()) if index_root.is_dir() else []:
+        for rec in _json_files(folder):
+            fresh_index.setdefault(folder.name, set()).add(rec["video_id"])
+            if rec.get("dropped"):
+                visible.get(folder.name, {}).pop(rec["video_id"], None)
+                continue
+            if rec["data"] is not None:
+                from features.store import video_key
+
+                data_dir = store_dir / "features.zarr" / folder.name / video_key(rec["video_id"]) / rec["data"]
+                assert data_dir.is_dir(), f"{folder.name}/{rec['video_id']}: committed data {data_dir} is missing"
+            visible.setdefault(folder.name, {})[rec["video_id"]] = {**rec, "where": "fresh"}
+    failed: dict[str, set[str]] = {}
+    if current.get("failures"):
+        for row in pq.read_table(store_dir / "compact" / current["failures"]).to_pylist():
+            if row["video_id"] not in fresh_index.get(row["stage"], set()):
+                failed.setdefault(row["stage"], set()).add(row["video_id"])
+    fail_root = store_dir / "failures"
+    for folder in (fail_root.iterdir() if fail_root.is_dir() else []):
+        failed.setdefault(folder.name, set()).update(f["video_id"] for f in _json_files(folder))
+    return {s: v for s, v in visible.items() if v}, failed
+
+
 def check_store(root: Path, dataset: str = DATASET, reference: Path | None = None) -> dict[str, int]:
     """Assert that a store is consistent (after a crash); returns committed outputs per stage.
 
     * the store opens, its manifest and every ``tables/*.parquet`` read;
-    * every index record's data directory exists and every array in it reads;
+    * every visible output (fresh or compacted, see :func:`raw_layers`) has its data, and every array of it reads;
     * with ``reference`` (the root of an uninterrupted run), every visible output has the reference's fingerprint and
       arrays equal to it byte for byte, and its record fields equal (times aside);
-    * ``summary()`` agrees with a count made here from the raw index and failure files;
+    * ``entries()`` and ``summary()`` agree with what the files say (read here by :func:`raw_layers`);
     * every current artifact reads.
     """
     import pyarrow.parquet as pq
 
-    from features.store import open_store, video_key
+    from features.store import open_store
 
     store = open_store(root, dataset)
     ids = set(store.manifest()["video_id"])
     for table in sorted((Path(store.path) / "tables").glob("*.parquet")):
         pq.read_table(table)
     ref = open_store(reference, dataset) if reference is not None else None
+    visible, failed = raw_layers(Path(store.path))
     counts: dict[str, int] = {}
-    for stage in store.stages():
-        raw = _json_files(Path(store.path) / "index" / stage)
-        for rec in raw:
-            vid = rec["video_id"]
-            if rec["data"] is not None:
-                data_dir = Path(store.path) / "features.zarr" / stage / video_key(vid) / rec["data"]
-                assert data_dir.is_dir(), f"{stage}/{vid}: committed data {data_dir} is missing"
+    assert sorted(visible) == store.stages(), (sorted(visible), store.stages())
+    for stage, recs in visible.items():
+        assert sorted(store.entries(stage)) == sorted(recs), stage
+        for vid, rec in recs.items():
             out = store.read(stage, vid)
             if ref is not None:
                 want = ref.entry(stage, vid)
                 assert want is not None and want.fingerprint == rec["fingerprint"], \
                     f"{stage}/{vid}: fingerprint {rec['fingerprint']} is not the uninterrupted run's"
                 assert_same_output(out, ref.read(stage, vid), f"{stage}/{vid}")
-        counts[stage] = len(raw)
+        counts[stage] = len(recs)
     summary = store.summary()
-    failures: dict[str, set[str]] = {}
-    fail_root = Path(store.path) / "failures"
-    for folder in (fail_root.iterdir() if fail_root.is_dir() else []):
-        failures[folder.name] = {f["video_id"] for f in _json_files(folder)} & ids
     for stage, got in summary["stages"].items():
-        done = {r["video_id"] for r in _json_files(Path(store.path) / "index" / stage)} & ids
+        if stage == "source":
+            continue
+        done = set(visible.get(stage, {})) & ids
         if not done and store.artifact_fingerprint(stage) is not None:
             done = set(store.read_artifact(stage)[1].get("video_ids", [])) & ids
-        failed = failures.get(stage, set()) - done
-        assert got == {"done": len(done), "failed": len(failed), "pending": len(ids - done - failed)}, (stage, got)
+        missing = failed.get("source", set()) & ids
+        failed_here = (failed.get(stage, set()) & ids) - done
+        assert got == {"done": len(done), "failed": len(failed_here),
+                       "pending": len(ids - done - failed_here - missing)}, (stage, got)
     art = Path(store.path) / "artifacts"
     for name in sorted(p.name for p in art.iterdir()) if art.is_dir() else []:
         if store.artifact_fingerprint(name) is not None:

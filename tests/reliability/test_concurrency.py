@@ -1,4 +1,5 @@
-"""Concurrency: two extraction runs on one dataset, and parallel writers to one store, lose nothing.
+"""Concurrency: two extraction runs on one dataset, and parallel writers to one store, lose nothing; a reader beside
+compactions sees consistent outputs.
 
 Two runs at once: the second waits on the store's write lock (and says so), then finds everything done; the store is
 byte-for-byte the one a single serial run makes. Parallel ``Store.write`` calls for different videos, from threads and
@@ -131,3 +132,67 @@ def test_a_second_process_is_refused_clearly_and_the_lock_dies_with_its_holder(t
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+_READER = """
+import json, sys, numpy as np
+from pathlib import Path
+from features.store import open_store
+root, stop, dropped = sys.argv[1], Path(sys.argv[2]), set(json.loads(sys.argv[3]))
+ids = [f"vid/{i:02d}" for i in range(30)]
+reads = missing = 0
+while not stop.exists():
+    store = open_store(root, "rel")
+    seen = store.entries("frames")
+    assert set(seen) <= set(ids) and set(ids) - set(seen) <= dropped, sorted(set(ids) - set(seen))
+    for vid in ids:
+        try:
+            out = store.read("frames", vid)
+        except KeyError:
+            assert vid in dropped, vid
+            missing += 1
+            continue
+        want = np.random.default_rng(out["tag"]).integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+        assert out["x"].tobytes() == want.tobytes(), (vid, out["tag"])
+        reads += 1
+print(json.dumps({"reads": reads, "missing": missing}))
+"""
+
+
+def test_a_reader_sees_consistent_outputs_while_compactions_run(tmp_path):
+    """A reader process reads every video in a loop while this process rewrites, drops and compacts: each output it
+    reads has the arrays that belong to its record, and no read fails (a compaction may remove the fresh files a
+    reader has just found; the files of an earlier generation stay for the grace period)."""
+    store = open_store(tmp_path, DATASET, create=True)
+    ids = [f"vid/{i:02d}" for i in range(30)]
+
+    def write(vid: str, tag: int) -> None:
+        x = np.random.default_rng(tag).integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+        store.write("frames", vid, f"{tag:032x}", version=1, arrays={"x": x}, record={"tag": tag})
+
+    for i, vid in enumerate(ids):
+        write(vid, i)
+    dropped = ids[-4:]
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", _READER, str(tmp_path), str(stop), json.dumps(dropped)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        for rnd in range(1, 5):
+            with store.lock():
+                for i in range(rnd, 30, 3):  # a third of the videos rewritten each round (dropped ones stay so)
+                    if rnd < 2 or ids[i] not in dropped:
+                        write(ids[i], 100 * rnd + i)
+                if rnd == 2:
+                    for vid in dropped:
+                        store.drop("frames", vid)
+                stats = store.compact(locked=True, shard_videos=8)
+            assert stats["folded"] >= 7, stats
+            time.sleep(0.2)
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err[-3000:]
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts["reads"] >= 30, counts
+    assert sorted(store.entries("frames")) == sorted(set(ids) - set(dropped))

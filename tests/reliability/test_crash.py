@@ -245,6 +245,52 @@ def test_extraction_cli_survives_kills(runner, extraction_reference, tmp_path):
     assert stats["kills"] >= 4
 
 
+#: exact kill points inside the compaction that ends every extraction: after its first shard is written (nothing
+#: committed yet), after its second index partition, and among the removals of folded fresh files (after the commit)
+COMPACTION_KILLS = [["E", "compact:shard", 1], ["E", "compact:index", 2], ["B", "compact:cleanup", 3]]
+
+
+def test_extraction_survives_kills_during_compaction(runner, extraction_reference, tmp_path):
+    """Each run is killed inside the compaction; every rerun compacts again; the end equals an uninterrupted run."""
+    stats = _campaign(runner, extraction_reference, tmp_path / "root", kills=len(COMPACTION_KILLS), seed=2, slow_ms=0,
+                      points=COMPACTION_KILLS)
+    print("compaction kills:", json.dumps(stats))
+    assert stats["kills"] == len(COMPACTION_KILLS) and stats["completed"] == 1, stats
+    assert all(w.startswith("mid-write compact") for w in stats["where"]), stats
+    current = json.loads(Path(tmp_path, "root", DATASET, "compact", "CURRENT.json").read_text())
+    assert current["generation"] >= 2 and not list(Path(tmp_path, "root", DATASET, "index").glob("*/*.json"))
+
+
+@pytest.mark.slow
+def test_every_step_of_a_compaction_survives_a_kill(runner, extraction_reference, tmp_path):
+    """A kill at each compaction step of a full extraction (up to 16, spread evenly), each from the ingested store."""
+    template, reference, _ = extraction_reference
+    root = tmp_path / "root"
+    _reset(template, root)
+    probe = runner.run("extract", kwargs=_extract_kwargs(root))
+    assert probe.exit == 0, probe.log[-3000:]
+    seen: collections.Counter = collections.Counter()
+    points = []
+    for _, kind, what in probe.trace:
+        if what.startswith("compact"):
+            seen[(kind, what)] += 1
+            points.append([kind, what, seen[(kind, what)]])
+    points = [points[round(i * (len(points) - 1) / 15)] for i in range(16)] if len(points) > 16 else points
+    where: collections.Counter = collections.Counter()
+    for point in points:
+        _reset(template, root)
+        out = runner.run("extract", kwargs=_extract_kwargs(root), die_at=point)
+        assert out.killed, (point, out.where())
+        where[out.where()] += 1
+        check_store(root, reference=reference)
+        final = runner.run("extract", kwargs=_extract_kwargs(root))
+        assert final.exit == 0, final.log[-3000:]
+        _assert_complete_and_identical(root, reference)
+    print("compaction kill points:", json.dumps(dict(where.most_common())))
+    # the last point is the end of the compaction itself ("after compact")
+    assert len(points) >= 8 and all(w.startswith(("mid-write compact", "after compact")) for w in where), where
+
+
 # ---------------------------------------------------------------------------------------------------- graph
 def _graph_kwargs(root: Path, **extra) -> dict:
     return {"dataset": DATASET, "root": str(root), "epochs": 40, "hidden": 8, "out": 4, "heads": 2, **extra}
