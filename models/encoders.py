@@ -6,6 +6,10 @@ paper-faithful ``token_mode="pooled"`` each modality is collapsed to one token (
 single FC over the flattened MFCC matrix that the dissertation describes).
 
 Pretrained weights are only ever read from a local file (``load_pretrained``); nothing is downloaded.
+
+With ``input_kind="embeddings"`` the vision, audio and text encoders read the cached vectors of pretrained encoders
+(``vision_emb`` (B, T, D_v), ``audio_emb`` (B, S, D_a), ``text_emb`` (B, L, D_t); :mod:`features.embed`) through an
+:class:`EmbeddingProjection` instead of raw frames / MFCC / bag of words; graph and metadata are vectors either way.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from models.base import ModelConfig, check_shape, masked_mean
 
 __all__ = [
     "MODALITY_KEYS",
+    "EMBEDDING_KEYS",
+    "INPUT_KINDS",
     "ClipConfig",
+    "EmbeddingProjection",
     "FrameCNN",
     "MfccCNN",
     "MfccTokenizer",
@@ -34,6 +41,7 @@ __all__ = [
     "VectorTokenizer",
     "build_modality_encoder",
     "hierarchical_positional_encoding",
+    "input_key",
     "load_pretrained",
     "patchify",
     "pool_tokens",
@@ -260,6 +268,45 @@ class VectorTokenizer(nn.Module):
         return self.norm(self.proj(x).view(b, self.n_tokens, -1)), mask[:, None].expand(b, self.n_tokens)
 
 
+class EmbeddingProjection(nn.Module):
+    """Cached encoder vectors → model tokens: z_n = LayerNorm(W x_n + b) + PE[n] (sinusoidal over the N positions).
+
+    The small per-modality encoder of a head trained on pretrained embeddings; the frozen encoder already did the
+    heavy lifting, so one linear map to the model width is the whole front end.
+
+    Shapes:
+        x (B, N, D_in), mask (B, N) → tokens (B, N, D), token mask (B, N)
+    """
+
+    def __init__(self, *, in_dim: int, dim: int, n_positions: int) -> None:
+        super().__init__()
+        if in_dim < 1 or n_positions < 1:
+            raise ValueError(f"in_dim={in_dim}, n_positions={n_positions}; expected both >= 1")
+        self.proj = nn.Linear(in_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        pe = sinusoidal_encoding(n_positions, dim) if n_positions > 1 else None
+        self.register_buffer("pe", pe, persistent=False)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = self.norm(self.proj(x))
+        if self.pe is not None:
+            tokens = tokens + self.pe[: x.shape[1]].to(tokens.dtype)
+        return tokens, mask
+
+
+#: what a model reads: "raw" (frames, MFCC, bag of words) or "embeddings" (cached pretrained-encoder vectors)
+INPUT_KINDS: tuple[str, ...] = ("raw", "embeddings")
+#: whole-clip modality → the pack key of its cached embeddings (input_kind="embeddings")
+EMBEDDING_KEYS: Mapping[str, str] = {"vision": "vision_emb", "audio": "audio_emb", "text": "text_emb"}
+
+
+def input_key(modality: str, cfg: "ClipConfig") -> str:
+    """The batch key a whole-clip modality is read from under ``cfg.input_kind``."""
+    if getattr(cfg, "input_kind", "raw") == "embeddings" and modality in EMBEDDING_KEYS:
+        return EMBEDDING_KEYS[modality]
+    return modality
+
+
 @dataclass(kw_only=True)
 class ClipConfig(ModelConfig):
     """Input geometry of the whole-clip modalities (vision, audio, text, graph, meta) for MCAT and VAN."""
@@ -276,12 +323,23 @@ class ClipConfig(ModelConfig):
     vocab_size: int = 1000  # V, length of the ``text`` bag-of-words vector
     graph_dim: int = 128  # width of the ``graph`` (frozen GAT) embedding
     meta_dim: int = 8  # width of the ``meta`` vector
+    egemaps_dim: int = 88  # width of the ``egemaps`` vector (the 88 eGeMAPS v02 functionals, paper 004)
     vector_tokens: int = 4  # tokens made from each vector modality (= 1 in token_mode="pooled")
+    input_kind: str = "raw"  # "raw": frames / MFCC / bag of words; "embeddings": cached pretrained-encoder vectors
+    vision_emb_dim: int = 512  # D_v of ``vision_emb`` (one vector per frame; T = n_frames)
+    audio_emb_dim: int = 768  # D_a of ``audio_emb`` (one vector per 1-second segment)
+    audio_tokens: int = 15  # S, segments in ``audio_emb``
+    text_emb_dim: int = 768  # D_t of ``text_emb`` (one vector per token)
+    text_tokens: int = 64  # L, tokens in ``text_emb``
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind={self.input_kind!r}; expected one of {list(INPUT_KINDS)}")
         for name in ("n_frames", "frame_size", "patch_size", "patch_dim", "n_mfcc", "mfcc_frames", "audio_chunk",
-                     "vocab_size", "graph_dim", "meta_dim", "vector_tokens"):
+                     "vocab_size", "graph_dim", "meta_dim", "egemaps_dim", "vector_tokens", "vision_emb_dim",
+                     "audio_emb_dim",
+                     "audio_tokens", "text_emb_dim", "text_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
         if self.frame_size % self.patch_size:
@@ -293,15 +351,20 @@ class ClipConfig(ModelConfig):
 
 
 # Which config fields give each whole-clip key's width; adding a vector modality is one line here.
-_VECTOR_DIMS: Mapping[str, str] = {"text": "vocab_size", "graph": "graph_dim", "meta": "meta_dim"}
+_VECTOR_DIMS: Mapping[str, str] = {"text": "vocab_size", "graph": "graph_dim", "meta": "meta_dim",
+                                   "egemaps": "egemaps_dim"}
 MODALITY_KEYS: tuple[str, ...] = ("vision", "audio", *_VECTOR_DIMS)
 
 
 class ModalityEncoder(nn.Module):
     """Reads one key (and its mask) from the batch, checks its shape, and returns tokens + token mask.
 
+    ``input_key`` is the batch key read: the modality itself, or with ``input_kind="embeddings"`` its cached
+    embeddings (:data:`EMBEDDING_KEYS`), encoded by an :class:`EmbeddingProjection`.
+
     Shapes:
         batch[key]: vision (B, T, 3, H, W) | audio (B, n_mfcc, F) | text/graph/meta (B, V)
+        | vision_emb (B, T, D_v) | audio_emb (B, S, D_a) | text_emb (B, L, D_t) (masks (B, T) / (B, S) / (B, L))
         → tokens (B, N, D), token mask (B, N); N = 1 in token_mode="pooled"
     """
 
@@ -310,8 +373,14 @@ class ModalityEncoder(nn.Module):
         if key not in MODALITY_KEYS:
             raise ValueError(f"modality {key!r} is not supported; expected one of {list(MODALITY_KEYS)}")
         self.key = key
+        self.input_key = input_key(key, cfg)
         self.pooled = cfg.token_mode == "pooled"
-        if key == "vision":
+        if self.input_key != key:
+            n, width = {"vision": (cfg.n_frames, cfg.vision_emb_dim), "audio": (cfg.audio_tokens, cfg.audio_emb_dim),
+                        "text": (cfg.text_tokens, cfg.text_emb_dim)}[key]
+            self.expected = (None, n, width)
+            self.net = EmbeddingProjection(in_dim=width, dim=cfg.dim, n_positions=n)
+        elif key == "vision":
             self.expected: tuple[int | None, ...] = (None, cfg.n_frames, 3, cfg.frame_size, cfg.frame_size)
             self.net: nn.Module = PatchEncoder(
                 frame_size=cfg.frame_size, patch_size=cfg.patch_size, n_frames=cfg.n_frames, patch_dim=cfg.patch_dim,
@@ -328,14 +397,15 @@ class ModalityEncoder(nn.Module):
             self.net = VectorTokenizer(in_dim=width, n_tokens=n_tokens, dim=cfg.dim)
 
     def forward(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        x = batch[self.key]
-        check_shape(self.key, x, self.expected)
-        mask_shape = tuple(x.shape[:2]) if self.key == "vision" else (x.shape[0],)
-        mask = batch.get(f"{self.key}_mask")
+        key = self.input_key
+        x = batch[key]
+        check_shape(key, x, self.expected)
+        mask_shape = tuple(x.shape[:2]) if key == "vision" or key != self.key else (x.shape[0],)
+        mask = batch.get(f"{key}_mask")
         if mask is None:
             mask = torch.ones(mask_shape, dtype=torch.bool, device=x.device)
         elif tuple(mask.shape) != mask_shape:
-            raise ValueError(f"batch[{self.key + '_mask'!r}] has shape {tuple(mask.shape)}; expected {mask_shape}")
+            raise ValueError(f"batch[{key + '_mask'!r}] has shape {tuple(mask.shape)}; expected {mask_shape}")
         mask = mask.to(device=x.device, dtype=torch.bool)
         # Masked items are zero by contract; zero them anyway so a caller's stale values cannot leak.
         keep = mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))).to(x.dtype)

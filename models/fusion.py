@@ -128,9 +128,10 @@ class FusionModel(VidModel):
         super().__init__(config)
         cfg = config
         self.modalities = tuple(cfg.modalities)
-        self.inputs = self.modalities
         self.encoded = self.modalities if encoded is None else tuple(encoded)
         self.encoders = nn.ModuleDict({m: build_modality_encoder(m, cfg) for m in self.encoded})
+        # raw keys or, with input_kind="embeddings", the cached embeddings of the modalities the encoders read
+        self.inputs = tuple(self.encoders[m].input_key if m in self.encoders else m for m in self.modalities)
         self.modality_blocks = nn.ModuleDict(
             {m: nn.ModuleList(self._block() for _ in range(cfg.modality_layers)) for m in self.encoded}
         )

@@ -78,7 +78,7 @@ class MTAF(FusionModel):
         d = cfg.dim
         self.fc = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout)) for m in self.modalities})
         if cfg.trend_len:
-            self.inputs = (*self.modalities, TREND_KEY)
+            self.inputs = (*self.inputs, TREND_KEY)
             self.gru = nn.GRU(1, cfg.gru_hidden, batch_first=True, bidirectional=True)
             self.trend_fc = nn.Sequential(nn.Linear(2 * cfg.gru_hidden, d), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)

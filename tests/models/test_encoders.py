@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -132,3 +133,71 @@ def test_load_pretrained(tmp_path):
     torch.save(VectorTokenizer(in_dim=5, n_tokens=2, dim=4).state_dict(), tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="does not fit"):
         load_pretrained(dst, tmp_path / "wrong.pt")
+
+
+# ------------------------------------------------------------------------------------------ heads on embeddings
+EMB = dict(input_kind="embeddings", vision_emb_dim=12, audio_emb_dim=10, text_emb_dim=6, audio_tokens=3,
+           text_tokens=5)
+
+
+def test_embedding_projection_is_linear_norm_plus_position():
+    from models.encoders import EmbeddingProjection
+
+    torch.manual_seed(0)
+    proj = EmbeddingProjection(in_dim=5, dim=8, n_positions=4)
+    x, mask = torch.randn(2, 4, 5), torch.tensor([[True, True, False, False], [True] * 4])
+    tok, tmask = proj(x, mask)
+    assert tok.shape == (2, 4, 8) and tmask is mask
+    want = torch.nn.functional.layer_norm(x @ proj.proj.weight.T + proj.proj.bias, (8,), proj.norm.weight,
+                                          proj.norm.bias) + sinusoidal_encoding(4, 8)
+    torch.testing.assert_close(tok, want)
+    with pytest.raises(ValueError, match="in_dim=0"):
+        EmbeddingProjection(in_dim=0, dim=8, n_positions=4)
+
+
+def test_modality_encoder_reads_the_embedding_keys():
+    cfg = ClipConfig(dim=8, heads=2, n_frames=4, **EMB)
+    enc = build_modality_encoder("vision", cfg)
+    assert enc.input_key == "vision_emb"
+    tok, mask = enc({"vision_emb": torch.randn(2, 4, 12), "vision_emb_mask": torch.tensor([[1, 1, 0, 0]] * 2).bool()})
+    assert tok.shape == (2, 4, 8) and mask.tolist() == [[True, True, False, False]] * 2
+    assert build_modality_encoder("graph", cfg).input_key == "graph"  # vectors stay vectors
+    with pytest.raises(ValueError, match=r"batch\['vision_emb'\] has shape \(2, 4, 11\); expected \(\*, 4, 12\)"):
+        enc({"vision_emb": torch.randn(2, 4, 11)})
+    with pytest.raises(ValueError, match="input_kind='pixels'"):
+        ClipConfig(input_kind="pixels")
+
+
+@pytest.mark.parametrize("name", ["sec2sec", "sec2sec-attn", "mcat", "van", "late-fusion", "mtaf", "vatt",
+                                  "siamese", "simvc", "avm", "decision-average"])
+def test_every_head_trains_on_embeddings_and_ignores_masked_vectors(tiny, name):
+    fields = {f.name for f in dataclasses.fields(tiny.model(name).config)}
+    model = tiny.model(name, **{k: v for k, v in EMB.items() if k in fields})
+    assert not {"vision", "audio", "text", "vision_seg", "audio_seg"} & set(model.inputs), model.inputs
+    assert any(k.endswith("_emb") for k in model.inputs), model.inputs
+    model.eval()
+    batch = tiny.batch(model, 3)
+    out = model(batch)
+    assert out.pred.shape == (3, model.spec.k) and torch.isfinite(out.loss)
+    out.loss.backward()
+    key = next(k for k in model.inputs if k.endswith("_emb"))
+    masked = dict(batch)
+    masked[f"{key}_mask"] = batch[f"{key}_mask"].clone()
+    masked[f"{key}_mask"][:, -1] = False
+    noisy = dict(masked)
+    noisy[key] = batch[key].clone()
+    noisy[key][:, -1] = 1e3  # a masked position's vector must not change the prediction
+    with torch.no_grad():
+        torch.testing.assert_close(model(masked).pred, model(noisy).pred)
+
+
+def test_sec2sec_on_embeddings_keeps_its_coattention_lstm_and_head(tiny):
+    raw = tiny.model("sec2sec")
+    emb = tiny.model("sec2sec", input_kind="embeddings", vision_emb_dim=12, audio_emb_dim=10)
+    assert emb.inputs == ("vision_seg_emb", "audio_seg_emb")
+    shared = {k: v.shape for k, v in raw.state_dict().items() if not k.startswith("encoders.")}
+    assert shared == {k: v.shape for k, v in emb.state_dict().items() if not k.startswith("encoders.")}
+    assert sum(p.numel() for p in emb.encoders.parameters()) < sum(p.numel() for p in raw.encoders.parameters())
+    b = tiny.batch(emb, 2)
+    assert b["vision_seg_emb"].shape == (2, 3, 2, 12) and b["audio_seg_emb"].shape == (2, 3, 10)
+    assert emb(b).pred.shape == (2, 2)

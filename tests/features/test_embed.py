@@ -1,0 +1,262 @@
+"""features.embed: loading local checkpoints, preprocessing, digests, and the vectors each encoder produces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from features import embed as E
+from tests.embed_factory import (
+    WORDS, tiny_bert, tiny_clip_vision, tiny_glove, tiny_sentence_transformers, tiny_wav2vec2,
+)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    return {"clip": tiny_clip_vision(base / "clip"), "clip_vision": tiny_clip_vision(base / "cv", full_clip=False),
+            "w2v": tiny_wav2vec2(base / "w2v"), "bert": tiny_bert(base / "bert"),
+            "st": tiny_sentence_transformers(base / "st"), "glove": tiny_glove(base / "glove.txt")}
+
+
+def _frames(n=5, size=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ digests / paths
+def test_digest_follows_content_not_location(models, tmp_path):
+    d = E.encoder_digest(models["clip"])
+    copy = tmp_path / "copy"
+    shutil.copytree(models["clip"], copy)
+    assert E.encoder_digest(copy) == d
+    (copy / ".cache").mkdir()
+    (copy / ".cache" / "x.json").write_text("{}")  # hidden download caches are not part of the checkpoint
+    assert E.encoder_digest(copy) == d
+    pp = json.loads((copy / "preprocessor_config.json").read_text())
+    pp["image_std"] = [0.5, 0.5, 0.5]
+    (copy / "preprocessor_config.json").write_text(json.dumps(pp))
+    assert E.encoder_digest(copy) != d  # preprocessing settings are part of the digest
+    assert E.encoder_digest(models["glove"]) != E.encoder_digest(tiny_glove(tmp_path / "g.txt", seed=1))
+
+
+def test_missing_or_wrong_paths_say_what_to_put_there(tmp_path, models):
+    with pytest.raises(FileNotFoundError, match=r"vision_model='.*nope'.*never downloads.*image model directory"):
+        E.VisionEncoder(tmp_path / "nope", device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config.json"):
+        E.VisionEncoder(tmp_path / "empty", device="cpu")
+    with pytest.raises(ValueError, match="holds no weight or config files"):
+        E.encoder_digest(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="text_model=.*GloVe"):
+        E.TextEncoder(tmp_path / "nope.txt", device="cpu")
+    with pytest.raises(ValueError, match="does not take images"):
+        E.VisionEncoder(models["w2v"], device="cpu")
+    with pytest.raises(ValueError, match="raw-waveform model"):
+        E.AudioEncoder(models["clip_vision"], device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------ vision
+def test_image_preprocessing_reads_the_processor_configs_as_written():
+    clip = {"crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "size": {"shortest_edge": 224},
+            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+    p = E.image_preprocessing(clip, 224)
+    assert (p.short_side, p.crop) == (224, 224) and p.mean[0] == 0.48145466 and p.rescale == pytest.approx(1 / 255)
+    dino = {"crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "size": {"shortest_edge": 256}}
+    assert (E.image_preprocessing(dino, 518).short_side, E.image_preprocessing(dino, 518).crop) == (256, 224)
+    vit = {"do_resize": True, "size": {"height": 224, "width": 224}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    assert (E.image_preprocessing(vit, 224).short_side, E.image_preprocessing(vit, 224).crop) == (224, 224)
+    resnet = {"crop_pct": 0.875, "do_resize": True, "size": {"shortest_edge": 224}}  # microsoft/resnet-50
+    assert (E.image_preprocessing(resnet, None).short_side, E.image_preprocessing(resnet, None).crop) == (256, 224)
+    old = {"size": 384, "crop_size": 384, "do_center_crop": True}  # older processors wrote plain ints
+    assert E.image_preprocessing(old, None).crop == 384
+    none = E.image_preprocessing({}, 32)  # no preprocessor_config.json: the model's image_size, mean/std 0.5
+    assert (none.short_side, none.crop, none.mean, none.std) == (32, 32, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ValueError, match="image_std"):
+        E.image_preprocessing({"image_std": [0, 1, 1]}, 32)
+
+
+def test_vision_vectors_match_a_direct_forward_and_masked_frames_are_zero(models):
+    import torch
+    from transformers import CLIPVisionModelWithProjection
+
+    enc = E.VisionEncoder(models["clip"], device="cpu", batch_size=2)
+    assert enc.kind == "clip" and enc.dim == 16 and enc.patch_shape == (16, 32)  # 32²/8² patches, hidden 32
+    frames, valid = _frames(5), np.array([True, True, False, True, True])
+    vec, patches = enc.embed(frames, valid, patches=True)
+    assert vec.shape == (5, 16) and vec.dtype == np.float32 and patches.shape == (5, 16, 32)
+    assert patches.dtype == np.float16
+    assert not vec[2].any() and not patches[2].any()
+    ref = CLIPVisionModelWithProjection.from_pretrained(models["clip"], local_files_only=True).eval()
+    mean, std = np.array(enc.preprocessing.mean), np.array(enc.preprocessing.std)
+    x = ((frames[valid] / 255.0 - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)
+    with torch.no_grad():
+        want = ref(pixel_values=torch.from_numpy(x)).image_embeds.numpy()
+    np.testing.assert_allclose(vec[valid], want, atol=1e-4)  # batching (2 at a time) does not change the vectors
+    with pytest.raises(ValueError, match=r"frames: expected uint8 \(N, 32, 32, 3\)"):
+        enc.embed(_frames(2, size=16))
+
+
+def test_vision_model_without_projection_uses_the_pooled_output(models):
+    enc = E.VisionEncoder(models["clip_vision"], device="cpu")
+    assert enc.kind == "clip_vision_model" and enc.dim == 32
+    assert enc.embed(_frames(2))[0].shape == (2, 32)
+
+
+# ------------------------------------------------------------------------------------------------ audio
+def test_resample_and_segment_rule():
+    y = np.sin(np.linspace(0, 2 * np.pi * 440, 44100 * 2)).astype(np.float32)
+    r = E.resample(y, 44100, 16000)
+    assert r.shape == (32000,) and r.dtype == np.float32
+    assert E.resample(y, 16000, 16000) is not None and E.resample(y, 16000, 16000).shape == y.shape
+    sr = 8000
+    sig = np.concatenate([np.zeros(sr), 0.3 * np.random.default_rng(0).standard_normal(sr), 0.3 * np.ones(sr // 3)])
+    # second 0 silent, second 1 sound, second 2 only a third of a second long, seconds 3.. absent
+    assert E.segment_valid(sig.astype(np.float32), sr, 4).tolist() == [False, True, False, False]
+    assert not E.segment_valid(None, sr, 3).any()
+
+
+def test_audio_vectors_per_second_with_resampling_and_masks(models):
+    enc = E.AudioEncoder(models["w2v"], device="cpu", batch_size=2)
+    assert enc.sampling_rate == 16000 and enc.dim == 24
+    rng = np.random.default_rng(1)
+    y = (0.2 * rng.standard_normal(int(2.7 * 16000))).astype(np.float32)
+    y[16000:32000] = 0.0  # a silent second
+    vec, mask = enc.embed(y, 16000, 4)
+    assert vec.shape == (4, 24) and mask.tolist() == [True, False, True, False]
+    assert not vec[~mask].any() and np.abs(vec[mask]).sum(axis=1).min() > 0
+    # from 44.1 kHz PCM (the audio stage's other rate): resampled first, close to the 16 kHz result
+    y = (0.2 * rng.standard_normal(2 * 16000)).astype(np.float32)
+    vec16, _ = enc.embed(y, 16000, 2)
+    vec44, mask44 = enc.embed(E.resample(y, 16000, 44100), 44100, 2)
+    assert mask44.tolist() == [True, True]
+    cos = (vec44 * vec16).sum(axis=1) / np.linalg.norm(vec44, axis=1) / np.linalg.norm(vec16, axis=1)
+    assert cos.min() > 0.95
+    none_vec, none_mask = enc.embed(None, 16000, 3)
+    assert none_vec.shape == (3, 24) and not none_mask.any()
+
+
+# ------------------------------------------------------------------------------------------------ text
+def test_glove_reader_on_the_released_formats(tmp_path):
+    # Stanford GloVe: "word v1 … vD", 5-decimal floats, LF; word2vec text: a "count dim" header line first
+    p = tmp_path / "glove.6B.3d.txt"
+    p.write_bytes(b"the 0.41800 0.24968 -0.41242\n, 0.013441 0.23682 -0.16899\n"
+                  b"hello -0.1 0.2 0.3\nthe 9 9 9\n\n")
+    index, vec = E.read_glove(p)
+    assert list(index) == ["the", ",", "hello"] and vec.shape == (3, 3) and vec.dtype == np.float32
+    np.testing.assert_allclose(vec[index["the"]], [0.418, 0.24968, -0.41242])  # the first occurrence wins
+    w2v = tmp_path / "w2v.txt"
+    w2v.write_bytes(b"2 2\nhi 1.0 2.0\r\nyo 3 4\r\n")  # CRLF line ends
+    index, vec = E.read_glove(w2v)
+    assert index == {"hi": 0, "yo": 1} and vec.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    # Common Crawl 840B has tokens with spaces: the last D fields are the vector
+    cc = tmp_path / "cc.txt"
+    cc.write_bytes(b"a 1 2\n. . . 3 4\n")
+    assert list(E.read_glove(cc)[0]) == ["a", ". . ."]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"a 1 2\nb 1 x\n")
+    with pytest.raises(ValueError, match="line 2"):
+        E.read_glove(bad)
+    short = tmp_path / "short.txt"
+    short.write_bytes(b"a 1 2 3\nb 1\n")
+    with pytest.raises(ValueError, match="line 2: expected a word and 3 numbers"):
+        E.read_glove(short)
+
+
+def test_align_words_takes_the_midpoint_second():
+    words = [["a", 0.1, 0.4], ["b", 0.9, 1.3], ["c", 2.9, 3.2], ["d", -1.0, -0.5], ["e", 5.0, 6.0]]
+    assert E.align_words(words, 4).tolist() == [0, 1, 3, -1, -1]
+
+
+@pytest.mark.parametrize("kind", ["bert", "st", "glove"])
+def test_text_encoders_give_sentence_tokens_and_seconds(models, kind):
+    enc = E.TextEncoder(models[kind], max_tokens=6, device="cpu", batch_size=2)
+    words = [["hello", 0.1, 0.4], ["happy", 0.5, 0.8], ["world", 1.2, 1.6], ["music", 3.1, 3.4]]
+    out = enc.embed(["hello happy world music", "", "zzzz qqqq", "very good video the a dance"],
+                    [words, [], [], []], n_segments=4)
+    d = enc.dim
+    first = out[0]
+    assert first["sentence"].shape == (d,) and first["tokens"].shape == (6, d) and first["per_second"].shape == (4, d)
+    assert bool(first["sentence_valid"]) and first["per_second_mask"].tolist() == [True, True, False, True]
+    assert not bool(out[1]["sentence_valid"]) and not out[1]["tokens_mask"].any() and not out[1]["sentence"].any()
+    assert out[3]["tokens_mask"].all()  # truncated to max_tokens
+    assert not out[3]["per_second_mask"].any()  # no timings, no seconds
+    if kind == "glove":
+        assert enc.dim == 6 and not bool(out[2]["sentence_valid"])  # no known word
+        index, vectors = E.read_glove(models["glove"])
+        np.testing.assert_allclose(first["per_second"][0], vectors[[index["hello"], index["happy"]]].mean(axis=0),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(first["sentence"], vectors[[index[w] for w, *_ in words]].mean(axis=0), rtol=1e-6)
+    else:
+        assert enc.dim == 16 and bool(out[2]["sentence_valid"])  # [UNK] tokens still encode
+    if kind == "st":
+        assert enc.kind == "sentence-transformers" and np.linalg.norm(first["sentence"]) == pytest.approx(1.0)
+
+
+def test_sentence_transformers_modules_are_read_not_guessed(tmp_path):
+    p = tiny_sentence_transformers(tmp_path / "st", normalize=False)
+    (p / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
+                                                             "pooling_mode_mean_tokens": False}))
+    enc = E.TextEncoder(p, device="cpu")
+    assert enc.pooling == "cls" and not enc.normalize
+    mods = json.loads((p / "modules.json").read_text())
+    mods.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (p / "modules.json").write_text(json.dumps(mods))
+    with pytest.raises(ValueError, match="module 'sentence_transformers.models.Dense' is not supported"):
+        E.TextEncoder(p, device="cpu")
+
+
+def test_loaders_share_one_encoder_per_checkpoint_and_reload_new_weights(models, tmp_path):
+    a = E.load_vision_encoder(models["clip"], device="cpu")
+    assert E.load_vision_encoder(models["clip"], device="cpu") is a
+    p = tiny_clip_vision(tmp_path / "c", seed=0)
+    b = E.load_vision_encoder(p, device="cpu")
+    shutil.rmtree(p)
+    tiny_clip_vision(p, seed=5)
+    c = E.load_vision_encoder(p, device="cpu")
+    assert c is not b
+    frames = _frames(1)
+    assert not np.allclose(b.embed(frames)[0], c.embed(frames)[0])
+    assert set(WORDS) <= set((models["bert"] / "vocab.txt").read_text().split())
+
+
+@pytest.mark.parametrize("arch", ["vit", "dinov2", "resnet"])
+def test_other_image_architectures_load_through_the_generic_path(tmp_path, arch):
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    if arch == "vit":
+        T.ViTModel(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                               image_size=32, patch_size=8)).save_pretrained(tmp_path)
+        want_dim, patches = 16, (16, 16)
+    elif arch == "dinov2":
+        T.Dinov2Model(T.Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                                     patch_size=8)).save_pretrained(tmp_path)
+        want_dim, patches = 16, (16, 16)
+    else:
+        T.ResNetModel(T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])).save_pretrained(tmp_path)
+        want_dim, patches = 16, None
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"crop_size": {"height": 32, "width": 32}, "do_center_crop": True, "size": {"shortest_edge": 36},
+         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
+    enc = E.VisionEncoder(tmp_path, device="cpu")
+    assert enc.dim == want_dim and enc.patch_shape == patches
+    assert (enc.preprocessing.short_side, enc.preprocessing.crop) == (36, 32)
+    vec, _ = enc.embed(_frames(3))
+    assert vec.shape == (3, want_dim) and np.isfinite(vec).all()
+
+
+@pytest.mark.parametrize("arch", ["hubert", "wavlm"])
+def test_other_waveform_architectures_load(tmp_path, arch):
+    import transformers as T
+
+    small = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                 conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    model = T.HubertModel(T.HubertConfig(**small)) if arch == "hubert" else T.WavLMModel(T.WavLMConfig(**small))
+    model.save_pretrained(tmp_path)
+    enc = E.AudioEncoder(tmp_path, device="cpu")
+    vec, mask = enc.embed((0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32), 16000, 3)
+    assert enc.dim == 16 and vec.shape == (3, 16) and mask.tolist() == [True, True, False]

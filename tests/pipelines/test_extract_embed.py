@@ -1,0 +1,220 @@
+"""The embed_vision / embed_audio / embed_text stages end to end, with tiny random encoders saved in the real
+on-disk formats; heads trained on what they cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from features import open_store
+from pipelines.extract import ExtractConfig
+from tests.embed_factory import tiny_bert, tiny_clip_vision, tiny_wav2vec2
+
+DATASET = "emb"
+N_VIDEOS = 5
+CFG = ExtractConfig(n_frames=6, asr="none", n_segments=6, profiles=("per_second", "uniform"))
+EMBED = ("embed_vision", "embed_audio", "embed_text")
+
+
+def _extract(root, **kw):
+    from flows import extract_features
+
+    kw.setdefault("config", CFG)
+    return extract_features(dataset=DATASET, root=str(root), batch_size=3, workers=2, **kw)
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("encoders")
+    return {"vision_model": str(tiny_clip_vision(base / "clip", crop=32, short=40)),
+            "audio_model": str(tiny_wav2vec2(base / "w2v", sampling_rate=8000)),
+            "text_model": str(tiny_bert(base / "bert"))}
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, prefect_harness, encoders):
+    """A small synthetic store extracted with all three encoders (read-only: copy before writing)."""
+    from flows import ingest
+
+    root = tmp_path_factory.mktemp("embed-root")
+    ingest(dataset=DATASET, source="synthetic", root=str(root), videos=N_VIDEOS, seed=3, min_duration=3.0,
+           max_duration=5.0)
+    result = _extract(root, **encoders)
+    return root, result
+
+
+def test_every_embedding_stage_writes_vectors_and_masks(embedded, encoders):
+    root, result = embedded
+    for stage in EMBED:
+        assert result["stages"][stage]["done"] == N_VIDEOS and result["stages"][stage]["failed"] == 0, result
+    store = open_store(root, DATASET)
+    probe = store.table("probe").set_index("video_id")
+    for vid in store.manifest()["video_id"]:
+        ev = store.read("embed_vision", vid)
+        assert ev["per_second"].shape == (6, 16) and ev["per_second"].dtype == np.float32  # CLIP projection_dim 16
+        assert ev["uniform"].shape == (6, 16) and ev["uniform_valid"].all()
+        frames = store.read("frames", vid)
+        # the same instants as the frames stage (its own decode, at the encoder's 32² input)
+        np.testing.assert_array_equal(ev["per_second_valid"], frames["per_second_valid"])
+        np.testing.assert_allclose(ev["uniform_times"], frames["uniform_times"], atol=1e-4)
+        assert (np.abs(ev["per_second"][ev["per_second_valid"]]).sum(axis=1) > 0).all()
+        assert not ev["per_second"][~ev["per_second_valid"]].any()  # masked, zero
+        assert ev["image_size"] == 32 and ev["model"] == encoders["vision_model"]
+
+        ea = store.read("embed_audio", vid)
+        audio = store.read("audio", vid)
+        assert ea["segments"].shape == (6, 24) and ea["sampling_rate"] == 8000
+        np.testing.assert_array_equal(ea["segments_mask"], audio["segments_mask"])  # the audio stage's rule
+        assert not ea["segments"][~ea["segments_mask"]].any()
+        if not probe.loc[vid, "has_audio"]:
+            assert not ea["segments_mask"].any()
+
+        et = store.read("embed_text", vid)
+        assert et["sentence"].shape == (16,) and et["tokens"].shape == (64, 16) and et["tokens_mask"].shape == (64,)
+        assert et["per_second"].shape == (6, 16)
+        assert bool(et["sentence_valid"]) == bool(store.read("transcripts", vid)["text"].strip())
+
+
+def test_rerun_hits_the_cache_and_changed_weights_recompute_only_that_stage(embedded, encoders, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    again = _extract(root, **encoders)
+    for stage in (*EMBED, "frames", "audio", "probe"):
+        assert again["stages"][stage]["done"] == 0 and again["stages"][stage]["skipped"] == N_VIDEOS, stage
+
+    # the same checkpoint moved elsewhere: same content → still a hit
+    moved = tmp_path / "moved-clip"
+    shutil.copytree(encoders["vision_model"], moved)
+    assert _extract(root, **{**encoders, "vision_model": str(moved)})["stages"]["embed_vision"]["done"] == 0
+
+    # new weights at the same path (another seed): embed_vision recomputes, nothing else does
+    store = open_store(root, DATASET)
+    vid = store.manifest()["video_id"].iloc[0]
+    before = store.read("embed_vision", vid)["uniform"]
+    shutil.rmtree(moved)
+    tiny_clip_vision(moved, seed=1, crop=32, short=40)
+    changed = _extract(root, **{**encoders, "vision_model": str(moved)})
+    assert changed["stages"]["embed_vision"]["done"] == N_VIDEOS
+    for stage in ("embed_audio", "embed_text", "frames", "audio", "probe", "transcripts", "text"):
+        assert changed["stages"][stage]["done"] == 0, stage
+    assert not np.allclose(store.read("embed_vision", vid)["uniform"], before)
+
+    # preprocessing is part of the checkpoint: a different normalisation recomputes as well
+    pp = json.loads((moved / "preprocessor_config.json").read_text())
+    pp["image_mean"] = [0.5, 0.5, 0.5]
+    (moved / "preprocessor_config.json").write_text(json.dumps(pp))
+    assert _extract(root, **{**encoders, "vision_model": str(moved)})["stages"]["embed_vision"]["done"] == N_VIDEOS
+
+    # an encoder setting: text_max_tokens re-keys embed_text only
+    cfg = CFG.model_copy(update={"text_max_tokens": 8})
+    res = _extract(root, config=cfg, **{**encoders, "vision_model": str(moved)})
+    assert res["stages"]["embed_text"]["done"] == N_VIDEOS and res["stages"]["embed_vision"]["done"] == 0
+    assert store.read("embed_text", vid)["tokens"].shape == (8, 16)
+
+
+def test_one_stage_by_name_and_clear_errors(embedded, encoders, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    res = _extract(root, stages=["embed_audio"], refresh=True, audio_model=encoders["audio_model"])
+    assert set(res["stages"]) == {"embed_audio"} and res["stages"]["embed_audio"]["done"] == N_VIDEOS
+    with pytest.raises(ValueError, match="'embed_vision' needs vision_model=PATH"):
+        _extract(root, stages=["embed_vision"])
+    with pytest.raises(FileNotFoundError, match="vision_model=.*nowhere.*does not exist.*never downloads"):
+        _extract(root, stages=["embed_vision"], vision_model=str(tmp_path / "nowhere"))
+    # without encoders the default run is the core stages only, all cached
+    plain = _extract(root)
+    assert not set(plain["stages"]) & set(EMBED)
+
+
+def test_cli_flags_run_the_named_stage(embedded, encoders, tmp_path, capsys):
+    from pipelines.cli import main
+
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    with pytest.raises(SystemExit) as exit_:
+        main(["extract", DATASET, "--root", str(root), "--stage", "embed_vision", "--vision-model",
+              encoders["vision_model"], "--n-frames", "6", "--profile", "per_second", "--profile", "uniform",
+              "--refresh", "--json"])
+    assert exit_.value.code in (0, None)
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(out["stages"]) == ["embed_vision"] and out["stages"]["embed_vision"]["done"] == N_VIDEOS
+    with pytest.raises(SystemExit) as exit_:
+        main(["inspect", DATASET, "--root", str(root), "--json"])
+    assert exit_.value.code in (0, None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["stages"]["embed_vision"]["done"] == N_VIDEOS and "embed_text" in summary["stages"]
+
+
+TINY = {"dim": 16, "heads": 2}
+
+
+def test_heads_train_on_the_cached_embeddings(embedded, tmp_path, capsys):
+    """Plumbing: packs carry the embeddings, Sec2Sec / MCAT / VAN train on them, the CLI selects them by name."""
+    from features.packs import build_pack
+    from pipelines.cli import main
+    from pipelines.train import run_training
+
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    store = open_store(root, DATASET)
+    fp, _ = build_pack(store, ["vision_seg_emb", "audio_seg_emb", "vision_emb", "text_emb"], "emotion")
+    arrays, _ = store.read_pack(fp)
+    assert arrays["vision_seg_emb"].shape == (N_VIDEOS, 6, 1, 16) and arrays["vision_seg_emb_mask"].shape == (5, 6)
+    assert arrays["audio_seg_emb"].shape == (N_VIDEOS, 6, 24) and arrays["vision_emb"].shape == (N_VIDEOS, 6, 16)
+    assert arrays["text_emb"].shape == (N_VIDEOS, 64, 16) and arrays["text_emb_mask"].shape == (N_VIDEOS, 64)
+    vid = str(arrays["video_id"][0])
+    np.testing.assert_array_equal(arrays["audio_seg_emb"][0], store.read("embed_audio", vid)["segments"])
+
+    runs = {
+        "sec2sec": run_training(store, "sec2sec", "emotion", epochs=1, device="cpu", input_kind="embeddings",
+                                overrides={**TINY, "lstm_hidden": 16}),
+        "mcat": run_training(store, "mcat", "personality", epochs=1, device="cpu", input_kind="embeddings",
+                             overrides=TINY),
+        "van": run_training(store, "van", "popularity", epochs=1, device="cpu", input_kind="embeddings",
+                            overrides={**TINY, "modalities": ["vision", "audio"]}),
+    }
+    assert runs["sec2sec"]["modalities"] == ["vision_seg_emb", "audio_seg_emb"]
+    assert runs["mcat"]["modalities"] == ["vision_emb", "audio_emb", "text_emb"]
+    assert runs["mcat"]["config"]["text_emb_dim"] == 16 and runs["mcat"]["config"]["audio_tokens"] == 6
+    assert runs["van"]["config"]["vision_emb_dim"] == 16 and runs["van"]["config"]["n_frames"] == 6
+    assert all(r["input_kind"] == "embeddings" and np.isfinite(r["n_params"]) for r in runs.values())
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", DATASET, "--model", "sec2sec", "--task", "emotion", "--inputs", "embeddings", "--root",
+              str(root), "--epochs", "1", "--device", "cpu", "--set", "dim=16", "--set", "heads=2", "--json"])
+    assert exit_.value.code in (0, None)
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "accuracy_mean" in out["metrics"]
+    assert store.runs().sort_values("created")["input_kind"].tolist()[-1] == "embeddings"
+    with pytest.raises(ValueError, match="inputs='pixels': expected 'raw' or 'embeddings'"):
+        run_training(store, "sec2sec", "emotion", epochs=1, input_kind="pixels")
+
+
+def test_missing_embedding_stage_names_the_command(prefect_harness, tmp_path):
+    from features.packs import build_pack
+    from flows import ingest
+
+    ingest(dataset=DATASET, source="synthetic", root=str(tmp_path), videos=2, seed=1, min_duration=3.0,
+           max_duration=3.5)
+    with pytest.raises(ValueError, match=r"vidpipe extract emb --stage embed_vision --vision-model PATH"):
+        build_pack(open_store(tmp_path, DATASET), ["vision_emb"], "emotion")
+
+
+@pytest.mark.slow
+def test_a_head_on_frozen_random_embeddings_beats_the_constant_predictor(prefect_harness, tmp_path):
+    """The planted valence (brightness of the frame centre, per second) survives a fixed random CLIP encoder."""
+    from flows import ingest
+    from pipelines.train import run_training
+
+    ingest(dataset=DATASET, source="synthetic", root=str(tmp_path), videos=90, seed=11, min_duration=3.0,
+           max_duration=5.0, speech=False)
+    enc = tiny_clip_vision(tmp_path / "clip", seed=0, crop=32, short=40)
+    cfg = ExtractConfig(n_segments=5, profiles=("per_second",), asr="none")
+    _extract(tmp_path, config=cfg, stages=["embed_vision"], vision_model=str(enc))
+    run = run_training(open_store(tmp_path, DATASET), "sec2sec-vision", "emotion", epochs=40, lr=3e-3,
+                       device="cpu", input_kind="embeddings",
+                       overrides={"dim": 32, "heads": 2, "lstm_hidden": 32, "dropout": 0.0})
+    assert run["metrics"]["accuracy_valence"] >= run["baseline"]["accuracy_valence"] + 0.15, run
