@@ -32,7 +32,7 @@ import numpy as np
 from features.media import MediaError, ffmpeg_bin, media_url, run_tool_capture, tool_message
 from features.probe import ProbeInfo
 
-__all__ = ["AudioParams", "clip_mfcc", "egemaps", "is_silent", "load_audio", "segment_features"]
+__all__ = ["AudioParams", "clip_frames_for", "clip_mfcc", "egemaps", "is_silent", "load_audio", "segment_features"]
 
 _FEATURES = ("mfcc", "logmel")
 _AMIN = 1e-10  # floor of the power spectrum before the log (librosa's default)
@@ -91,6 +91,18 @@ class AudioParams:
     def segment_frames(self) -> int:
         """F of one 1-second segment (centred frames: ``1 + sr // hop``)."""
         return 1 + self.sr // self.hop
+
+
+def clip_frames_for(seconds: float, params: AudioParams = AudioParams()) -> int:
+    """F of a whole-clip matrix that spans ``seconds``: ``round(seconds · sr / hop)`` frames (1,500 for 15 s at the
+    10 ms hop), so :func:`clip_mfcc` analyses the first ``seconds`` of the clip.
+
+    Raises:
+        ValueError: ``seconds`` is not a positive finite number.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds={seconds!r}: expected a positive number of seconds, e.g. 15.0")
+    return max(1, int(round(seconds * params.sr / params.hop)))
 
 
 def _check_signal(y: np.ndarray | None, name: str = "y") -> np.ndarray | None:
@@ -171,7 +183,7 @@ def _max_frame_db(y: np.ndarray, params: AudioParams) -> float:
     """``_frame_db(y, params).max()``, computed over blocks of frames so memory does not grow with the signal.
 
     :func:`_frame_db` frames the whole centre-padded signal at once: an ``n_fft × frames`` temporary (about 120 MB,
-    twice, for 10 minutes at 16 kHz), which made a worker's peak memory grow with video length (issue 9). Blocks of
+    twice, for 10 minutes at 16 kHz), which made a worker's peak memory grow with video length. Blocks of
     :data:`_LEVEL_BLOCK_FRAMES` frames cut from the same zero-padded signal are the same frames, and each frame's
     RMS is the same computation, so the maximum is bit-identical.
 

@@ -15,11 +15,17 @@ Shapes (N videos in the pack):
     text (N, V) float32 · text_mask (N,)
     graph (N, D) float32 · graph_mask (N,)
     meta (N, D) float32 · meta_mask (N,)
+    cached pretrained-encoder vectors (features.embed; stages embed_vision / embed_audio / embed_text):
+    vision_seg_emb (N, S, T, D_v) float32 · vision_seg_emb_mask (N, S)
+    vision_emb (N, T, D_v) float32 · vision_emb_mask (N, T)   (the ``vision_profile`` frames)
+    audio_seg_emb, audio_emb (N, S, D_a) float32 · masks (N, S)
+    text_emb (N, L, D_t) float32 · text_emb_mask (N, L)   (token vectors)
     target (N, K) float32 · video_id (N,) str · split (N,) str
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,7 +34,8 @@ import pandas as pd
 from features.fingerprint import fingerprint
 from features.store import Store
 
-__all__ = ["PACK_VERSION", "TASK_TARGETS", "META_COLUMNS", "pack_fingerprint", "build_pack", "assign_splits"]
+__all__ = ["PACK_VERSION", "TASK_TARGETS", "META_COLUMNS", "pack_fingerprint", "build_pack", "assign_splits",
+           "mtaf_popularity"]
 
 PACK_VERSION = 1
 #: label columns of each task, in the order models predict them
@@ -36,12 +43,17 @@ TASK_TARGETS = {
     "emotion": ("valence", "arousal"),
     "personality": ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness"),
     "popularity": ("popularity",),
+    "popularity_mtaf": ("popularity_mtaf",),  # MTAF eq. 1, computed from the manifest's counts (mtaf_popularity)
 }
-#: metadata-table columns that form the ``meta`` modality
+#: metadata-table columns that form the ``meta`` modality (MTAF's content-agnostic features; counts are log(1 + n);
+#: a column a dataset lacks is nan and becomes the training mean, i.e. 0 after standardising)
 META_COLUMNS = ("duration", "width", "height", "aspect", "fps", "has_audio", "upload_hour", "upload_weekday",
-                "desc_words", "hashtags")
+                "desc_words", "hashtags", "caption_chars", "log_author_followers", "log_author_following",
+                "log_author_hearts", "log_author_videos", "verified")
 _STAGE_OF = {"vision_seg": "frames", "vision": "frames", "audio_seg": "audio", "audio": "audio", "text": "text",
-             "meta": "metadata"}
+             "meta": "metadata", "vision_seg_emb": "embed_vision", "vision_emb": "embed_vision",
+             "audio_seg_emb": "embed_audio", "audio_emb": "embed_audio", "text_emb": "embed_text",
+             "egemaps": "audio"}
 
 
 def assign_splits(manifest: pd.DataFrame, *, seed: int = 0) -> pd.Series:
@@ -59,9 +71,34 @@ def assign_splits(manifest: pd.DataFrame, *, seed: int = 0) -> pd.Series:
     return pd.Series(labels, index=manifest.index)
 
 
+def mtaf_popularity(manifest: pd.DataFrame) -> pd.Series:
+    """MTAF's popularity score (paper 003 eq. 1), y = 0.2·favourites + 0.3·comments + 0.5·shares, as a label in [0, 1].
+
+    Favourites are the manifest's ``collect_count`` (TikTok's "favorites") where the dataset has it, else its
+    ``digg_count`` (likes). The paper regresses y on its own scale; vidpipe's models end in a sigmoid, so the label is
+    ``log(1 + y)`` min-max normalised over the videos that have all three counts (the others get nan: no label).
+
+    Raises:
+        ValueError: the manifest lacks comment / share counts or both favourite columns.
+    """
+    fav = next((c for c in ("collect_count", "digg_count")
+                if c in manifest.columns and manifest[c].notna().any()), None)
+    missing = [c for c in ("comment_count", "share_count") if c not in manifest.columns]
+    if fav is None or missing:
+        raise ValueError(f"task='popularity_mtaf' needs favourite (collect_count or digg_count), comment_count and "
+                         f"share_count columns; this dataset lacks {missing or ['collect_count/digg_count']} "
+                         "(the TikTok adapter keeps them)")
+    counts = manifest[[fav, "comment_count", "share_count"]].astype("float64")
+    y = np.log1p(0.2 * counts[fav] + 0.3 * counts["comment_count"] + 0.5 * counts["share_count"])
+    span = y.max() - y.min()
+    return (y - y.min()) / span if span > 0 else y * 0.0
+
+
 def _labelled(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
     if task not in TASK_TARGETS:
         raise ValueError(f"task={task!r}: expected one of {sorted(TASK_TARGETS)}")
+    if task == "popularity_mtaf" and "popularity_mtaf" not in manifest.columns:
+        manifest = manifest.assign(popularity_mtaf=mtaf_popularity(manifest))
     cols = list(TASK_TARGETS[task])
     missing = [c for c in cols if c not in manifest.columns]
     if missing:
@@ -92,6 +129,46 @@ def _frames_chw(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(frames, -1, -3))  # (..., H, W, 3) -> (..., 3, H, W)
 
 
+def _fill_embeddings(inputs, ids, entries, out, first, fill, store: Store, vision_profile: str) -> None:
+    """The ``*_emb`` keys of a pack from the embedding stages' outputs (one checkpoint's width for all videos; a
+    video whose output has another shape is treated as missing)."""
+    def per_video(stage: str, array: str, mask: str, shape: tuple[int, ...], per_segment: bool = False):
+        """Getter of (vectors, mask) for ``fill``; ``per_segment`` regroups (S·T, D) frames into (S, T, D) and their
+        validity into "the segment has a real frame" (S,)."""
+        def get(vid):
+            o = out(stage, vid)
+            if o is None or array not in o:
+                return None
+            x, m = o[array], o[mask]
+            if per_segment:
+                if x.size != int(np.prod(shape)):
+                    return None
+                x, m = x.reshape(shape), m.reshape(shape[0], -1).any(axis=1)
+            return (x, m) if x.shape == shape else None
+        return get
+
+    if "vision_seg_emb" in inputs:
+        n, dim = first("embed_vision", lambda o: o["per_second"].shape)
+        s_count = store.entry("embed_vision", next(v for v in ids if v in entries["embed_vision"])).params.get(
+            "n_segments", 15)
+        shape = (s_count, n // s_count, dim)
+        fill("vision_seg_emb", per_video("embed_vision", "per_second", "per_second_valid", shape, per_segment=True),
+             shape, np.float32, (s_count,))
+    if "vision_emb" in inputs:
+        shape = first("embed_vision", lambda o: o[vision_profile].shape if vision_profile in o else None)
+        if shape is None:
+            raise ValueError(f"vision_profile={vision_profile!r} was not embedded: add it to the extraction profiles")
+        fill("vision_emb", per_video("embed_vision", vision_profile, f"{vision_profile}_valid", shape),
+             shape, np.float32, shape[:1])
+    for key in ("audio_seg_emb", "audio_emb"):
+        if key in inputs:
+            shape = first("embed_audio", lambda o: o["segments"].shape)
+            fill(key, per_video("embed_audio", "segments", "segments_mask", shape), shape, np.float32, shape[:1])
+    if "text_emb" in inputs:
+        shape = first("embed_text", lambda o: o["tokens"].shape)
+        fill("text_emb", per_video("embed_text", "tokens", "tokens_mask", shape), shape, np.float32, shape[:1])
+
+
 def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile: str = "uniform",
                split_seed: int = 0, refresh: bool = False) -> tuple[str, bool]:
     """Materialise (or reuse) the pack for ``inputs`` × ``task``; returns ``(fingerprint, reused)``.
@@ -119,8 +196,9 @@ def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile
     needed_stages = {_STAGE_OF[k] for k in inputs if k != "graph"}
     for stage in needed_stages:
         if not store.entries(stage):
+            model = f" --{stage.split('_', 1)[1]}-model PATH" if stage.startswith("embed_") else ""
             raise ValueError(f"inputs {sorted(inputs)} need the {stage!r} stage, which has no outputs in "
-                             f"{store.dataset!r}: run `vidpipe extract {store.dataset} --stage {stage}` first")
+                             f"{store.dataset!r}: run `vidpipe extract {store.dataset} --stage {stage}{model}` first")
     entries = {stage: store.entries(stage) for stage in needed_stages}
     cache: dict[tuple[str, str], dict] = {}
 
@@ -193,6 +271,7 @@ def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile
             o = out("text", vid)
             return None if o is None else (o["bow"], o.get("n_tokens", 0) > 0)
         fill("text", t, (width,), np.float32, ())
+    _fill_embeddings(inputs, ids, entries, out, first, fill, store, vision_profile)
     if "graph" in inputs:
         if store.artifact_fingerprint("graph") is None:
             raise ValueError(f"input 'graph' needs `vidpipe pretrain-graph {store.dataset}` first")
@@ -203,13 +282,32 @@ def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile
              (width,), np.float32, ())
     if "meta" in inputs:
         table = store.table("metadata").set_index("video_id").reindex(ids)
-        x = table[list(META_COLUMNS)].astype(float).to_numpy()
+        x = table.reindex(columns=list(META_COLUMNS)).astype(float).to_numpy()  # older tables lack newer columns
         train = (manifest["split"] == "train").to_numpy()
-        mean = np.nanmean(x[train], axis=0) if train.any() else np.nanmean(x, axis=0)
-        std = np.nanstd(x[train], axis=0) if train.any() else np.nanstd(x, axis=0)
+        with warnings.catch_warnings():  # a column no video has (e.g. follower counts outside TikTok) is all nan
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(x[train], axis=0) if train.any() else np.nanmean(x, axis=0)
+            std = np.nanstd(x[train], axis=0) if train.any() else np.nanstd(x, axis=0)
         z = (x - mean) / np.where(std > 0, std, 1.0)
         arrays["meta"] = np.nan_to_num(z, nan=0.0).astype(np.float32)
         arrays["meta_mask"] = ~np.isnan(x).all(axis=1)
+    if "egemaps" in inputs:
+        # the 88 eGeMAPS functionals (audio stage with egemaps=True), z-scored per functional on the training
+        # videos that have them: their raw scales differ by orders of magnitude (semitones, dB, jitter ratios)
+        if not any("egemaps" in (out("audio", v) or {}) for v in ids):
+            raise ValueError(f"input 'egemaps' needs the eGeMAPS functionals: run `vidpipe extract {store.dataset} "
+                             "--stage audio --egemaps` (needs the opensmile package)")
+
+        def eg(vid):
+            o = out("audio", vid)
+            return None if o is None or "egemaps" not in o else (o["egemaps"], bool(o["egemaps_valid"]))
+        fill("egemaps", eg, (88,), np.float32, ())
+        x, ok = arrays["egemaps"], arrays["egemaps_mask"]
+        train = ok & (manifest["split"] == "train").to_numpy()
+        ref = x[train] if train.any() else x[ok]
+        if len(ref):
+            mean, std = ref.mean(axis=0), ref.std(axis=0)
+            arrays["egemaps"] = np.where(ok[:, None], (x - mean) / np.where(std > 0, std, 1.0), 0.0).astype(np.float32)
     store.write_pack(fp, arrays, {"task": task, "inputs": sorted(set(inputs)), "n": n,
                                   "vision_profile": vision_profile, "targets": list(TASK_TARGETS[task])})
     return fp, False

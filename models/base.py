@@ -25,6 +25,9 @@ __all__ = [
     "TASKS",
     "ModelConfig",
     "ModelOutput",
+    "IMAGE_KEYS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "TaskSpec",
     "VidModel",
     "bell_loss",
@@ -32,6 +35,8 @@ __all__ = [
     "check_shape",
     "example_batch",
     "masked_mean",
+    "normalize_images",
+    "task_spec",
 ]
 
 
@@ -55,12 +60,44 @@ TASKS: Mapping[str, TaskSpec] = types.MappingProxyType(
             monitor="mean_accuracy",
         ),
         "popularity": TaskSpec(k=1, loss="mse", targets=("popularity",), monitor="spearman"),
+        # MTAF's eq. 1 score (0.2·favourites + 0.3·comments + 0.5·shares; features.packs.mtaf_popularity)
+        "popularity_mtaf": TaskSpec(k=1, loss="mse", targets=("popularity_mtaf",), monitor="spearman"),
     }
 )
 
 LOSSES: tuple[str, ...] = ("bce", "l1", "mse", "bell", "mae+mse+bell")
 _NORMS = ("layer", "batch")
 _TOKEN_MODES = ("sequence", "pooled")
+_VISION_NORMS = ("none", "imagenet")
+#: the keys holding RGB frames in [0, 1] (channel axis -3, width axis -1)
+IMAGE_KEYS: tuple[str, ...] = ("vision", "vision_seg")
+#: ImageNet per-channel mean and standard deviation of RGB in [0, 1] (torchvision's), for ``vision_norm="imagenet"``
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def task_spec(task: str, targets: tuple[str, ...] | list[str] | None = None) -> TaskSpec:
+    """The TaskSpec of ``task``, narrowed to ``targets`` (a subset of its target columns) when given.
+
+    A narrowed spec predicts only those columns (K = len(targets)) with the task's loss and monitored metric, which
+    then averages over those columns only; e.g. ``task_spec("emotion", ["valence"])`` is a valence-only model, so
+    valence and arousal can be trained, and their best epochs chosen, separately (Sec2Sec reports them separately).
+
+    Raises:
+        ValueError: unknown task, empty or repeated targets, or a name that is not a target of the task.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not a known task; expected one of {sorted(TASKS)}")
+    spec = TASKS[task]
+    if targets is None:
+        return spec
+    names = tuple(targets)
+    bad = [t for t in names if t not in spec.targets]
+    if not names or bad or len(set(names)) != len(names):
+        raise ValueError(f"targets={list(names)!r}: expected distinct names from {list(spec.targets)} (task {task!r})")
+    if names == spec.targets:
+        return spec
+    return dataclasses.replace(spec, k=len(names), targets=names)
 
 
 @dataclass(kw_only=True)
@@ -79,6 +116,8 @@ class ModelConfig:
     norm: str = "layer"  # normalisation inside attention blocks: "layer" (default) or "batch" (Sec2Sec Table 2.5)
     token_mode: str = "sequence"  # "sequence": keep a token axis per modality; "pooled": paper-faithful, one token each
     pretrained_path: str | None = None  # local state_dict for the model's ``encoders``; never downloaded
+    targets: tuple[str, ...] = ()  # predict only these target columns of the task (see task_spec); () = all of them
+    vision_norm: str = "none"  # frames as given in [0, 1] ("none") or standardised per channel ("imagenet", Sec2Sec §2.4)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -87,6 +126,9 @@ class ModelConfig:
             raise ValueError(f"loss={self.loss!r} is not a known loss; expected None or one of {list(LOSSES)}")
         if self.norm not in _NORMS:
             raise ValueError(f"norm={self.norm!r}; expected one of {list(_NORMS)}")
+        if self.vision_norm not in _VISION_NORMS:
+            raise ValueError(f"vision_norm={self.vision_norm!r}; expected one of {list(_VISION_NORMS)}")
+        task_spec(self.task, self.targets or None)  # validates the target subset
         if self.token_mode not in _TOKEN_MODES:
             raise ValueError(f"token_mode={self.token_mode!r}; expected one of {list(_TOKEN_MODES)}")
         if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
@@ -100,8 +142,8 @@ class ModelConfig:
 
     @property
     def spec(self) -> TaskSpec:
-        """The task's TaskSpec."""
-        return TASKS[self.task]
+        """The task's TaskSpec, narrowed to ``targets`` when they are set."""
+        return task_spec(self.task, self.targets or None)
 
 
 def build_config(cls: type[ModelConfig], overrides: Mapping[str, Any], **variant_defaults: Any) -> ModelConfig:
@@ -159,6 +201,33 @@ def bell_loss(
     return (gamma * (1.0 - torch.exp(-(d**2) / (2.0 * sigma**2)))).mean()
 
 
+def normalize_images(batch: Mapping[str, Tensor], mean: tuple[float, ...] = IMAGENET_MEAN,
+                     std: tuple[float, ...] = IMAGENET_STD) -> dict[str, Tensor]:
+    """A copy of ``batch`` whose frames (:data:`IMAGE_KEYS`) are standardised per channel: x' = (x − μ_c) / σ_c.
+
+    Frames whose ``<key>_mask`` is False stay zeros (missing data must not turn into a constant that looks like data).
+    ``batch`` itself is not modified.
+
+    Shapes:
+        vision (B, T, 3, H, W), vision_seg (B, S, T, 3, H, W), masks (B, T) / (B, S) → the same shapes
+    """
+    out = dict(batch)
+    for key in IMAGE_KEYS:
+        x = batch.get(key)
+        if x is None:
+            continue
+        if x.dim() < 4 or x.shape[-3] != len(mean):
+            raise ValueError(f"batch[{key!r}] has shape {tuple(x.shape)}; expected (..., 3, H, W) RGB frames")
+        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        y = (x - m) / s
+        mask = batch.get(f"{key}_mask")
+        if mask is not None:
+            y = y * mask.to(device=x.device, dtype=x.dtype).view(*mask.shape, *([1] * (x.dim() - mask.dim())))
+        out[key] = y
+    return out
+
+
 @dataclass
 class ModelOutput:
     """What every model returns.
@@ -189,8 +258,8 @@ class VidModel(nn.Module):
 
     @property
     def spec(self) -> TaskSpec:
-        """The task's TaskSpec (K, default loss, monitored metric)."""
-        return TASKS[self.task]
+        """The task's TaskSpec (K, default loss, monitored metric), narrowed to the config's ``targets``."""
+        return self.config.spec
 
     @property
     def cfg(self) -> ModelConfig:
@@ -230,6 +299,8 @@ class VidModel(nn.Module):
             raise ValueError(
                 f"batch is missing input key(s) {missing}; model {type(self).__name__} reads {list(self.inputs)}"
             )
+        if self.config.vision_norm == "imagenet":
+            batch = normalize_images(batch)
         logits, extras = self.compute_logits(batch)
         assert logits.dim() == 2 and logits.shape[1] == self.spec.k, logits.shape
         pred = torch.sigmoid(logits)
@@ -305,12 +376,21 @@ def example_batch(model: VidModel, batch_size: int = 3, *, seed: int = 0, target
         elif key == "audio":
             x = torch.randn(b, c.n_mfcc, c.mfcc_frames, generator=g)
             mask = torch.ones(b, dtype=torch.bool)
+        elif key.endswith("_emb"):  # cached pretrained-encoder vectors (input_kind="embeddings")
+            shape = {"vision_seg_emb": lambda: (c.n_segments, c.frames_per_segment, c.vision_emb_dim),
+                     "audio_seg_emb": lambda: (c.n_segments, c.audio_emb_dim),
+                     "vision_emb": lambda: (c.n_frames, c.vision_emb_dim),
+                     "audio_emb": lambda: (c.audio_tokens, c.audio_emb_dim),
+                     "text_emb": lambda: (c.text_tokens, c.text_emb_dim)}[key]()
+            x = torch.randn(b, *shape, generator=g)
+            mask = torch.ones(b, shape[0], dtype=torch.bool)
         else:
-            width = {"text": c.vocab_size, "graph": c.graph_dim, "meta": c.meta_dim}[key]
+            width = {"text": c.vocab_size, "graph": c.graph_dim, "meta": c.meta_dim,
+                     "egemaps": getattr(c, "egemaps_dim", 88)}[key]
             x = torch.rand(b, width, generator=g)
             mask = torch.ones(b, dtype=torch.bool)
         batch[key], batch[f"{key}_mask"] = x, mask
     if target:
-        y = torch.rand(b, TASKS[model.task].k, generator=g)
+        y = torch.rand(b, model.spec.k, generator=g)
         batch["target"] = (y > 0.5).float() if model.task == "emotion" else y
     return batch

@@ -116,8 +116,8 @@ class PackLoader:
 def _take_rows(array: Any, rows: np.ndarray) -> np.ndarray:
     """``array[rows]`` for sorted ``rows``; a lazy (HDF5) dataset is read as one slice per run of consecutive rows.
 
-    h5py's fancy indexing selects row by row and was 20-30× slower than slices for a batch of 224×224 frames (issue
-    9: lazily read packs trained at a fraction of the in-memory rate). Numpy arrays index as before.
+    h5py's fancy indexing selects row by row and was 20-30× slower than slices for a batch of 224×224 frames
+    (lazily read packs trained at a fraction of the in-memory rate). Numpy arrays index as usual.
 
     Shapes:
         array: (N, ...); rows: (B,) sorted → (B, ...)

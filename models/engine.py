@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.base import VidModel
+from models.base import IMAGE_KEYS, VidModel
 from models.metrics import compute_metrics
 from models.registry import create_model
 
@@ -44,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "evaluate",
     "fit",
+    "hflip_batch",
     "load_checkpoint",
     "save_checkpoint",
     "seed_everything",
@@ -59,6 +60,7 @@ class TrainConfig:
     epochs: int = 50  # maximum number of epochs
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # L2 weight decay on weight matrices (see VidModel.configure_optimizer)
+    hflip: float = 0.0  # probability that a training video's frames are mirrored left-right (MCAT §3.5.2: 0.5)
     batch_size: int = 32  # used by the caller's DataLoader; kept here so a run's record is complete
     grad_clip: float | None = 1.0  # max global gradient norm; None or 0 disables clipping
     patience_rising: int = 5  # stop after this many consecutive epochs of rising validation loss
@@ -76,6 +78,10 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r}; expected a non-negative int (batch_size >= 1)")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr}; expected > 0")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay}; expected >= 0 (L2 penalty, e.g. 1e-4)")
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ValueError(f"hflip={self.hflip}; expected a probability in [0, 1] (MCAT: 0.5)")
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ValueError(f"grad_clip={self.grad_clip}; expected None or >= 0")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -188,6 +194,29 @@ def _move(batch: Mapping[str, Any], keys: Iterable[str], device: torch.device) -
     return {k: batch[k].to(device, non_blocking=True) for k in keys if isinstance(batch.get(k), Tensor)}
 
 
+def hflip_batch(batch: Mapping[str, Tensor], p: float, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """A copy of ``batch`` in which each video's frames (:data:`models.base.IMAGE_KEYS`) are mirrored left-right with
+    probability ``p`` — every frame of a chosen video, so motion and the per-second order stay consistent.
+
+    The draw is one uniform number per video from ``generator`` (default: torch's global CPU generator, which
+    ``seed_everything`` seeds and a resumed run restores).
+
+    Shapes:
+        vision (B, T, 3, H, W), vision_seg (B, S, T, 3, H, W) → the same shapes
+    """
+    out = dict(batch)
+    keys = [k for k in IMAGE_KEYS if isinstance(batch.get(k), Tensor)]
+    if p <= 0 or not keys:
+        return out
+    b = batch[keys[0]].shape[0]
+    flip = torch.rand(b, generator=generator) < p
+    for key in keys:
+        x = batch[key]
+        chosen = flip.to(x.device).view(b, *([1] * (x.dim() - 1)))
+        out[key] = torch.where(chosen, x.flip(-1), x)
+    return out
+
+
 def _batch_keys(model: VidModel) -> tuple[str, ...]:
     return (*model.inputs, *(f"{k}_mask" for k in model.inputs), "target")
 
@@ -235,6 +264,8 @@ def _train_epoch(model: VidModel, loader: Iterable[Mapping[str, Any]], optimizer
         batch = _move(raw, keys, device)
         if "target" not in batch:
             raise ValueError("training batches must carry 'target' (B, K)")
+        if cfg.hflip:
+            batch = hflip_batch(batch, cfg.hflip)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp_dtype):  # net: the DDP wrapper under torch.distributed (all-reduces gradients)
             out = (net if net is not None else model)(batch)
@@ -384,7 +415,7 @@ def fit(
         if net is not model:  # the record holds the mean over every rank's share, not rank 0's alone
             train_loss = _mean_over_ranks(train_loss, device)
         val_loss, y_true, y_pred = _eval_pass(model, val_loader, device, amp_dtype)
-        metrics = compute_metrics(model.task, y_true, y_pred)
+        metrics = compute_metrics(model.task, y_true, y_pred, targets=model.spec.targets)
         seconds = time.perf_counter() - t0
         if monitor not in metrics:
             raise ValueError(

@@ -49,7 +49,7 @@ from scipy.stats import linregress
 from torch import Tensor
 from torch.nn import functional as F
 
-from models.base import TASKS, VidModel
+from models.base import VidModel
 
 __all__ = [
     "AttributionSummary",
@@ -250,7 +250,7 @@ def integrated_gradients(
     """
     from captum.attr import IntegratedGradients
 
-    k = TASKS[model.task].k
+    k = model.spec.k
     if not isinstance(target, int) or not 0 <= target < k:
         raise ValueError(f"target={target!r}; expected an output index in [0, {k}) for task {model.task!r}")
     if steps < 2:
@@ -393,7 +393,7 @@ def summarise_attributions(
                          "(use segment_attributions for per-second models)")
     if max_videos is not None and max_videos < 1:
         raise ValueError(f"max_videos={max_videos}; expected None or >= 1")
-    spec = TASKS[model.task]
+    spec = model.spec
     mods, frames, regions = [[] for _ in range(spec.k)], [[] for _ in range(spec.k)], [[] for _ in range(spec.k)]
     frame_masks: list[Tensor] = []
     seen = 0

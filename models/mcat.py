@@ -62,8 +62,8 @@ class MCAT(VidModel):
         super().__init__(config)
         cfg = config
         self.modalities = tuple(cfg.modalities)
-        self.inputs = self.modalities
         self.encoders = nn.ModuleDict({m: build_modality_encoder(m, cfg) for m in self.modalities})
+        self.inputs = tuple(self.encoders[m].input_key for m in self.modalities)  # raw keys or their embeddings
 
         def blocks(n: int) -> nn.ModuleList:
             return nn.ModuleList(

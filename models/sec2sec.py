@@ -28,6 +28,12 @@ Deviations from the paper, on purpose:
   different lengths); it does not say which positions matter — that is learned (on planted data α recovers the
   planted last-3-seconds weighting; see tests/models/test_interpret.py).
 
+Heads on pretrained embeddings (``input_kind="embeddings"``): the streams read ``vision_seg_emb`` (B, S, T, D_v) and
+``audio_seg_emb`` (B, S, D_a), one cached vector per frame / per second (:mod:`features.embed`) — the paper's own
+setting of one pretrained vector per segment and modality. The CNNs are replaced by an
+:class:`~models.encoders.EmbeddingProjection` (T frame tokens per segment for vision, one token for audio); the
+co-attention, the LSTM and the head are unchanged.
+
 Variants (registered): ``sec2sec`` (SA-CA), ``sec2sec-sa-sa``, ``sec2sec-audio``, ``sec2sec-vision`` (one modality,
 two SA layers), ``sec2sec-attn`` (attention pooling over seconds, above) and ``sec2sec-attn-wang`` (the attention-LSTM
 of [100] as published); both attention variants return their per-second weights in ``extras["segment_attention"]``.
@@ -46,6 +52,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from models.attention import AttentionBlock
 from models.base import ModelConfig, VidModel, build_config, check_shape, masked_mean
 from models.encoders import (
+    INPUT_KINDS,
+    EmbeddingProjection,
     FrameCNN,
     MfccCNN,
     hierarchical_positional_encoding,
@@ -73,14 +81,22 @@ class Sec2SecConfig(ModelConfig):
     frames_per_segment: int = 1  # T, frames per segment (m in the paper)
     frame_size: int = 64  # H = W of each frame
     n_mfcc: int = 40  # MFCC coefficients per audio frame
-    mfcc_frames: int = 32  # F, MFCC frames per 1-second segment (16 kHz, hop 512)
+    mfcc_frames: int = 32  # F, MFCC frames per 1-second segment (set from the pack: 101 at the store's 10 ms hop)
     vision_grid: int = 4  # spatial tokens per frame side; each frame gives vision_grid² tokens
     cnn_width: int = 32  # base channel width of the from-scratch CNN encoders
     lstm_layers: int = 1  # stacked LSTM layers (Fig. 2.8 sweeps 1–5)
     lstm_hidden: int = 64  # LSTM hidden width
+    input_kind: str = "raw"  # "raw": frames + MFCC per segment; "embeddings": cached pretrained-encoder vectors
+    vision_emb_dim: int = 512  # D_v of ``vision_seg_emb`` (input_kind="embeddings")
+    audio_emb_dim: int = 768  # D_a of ``audio_seg_emb`` (input_kind="embeddings")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind={self.input_kind!r}; expected one of {list(INPUT_KINDS)}")
+        if self.vision_emb_dim < 1 or self.audio_emb_dim < 1:
+            raise ValueError(f"vision_emb_dim={self.vision_emb_dim}, audio_emb_dim={self.audio_emb_dim}; "
+                             "expected both >= 1")
         mods = tuple(self.modalities)
         if not mods or len(set(mods)) != len(mods) or any(m not in _STREAMS for m in mods):
             raise ValueError(f"modalities={self.modalities!r}; expected a non-empty subset of {_STREAMS}, no repeats")
@@ -103,7 +119,9 @@ class Sec2Sec(VidModel):
 
     Shapes:
         batch["vision_seg"] (B, S, T, 3, H, W), batch["vision_seg_mask"] (B, S),
-        batch["audio_seg"] (B, S, 3, n_mfcc, F), batch["audio_seg_mask"] (B, S)
+        batch["audio_seg"] (B, S, 3, n_mfcc, F), batch["audio_seg_mask"] (B, S);
+        input_kind="embeddings": batch["vision_seg_emb"] (B, S, T, D_v), batch["audio_seg_emb"] (B, S, D_a)
+        (same masks, keyed ``<key>_mask``)
         → logits (B, K); extras["segment_attention"] (B, S) for temporal="attention-lstm" / "attention-pool"
     """
 
@@ -112,13 +130,20 @@ class Sec2Sec(VidModel):
         cfg = config
         d = cfg.dim
         self.modalities = tuple(cfg.modalities)
-        self.inputs = tuple(f"{m}_seg" for m in self.modalities)
+        self.embedded = cfg.input_kind == "embeddings"
+        self.inputs = tuple(f"{m}_seg_emb" if self.embedded else f"{m}_seg" for m in self.modalities)
         encoders: dict[str, nn.Module] = {}
-        if "vision" in self.modalities:
+        if self.embedded:
+            if "vision" in self.modalities:
+                encoders["vision"] = EmbeddingProjection(in_dim=cfg.vision_emb_dim, dim=d,
+                                                         n_positions=cfg.frames_per_segment)
+            if "audio" in self.modalities:
+                encoders["audio"] = EmbeddingProjection(in_dim=cfg.audio_emb_dim, dim=d, n_positions=1)
+        if "vision" in self.modalities and not self.embedded:
             encoders["vision"] = FrameCNN(d, grid=cfg.vision_grid, width=cfg.cnn_width)
             pe = hierarchical_positional_encoding(cfg.frames_per_segment, cfg.vision_grid**2, d).flatten(0, 1)  # split
             self.register_buffer("vision_pe", pe, persistent=False)  # (T·grid², D)
-        if "audio" in self.modalities:
+        if "audio" in self.modalities and not self.embedded:
             encoders["audio"] = MfccCNN(d, width=cfg.cnn_width)
             n_audio = math.ceil(math.ceil(cfg.mfcc_frames / 2) / 2)  # two stride-2 convs
             self.register_buffer("audio_pe", sinusoidal_encoding(n_audio, d), persistent=False)  # (F', D)
@@ -151,6 +176,8 @@ class Sec2Sec(VidModel):
             → tokens (B·S, N, D), token mask (B·S, N), segment mask (B, S)
         """
         cfg: Sec2SecConfig = self.config  # type: ignore[assignment]
+        if self.embedded:
+            return self._encode_embedded(stream, batch)
         key = f"{stream}_seg"
         x = batch[key]
         s = cfg.n_segments
@@ -169,6 +196,30 @@ class Sec2Sec(VidModel):
             tok = self.encoders["audio"](x.reshape(b * s, 3, cfg.n_mfcc, cfg.mfcc_frames))  # (B·S, F', D)
             tok = tok + self.audio_pe.to(tok.dtype)
         tmask = seg_mask.reshape(b * s, 1).expand(-1, tok.shape[1])
+        if cfg.token_mode == "pooled":
+            tok, tmask = pool_tokens(tok, tmask)
+        return tok, tmask, seg_mask
+
+    def _encode_embedded(self, stream: str, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Tokens of every segment from cached embeddings: T frame tokens (vision) or one token (audio) per segment.
+
+        Shapes:
+            vision_seg_emb (B, S, T, D_v) | audio_seg_emb (B, S, D_a)
+            → tokens (B·S, N, D), token mask (B·S, N), segment mask (B, S); N = T or 1
+        """
+        cfg: Sec2SecConfig = self.config  # type: ignore[assignment]
+        key, s = f"{stream}_seg_emb", cfg.n_segments
+        x = batch[key]
+        if stream == "vision":
+            check_shape(key, x, (None, s, cfg.frames_per_segment, cfg.vision_emb_dim))
+        else:
+            check_shape(key, x, (None, s, cfg.audio_emb_dim))
+        b = x.shape[0]
+        seg_mask = self.mask(batch, key, (b, s))
+        x = x * seg_mask.view(b, s, *([1] * (x.dim() - 2))).to(x.dtype)  # padding is zero whatever the caller sent
+        x = x.reshape(b * s, -1, x.shape[-1])  # (B·S, N, D_in)
+        tmask = seg_mask.reshape(b * s, 1).expand(-1, x.shape[1])
+        tok, tmask = self.encoders[stream](x, tmask)
         if cfg.token_mode == "pooled":
             tok, tmask = pool_tokens(tok, tmask)
         return tok, tmask, seg_mask

@@ -11,12 +11,22 @@ self-attention is then over one token (a no-op). Here the per-modality Transform
 (frames or patches, MFCC chunks, ``vector_tokens`` learned tokens) and a mask-aware mean gives its row of z_j;
 ``token_mode="pooled"`` restores the single-token reading. The co-attention over the M rows is the paper's.
 A modality whose mask is False is a masked key of the co-attention and contributes a zero row to the predictor.
+
+Visual input (Table 4.1, §4.6 / Fig. 4.3): each video is cut into ``frame_segments`` = 15 equal segments, one frame is
+taken from each, and the first ``first_segments`` = 2 of them are used (2 frames won Fig. 4.3's sweep over n = 1..15),
+at 224² (the ``uniform_224`` frame profile) with 32×32 patches. The ``vision`` input may hold more frames (``uniform_224``
+stores 2 per segment, ``uniform`` 100 over the clip): VAN keeps, for each of the first ``first_segments`` segments, the
+frame whose instant ``(i + 0.5)·D/T`` is the first inside the segment, ``i_s = ceil(s·T/S − 0.5)``.
+``first_segments=0`` keeps all T frames.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+import dataclasses
+import math
 
 import torch
 from torch import Tensor, nn
@@ -31,11 +41,14 @@ __all__ = ["VAN", "VANConfig"]
 
 @dataclass(kw_only=True)
 class VANConfig(ClipConfig):
-    """VAN configuration; geometry defaults follow Table 4.1 (2 frames × 15 segments at 224², 32×32 patches)."""
+    """VAN configuration; geometry defaults follow Table 4.1 (2 frames, one from each of the first 2 of 15 segments,
+    at 224², 32×32 patches)."""
 
     task: str = "popularity"  # default task of VAN
     modalities: tuple[str, ...] = ("vision", "audio", "graph")  # whole-clip keys stacked into the M×D matrix
-    n_frames: int = 30  # T: 2 sampled frames from each of 15 segments
+    n_frames: int = 30  # T of the ``vision`` input (uniform_224: 2 per segment × 15); VAN keeps ``first_segments``
+    frame_segments: int = 15  # S: the equal segments a video is cut into (§4.6)
+    first_segments: int = 2  # n: one frame from each of the first n segments (Table 4.1: 2); 0 = all T frames
     frame_size: int = 224  # H = W of ``vision`` frames
     patch_size: int = 32  # ViT patch side (Table 4.1)
     patch_dim: int = 16  # l, width of one projected patch
@@ -48,12 +61,28 @@ class VANConfig(ClipConfig):
             raise ValueError(f"modalities={self.modalities!r}; expected distinct keys from {list(MODALITY_KEYS)}")
         if self.modality_layers < 0:
             raise ValueError(f"modality_layers={self.modality_layers}; expected >= 0")
+        if self.frame_segments < 1 or not 0 <= self.first_segments <= self.frame_segments:
+            raise ValueError(f"frame_segments={self.frame_segments}, first_segments={self.first_segments}; expected "
+                             "frame_segments >= 1 and 0 <= first_segments <= frame_segments")
+
+    @property
+    def frame_indices(self) -> tuple[int, ...]:
+        """Indices into the T input frames that VAN reads: ``i_s = ceil(s·T/S − 0.5)`` for ``s < first_segments``
+        (the first frame inside segment s); all T when ``first_segments`` is 0. With fewer frames than segments
+        (T < S) frame s stands for segment s."""
+        t, s = self.n_frames, self.frame_segments
+        if self.first_segments == 0:
+            return tuple(range(t))
+        if t < s:
+            return tuple(range(min(self.first_segments, t)))
+        return tuple(min(t - 1, max(0, math.ceil(k * t / s - 0.5))) for k in range(self.first_segments))
 
 
 class VAN(VidModel):
     """VAN (see module docstring).
 
     Shapes:
+        batch["vision"] (B, T, 3, H, W) (VAN reads ``frame_indices`` of the T frames);
         batch[m] per ``models.encoders.ModalityEncoder`` for m in modalities
         → logits (B, K); extras["modality_attention"] (B, H, M, M) (rows of present modalities sum to 1),
           extras["modality_embeddings"] (B, M, D)
@@ -63,8 +92,12 @@ class VAN(VidModel):
         super().__init__(config)
         cfg = config
         self.modalities = tuple(cfg.modalities)
-        self.inputs = self.modalities
-        self.encoders = nn.ModuleDict({m: build_modality_encoder(m, cfg) for m in self.modalities})
+        self.frame_indices = cfg.frame_indices
+        # the vision encoder sees only the selected frames (its frame positions are 0..n−1)
+        seen = dataclasses.replace(cfg, n_frames=len(self.frame_indices))
+        self.encoders = nn.ModuleDict({m: build_modality_encoder(m, seen if m == "vision" else cfg)
+                                       for m in self.modalities})
+        self.inputs = tuple(self.encoders[m].input_key for m in self.modalities)  # raw keys or their embeddings
         block = dict(ff_mult=cfg.ff_mult, dropout=cfg.dropout, norm=cfg.norm)
         self.transformers = nn.ModuleDict(
             {m: nn.ModuleList(AttentionBlock(cfg.dim, cfg.heads, **block) for _ in range(cfg.modality_layers))
@@ -76,6 +109,17 @@ class VAN(VidModel):
             load_pretrained(self.encoders, cfg.pretrained_path)
 
     def compute_logits(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        if "vision" in self.modalities and len(self.frame_indices) != self.config.n_frames:
+            key = self.encoders["vision"].input_key  # frames (B, T, 3, H, W) or their embeddings (B, T, D)
+            x = batch[key]
+            if x.dim() < 2 or x.shape[1] != self.config.n_frames:
+                raise ValueError(f"batch[{key!r}] has shape {tuple(x.shape)}; expected {self.config.n_frames} frames "
+                                 "on axis 1")
+            idx = torch.tensor(self.frame_indices, device=x.device)
+            batch = {**batch, key: x.index_select(1, idx)}
+            if batch.get(f"{key}_mask") is not None:
+                m = batch[f"{key}_mask"]
+                batch[f"{key}_mask"] = m.index_select(1, idx.to(m.device))
         rows, present = [], []
         for m in self.modalities:
             tok, tmask = self.encoders[m](batch)

@@ -1,7 +1,8 @@
 """Stage ``sweep``: train one model over a hyper-parameter grid and report the best run.
 
-The grid maps names to lists of values. Training settings (``lr``, ``batch_size``, ``epochs``, ``seed``) go to the
-engine; every other name is a model config override (``heads``, ``dim``, ``patch_size``, ...). Each combination is one
+The grid maps names to lists of values. Training settings (``lr``, ``batch_size``, ``epochs``, ``seed``,
+``weight_decay``, ``hflip``, ``vision_profile``) go to the engine; every other name is a model config override
+(``heads``, ``dim``, ``patch_size``, ``vision_norm``, ``targets``, ...). Each combination is one
 :func:`pipelines.train.run_training` call (the same code as ``vidpipe train``), so sweep runs appear in the runs table
 like any other. The best run is chosen by the task's **validation** metric — never the test split.
 """
@@ -16,11 +17,11 @@ from prefect.cache_policies import NONE
 from pydantic import Field
 
 from pipelines._common import publish_table, store_for
-from pipelines.train import TaskName, run_training
+from pipelines.train import InputKind, TaskName, VisionProfile, run_training
 
 __all__ = ["sweep", "expand_grid"]
 
-_TRAIN_KEYS = {"lr", "batch_size", "epochs", "seed"}
+_TRAIN_KEYS = {"lr", "batch_size", "epochs", "seed", "weight_decay", "hflip", "vision_profile"}
 
 
 def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -58,10 +59,15 @@ def sweep(
     batch_size: Annotated[int, Field(ge=1)] = 16,
     seed: int = 0,
     device: Literal["auto", "cpu", "cuda"] = "auto",
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    hflip: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    vision_profile: VisionProfile = "uniform",
+    inputs: InputKind = "raw",
 ) -> dict:
     """Train ``model`` on ``task`` for every combination of ``grid``; return all runs and the best.
 
-    Example grid: ``{"lr": [1e-3, 3e-4], "heads": [2, 4]}``.
+    Example grid: ``{"lr": [1e-3, 3e-4], "heads": [2, 4]}``. ``inputs="embeddings"`` trains every run on the cached
+    pretrained-encoder vectors (a grid entry ``"input_kind": ["raw", "embeddings"]`` compares both).
 
     Returns:
         ``{"model", "task", "runs": [...], "best": {...}, "monitor"}``; ``best`` has the largest validation metric.
@@ -72,7 +78,10 @@ def sweep(
     if model not in list_models():
         raise ValueError(f"model={model!r}: expected one of {list_models()}")
     combos = expand_grid(grid)
-    base = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device}
+    base = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device,
+            "weight_decay": weight_decay, "hflip": hflip, "vision_profile": vision_profile}
+    if inputs != "raw":
+        base["input_kind"] = inputs
     runs = [_one(root, dataset, model, task, c, base) for c in combos]
     monitor = TASKS[task].monitor
     best = max(runs, key=lambda r: r["val"].get(monitor, float("-inf")))

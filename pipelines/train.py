@@ -25,9 +25,15 @@ from features.packs import build_pack
 from features.store import Store
 from pipelines._common import publish_table, store_for
 
-__all__ = ["train", "run_training", "geometry_overrides", "TaskName"]
+__all__ = ["train", "run_training", "run_per_target", "merge_target_runs", "geometry_overrides", "TaskName",
+           "VisionProfile", "VISION_PROFILES", "InputKind", "input_overrides"]
 
-TaskName = Literal["emotion", "personality", "popularity"]
+TaskName = Literal["emotion", "personality", "popularity", "popularity_mtaf"]
+#: frame profiles that can feed a model's ``vision`` input (``per_second`` feeds ``vision_seg``)
+VISION_PROFILES = ("uniform", "uniform_224")
+VisionProfile = Literal["uniform", "uniform_224"]
+#: what models read: "raw" (frames / MFCC / bag of words) or "embeddings" (cached pretrained-encoder vectors)
+InputKind = Literal["raw", "embeddings"]
 
 # pack key → {config field: axis of the pack array (after the video axis) giving its size}
 _GEOMETRY = {
@@ -38,7 +44,35 @@ _GEOMETRY = {
     "text": {"vocab_size": 0},
     "graph": {"graph_dim": 0},
     "meta": {"meta_dim": 0},
+    "egemaps": {"egemaps_dim": 0},
+    "vision_seg_emb": {"n_segments": 0, "frames_per_segment": 1, "vision_emb_dim": 2},
+    "audio_seg_emb": {"n_segments": 0, "audio_emb_dim": 1},
+    "vision_emb": {"n_frames": 0, "vision_emb_dim": 1},
+    "audio_emb": {"audio_tokens": 0, "audio_emb_dim": 1},
+    "text_emb": {"text_tokens": 0, "text_emb_dim": 1},
 }
+
+
+def input_overrides(model_name: str, input_kind: str, overrides: dict | None) -> dict:
+    """A copy of ``overrides`` with the model's ``input_kind`` set ("raw" leaves them as they are).
+
+    Raises:
+        ValueError: ``input_kind`` is not "raw" / "embeddings", the model has no embedding front end, or
+            ``overrides`` already sets another ``input_kind``.
+    """
+    from models.registry import create_model
+
+    out = dict(overrides or {})
+    if input_kind not in ("raw", "embeddings"):
+        raise ValueError(f"inputs={input_kind!r}: expected 'raw' or 'embeddings'")
+    if input_kind == "raw":
+        return out
+    if out.get("input_kind", input_kind) != input_kind:
+        raise ValueError(f"inputs={input_kind!r} contradicts overrides input_kind={out['input_kind']!r}")
+    if "input_kind" not in {f.name for f in dataclasses.fields(create_model(model_name).cfg)}:
+        raise ValueError(f"inputs='embeddings': model {model_name!r} has no embedding front end (input_kind)")
+    out["input_kind"] = input_kind
+    return out
 
 
 def geometry_overrides(model: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
@@ -65,16 +99,28 @@ def geometry_overrides(model: Any, shapes: dict[str, tuple[int, ...]]) -> dict[s
 def run_training(store: Store, model_name: str, task_name: str, *, epochs: int = 30, lr: float = 1e-3,
                  batch_size: int = 16, seed: int = 0, device: str = "auto", overrides: dict | None = None,
                  vision_profile: str = "uniform", run_id: str | None = None, resume: bool = True,
-                 record: bool = True) -> dict[str, Any]:
-    """Train and evaluate one model on one task from the store's cached features; returns the run record."""
+                 record: bool = True, weight_decay: float = 0.0, hflip: float = 0.0,
+                 targets: list[str] | tuple[str, ...] | None = None, input_kind: str = "raw") -> dict[str, Any]:
+    """Train and evaluate one model on one task from the store's cached features; returns the run record.
+
+    ``weight_decay`` (L2) and ``hflip`` (probability of mirroring a training video) are engine settings
+    (:class:`models.engine.TrainConfig`); ``targets`` trains on a subset of the task's target columns (the model's
+    ``targets`` config field; also accepted in ``overrides``), with its own early stopping and best epoch.
+    ``input_kind="embeddings"`` trains on the cached pretrained-encoder vectors instead of raw frames / MFCC / words.
+    """
     from models.data import PackLoader, split_sets
     from models.engine import TrainConfig, evaluate, fit, seed_everything
+    from models.base import TASKS
     from models.metrics import compute_metrics, constant_baseline
     from models.registry import create_model, list_models
 
     if model_name not in list_models():
         raise ValueError(f"model={model_name!r}: expected one of {list_models()}")
-    overrides = dict(overrides or {})
+    if vision_profile not in VISION_PROFILES:
+        raise ValueError(f"vision_profile={vision_profile!r}: expected one of {list(VISION_PROFILES)}")
+    overrides = input_overrides(model_name, input_kind, overrides)
+    if targets is not None:
+        overrides["targets"] = tuple(targets)
     seed_everything(seed)
     probe_model = create_model(model_name, task=task_name, **{k: v for k, v in overrides.items()
                                                                if k not in _geometry_fields()})
@@ -85,20 +131,25 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
     seed_everything(seed)  # identical initialisation for identical settings (determinism on CPU)
     model = create_model(model_name, task=task_name, **{**geometry_overrides(probe_model, shapes), **overrides})
     keys = [*inputs, *[f"{k}_mask" for k in inputs], "target"]
+    names = tuple(model.spec.targets)
+    if names != TASKS[task_name].targets:  # a target subset: only its columns, in the model's order
+        columns = [TASKS[task_name].targets.index(t) for t in names]
+        arrays = {**arrays, "target": np.asarray(arrays["target"])[:, columns]}
     idx = split_sets(arrays["split"])
     if len(idx["train"]) == 0:
         raise ValueError(f"dataset {store.dataset!r} has no labelled training videos for task {task_name!r}")
     loaders = {s: PackLoader(arrays, keys, idx[s], batch_size=batch_size, shuffle=(s == "train"), seed=seed)
                for s in idx}
     run_id = run_id or f"{model_name}-{task_name}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device)
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                      weight_decay=weight_decay, hflip=hflip)
     ckdir = store.local_dir("runs", run_id)
     result = fit(model, loaders["train"], loaders["val"], cfg, checkpoint_dir=ckdir, resume=resume,
                  checkpoint_extra={"pack": pack_fp, "dataset": store.dataset, "inputs": list(inputs)})
     y_true, y_pred = evaluate(model, loaders["test"])
-    metrics = compute_metrics(task_name, y_true, y_pred)
-    base = constant_baseline(task_name, arrays["target"][idx["train"]])
-    baseline = compute_metrics(task_name, y_true, base.predict(len(y_true)))
+    metrics = compute_metrics(task_name, y_true, y_pred, targets=names)
+    base = constant_baseline(task_name, arrays["target"][idx["train"]], targets=names)
+    baseline = compute_metrics(task_name, y_true, base.predict(len(y_true)), targets=names)
     epoch_seconds = [h["seconds"] for h in result.history] or [0.0]
     run = {
         "run_id": run_id, "model": model_name, "task": task_name, "dataset": store.dataset,
@@ -110,11 +161,71 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
         "total_seconds": result.total_seconds, "efficiency": result.efficiency, "device": result.device,
         "modalities": [k for k in inputs], "pack": pack_fp, "pack_reused": reused, "vision_profile": vision_profile,
         "config": dataclasses.asdict(model.cfg), "train": dataclasses.asdict(cfg),
-        "n_train": int(len(idx["train"])), "n_test": int(len(idx["test"])),
+        "n_train": int(len(idx["train"])), "n_test": int(len(idx["test"])), "targets": list(names),
+        "input_kind": getattr(model.cfg, "input_kind", "raw"),
     }
     if record:
         store.save_run(run_id, run)
     return run
+
+
+def run_per_target(store: Store, model_name: str, task_name: str, *, run_id: str | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
+    """One :func:`run_training` per target of the task, each selected on its own validation metric (Sec2Sec trains
+    and reports valence and arousal separately); returns :func:`merge_target_runs` of them. ``run_id`` gets the
+    target's name appended."""
+    from models.base import TASKS
+
+    if task_name not in TASKS:
+        raise ValueError(f"task={task_name!r}: expected one of {sorted(TASKS)}")
+    runs = {t: run_training(store, model_name, task_name, targets=(t,),
+                            run_id=f"{run_id}-{t}" if run_id else None, **kwargs)
+            for t in TASKS[task_name].targets}
+    return merge_target_runs(task_name, runs)
+
+
+def merge_target_runs(task_name: str, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One record for single-target runs of the same model: each target's metrics from its own run, the task's
+    means over them (``accuracy_mean``/``f1_mean``, ``mean_accuracy``; MAE/MSE/R² averaged), ``n_params`` of one
+    model, seconds summed, ``runs`` = {target: run_id}."""
+    import numpy as np
+
+    from models.base import TASKS
+
+    order = [t for t in TASKS[task_name].targets if t in runs]
+    if not order:
+        raise ValueError(f"runs: expected single-target runs of task {task_name!r}, got {sorted(runs)}")
+
+    def merged(key: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for t in order:
+            for k, v in runs[t][key].items():
+                if k.endswith(f"_{t}"):
+                    out[k] = v
+        means = {"emotion": [("accuracy_mean", "accuracy"), ("f1_mean", "f1")],
+                 "personality": [("mean_accuracy", "mean_accuracy")]}.get(task_name, [])
+        for name, prefix in means:
+            out[name] = float(np.mean([out[f"{prefix}_{t}"] for t in order]))
+        for k in ("spearman", "mae", "mse", "r2", "ndcg@10"):
+            if all(k in runs[t][key] for t in order):
+                out[k] = float(np.mean([runs[t][key][k] for t in order]))
+        return out
+
+    first = runs[order[0]]
+    total = float(sum(r["total_seconds"] for r in runs.values()))
+    return {
+        **{k: first[k] for k in ("model", "task", "dataset", "pack", "vision_profile", "modalities", "config",
+                                 "train", "n_train", "n_test", "device", "input_kind") if k in first},
+        "run_id": "+".join(runs[t]["run_id"] for t in order), "runs": {t: runs[t]["run_id"] for t in order},
+        "separate_targets": True, "targets": order,
+        "metrics": merged("metrics"), "baseline": merged("baseline"), "val_metrics": merged("val_metrics"),
+        "checkpoint": None, "checkpoints": {t: runs[t]["checkpoint"] for t in order},
+        "epochs_run": max(int(r["epochs_run"]) for r in runs.values()),
+        "best_epoch": {t: runs[t]["best_epoch"] for t in order},
+        "n_params": int(first["n_params"]), "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"]
+                                                                                for r in runs.values()])),
+        "total_seconds": total, "efficiency": float(first["n_params"]) / total if total > 0 else 0.0,
+    }
 
 
 def _geometry_fields() -> set[str]:
@@ -122,7 +233,10 @@ def _geometry_fields() -> set[str]:
 
 
 @task(cache_policy=NONE, persist_result=False, name="train-model")
-def _train_task(root: Optional[str], dataset: str, model: str, task_name: str, params: dict) -> dict:
+def _train_task(root: Optional[str], dataset: str, model: str, task_name: str, params: dict,
+                separate_targets: bool = False) -> dict:
+    if separate_targets:
+        return run_per_target(store_for(root, dataset), model, task_name, **params)
     return run_training(store_for(root, dataset), model, task_name, **params)
 
 
@@ -138,8 +252,13 @@ def train(
     seed: int = 0,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     overrides: Optional[dict[str, Any]] = None,
-    vision_profile: Literal["uniform", "uniform_224"] = "uniform",
+    vision_profile: VisionProfile = "uniform",
     run_id: Optional[str] = None,
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    hflip: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    targets: Optional[list[str]] = None,
+    separate_targets: bool = False,
+    inputs: InputKind = "raw",
 ) -> dict:
     """Train ``model`` on ``task`` from the dataset's cached features and record the run.
 
@@ -150,9 +269,17 @@ def train(
         task: ``emotion`` | ``personality`` | ``popularity``.
         epochs, lr, batch_size, seed, device: training settings (Adam, early stopping, best + top-k checkpoints).
         overrides: model config fields (e.g. ``{"dim": 32, "heads": 2}``); unknown fields are refused.
-        vision_profile: which uniform frame profile feeds ``vision`` inputs.
+        vision_profile: which uniform frame profile feeds ``vision`` inputs (``uniform``: 64², ``uniform_224``:
+            224², the VAN paper's input; it must have been extracted, ``vidpipe extract --profile``).
         run_id: name of the run (default: model-task-timestamp); a rerun with the same id resumes from its last
             checkpoint.
+        weight_decay: L2 weight decay on weight matrices (MTAF, the Siamese paper).
+        hflip: probability of mirroring a training video's frames left-right (MCAT §3.5.2: 0.5).
+        targets: train on these target columns only (e.g. ``["valence"]``).
+        separate_targets: one model per target, each with its own best epoch; the record merges their metrics
+            (``runs`` names the per-target runs).
+        inputs: ``raw`` (frames / MFCC / bag of words) or ``embeddings`` (the cached vectors of ``extract
+            --vision-model/--audio-model/--text-model``; each model's per-modality encoder becomes a projection).
 
     Returns:
         The run record: ``{"model", "task", "metrics", "baseline", "checkpoint", ...}`` (metrics on the test split;
@@ -164,9 +291,14 @@ def train(
         raise ValueError(f"model={model!r}: expected one of {list_models()}")
     logger = get_run_logger()
     t0 = time.perf_counter()
+    if separate_targets and targets is not None:
+        raise ValueError(f"targets={targets!r} with separate_targets=True: give one or the other")
     params = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device,
-              "overrides": overrides or {}, "vision_profile": vision_profile, "run_id": run_id}
-    run = _train_task(root, dataset, model, task, params)
+              "overrides": overrides or {}, "vision_profile": vision_profile, "run_id": run_id,
+              "weight_decay": weight_decay, "hflip": hflip, "input_kind": inputs}
+    if targets is not None:
+        params["targets"] = list(targets)
+    run = _train_task(root, dataset, model, task, params, separate_targets)
     logger.info("train %s/%s on %s: %s (baseline %s) in %.1fs", model, task, dataset, run["metrics"],
                 run["baseline"], time.perf_counter() - t0)
     publish_table(f"{dataset}-train-{model}-{task}",

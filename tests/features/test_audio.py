@@ -185,3 +185,22 @@ def test_egemaps_calls_opensmile_functionals(monkeypatch):
     assert seen == {"config": ("eGeMAPSv02", "Functionals"), "call": ((SR,), SR)}
     with pytest.raises(ValueError, match="non-empty"):
         egemaps(None, SR)  # type: ignore[arg-type]
+
+
+def test_clip_frames_for_seconds():
+    from features.audio import clip_frames_for
+
+    assert clip_frames_for(15.0) == 1500 and clip_frames_for(15.0, AudioParams(sr=44100)) == 1500
+    assert clip_frames_for(2.55) == 255 and clip_frames_for(0.001) == 1
+    for bad in (0, -1.0, float("nan"), True, "15"):
+        with pytest.raises(ValueError, match="seconds="):
+            clip_frames_for(bad)
+
+
+def test_egemaps_functionals_of_a_tone():
+    pytest.importorskip("opensmile")
+    t = np.arange(32000) / 16000
+    y = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    values = egemaps(y, 16000)
+    assert values.shape == (88,) and values.dtype == np.float32 and np.isfinite(values).all()
+    assert 30 < values[0] < 40  # F0 mean in semitones from 27.5 Hz: 220 Hz is 36 semitones

@@ -14,8 +14,10 @@ from models.sec2sec import Sec2SecConfig
 
 
 def test_tasks_table():
-    assert {t: s.k for t, s in TASKS.items()} == {"emotion": 2, "personality": 5, "popularity": 1}
-    assert {t: s.loss for t, s in TASKS.items()} == {"emotion": "bce", "personality": "l1", "popularity": "mse"}
+    assert {t: s.k for t, s in TASKS.items()} == {"emotion": 2, "personality": 5, "popularity": 1,
+                                                  "popularity_mtaf": 1}
+    assert {t: s.loss for t, s in TASKS.items()} == {"emotion": "bce", "personality": "l1", "popularity": "mse",
+                                                     "popularity_mtaf": "mse"}
     assert TASKS["personality"].targets[0] == "extraversion"
     with pytest.raises(TypeError):
         TASKS["new"] = TASKS["emotion"]  # read-only
@@ -102,3 +104,62 @@ def test_optimizer_is_adam_without_decay_on_biases(tiny):
     assert sum(decays.values()) == sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="lr=0"):
         model.configure_optimizer(0, 0.0)
+
+
+# ------------------------------------------------------------------------------ target subsets, frame normalisation
+def test_task_spec_narrows_to_a_target_subset():
+    from models.base import TASKS, task_spec
+
+    assert task_spec("emotion") is TASKS["emotion"]
+    v = task_spec("emotion", ["valence"])
+    assert (v.k, v.targets, v.monitor, v.loss) == (1, ("valence",), "accuracy_mean", "bce")
+    assert task_spec("personality", ("openness", "extraversion")).targets == ("openness", "extraversion")
+    for bad in ([], ["valence", "valence"], ["openness"]):
+        with pytest.raises(ValueError, match="targets="):
+            task_spec("emotion", bad)
+
+
+def test_single_target_model_predicts_one_column_and_round_trips(tmp_path):
+    from models import create_model
+    from models.base import example_batch
+    from models.engine import load_checkpoint, save_checkpoint
+
+    model = create_model("sec2sec", task="emotion", targets=["arousal"], dim=16, heads=2, n_segments=3,
+                         frames_per_segment=1, frame_size=16, n_mfcc=8, mfcc_frames=8, cnn_width=8, lstm_hidden=16)
+    out = model(example_batch(model, 3))
+    assert out.pred.shape == (3, 1) and model.spec.targets == ("arousal",)
+    again, _ = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
+    assert again.config.targets == ("arousal",) and again.spec.k == 1
+    with pytest.raises(ValueError, match="targets="):
+        create_model("mcat", task="personality", targets=("valence",))
+
+
+def test_normalize_images_standardises_channels_and_keeps_missing_frames_zero():
+    from models.base import IMAGENET_MEAN, IMAGENET_STD, normalize_images
+
+    x = torch.full((2, 3, 3, 4, 4), 0.5)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    out = normalize_images({"vision": x, "vision_mask": mask, "audio": torch.ones(2, 5)})
+    for c in range(3):
+        want = (0.5 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+        assert torch.allclose(out["vision"][0, 0, c], torch.full((4, 4), want))
+    assert out["vision"][0, 2].eq(0).all() and out["vision"][1, 1:].eq(0).all()
+    assert torch.equal(out["audio"], torch.ones(2, 5)) and x.eq(0.5).all()  # other keys and the input untouched
+
+
+def test_vision_norm_imagenet_changes_what_the_model_sees():
+    from models import create_model
+    from models.base import example_batch, normalize_images
+
+    kw = dict(task="personality", modalities=("vision",), dim=16, heads=2, n_frames=2, frame_size=16, patch_size=8,
+              patch_dim=4, dropout=0.0)
+    torch.manual_seed(0)
+    plain = create_model("mcat", **kw).eval()
+    torch.manual_seed(0)
+    normed = create_model("mcat", vision_norm="imagenet", **kw).eval()
+    batch = example_batch(plain, 2, target=False)
+    with torch.no_grad():
+        assert torch.allclose(normed(batch).pred, plain(normalize_images(batch)).pred)
+        assert not torch.allclose(normed(batch).pred, plain(batch).pred)
+    with pytest.raises(ValueError, match="vision_norm="):
+        create_model("mcat", vision_norm="zscore")

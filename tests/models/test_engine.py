@@ -140,3 +140,66 @@ def test_bad_monitor_and_missing_target(tiny):
     with pytest.raises(ValueError, match="'target'"):
         fit(_model(tiny), DataLoader(no_target, batch_size=4), DataLoader(no_target, batch_size=4), _cfg(epochs=1))
     assert math.isfinite(fit(_model(tiny), *_loaders(), _cfg(epochs=1)).history[0]["val_loss"])
+
+
+# ------------------------------------------------------------------------------------------ paper training settings
+def _frames(b: int = 4) -> dict[str, torch.Tensor]:
+    """Frames whose left half is bright: a mirrored frame is bright on the right."""
+    x = torch.zeros(b, 2, 3, 8, 8)
+    x[..., :4] = 1.0
+    seg = torch.zeros(b, 3, 2, 3, 8, 8)
+    seg[..., :4] = 1.0
+    return {"vision": x, "vision_seg": seg, "target": torch.zeros(b, 1)}
+
+
+def test_hflip_batch_mirrors_whole_videos_with_probability_p():
+    from models.engine import hflip_batch
+
+    batch = _frames()
+    none, every = hflip_batch(batch, 0.0), hflip_batch(batch, 1.0)
+    assert torch.equal(none["vision"], batch["vision"])
+    assert every["vision"][..., 4:].eq(1).all() and every["vision"][..., :4].eq(0).all()
+    assert every["vision_seg"][..., 4:].eq(1).all() and torch.equal(every["target"], batch["target"])
+    assert batch["vision"][..., :4].eq(1).all()  # the caller's batch is untouched
+    big = _frames(400)
+    half = hflip_batch(big, 0.5, torch.Generator().manual_seed(0))
+    flipped = half["vision"][:, 0, 0, 0, 7].eq(1)  # per video: mirrored or not
+    assert 150 < int(flipped.sum()) < 250
+    assert torch.equal(half["vision"][:, :, :, :, 7].eq(1).all(dim=(1, 2, 3)), flipped)  # every frame of a video
+    assert torch.equal(half["vision_seg"][..., 7].eq(1).all(dim=(1, 2, 3, 4)), flipped)  # both keys, same draw
+
+
+def test_fit_trains_on_mirrored_frames_only_when_hflip_is_set(tiny):
+    seen: list[float] = []  # mean brightness of the right half of every training batch's frames
+    model = _model(tiny)
+    original = model.compute_logits
+
+    def spy(batch):
+        if model.training and "vision" in batch:
+            seen.append(float(batch["vision"][..., 4:].mean()))
+        return original({k: v for k, v in batch.items() if k != "vision"})
+
+    model.compute_logits = spy
+    samples = _samples(16, 0)
+    for s in samples:
+        s["vision"] = _frames(1)["vision"][0]
+    model.inputs = (*model.inputs, "vision")
+    loader = DataLoader(samples, batch_size=8)
+    fit(model, loader, loader, _cfg(epochs=1))
+    assert seen and all(v == 0.0 for v in seen)
+    seen.clear()
+    fit(model, loader, loader, _cfg(epochs=1, hflip=1.0))
+    assert seen and all(v == 1.0 for v in seen)
+
+
+@pytest.mark.parametrize("kw, match", [({"hflip": 1.5}, "hflip"), ({"weight_decay": -1e-4}, "weight_decay")])
+def test_train_config_refuses_bad_paper_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+def test_weight_decay_reaches_weight_matrices_only(tiny):
+    model = _model(tiny)
+    opt = model.configure_optimizer(1e-3, 1e-4)
+    decays = {g["weight_decay"]: sum(p.numel() for p in g["params"]) for g in opt.param_groups}
+    assert set(decays) == {1e-4, 0.0} and decays[1e-4] > decays[0.0] > 0

@@ -136,3 +136,19 @@ def test_cross_modal_embeddings_separate_extremes_and_help_on_extremes(tiny):
     ours, base = extreme_class_accuracy(y_true, y_pred, y_train), extreme_class_accuracy(y_true, const, y_train)
     assert ours["extreme"] >= base["extreme"] + 0.08, (ours, base)
     assert compute_metrics("popularity", y_true, y_pred)["spearman"] >= 0.8
+
+
+def test_siamese_reads_the_egemaps_functionals_as_its_audio_input():
+    from models import create_model
+    from models.base import example_batch
+
+    model = create_model("siamese", modalities=("egemaps", "text"), dim=16, heads=2, vocab_size=20, vector_tokens=2)
+    assert "egemaps" in model.inputs
+    batch = example_batch(model, 4)
+    assert batch["egemaps"].shape == (4, 88)
+    out = model(batch)
+    assert out.pred.shape == (4, 5) and out.loss is not None
+    other = {**batch, "egemaps": batch["egemaps"] + 1.0}
+    model.eval()
+    with torch.no_grad():
+        assert not torch.equal(model(batch).pred, model(other).pred)
