@@ -14,7 +14,11 @@ Flow :func:`compare_models`, per selected task:
 3. **Table** (Markdown + Parquet ``tables/compare-<task>.parquet`` + a Prefect table artifact): per model the test
    metrics, the modalities it reads, its trainable parameters, seconds per epoch, total training seconds and the
    efficiency E = parameters / total training seconds (dissertation eq. 3.11; seconds, not minutes, so E here is 60×
-   smaller than in Table 3.3 — whose E values do not all equal P / T either).
+   smaller than in Table 3.3 — whose E values do not all equal P / T either). Each row also carries a 95 %
+   bootstrap interval (1,000 resamples of the test videos) of the task's main metric (``accuracy_mean``,
+   ``mean_accuracy``, ``spearman``: columns ``<metric>_ci_low`` / ``_ci_high``, shown as ``ci95``) and, for every row
+   but the headline, the paired-bootstrap interval of its difference to the headline (``delta_<metric>_ci_low`` /
+   ``_ci_high``, shown as ``delta_ci95``), from predictions recomputed from each run's best checkpoint.
 4. **Ablations**: each entry of ``ablations`` is a dict of model-config overrides (e.g. ``{"heads": 4}``,
    ``{"hierarchical_pe": "none"}``, ``{"token_mode": "pooled"}``), optionally with ``"model"`` (default: the task's
    headline model), ``"task"`` (default: every selected task), ``"label"`` and ``"features"`` — extraction settings
@@ -40,7 +44,7 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -53,7 +57,7 @@ from features.store import Store
 from pipelines._common import markdown_table, publish_markdown, publish_table, store_for
 from pipelines.train import run_training
 
-__all__ = ["DEFAULT_MODELS", "HEADLINE_MODELS", "compare_models"]
+__all__ = ["DEFAULT_MODELS", "HEADLINE_MODELS", "compare_models", "predict_test_split"]
 
 _VAT = ("vision", "audio", "text")
 _VAG = ("vision", "audio", "graph")
@@ -112,7 +116,8 @@ def _settings(name: str, task_name: str, overrides: Mapping[str, Any], train: Ma
     from features.packs import pack_fingerprint
 
     cfg, inputs = _intended(name, task_name, overrides)
-    pack = pack_fingerprint(store, inputs, task_name, split_seed=train["seed"])
+    profile = train.get("vision_profile", "uniform")
+    pack = pack_fingerprint(store, inputs, task_name, split_seed=train["seed"], vision_profile=profile)
     key = fingerprint("compare-run", 1, {"model": name, "task": task_name, "config": cfg, "train": dict(train)},
                       [pack])
     return {"config": cfg, "inputs": inputs, "pack": pack, "run_id": f"compare-{name}-{task_name}-{key[:12]}"}
@@ -126,7 +131,8 @@ def _find_run(runs: pd.DataFrame, name: str, task_name: str, settings: Mapping[s
     same = runs[(runs["model"] == name) & (runs["task"] == task_name) & (runs["pack"] == settings["pack"])]
     for rec in reversed(same.to_dict("records")):
         t, config = rec.get("train"), rec.get("config")
-        if not isinstance(t, dict) or not isinstance(config, dict) or any(t.get(k) != v for k, v in train.items()):
+        engine = {k: v for k, v in train.items() if k != "vision_profile"}  # the pack fingerprint pins the profile
+        if not isinstance(t, dict) or not isinstance(config, dict) or any(t.get(k) != v for k, v in engine.items()):
             continue
         recorded = _json(config)
         if any(k not in recorded or recorded[k] != v for k, v in settings["config"].items()):
@@ -157,6 +163,20 @@ def _train_one(root: Optional[str], dataset: str, name: str, task_name: str, ove
     return {**run, "cached": False}
 
 
+def _train_model(root: Optional[str], dataset: str, name: str, task_name: str, overrides: dict, train: dict,
+                 device: str, retrain: bool, separate_targets: bool) -> dict:
+    """:func:`_train_one`, or with ``separate_targets`` one run per target of the task (each reused or trained on its
+    own, each with its own best epoch) merged by :func:`pipelines.train.merge_target_runs`."""
+    from models.base import TASKS
+    from pipelines.train import merge_target_runs
+
+    if not separate_targets:
+        return _train_one(root, dataset, name, task_name, overrides, train, device, retrain)
+    runs = {t: _train_one(root, dataset, name, task_name, {**overrides, "targets": (t,)}, train, device, retrain)
+            for t in TASKS[task_name].targets}
+    return {**merge_target_runs(task_name, runs), "cached": all(r.get("cached") for r in runs.values())}
+
+
 def _row(task_name: str, name: str, variant: str, run: Mapping[str, Any]) -> dict[str, Any]:
     return {"task": task_name, "model": name, "variant": variant, "modalities": "+".join(run["modalities"]),
             "params": int(run["n_params"]), "sec_per_epoch": float(run["seconds_per_epoch"]),
@@ -168,11 +188,14 @@ def _row(task_name: str, name: str, variant: str, run: Mapping[str, Any]) -> dic
 # -------------------------------------------------------------------------------------------- floor baselines
 
 
-def _floor_rows(store: Store, task_name: str, headline: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Constant predictor + classical regressors on pooled features of the headline's inputs (same test split)."""
+def _floor_rows(store: Store, task_name: str, headline: Mapping[str, Any], seed: int
+                ) -> tuple[list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Constant predictor + classical regressors on pooled features of the headline's inputs (same test split).
+
+    Returns the rows and, per row's model name, ``(video ids, test predictions (N, K))`` for the intervals."""
     from models.classical import POOLABLE_KEYS, fit_classical, pooled_features, predict_classical
     from models.data import split_sets
-    from models.metrics import compute_metrics
+    from models.metrics import compute_metrics, constant_baseline
 
     arrays, _ = store.read_pack(headline["pack"])
     idx = split_sets(arrays["split"])
@@ -181,18 +204,111 @@ def _floor_rows(store: Store, task_name: str, headline: Mapping[str, Any], seed:
             "cached": False, "run_id": None}
     rows = [{**base, "model": "constant", "modalities": "", "total_sec": 0.0, "efficiency": None,
              **{k: float(v) for k, v in headline["baseline"].items()}}]
-    if len(idx["train"]) < 2 or not keys:
-        return rows
-    x = pooled_features(arrays, keys)
     y = arrays["target"]
+    ids = np.asarray(arrays["video_id"][...])[idx["test"]].astype(str)
+    preds = {}
+    if len(idx["train"]):
+        preds["constant"] = (ids, constant_baseline(task_name, y[idx["train"]]).predict(len(ids)))
+    if len(idx["train"]) < 2 or not keys:
+        return rows, preds
+    x = pooled_features(arrays, keys)
     for kind in _CLASSICAL:
         t0 = time.perf_counter()
         est = fit_classical(kind, x[idx["train"]], y[idx["train"]], seed=seed)
         seconds = time.perf_counter() - t0
-        metrics = compute_metrics(task_name, y[idx["test"]], predict_classical(est, x[idx["test"]]))
+        pred = predict_classical(est, x[idx["test"]])
+        metrics = compute_metrics(task_name, y[idx["test"]], pred)
         rows.append({**base, "model": f"classical:{kind}", "modalities": "+".join(keys), "total_sec": seconds,
                      "efficiency": None, **{k: float(v) for k, v in metrics.items()}})
-    return rows
+        preds[f"classical:{kind}"] = (ids, np.asarray(pred, dtype=np.float64))
+    return rows, preds
+
+
+# ---------------------------------------------------------------------------------------------------- intervals
+
+
+def predict_test_split(store: Store, run: Mapping[str, Any], batch_size: int
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(video ids (N,), predictions (N, K))`` of a run's best checkpoint on the test split, recomputed from the
+    checkpoint (a reused run has no stored predictions); a run trained one model per target stacks its targets'
+    checkpoints. None when a checkpoint is gone."""
+    from models.base import TASKS
+    from models.data import PackLoader, split_sets
+    from models.engine import evaluate, load_checkpoint
+
+    paths = run.get("checkpoints") or {None: run.get("checkpoint")}
+    if any(not isinstance(p, str) or not Path(p).is_file() for p in paths.values()):
+        return None
+    targets = TASKS[run["task"]].targets
+    ids, cols = None, {}
+    for target, path in paths.items():
+        model, extra = load_checkpoint(path)
+        arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
+        idx = split_sets(arrays["split"])["test"]
+        keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
+        _, pred = evaluate(model, PackLoader(arrays, keys, idx, batch_size=batch_size))
+        these = np.asarray(arrays["video_id"][...])[idx].astype(str)
+        if ids is not None and not np.array_equal(ids, these):
+            return None
+        ids = these
+        if target is None:
+            return ids, np.asarray(pred, dtype=np.float64)
+        cols[target] = np.asarray(pred, dtype=np.float64)[:, 0]
+    return ids, np.stack([cols[t] for t in targets if t in cols], axis=1)
+
+
+def _test_targets(store: Store, run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(video ids (N,), targets (N, K))`` of the test split of the run's tensor pack."""
+    from models.data import split_sets
+
+    arrays, _ = store.read_pack(run["pack"])
+    idx = split_sets(arrays["split"])["test"]
+    return np.asarray(arrays["video_id"][...])[idx].astype(str), np.asarray(arrays["target"][...])[idx]
+
+
+def _model_key(row: Mapping[str, Any]) -> str | None:
+    """The predictions of a main-table row: its model's (``None`` for a variant, which a model name cannot name)."""
+    return row["model"] if not row.get("variant") or row["variant"] == "floor" else None
+
+
+def _add_intervals(task_name: str, rows: list[dict[str, Any]], preds: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                   y_true: tuple[np.ndarray, np.ndarray], reference: str, seed: int, n_boot: int = 1000,
+                   key: Callable[[Mapping[str, Any]], str | None] = _model_key) -> None:
+    """Add 95 % bootstrap intervals over the test videos to the rows (in place, rows built here): the task's main
+    metric as ``<metric>_ci_low`` / ``_ci_high`` and, paired with the ``reference`` model's predictions on the same
+    resamples, the difference ``delta_<metric>_ci_low`` / ``_ci_high``; ``ci95`` and ``delta_ci95`` render them.
+    ``key(row)`` names the row's entry in ``preds``; a row without predictions gets empty intervals."""
+    from models.base import TASKS
+    from models.metrics import bootstrap_intervals
+
+    metric = TASKS[task_name].monitor
+    ids, y = y_true
+    order = {v: i for i, v in enumerate(ids)}
+
+    def aligned(name: str) -> np.ndarray | None:
+        got = preds.get(name)
+        if got is None or set(got[0]) != set(order) or got[1].shape != y.shape:
+            return None
+        out = np.empty_like(got[1])
+        out[[order[v] for v in got[0]]] = got[1]
+        return out
+
+    ref = aligned(reference)
+    for row in rows:
+        name = key(row)
+        pred = aligned(name) if name is not None else None
+        row.update({f"{metric}_ci_low": None, f"{metric}_ci_high": None, f"delta_{metric}_ci_low": None,
+                    f"delta_{metric}_ci_high": None, "ci95": "", "delta_ci95": ""})
+        if pred is None or len(y) < 2:
+            continue
+        paired = ref is not None and name != reference
+        ci = bootstrap_intervals(task_name, y, pred, reference=ref if paired else None, n_boot=n_boot, seed=seed)
+        lo, hi = ci[metric]
+        row.update({f"{metric}_ci_low": lo, f"{metric}_ci_high": hi, "ci95": f"{lo:.3f}–{hi:.3f}"})
+        if paired:
+            dlo, dhi = ci[f"delta_{metric}"]
+            row.update({f"delta_{metric}_ci_low": dlo, f"delta_{metric}_ci_high": dhi,
+                        "delta_ci95": f"{dlo:+.3f}…{dhi:+.3f}"})
 
 
 # ------------------------------------------------------------------------------------------- interpretability
@@ -436,6 +552,11 @@ def compare_models(
     ig_steps: Annotated[int, Field(ge=2, le=1024)] = 32,
     max_videos: Annotated[int, Field(ge=1)] = 64,
     interpret_split: Literal["train", "val", "test"] = "test",
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    hflip: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    vision_profile: Literal["uniform", "uniform_224"] = "uniform",
+    separate_targets: bool = False,
+    inputs: Literal["raw", "embeddings"] = "raw",
 ) -> dict:
     """Train or reuse each selected model per task, evaluate all on the same test split, write the comparison tables
     and the interpretability report.
@@ -457,6 +578,13 @@ def compare_models(
         interpret_split: the split the interpretability analyses run on. The dissertation averaged Integrated
             Gradients over the training set (what the model learned) and attention over the test set; one split for
             all keeps the three analyses comparable — ``train`` shows what a model fitted, ``test`` what generalises.
+        weight_decay, hflip: L2 weight decay and the probability of mirroring a training video (engine settings).
+        vision_profile: the frame profile feeding ``vision`` inputs (``uniform`` 64², ``uniform_224`` 224²).
+        separate_targets: train one model per target column (e.g. valence and arousal apart, each with its own best
+            epoch) and report their metrics in one row; interpretability is then skipped.
+        inputs: ``embeddings`` trains every model on the cached pretrained-encoder vectors (``input_kind``;
+            interpretability is then skipped); for "from pixels" and "from embeddings" rows side by side keep ``raw``
+            and add the ablation ``{"input_kind": "embeddings", "label": "from embeddings"}``.
 
     Returns:
         ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
@@ -477,12 +605,18 @@ def compare_models(
         unknown = sorted(names - registered)
         if unknown:
             raise ValueError(f"models={unknown}: not registered; expected some of {sorted(registered)}")
+    if inputs == "embeddings":
+        overrides = {**(overrides or {}), "input_kind": "embeddings"}
     plan = _ablation_plan(ablations, tasks)
     for t, items in plan.items():
         for name, *_ in items:
             if name not in registered:
                 raise ValueError(f"ablation model={name!r} for task {t!r} is not registered")
     train = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size}
+    # non-default settings only, so runs recorded without them still match a request without them
+    train.update({k: v for k, v in (("weight_decay", weight_decay), ("hflip", hflip)) if v})
+    if vision_profile != "uniform":
+        train["vision_profile"] = vision_profile
     reports = store.reports_dir()
     stem = "compare" if task == "all" else f"compare-{task}"
     tables: dict[str, list[dict]] = {}
@@ -492,7 +626,10 @@ def compare_models(
     sections = [f"# Model comparison on `{dataset}`\n",
                 f"Every model trained by the same engine (`vidpipe train`) for at most {epochs} epochs "
                 f"(lr {lr}, batch {batch_size}, seed {seed}) and scored on the same test split. "
-                "*efficiency* = trainable parameters / total training seconds (eq. 3.11, in seconds).\n"]
+                "*efficiency* = trainable parameters / total training seconds (eq. 3.11, in seconds). "
+                "*ci95* = 95 % bootstrap interval of the task's main metric over the test videos (1,000 resamples); "
+                "*delta_ci95* = the paired-bootstrap interval of the difference to the headline model (same resamples): "
+                "a difference whose interval contains 0 is within the noise of this test set.\n"]
 
     for t in tasks:
         t0 = time.perf_counter()
@@ -505,18 +642,25 @@ def compare_models(
                 skipped[t].append(f"{name} (not registered)")
                 continue
             try:
-                runs[name] = _train_one(root, dataset, name, t, _sized(name, {**own, **(overrides or {})}), train,
-                                        device, retrain)
+                runs[name] = _train_model(root, dataset, name, t, _sized(name, {**own, **(overrides or {})}), train,
+                                          device, retrain, separate_targets)
             except ValueError as err:  # e.g. the dataset has no graph embedding or no labels for this task
                 skipped[t].append(f"{name} ({str(err).splitlines()[0]})")
                 logger.warning("compare %s: skipping %s: %s", t, name, err)
         rows = [_row(t, name, "", run) for name, run in runs.items()]
         headline = runs.get(HEADLINE_MODELS[t]) or next(iter(runs.values()), None)
+        preds = {name: got for name, run in runs.items()
+                 if (got := predict_test_split(store, run, batch_size)) is not None}
         if classical and headline is not None:
-            rows += _floor_rows(store, t, headline, seed)
+            floor, floor_preds = _floor_rows(store, t, headline, seed)
+            rows += floor
+            preds.update(floor_preds)
+        if headline is not None and headline["model"] in preds:
+            _add_intervals(t, rows, preds, _test_targets(store, headline), headline["model"], seed)
         tables[t] = rows
         cols = [*_TABLE_COLUMNS, *[k for k in (rows[0] if rows else {}) if k not in _TABLE_COLUMNS
-                                   and k not in ("cached", "run_id")], "cached"]
+                                   and k not in ("cached", "run_id") and not k.endswith(("_ci_low", "_ci_high"))],
+                "cached"]
         if rows:
             store.write_table(f"compare-{t}", pd.DataFrame(rows))
             publish_table(f"{dataset}-compare-{t}", rows, f"model comparison on {t} ({dataset}), test split")
@@ -525,18 +669,25 @@ def compare_models(
             sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
 
         ab_rows = []
+        ab_preds = {k: v for k, v in preds.items() if headline is not None and k == headline["model"]}
         for name, label, spec, features in plan[t]:
             try:
                 source = _feature_variant(root, dataset, features) if features else dataset
-                run = _train_one(root, source, name, t, _sized(name, {**DEFAULT_MODELS[t].get(name, {}),
-                                                                    **(overrides or {}), **spec}),
-                                 train, device, retrain)
+                run = _train_model(root, source, name, t, _sized(name, {**DEFAULT_MODELS[t].get(name, {}),
+                                                                      **(overrides or {}), **spec}),
+                                   train, device, retrain, separate_targets)
                 if features:
                     run = {**run, "dataset": source}
             except ValueError as err:
                 skipped[t].append(f"ablation {name} {label} ({str(err).splitlines()[0]})")
                 continue
             ab_rows.append({**_row(t, name, label, run), "dataset": run.get("dataset", dataset)})
+            got = predict_test_split(store_for(root, source), run, batch_size)
+            if got is not None:
+                ab_preds[f"ablation:{label}"] = got
+        if ab_rows and headline is not None:
+            _add_intervals(t, ab_rows, ab_preds, _test_targets(store, headline), headline["model"], seed,
+                           key=lambda row: f"ablation:{row['variant']}")
         if ab_rows:
             ablation_tables[t] = ab_rows
             store.write_table(f"compare-{t}-ablations", pd.DataFrame(ab_rows))
@@ -545,7 +696,12 @@ def compare_models(
             sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, ab_cols)]
 
         target_model, interpreter = _INTERPRETERS[t]
-        if interpret and target_model in runs:
+        if interpret and separate_targets:
+            sections.append(f"_No interpretability for {t}: the models were trained one per target._\n")
+        elif interpret and inputs == "embeddings":
+            sections.append(f"_No interpretability for {t}: the models read cached embeddings; the analyses attribute "
+                            "to frames, seconds of MFCC and words._\n")
+        elif interpret and target_model in runs:
             # Integrated Gradients dominate a rerun's time: reuse the analysis when the interpreted run (its id pins
             # its pack and weights) and the analysis settings are unchanged, and its plots are still on disk.
             key = fingerprint("interpret", 1, {"task": t, "run": runs[target_model]["run_id"], "split": interpret_split,

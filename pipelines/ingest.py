@@ -3,15 +3,20 @@
 Flow :func:`ingest` → tasks ``load`` (adapter, pure) and ``commit`` (store write). Re-ingesting reports which videos
 were added, removed or changed (by source path, labels or transcript); feature stages decide what to recompute from
 their own fingerprints, so re-ingesting never invalidates features by itself.
+
+Videos the labels list but whose file is not on disk (a partial download) stay in the manifest with no source path;
+ingest counts them and names a few (:func:`missing_sources`), and extraction records one failure per such video
+instead of working on it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import pandas as pd
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from pydantic import Field
 
@@ -19,9 +24,12 @@ from features.sources import Manifest, load_source
 from features.store import Store
 from pipelines._common import publish_table, store_for
 
-__all__ = ["ingest", "SourceKind", "default_source_path", "manifest_diff"]
+__all__ = ["ingest", "SourceKind", "SplitKind", "default_source_path", "manifest_diff", "missing_sources"]
 
 SourceKind = Literal["folder", "first-impressions", "liris-accede", "tiktok", "synthetic"]
+SplitKind = Literal["official", "hashed"]
+#: how many missing videos the ingest summary names
+MISSING_EXAMPLES = 5
 
 
 def default_source_path(store: Store) -> Path:
@@ -34,6 +42,13 @@ def default_source_path(store: Store) -> Path:
 @task(cache_policy=NONE, persist_result=False)
 def _load(kind: str, path: Optional[str], options: dict) -> Manifest:
     return load_source(kind, path, **options)
+
+
+def missing_sources(videos: pd.DataFrame) -> list[str]:
+    """Video ids (in manifest order) whose ``source_path`` is empty or is not an existing file."""
+    paths = videos["source_path"] if "source_path" in videos.columns else pd.Series(None, index=videos.index)
+    gone = [not (isinstance(p, str) and p and os.path.isfile(p)) for p in paths]
+    return videos.loc[gone, "video_id"].astype(str).tolist()
 
 
 def _as_text(df: pd.DataFrame) -> pd.DataFrame:
@@ -74,25 +89,43 @@ def ingest(
     videos: Annotated[int, Field(ge=1, le=100_000)] = 100,
     seed: int = 0,
     threshold: Optional[float] = None,
+    split: SplitKind = "official",
     scrape_time: Optional[float] = None,
+    columns: Optional[str] = None,
     speech: bool = True,
     min_duration: Annotated[float, Field(ge=1, le=600)] = 3.0,
     max_duration: Annotated[float, Field(ge=1, le=600)] = 15.0,
+    sync_weight: Optional[Annotated[float, Field(ge=0, le=1)]] = None,
 ) -> dict:
     """Record a dataset's manifest (one row per video: id, source path, split, labels, metadata) in its store.
 
     Args:
         dataset: the store's name under the root.
         source: adapter kind (``folder``, ``first-impressions``, ``liris-accede``, ``tiktok``, ``synthetic``).
-        path: the dataset folder (or ``.jsonl`` for tiktok). For ``synthetic`` defaults to ``<root>/_sources/<dataset>``.
+        path: the dataset folder (for tiktok also a single post file: JSON, JSON Lines, CSV, saved page). For
+            ``synthetic`` defaults to ``<root>/_sources/<dataset>``.
         videos, seed, speech, min_duration, max_duration: synthetic only — how many videos, the seed, speak
             transcripts with espeak-ng, clip length range in seconds. Regenerated only when these change.
+        sync_weight: synthetic only — share of arousal carried by the synchrony plant (default: the generator's
+            design); 0 isolates the recency plant.
         threshold: liris-accede only — high/low threshold on the [1, 5] scale (default 3.0).
+        split: liris-accede only — ``official`` (``ACCEDEsets.txt``) or ``hashed`` (70/10/20 by a hash of the id).
         scrape_time: tiktok only — epoch seconds of the scrape when the files do not record it.
+        columns: tiktok CSV exports only — ``"FIELD=COLUMN,..."`` naming the column of each canonical field
+            (:data:`features.sources.tiktok_shapes.CSV_FIELDS`), e.g. ``"id=video_id,plays=views"``.
 
     Returns:
-        ``{"dataset", "videos", "edges", "songs", "added", "removed", "changed"}`` (the last three are counts).
+        ``{"dataset", "videos", "edges", "songs", "added", "removed", "changed", "missing_files",
+        "missing_examples"}``: added / removed / changed are counts; ``missing_files`` counts the listed videos that
+        have no file on disk and ``missing_examples`` names up to five of them.
+
+    Raises:
+        ValueError: no ``path`` for a source that needs one, or ``split="hashed"`` for a source other than
+            liris-accede.
     """
+    if split != "official" and source != "liris-accede":
+        raise ValueError(f"split={split!r}: only the liris-accede source has a choice of split; the {source!r} "
+                         "source uses its own (leave --split out)")
     store = store_for(root, dataset, create=True)
     if path is None:
         if source != "synthetic":
@@ -100,14 +133,30 @@ def ingest(
         path = str(default_source_path(store))
     options = ({"videos": videos, "seed": seed, "speech": speech, "min_duration": min_duration,
                 "max_duration": max_duration} if source == "synthetic" else {})
+    if source == "synthetic" and sync_weight is not None:
+        options["sync_weight"] = sync_weight
     if source == "liris-accede":
         options["threshold"] = threshold
+        options["split"] = split
     if source == "tiktok":
         options["scrape_time"] = scrape_time
+        if columns is not None:
+            options["columns"] = columns
+    elif columns is not None:
+        raise ValueError(f"columns={columns!r}: only the tiktok source reads CSV exports with a column mapping")
     manifest = _load(source, path, options)
     diff = _commit(root, dataset, manifest, {"kind": source, "path": path, "options": options})
     summary = {"dataset": dataset, "videos": len(manifest.videos), "edges": len(manifest.edges),
                "songs": int(manifest.edges["song_id"].nunique()) if len(manifest.edges) else 0,
                **{k: len(v) for k, v in diff.items()}}
-    publish_table(f"{dataset}-ingest", [summary], f"ingest of {dataset} from {source}")
+    missing = missing_sources(manifest.videos)
+    summary["missing_files"] = len(missing)
+    summary["missing_examples"] = missing[:MISSING_EXAMPLES]
+    if missing:
+        get_run_logger().warning(
+            "ingest %s: %d of %d listed videos have no file under %s (e.g. %s); extraction records them as missing "
+            "sources and skips them until the files are there and the dataset is re-ingested",
+            dataset, len(missing), len(manifest.videos), path, ", ".join(missing[:MISSING_EXAMPLES]))
+    publish_table(f"{dataset}-ingest", [{**summary, "missing_examples": ", ".join(summary["missing_examples"])}],
+                  f"ingest of {dataset} from {source}")
     return summary

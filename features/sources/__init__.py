@@ -104,7 +104,8 @@ def read_synthetic(path: str | Path) -> pd.DataFrame:
 
 
 def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: bool = True,
-               workers: int = 2, min_duration: float = 3.0, max_duration: float = 15.0, **_: Any) -> pd.DataFrame:
+               workers: int = 2, min_duration: float = 3.0, max_duration: float = 15.0,
+               sync_weight: float | None = None, **_: Any) -> pd.DataFrame:
     from features.sources.synthetic import generate_synthetic  # heavy: ffmpeg pipelines
 
     if path is None:
@@ -112,9 +113,11 @@ def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: b
     stamp = path / "generated.json"
     wanted = {"videos": videos, "seed": seed, "speech": speech, "min_duration": min_duration,
               "max_duration": max_duration}
+    if sync_weight is not None:  # recorded only when set, so stores generated with the default design stay valid
+        wanted["sync_weight"] = sync_weight
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
         generate_synthetic(path, n_videos=videos, seed=seed, speech=speech, workers=workers,
-                           min_duration=min_duration, max_duration=max_duration)
+                           min_duration=min_duration, max_duration=max_duration, sync_weight=sync_weight)
         stamp.write_text(json.dumps(wanted))
     return read_synthetic(path)
 
@@ -122,8 +125,10 @@ def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: b
 _READERS: dict[str, Callable[..., pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]]] = {
     "folder": lambda path, **_: read_folder(path),
     "first-impressions": lambda path, **_: read_first_impressions(path),
-    "liris-accede": lambda path, threshold=None, **_: read_liris_accede(path, threshold=threshold),
-    "tiktok": lambda path, scrape_time=None, **_: read_tiktok(path, scrape_time=scrape_time),
+    "liris-accede": lambda path, threshold=None, split="official", **_: read_liris_accede(path, threshold=threshold,
+                                                                                            split=split),
+    "tiktok": lambda path, scrape_time=None, columns=None, **_: read_tiktok(path, scrape_time=scrape_time,
+                                                                            columns=columns),
     "synthetic": lambda path, **kw: _synthetic(path, **kw),
 }
 SOURCE_KINDS = tuple(_READERS)

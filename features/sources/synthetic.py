@@ -37,11 +37,24 @@ reproducible exactly from the ground truth):
   13 MFCCs (a tone moves one mel band of 128, which the truncated DCT smears away): with speech mixed in, the cue-band
   log-mel level rebuilt from 13 MFCCs correlates 0.33 with ``a_t`` for a 2 kHz tone and 1.00 for the noise band
   (MFCC c0 alone: 0.26 vs 0.73).
+* **synchrony** (Sec2Sec's audio-visual "synergy": an effect of the two modalities *in the same second* that neither
+  has alone): a **beat** (``b_t = 1``: four 120-ms bursts of 150-700 Hz noise decaying with a 40-ms time constant,
+  peak 0.25, starting 0.0625, 0.3125, 0.5625 and 0.8125 s into the second) and a **flash** (``f_t = 1``: a blue bar
+  right of and above the central square, 8-36 % of the short side right of the centre and 28-38 % above it -- crop
+  pixels ~38..61 x 2..10 -- background-coloured when off). Inside the last
+  ``W = min(S, 15)`` seconds each clip has exactly ``k = max(1, W // 3)`` beat seconds and ``k`` flash seconds, of
+  which ``m`` coincide (``m`` uniform on ``max(0, 2k - W) .. k``); ``sync = m / k``. The per-clip totals depend only
+  on ``S``, so the mean, SD or any other statistic pooled over time of one modality has the same distribution
+  whatever ``sync`` is: only a model that pairs the audio and the vision of the same second can see it.
 * Emotion values (LIRIS-ACCEDE's [1, 5] scale), with recency weights ``w`` (the dissertation, Ch. 2, finds the last
-  3 seconds weigh most)::
+  3 seconds weigh most) and ``λ = sync_weight = 0.35``::
 
       w_t  ∝ 0 for t < S - 15,   1 for S - 15 <= t < S - 3,   6 for t >= S - 3;   Σ_t w_t = 1
-      valence = clip(1 + 4 Σ_t w_t v_t + ε_v, 1, 5)        arousal = clip(1 + 4 Σ_t w_t a_t + ε_a, 1, 5)
+      valence = clip(1 + 4 Σ_t w_t v_t + ε_v, 1, 5)
+      arousal = clip(1 + 4 (1 - λ) Σ_t w_t a_t + 4 λ sync + ε_a, 1, 5)
+
+  The binary labels the pipeline trains on (LIRIS-ACCEDE's threshold 3) are about half positive each; a perfect
+  reader of ``Σ w a`` alone gets about 65 % arousal accuracy, of ``sync`` alone about 85 % (4,000 planned videos).
 
 * Personality (First Impressions, all in [0, 1]; ``trait = clip(0.1 + 0.8 x + ε, 0, 1)``, a min-max squash -- linear,
   so attribution magnitudes stay proportional to the cue):
@@ -55,23 +68,48 @@ reproducible exactly from the ground truth):
   - interview = mean of the five traits (no extra noise).
 
   Videos without an audio track keep their audio-driven labels: the modality is missing, not the label.
-* Songs: ``max(3, n_videos // 8)`` songs; every song gets one video first, the rest are drawn with a power law
-  ``P(song j) ∝ (j + 1)^-1.5``; about 5 % of videos have no song (TikTok ``music.id == ""``). Each song has a distinct
-  4-note melody (pentatonic, 523-1319 Hz) looped in the audio of its videos, and an effect that grows with the number of
-  videos using it (the network effect)::
+* Songs (VAN's network effect): a **catalogue** of ``max(3, n_videos // 4)`` songs, each with a latent popularity
+  ``z_j ~ N(0, 1)``; a video picks song ``j`` with probability ``∝ exp(1.6 z_j)``, so popular songs are used by
+  more videos and the song-video graph carries ``z`` through the songs' degrees (catalogue songs no video picked are
+  listed with ``n_videos = 0``); about 5 % of videos have no song (TikTok ``music.id == ""``). Each song has a
+  distinct 4-note melody (pentatonic, 523-1319 Hz) looped in the audio of its videos; the melody is random, so it says
+  which song plays, never how popular it is. Videos inherit part of their song's popularity::
 
-      song_effect_j = 5 + 8 (0.7 log(1 + n_j) / log(1 + max_k n_k) + 0.3 u_j),  u_j ~ U(0, 1);  no song -> 5
+      song_effect_j = 5 + 8 Φ(z_j);  no song -> 5 + 8 / 2 (the median: no network information)
       content_effect = 5 + 8 mean_t(v_t)
       p = 0.6 song_effect + 0.4 content_effect + ε_p          (natural-log units, per day)
-
-  With these ranges the song term carries about 85 % of var(p) and the content term about 13 % (400 planned videos):
-  the network effect dominates, and the content effect is there for a visual model to find.
 
   TikTok counts are chosen so that ``log((plays + shares + comments + 1) / t_days) = p`` up to rounding the total
   count to an integer: ``|Δp| <= 0.5 / (e^p t_days)`` (< 3e-3 here).
 * Speech: when ``speech`` and espeak-ng (or espeak) is on PATH, the transcript is spoken into the audio at a peak of
   0.12 (its energy mostly below 1.5 kHz, where the cue noise is not), so the cue stays dominant in its band; the
-  parts' peaks sum to at most 0.48 + 0.05 + 0.05 + 0.12 = 0.70, so the mix cannot clip.
+  parts' peaks sum to at most 0.48 + 0.05 + 0.05 + 0.25 (beat) + 0.12 = 0.95, so the mix cannot clip.
+* What each planted component is, its share of the label variance (4,000 planned videos, 3-15 s; the ground truth
+  stores each component as a column, ``ground_truth.json["components"]`` the shares on the generated dataset), and
+  which features can and cannot see it:
+
+  ==========  ============================  =====  ===================================  ===========================
+  label       component (column)            share  seen by                              not seen by
+  ==========  ============================  =====  ===================================  ===========================
+  valence     ``valence_recency_part``      99.6%  per-second vision, weighted to the   audio, text, graph
+              ``4 Σ w v``                          end; time-averaged vision sees most
+                                                   of it (the mean level)
+  arousal     ``arousal_recency_part``      35 %   per-second audio, weighted to the    vision, text, graph
+              ``4 (1-λ) Σ w a``                    end; time-averaged audio: most
+  arousal     ``arousal_sync_part``         67 %   only audio and vision paired per     time-averaged features of
+              ``4 λ sync``                         second                               any modality; either
+                                                                                        modality alone
+  popularity  ``popularity_network_part``   77 %   the song-video graph (degree grows   the video's own pixels; its
+              ``0.6 (song_effect - 5)``            with popularity); a model that       audio beyond the melody's
+                                                   memorises a melody from training     identity; text
+                                                   videos of the same song
+  popularity  ``popularity_content_part``   23 %   vision (mean central level)          graph, audio, text
+              ``0.4 (content_effect - 5)``
+  ==========  ============================  =====  ===================================  ===========================
+
+  Personality keeps the modality-importance plant above (each trait from its documented modality). Noise is under
+  1 % of every label's variance. ``popularity = 5 + popularity_network_part + popularity_content_part + noise``;
+  ``arousal`` and ``valence`` are 1 + their parts + noise, clipped to [1, 5].
 
 The paper's recency finding is an attention pattern, not a formula; the 1:6 step weights are our choice of the simplest
 weighting in which "the last 3 seconds weigh most" (72 % of the mass for a 10-second clip).
@@ -98,7 +136,7 @@ import subprocess
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -150,6 +188,14 @@ class _Design:
     melody_len: int = 4  # notes per melody (looped)
     melody_note_s: tuple[float, float] = (0.18, 0.3)  # range of a song's note duration (s)
     melody_amp: float = 0.05  # melody amplitude
+    flash_box: tuple[float, float, float, float] = (0.08, 0.36, -0.38, -0.28)  # synchrony flash bar: x0, x1, y0, y1
+    # relative to the frame centre in units of the short side (right of and above the central square, inside the crop)
+    flash_rgb: tuple[int, int, int] = (40, 90, 255)  # its colour (the bar is background-coloured when off)
+    beat_band_hz: tuple[float, float] = (150.0, 700.0)  # pass band of the synchrony beat's noise bursts
+    beat_per_s: int = 4  # bursts per beat second, at (i + 0.25) / beat_per_s seconds into it
+    beat_decay_s: float = 0.04  # exponential decay time of one burst
+    beat_len_s: float = 0.12  # length of one burst
+    beat_peak: float = 0.25  # peak amplitude of a burst
     speech_peak: float = 0.12  # peak amplitude of the spoken transcript
     speech_start_s: float = 0.25  # speech onset
     speech_wpm: int = 170  # espeak-ng speaking rate
@@ -158,6 +204,8 @@ class _Design:
     recency_early_weight: float = 1.0  # un-normalised weight of other seconds in the window
     recency_late_weight: float = 6.0  # un-normalised weight of the last seconds
     emotion_noise_sd: float = 0.05  # noise on the [1, 5] emotion scale
+    sync_weight: float = 0.35  # arousal = 1 + 4 ((1 - sync_weight) recency part + sync_weight sync) + noise
+    sync_seconds_per: int = 3  # k = max(1, W // sync_seconds_per) beat seconds and flash seconds per clip, W = window
     trait_base: float = 0.1  # trait = clip(trait_base + trait_span * x + noise, 0, 1)
     trait_span: float = 0.8  # see trait_base
     trait_noise_sd: float = 0.02  # noise on traits
@@ -171,12 +219,11 @@ class _Design:
         "street",
     )  # neutral vocabulary (none of it inflects a planted word)
     split_shares: tuple[float, float] = (0.6, 0.2)  # train, val shares; the rest is test
-    videos_per_song: int = 8  # n_songs = max(min_songs, n_videos // videos_per_song)
+    videos_per_song: int = 4  # catalogue size n_songs = max(min_songs, n_videos // videos_per_song)
     min_songs: int = 3  # see videos_per_song
-    song_power: float = 1.5  # P(song j) ∝ (j + 1)^-song_power
+    song_choice_beta: float = 1.6  # P(video uses song j) ∝ exp(song_choice_beta * z_j), z_j ~ N(0, 1) latent popularity
     effect_base: float = 5.0  # song/content effects live in [effect_base, effect_base + effect_span] (log units)
     effect_span: float = 8.0  # see effect_base
-    degree_weight: float = 0.7  # share of a song's effect explained by its number of videos
     song_weight: float = 0.6  # p = song_weight * song_effect + (1 - song_weight) * content_effect + noise
     popularity_noise_sd: float = 0.1  # noise on p (log units)
     scrape_time: int = 1_700_000_000  # epoch seconds of the (synthetic) scrape
@@ -231,9 +278,10 @@ class _Song:
     title: str  # TikTok music.title
     notes_hz: tuple[float, ...]  # the looped melody
     note_s: float  # duration of one note (s)
-    n_videos: int  # videos that use it (its degree in the song-video graph)
-    u: float  # the random part of its effect, in [0, 1]
-    effect: float  # song_effect (log units)
+    n_videos: int  # videos that use it (its degree in the song-video graph; 0 = in the catalogue, never used)
+    popularity: float  # latent popularity z_j ~ N(0, 1)
+    percentile: float  # Φ(z_j), in (0, 1)
+    effect: float  # song_effect = effect_base + effect_span * percentile (log units)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,6 +299,8 @@ class _VideoPlan:
     has_audio: bool  # whether an audio stream is written
     visual_cue: tuple[float, ...]  # v_t, length S
     audio_cue: tuple[float, ...]  # a_t, length S
+    beat: tuple[bool, ...]  # b_t: second t carries the synchrony beat, length S
+    flash: tuple[bool, ...]  # f_t: second t shows the synchrony flash bar, length S
     extraversion_cue: float  # e
     tone_hz: float  # neuroticism background tone frequency
     cue_noise_seed: int  # seed of the arousal cue noise (drawn while planning, so rendering needs no shared RNG)
@@ -328,18 +378,32 @@ def _transcript(rng: np.random.Generator, k_agree: int, k_consc: int, design: _D
     return " ".join(" ".join(map(str, s)).capitalize() + "." for s in sentences)
 
 
+def _max_songs(design: _Design) -> int:
+    """How many distinct melodies the scale allows (sequences of ``melody_len`` notes, not all the same note)."""
+    return len(design.melody_notes_hz) ** design.melody_len - len(design.melody_notes_hz)
+
+
 def _plan_songs(rng: np.random.Generator, n_videos: int, no_song: np.ndarray,
                 design: _Design) -> tuple[list[_Song], list[int | None]]:
-    """Songs and each video's song index (``None`` = no song): one video per song first, then a power law."""
+    """The song catalogue and each video's song index (``None`` = no song).
+
+    Every catalogue song has a latent popularity ``z_j ~ N(0, 1)``; each video with a song picks song ``j`` with
+    probability ``∝ exp(song_choice_beta · z_j)``, so popular songs are used by more videos (what makes the graph carry
+    ``z``). Songs no video picked stay in the catalogue with ``n_videos = 0``.
+    """
     n_songs = max(design.min_songs, n_videos // design.videos_per_song)
-    with_song = [int(i) for i in rng.permutation(np.flatnonzero(~no_song))]
-    assignment: list[int | None] = [None] * n_videos
-    probs = (np.arange(n_songs) + 1.0) ** -design.song_power
+    if n_songs > _max_songs(design):
+        raise ValueError(f"n_videos={n_videos}: the catalogue would need {n_songs} songs; expected at most "
+                         f"{_max_songs(design) * design.videos_per_song} videos (distinct melodies run out)")
+    z = rng.standard_normal(n_songs)
+    probs = np.exp(design.song_choice_beta * (z - z.max()))
     probs /= probs.sum()
-    for rank, vid in enumerate(with_song):
-        assignment[vid] = rank if rank < n_songs else int(rng.choice(n_songs, p=probs))
-    degrees = np.bincount([a for a in assignment if a is not None], minlength=n_songs)
-    max_log_deg = math.log1p(max(int(degrees.max()), 1))
+    with_song = np.flatnonzero(~no_song)
+    picks = rng.choice(n_songs, size=len(with_song), p=probs)
+    assignment: list[int | None] = [None] * n_videos
+    for vid, j in zip(with_song, picks):
+        assignment[int(vid)] = int(j)
+    degrees = np.bincount(picks, minlength=n_songs)
     seen: set[tuple[int, ...]] = set()
     songs = []
     for j in range(n_songs):
@@ -349,13 +413,36 @@ def _plan_songs(rng: np.random.Generator, n_videos: int, no_song: np.ndarray,
                 break
         seen.add(seq)
         note_s = round(float(rng.uniform(*design.melody_note_s)), 2)
-        u = float(rng.uniform())
-        effect = design.effect_base + design.effect_span * (
-            design.degree_weight * math.log1p(int(degrees[j])) / max_log_deg + (1 - design.degree_weight) * u)
+        percentile = 0.5 * (1.0 + math.erf(float(z[j]) / math.sqrt(2.0)))
         songs.append(_Song(index=j, song_id=f"syn_song_{j:03d}", title=f"Synthetic melody {j}",
                            notes_hz=tuple(design.melody_notes_hz[k] for k in seq), note_s=note_s,
-                           n_videos=int(degrees[j]), u=u, effect=effect))
+                           n_videos=int(degrees[j]), popularity=float(z[j]), percentile=percentile,
+                           effect=design.effect_base + design.effect_span * percentile))
     return songs, assignment
+
+
+def _plan_sync(rng: np.random.Generator, n_sec: int, design: _Design) -> tuple[np.ndarray, np.ndarray, float]:
+    """Beat seconds ``b``, flash seconds ``f`` and the synchrony ``m / k`` of one clip.
+
+    Both cues fall inside the last ``W = min(S, recency_window_s)`` seconds, ``k = max(1, W // sync_seconds_per)``
+    seconds each; the number of shared seconds ``m`` is uniform on ``max(0, 2k - W) .. k``. The per-clip totals
+    (``k`` beat seconds, ``k`` flash seconds) depend only on ``S``, never on ``m``.
+
+    Shapes:
+        returns (S,) bool, (S,) bool, float in [0, 1].
+    """
+    window = min(n_sec, design.recency_window_s)
+    k = max(1, window // design.sync_seconds_per)
+    m = int(rng.integers(max(0, 2 * k - window), k + 1))
+    eligible = np.arange(n_sec - window, n_sec)
+    beat_at = rng.choice(eligible, size=k, replace=False)
+    others = np.setdiff1d(eligible, beat_at)
+    flash_at = np.concatenate([rng.choice(beat_at, size=m, replace=False),
+                               rng.choice(others, size=k - m, replace=False)])
+    beat, flash = np.zeros(n_sec, dtype=bool), np.zeros(n_sec, dtype=bool)
+    beat[beat_at] = True
+    flash[flash_at] = True
+    return beat, flash, m / k
 
 
 def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, size_scale: float,
@@ -401,18 +488,24 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
         share_rate, comment_rate, like_rate = (float(rng.uniform(*r)) for r in
                                                (design.share_rate, design.comment_rate, design.like_rate))
         variances = rng.uniform(*design.variance_range, size=2)
+        beat, flash, sync = _plan_sync(rng, n_sec, design)
 
         # --- planted labels (the formulas of the module docstring) ---
         w = _recency_weights(n_sec, design)
-        emotion = {"valence": float(np.clip(1 + 4 * w @ v + noise["valence"], 1, 5)),
-                   "arousal": float(np.clip(1 + 4 * w @ a + noise["arousal"], 1, 5))}
+        parts = {"valence_recency_part": 4 * float(w @ v),
+                 "arousal_recency_part": 4 * (1 - design.sync_weight) * float(w @ a),
+                 "arousal_sync_part": 4 * design.sync_weight * sync}
+        emotion = {"valence": float(np.clip(1 + parts["valence_recency_part"] + noise["valence"], 1, 5)),
+                   "arousal": float(np.clip(1 + parts["arousal_recency_part"] + parts["arousal_sync_part"]
+                                            + noise["arousal"], 1, 5))}
         trait_x = {"extraversion": e, "neuroticism": n, "agreeableness": k_agree / design.max_words,
                    "conscientiousness": k_consc / design.max_words, "openness": (e + n) / 2}
         traits = {t: float(np.clip(design.trait_base + design.trait_span * trait_x[t] + noise[t], 0, 1))
                   for t in _TRAITS}
         traits["interview"] = float(np.mean([traits[t] for t in _TRAITS]))
         song = songs[song_of[i]] if song_of[i] is not None else None
-        song_effect = song.effect if song is not None else design.effect_base
+        # "original sound" videos carry no network information: they get the catalogue's median song effect
+        song_effect = song.effect if song is not None else design.effect_base + 0.5 * design.effect_span
         content_effect = design.effect_base + design.effect_span * float(np.mean(v))
         p = design.song_weight * song_effect + (1 - design.song_weight) * content_effect + noise["popularity"]
         create_time = design.scrape_time - age_s
@@ -430,13 +523,17 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
             "duration": duration, "n_frames": n_frames, "fps": fps, "width": width, "height": height,
             "orientation": "portrait" if portrait[i] else "landscape", "has_audio": has_audio,
             "n_seconds": n_sec, "visual_cue": v.tolist(), "audio_cue": a.tolist(), "recency_weights": w.tolist(),
+            "sync_beat": beat.tolist(), "sync_flash": flash.tolist(), "sync_cue": sync,
             "extraversion_cue": e, "neuroticism_cue": n,
             "neuroticism_tone_hz": design.tone_lo_hz * 2.0 ** (design.tone_octaves * n),
             "agreeableness_words": k_agree, "conscientiousness_words": k_consc, "transcript": transcript,
             "background_rgb": list(background),
             "song_id": song.song_id if song is not None else None,
+            "song_popularity": song.popularity if song is not None else None,
             "song_effect": song_effect, "content_effect": content_effect,
-            **emotion, **traits, "popularity": p,
+            **emotion, **parts, **traits, "popularity": p,
+            "popularity_network_part": design.song_weight * (song_effect - design.effect_base),
+            "popularity_content_part": (1 - design.song_weight) * (content_effect - design.effect_base),
             **{f"noise_{k}": val for k, val in noise.items()},
             "create_time": create_time, "t_days": t_days, "play_count": plays, "share_count": shares,
             "comment_count": comments, "digg_count": int(plays * like_rate),
@@ -445,7 +542,7 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
         plans.append(_VideoPlan(
             name=name, encoding=kinds[i], audio_args=audio_args if has_audio else (), width=width, height=height,
             fps=fps, n_frames=n_frames, n_seconds=n_sec, has_audio=has_audio, visual_cue=tuple(v.tolist()),
-            audio_cue=tuple(a.tolist()), extraversion_cue=e, tone_hz=row["neuroticism_tone_hz"],
+            audio_cue=tuple(a.tolist()), beat=tuple(beat.tolist()), flash=tuple(flash.tolist()), extraversion_cue=e, tone_hz=row["neuroticism_tone_hz"],
             cue_noise_seed=cue_noise_seed,
             background=background, transcript=transcript, song=song, row=row))
     return plans, songs
@@ -459,7 +556,8 @@ def _level(x: float, design: _Design) -> float:
 
 
 def _second_frame(plan: _VideoPlan, second: int, design: _Design) -> np.ndarray:
-    """The static part of every frame in one second: background, top-left quadrant, central square.
+    """The static part of every frame in one second: background, top-left quadrant, central square, and the
+    synchrony flash bar when ``plan.flash[second]``.
 
     Shapes:
         returns (H, W, 3) uint8.
@@ -472,6 +570,10 @@ def _second_frame(plan: _VideoPlan, second: int, design: _Design) -> np.ndarray:
     y0, y1 = _round_half_up(h / 2 - half), _round_half_up(h / 2 + half)
     x0, x1 = _round_half_up(w / 2 - half), _round_half_up(w / 2 + half)
     frame[y0:y1, x0:x1] = round(_level(plan.visual_cue[second], design))
+    if plan.flash[second]:
+        bx0, bx1, by0, by1 = (_round_half_up(c + f * min(h, w)) for c, f in zip(
+            (w / 2, w / 2, h / 2, h / 2), design.flash_box))
+        frame[by0:by1, bx0:bx1] = design.flash_rgb
     return frame
 
 
@@ -503,7 +605,9 @@ def _speak(text: str, espeak: str, tmp: Path, design: _Design) -> np.ndarray:
         returns (n_samples,) float64.
     """
     wav = tmp / "speech.wav"
-    res = subprocess.run([espeak, "-v", "en-us", "-s", str(design.speech_wpm), "-w", str(wav), text],
+    # "--": the text is never read as an option, whatever it starts with
+    res = subprocess.run([espeak, "-v", "en-us", "-s", str(design.speech_wpm), "-w", os.path.abspath(wav), "--",
+                          text],
                          capture_output=True, text=True, check=False)
     if res.returncode != 0 or not wav.is_file():
         raise RuntimeError(f"{espeak} failed (exit {res.returncode}) speaking {text!r}: {res.stderr.strip()[-500:]}")
@@ -517,11 +621,41 @@ def _speak(text: str, espeak: str, tmp: Path, design: _Design) -> np.ndarray:
     return x * (design.speech_peak / peak) if peak > 0 else x
 
 
-def _audio(plan: _VideoPlan, speech: np.ndarray | None, design: _Design) -> np.ndarray:
-    """Mix the arousal cue noise, the background tone, the song melody and the speech.
+def _beat_track(plan: _VideoPlan, n: int, design: _Design) -> np.ndarray:
+    """The synchrony beat alone: ``beat_per_s`` decaying noise bursts in each beat second, 0 elsewhere.
 
-    ``x(t) = A(a_{sec(t)}) z(t) + A_n sin(2π f_n t) + A_m melody(t) + speech(t - onset)`` with ``z`` band-pass noise
-    of unit RMS clipped at ±crest and ``A(a) = cue_rms · 10^(-range_db (1 - a) / 20)`` smoothed over ``ramp_s``.
+    Shapes:
+        returns (n,) float64.
+    """
+    sr = design.sample_rate
+    length = _round_half_up(design.beat_len_s * sr)
+    ramp = max(1, _round_half_up(design.ramp_s * sr))
+    env = np.exp(-np.arange(length) / (design.beat_decay_s * sr))
+    env[:ramp] *= np.linspace(0, 1, ramp)  # soft attack and release: no click outside the pass band
+    env[-ramp:] *= np.linspace(1, 0, ramp)
+    # order 8: the beat must stay out of the arousal cue's band (>= 1.5 kHz: about -50 dB there)
+    sos = scipy.signal.butter(8, design.beat_band_hz, btype="bandpass", fs=sr, output="sos")
+    rng = np.random.default_rng([plan.cue_noise_seed, 1])  # its own stream: the cue noise stays what it was
+    out = np.zeros(n)
+    for second in np.flatnonzero(plan.beat):
+        for i in range(design.beat_per_s):
+            start = _round_half_up((second + (i + 0.25) / design.beat_per_s) * sr)
+            if start >= n:
+                break
+            burst = scipy.signal.sosfilt(sos, rng.standard_normal(length)) * env
+            burst *= design.beat_peak / max(float(np.max(np.abs(burst))), 1e-12)
+            part = burst[: n - start]
+            out[start:start + part.size] += part
+    return out
+
+
+def _audio(plan: _VideoPlan, speech: np.ndarray | None, design: _Design) -> np.ndarray:
+    """Mix the arousal cue noise, the background tone, the song melody, the synchrony beat and the speech.
+
+    ``x(t) = A(a_{sec(t)}) z(t) + A_n sin(2π f_n t) + A_m melody(t) + beat(t) + speech(t - onset)`` with ``z``
+    band-pass noise of unit RMS clipped at ±crest and ``A(a) = cue_rms · 10^(-range_db (1 - a) / 20)`` smoothed over
+    ``ramp_s``; ``beat`` = in every beat second, ``beat_per_s`` bursts of band-pass noise (``beat_band_hz``) under an
+    exponential decay, each scaled to the peak ``beat_peak``.
 
     Shapes:
         returns (n_samples,) float32 with n_samples = round(duration · sample_rate).
@@ -543,6 +677,8 @@ def _audio(plan: _VideoPlan, speech: np.ndarray | None, design: _Design) -> np.n
         freq = np.asarray(plan.song.notes_hz)[note_idx % len(plan.song.notes_hz)]
         fade = np.clip(np.minimum(local, plan.song.note_s - local) / design.ramp_s, 0, 1)
         x = x + design.melody_amp * fade * np.sin(2 * np.pi * freq * local)
+    if any(plan.beat):
+        x = x + _beat_track(plan, n, design)
     if speech is not None and speech.size:
         start = _round_half_up(design.speech_start_s * sr)
         part = speech[: max(0, n - start)].copy()
@@ -568,11 +704,11 @@ def _encode(plan: _VideoPlan, videos_dir: Path, ffmpeg: str, espeak: str | None,
             speech = _speak(plan.transcript, espeak, tmp, design) if espeak else None
             wav = tmp / "audio.wav"
             scipy.io.wavfile.write(wav, design.sample_rate, _audio(plan, speech, design))
-            cmd += ["-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", *plan.audio_args]
+            cmd += ["-i", "file:" + os.path.abspath(wav), "-map", "0:v:0", "-map", "1:a:0", *plan.audio_args]
         else:
             cmd += ["-map", "0:v:0", "-an"]
         cmd += [*enc.video_args, "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
-                "-flags:a", "+bitexact", "-map_metadata", "-1", "-f", enc.muxer, str(partial)]
+                "-flags:a", "+bitexact", "-map_metadata", "-1", "-f", enc.muxer, "file:" + os.path.abspath(partial)]
         log = tmp / "ffmpeg.log"
         try:
             with log.open("wb") as err:
@@ -637,7 +773,9 @@ def _first_impressions_files(gt: pd.DataFrame) -> dict[str, bytes]:
     out = {}
     for split, tag in _FI_SPLIT_TAGS.items():
         part = gt[gt["split"] == split]
-        ann = {t: dict(zip(part["name"], part[t].astype(float))) for t in (*_TRAITS, "interview")}
+        # as in the official files: the five traits are Python floats, the interview scores numpy.float64 scalars
+        ann = {t: dict(zip(part["name"], map(float, part[t]))) for t in _TRAITS}
+        ann["interview"] = dict(zip(part["name"], part["interview"].to_numpy(np.float64)))
         out[f"annotation_{tag}"] = _py2_pickle_bytes(ann)
         out[f"transcription_{tag}"] = _py2_pickle_bytes(dict(zip(part["name"], part["transcript"])))
     return out
@@ -680,10 +818,14 @@ def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, A
             "valence": {"modality": ["visual"], "cue": "visual_cue",
                         "where": "grey level of the central square (side = centre_square x short side), per second",
                         "formula": "clip(1 + 4 * sum_t w_t * visual_cue_t + noise_valence, 1, 5)"},
-            "arousal": {"modality": ["audio"], "cue": "audio_cue",
+            "arousal": {"modality": ["audio", "audio x visual per second"], "cue": ["audio_cue", "sync_cue"],
                         "where": "loudness of band-pass noise (cue_band_hz), "
-                                 "rms = cue_rms * 10^(-cue_range_db * (1 - a_t) / 20)",
-                        "formula": "clip(1 + 4 * sum_t w_t * audio_cue_t + noise_arousal, 1, 5)"},
+                                 "rms = cue_rms * 10^(-cue_range_db * (1 - a_t) / 20); plus the synchrony of the "
+                                 "beat (sync_beat) and the flash bar (sync_flash)",
+                        "formula": "clip(1 + 4 * (1 - sync_weight) * sum_t w_t * audio_cue_t + 4 * sync_weight * "
+                                   "sync_cue + noise_arousal, 1, 5)",
+                        "sync_cue": "m / k: the share of the k beat seconds that also show the flash (k beat and k "
+                                    "flash seconds per clip whatever m is; see 'synchrony')"},
             "extraversion": {"modality": ["visual"], "cue": "extraversion_cue",
                              "where": "brightness of the warm top-left quadrant (constant over the video)",
                              "formula": "clip(trait_base + trait_span * extraversion_cue + noise_extraversion, 0, 1)"},
@@ -706,12 +848,20 @@ def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, A
             "popularity": {"modality": ["graph", "visual"],
                            "formula": "song_weight * song_effect + (1 - song_weight) * content_effect"
                                       " + noise_popularity",
-                           "song_effect": "effect_base + effect_span * (degree_weight * log(1 + n_j) / "
-                                          "log(1 + max_k n_k) + (1 - degree_weight) * u_j); no song -> effect_base",
+                           "song_effect": "effect_base + effect_span * Phi(z_j), z_j = the song's latent popularity "
+                                          "(song_popularity); no song -> effect_base + effect_span / 2",
+                           "song_choice": "P(video uses song j) ∝ exp(song_choice_beta * z_j)",
                            "content_effect": "effect_base + effect_span * mean_t(visual_cue_t)",
                            "tiktok": "log((playCount + shareCount + commentCount + 1) / t_days) = popularity up to "
                                      "integer rounding; t_days = (scrape_time - createTime) / 86400"},
         },
+        "synchrony": {
+            "rule": "inside the last W = min(S, recency_window_s) seconds: k = max(1, W // sync_seconds_per) beat "
+                    "seconds and k flash seconds; m of them shared, m uniform on max(0, 2k - W)..k; sync_cue = m / k",
+            "beat": "beat_per_s decaying bursts of band-pass noise (beat_band_hz, peak beat_peak) in a beat second",
+            "flash": "a flash_rgb bar at flash_box (relative to the centre, in short sides) in a flash second",
+        },
+        "components": _components(gt),
         "recency_weights": {
             "rule": "w_t ∝ 0 if t < S - recency_window_s; recency_late_weight if t >= S - recency_last_s; "
                     "else recency_early_weight; normalised to sum 1",
@@ -721,6 +871,43 @@ def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, A
         "design": asdict(design),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False).encode()
+
+
+#: per label: component column → (what can see it, what cannot); the docstring's table in machine-readable form
+_VISIBILITY = {
+    "valence": {"valence_recency_part": (
+        "per-second vision (weighted to the last seconds); time-averaged vision sees most of it (mean level)",
+        "audio, text, graph")},
+    "arousal": {
+        "arousal_recency_part": (
+            "per-second audio (weighted to the last seconds); time-averaged audio sees most of it (mean level)",
+            "vision, text, graph"),
+        "arousal_sync_part": (
+            "only a model that pairs audio and vision of the same second (per-clip totals of beats and flashes "
+            "are the same whatever the synchrony)",
+            "time-averaged features of any modality; one modality alone; graph, text")},
+    "popularity": {
+        "popularity_network_part": (
+            "the song-video graph (a song's degree grows with its latent popularity); a model memorising a "
+            "song's melody from training videos of the same song",
+            "the video's own pixels; audio beyond the melody's identity; text"),
+        "popularity_content_part": ("vision (mean level of the central square)", "graph, audio, text")},
+}
+
+
+def _components(gt: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per label and planted component: its column, its share of the label's variance on this dataset, what can and
+    cannot see it (shares can sum to more or less than 1: components are independent only in expectation, and
+    clipping to the label's range removes some variance)."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, parts in _VISIBILITY.items():
+        var = float(gt[label].var()) if len(gt) > 1 else 0.0
+        out[label] = {}
+        for column, (seen, unseen) in {**parts, f"noise_{label}": ("nothing", "everything")}.items():
+            share = float(gt[column].var()) / var if var > 0 else float("nan")
+            out[label][column] = {"variance_share": share if math.isfinite(share) else None,
+                                  "seen_by": seen, "not_seen_by": unseen}
+    return out
 
 
 def _min_max(p: np.ndarray) -> np.ndarray:
@@ -747,7 +934,7 @@ def _check_float(name: str, value: Any, minimum: float, *, strict: bool = False)
 
 def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: int = 0, workers: int = 2,
                        speech: bool = True, min_duration: float = 3.0, max_duration: float = 15.0,
-                       size_scale: float = 1.0) -> SyntheticDataset:
+                       size_scale: float = 1.0, sync_weight: float | None = None) -> SyntheticDataset:
     """Write a planted-truth synthetic dataset (videos + First Impressions, LIRIS-ACCEDE and TikTok labels).
 
     See the module docstring for the layout, the planted signals and their formulas. Existing label files in
@@ -762,6 +949,8 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
         min_duration: shortest clip in seconds (>= 1, so every clip has a whole second).
         max_duration: longest clip in seconds (>= min_duration); durations are uniform in between, rounded to frames.
         size_scale: scales the 128x96 / 96x128 frame size (sides stay even, at least 16 px).
+        sync_weight: share of the arousal score carried by the synchrony plant, in [0, 1] (default: the design's
+            0.35); 0 leaves arousal to the recency plant alone, for experiments that isolate recency.
 
     Returns:
         :class:`SyntheticDataset` with the video paths, the ground truth and the label files.
@@ -779,6 +968,11 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
     if not isinstance(speech, bool):
         raise ValueError(f"speech={speech!r}: expected True or False")
     design = _DESIGN
+    if sync_weight is not None:
+        weight = _check_float("sync_weight", sync_weight, 0.0)
+        if weight > 1.0:
+            raise ValueError(f"sync_weight={sync_weight!r}: expected a number in [0, 1]")
+        design = replace(design, sync_weight=weight)
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError("ffmpeg not found on PATH; install it (e.g. `apt-get install ffmpeg`) to generate videos")

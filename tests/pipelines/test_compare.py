@@ -182,3 +182,34 @@ def test_planted_truth_is_recovered_on_the_synthetic_store(synthetic_copy):
     pop = compare_models(dataset=DATASET, root=root, task="popularity", models=["van"], **{**slow, "epochs": 20})
     ablation = pop["interpretation"]["popularity"]["ablation"]
     assert ablation["graph"] >= 3 * ablation["vision"], ablation
+
+
+def test_rows_carry_bootstrap_intervals_from_recomputed_predictions(synthetic_copy):
+    from flows import compare_models
+    from models.metrics import compute_metrics
+    from pipelines.compare import predict_test_split
+
+    root = str(synthetic_copy)
+    res = compare_models(dataset=DATASET, root=root, task="emotion", models=["sec2sec-audio", "avm"],
+                         interpret=False, **FAST)
+    rows = res["tables"]["emotion"]
+    assert [r["model"] for r in rows][:3] == ["sec2sec-audio", "avm", "constant"]
+    for r in rows:  # deep and floor rows alike: the point estimate inside its interval
+        assert r["accuracy_mean_ci_low"] <= r["accuracy_mean"] <= r["accuracy_mean_ci_high"], r
+        assert r["ci95"] == f"{r['accuracy_mean_ci_low']:.3f}–{r['accuracy_mean_ci_high']:.3f}"
+    assert rows[0]["delta_accuracy_mean_ci_low"] is None and rows[0]["delta_ci95"] == ""  # the headline itself
+    for r in rows[1:]:  # paired difference to the headline: brackets the difference of the point estimates
+        diff = r["accuracy_mean"] - rows[0]["accuracy_mean"]
+        assert r["delta_accuracy_mean_ci_low"] <= diff <= r["delta_accuracy_mean_ci_high"], r
+    # the intervals come from the runs' own test predictions: recomputed from the checkpoint, they give the metrics
+    store = open_store(root, DATASET)
+    runs = store.runs().set_index("run_id")
+    rec = {**runs.loc[rows[1]["run_id"]].to_dict(), "run_id": rows[1]["run_id"]}
+    ids, pred = predict_test_split(store, rec, batch_size=4)
+    arrays, _ = store.read_pack(rec["pack"])
+    truth = dict(zip(np.asarray(arrays["video_id"][...]).astype(str), np.asarray(arrays["target"][...])))
+    got = compute_metrics("emotion", np.stack([truth[v] for v in ids]), pred)
+    for k in ("accuracy_mean", "accuracy_valence", "accuracy_arousal", "f1_mean"):
+        assert got[k] == pytest.approx(rows[1][k]), k
+    report = Path(res["report"]).read_text()
+    assert "ci95" in report and "delta_ci95" in report and "_ci_low" not in report
