@@ -34,9 +34,11 @@ demo: setup
 	$(VENV)/bin/vidpipe demo
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
 test-all: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q
 
 stress: setup

@@ -20,11 +20,12 @@ from pipelines.extract import extract_features  # noqa: E402
 from pipelines.graph import pretrain_graph  # noqa: E402
 from pipelines.ingest import ingest  # noqa: E402
 from pipelines.refresh import refresh  # noqa: E402
+from pipelines.reproduce import reproduce  # noqa: E402
 from pipelines.sweep import sweep  # noqa: E402
 from pipelines.train import train  # noqa: E402
 
 __all__ = ["ingest", "extract_features", "pretrain_graph", "train", "sweep", "refresh", "compare_models",
-           "analyze_outcomes", "demo", "deployments"]
+           "analyze_outcomes", "demo", "deployments", "reproduce"]
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the server test

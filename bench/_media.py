@@ -1,6 +1,6 @@
 """Benchmark media, generated with ffmpeg's lavfi sources and cached under ``bench/results/media/`` (git-ignored).
 
-Three sets, per issue 9 (the ``full`` mode); ``quick`` keeps the shapes of the sets but fewer and shorter files, and
+Three sets (the ``full`` mode); ``quick`` keeps the shapes of the sets but fewer and shorter files, and
 ``tiny`` (the smoke test) makes a few 2-second thumbnails:
 
 ===============  ===========================================  ==============================  ======================
@@ -36,7 +36,7 @@ __all__ = ["MEDIA_DIR", "MODES", "ClipSpec", "media_sets", "make_clip", "ensure_
 
 #: where generated media are cached (inside the git-ignored results folder)
 MEDIA_DIR = Path(__file__).resolve().parent / "results" / "media"
-#: benchmark sizes: "tiny" (smoke test, seconds), "quick" (make bench, minutes), "full" (issue 9's sets)
+#: benchmark sizes: "tiny" (smoke test, seconds), "quick" (make bench, minutes), "full" (the target sets)
 MODES = ("tiny", "quick", "full")
 
 

@@ -19,11 +19,11 @@ a thread samples, every 5 ms, its RSS plus the RSS of its running ffmpeg/ffprobe
 sum is what one worker holds at once (``ru_maxrss`` of children would miss that they run concurrently, and counts a
 forked child's copy of the parent before ``exec``).
 
-Targets (issue 9): default ≤ 1.0× the floor on average, keyframe ≤ 0.3× the floor, frames ≥ 3× faster than
+Targets: default ≤ 1.0× the floor on average, keyframe ≤ 0.3× the floor, frames ≥ 3× faster than
 naive on the long video, peak RSS per worker ≤ 500 MB whatever the video's length.
 
     .venv/bin/python bench/bench_extract.py            # --quick (default)
-    .venv/bin/python bench/bench_extract.py --full     # issue 9's sets (generates ~20 min of 1080p once, cached)
+    .venv/bin/python bench/bench_extract.py --full     # the full sets (generates ~20 min of 1080p once, cached)
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from bench._media import MEDIA_DIR, MODES, ensure_media, media_sets  # noqa: E40
 
 __all__ = ["run", "main", "TARGETS"]
 
-#: issue 9's targets for this benchmark
+#: this benchmark's targets
 TARGETS = {"default_vs_floor": 1.0, "keyframe_vs_floor": 0.3, "naive_vs_frames_long": 3.0, "peak_rss_mb": 500.0}
 _REPEATS = {"tiny": 1, "quick": 3, "full": 3}
 _LONG_REPEATS = {"tiny": 1, "quick": 2, "full": 2}
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer, shorter clips (default)")
     mode.add_argument("--full", action="store_true",
-                      help="issue 9's sets: 100×15 s 720p, 10×60 s and 1×10 min 1080p")
+                      help="the full sets: 100×15 s 720p, 10×60 s and 1×10 min 1080p")
     mode.add_argument("--tiny", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats per clip")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory subprocesses")

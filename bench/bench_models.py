@@ -6,7 +6,7 @@ bag of words (First Impressions, Table 3.1); ``van`` 30 frames at 224×224 with 
 graph embedding (TikTok, Table 4.1). Random batches of those shapes; one warm-up step, then timed steps.
 
 The epoch projections divide a training split by the measured rate: First Impressions has 6,000 training videos
-(the paper's MCAT epoch: 1 min 26 s on one RTX 3090 Ti, Table 3.3; issue 9's GPU target ≤ 8.6 s) and the TikTok set
+(the paper's MCAT epoch: 1 min 26 s on one RTX 3090 Ti, Table 3.3; the GPU target ≤ 8.6 s) and the TikTok set
 88,279 videos with a 70 % training split, 61,795 (the paper's VAN epoch: 35.54 min, Table 4.3; target ≤ 3.6 min);
 LIRIS-ACCEDE 9,800 videos split 70/10/20, 6,860 (no epoch time in the paper).
 Those targets are for a GPU; this benchmark runs on CPU unless ``--device cuda``:
@@ -33,7 +33,7 @@ __all__ = ["run", "main", "MODELS", "PAPER"]
 
 #: headline model → task
 MODELS = {"sec2sec": "emotion", "mcat": "personality", "van": "popularity"}
-#: paper scale: training videos per epoch, the paper's epoch time in seconds, issue 9's GPU target in seconds
+#: paper scale: training videos per epoch, the paper's epoch time in seconds, the GPU target in seconds
 PAPER = {"mcat": {"dataset": "First Impressions", "train_videos": 6_000, "paper_epoch_s": 86.0,
                   "gpu_target_epoch_s": 8.6},
          "van": {"dataset": "TikTok", "train_videos": 61_795, "paper_epoch_s": 35.54 * 60,

@@ -1,7 +1,7 @@
 """Run every vidpipe benchmark, print one table each, write JSON under ``bench/results/`` — within a time budget.
 
     .venv/bin/python bench/run_all.py             # --quick (default; what `make bench` runs): budget 600 s
-    .venv/bin/python bench/run_all.py --full      # issue 9's sizes (hours on 2 cores; no budget unless --budget)
+    .venv/bin/python bench/run_all.py --full      # the full sizes (hours on 2 cores; no budget unless --budget)
     .venv/bin/python bench/run_all.py --only extract incremental
 
 Each benchmark runs in its own interpreter (so one's imports, threads and memory never colour another's numbers)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes, 600 s budget (default)")
-    mode.add_argument("--full", action="store_true", help="issue 9's sizes, no budget")
+    mode.add_argument("--full", action="store_true", help="the full sizes, no budget")
     mode.add_argument("--tiny", action="store_true", help="smoke sizes")
     parser.add_argument("--only", nargs="*", default=None, help=f"run only these of {list(BENCHMARKS)}")
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default: 600 "

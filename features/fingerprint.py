@@ -10,7 +10,7 @@ rendered (an open file, a model object) raises ``TypeError`` instead of hashing 
 unverifiable must never be reused.
 
 Content digests of large media files are memoised on ``(path, size, mtime_ns, inode)`` (see :class:`DigestCache`): the
-same stat → the same content is the assumption ``make`` and ``rsync`` make; ``refresh=True`` in the flows bypasses it.
+same stat → the same content is the assumption ``make`` and ``rsync`` make; ``DigestCache.digest(path, refresh=True)`` re-hashes regardless.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def fingerprinter(stage: str, version: int | str, params: Any = None) -> Callabl
     """``inputs -> fingerprint(stage, version, params, inputs)`` with the stage and parameters hashed once.
 
     Planning computes the same stage's key for thousands of videos with the same parameters; rendering the
-    parameters' canonical JSON once instead of per video made that several times faster (issue 9). The keys are
+    parameters' canonical JSON once instead of per video made that several times faster. The keys are
     identical to :func:`fingerprint`'s (it is built on this).
     """
     if not stage:

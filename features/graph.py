@@ -7,7 +7,7 @@ Graph: ``G = {(s, v) | s ∈ S, v ∈ V}``, an edge ``e_{s,v} = 1`` when video `
 music. Two node types, ``"song"`` and ``"video"``, and the edge in both directions, ``("video", "uses", "song")`` and
 ``("song", "rev_uses", "video")``, so that messages flow both ways in a heterogeneous GNN.
 
-Node input features (the issue leaves the choice open; these are the documented choices):
+Node input features (the papers leave the choice open; these are the documented choices):
 
 * videos: the caller's ``video_features`` (|V_video|, D) — e.g. pooled audio/visual features or metadata, aligned
   with ``video_ids`` — or, when None, a constant 1-vector (|V_video|, 1). The constant keeps every video

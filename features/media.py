@@ -262,7 +262,7 @@ def run_tool_capture(
         side_output_bytes: give the tool a second output pipe, capped at this many bytes (like stdout): the
             argument :data:`SIDE_OUTPUT` in ``args`` is replaced by ``pipe:<fd>`` of that pipe and what the tool
             writes there comes back as :attr:`ToolResult.side` — e.g. one ffmpeg writing frames to stdout and PCM to
-            the side pipe, so a video is demuxed and decoded once (issue 9).
+            the side pipe, so a video is demuxed and decoded once.
 
     Raises:
         ValueError: ``args`` is not a non-empty list of strings, ``timeout`` is not positive or ``memory_mb`` is

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from pipelines.cli_runner import run_flow
+
 __all__ = ["register", "serve", "refresh"]
 
 
@@ -22,7 +24,9 @@ def serve(
     timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedules."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Most flow runs executed at once."),
 ) -> None:
-    """Serve vidpipe's deployments on the Prefect server at $PREFECT_API_URL (until Ctrl-C).
+    """Serve vidpipe's deployments on the Prefect server at $PREFECT_API_URL (until Ctrl-C or SIGTERM).
+
+    Stops within 10 s of Ctrl-C / SIGTERM, also when the server has gone away; runs in flight are cancelled.
 
     Needs a running server: [cyan]prefect server start[/cyan] (binds 127.0.0.1:4200) and
     [cyan]export PREFECT_API_URL=http://127.0.0.1:4200/api[/cyan]. Then trigger a run with
@@ -31,15 +35,12 @@ def serve(
     Examples: [cyan]vidpipe serve --dataset demo[/cyan];
     [cyan]python flows.py serve --dataset fi2 --no-schedules[/cyan]; [cyan]vidpipe serve --only refresh --only train[/cyan]
     """
-    from rich.console import Console
-
     from pipelines.deploy import serve_deployments
 
-    try:
-        serve_deployments(dataset, root, only=only, schedules=schedules, timezone=timezone, limit=limit)
-    except ValueError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {str(exc).splitlines()[0]}")
-        raise typer.Exit(2) from None
+    code = run_flow(serve_deployments, dataset=dataset, root=root, only=only, schedules=schedules, timezone=timezone,
+                    limit=limit)
+    if code:
+        raise typer.Exit(code)
 
 
 def refresh(
@@ -61,9 +62,8 @@ def refresh(
     """
     from rich.console import Console
 
-    from flows import refresh as flow
-    from pipelines.cli import run_flow
     from pipelines.refresh import describe_refresh
+    from pipelines.refresh import refresh as flow
 
     result = run_flow(flow, dataset=dataset, root=root, dry_run=dry_run, stages=stage or None, workers=workers,
                   dask_address=dask_address)

@@ -116,11 +116,11 @@ def _cli(
 
     Example: [cyan]torchrun --nproc_per_node 4 -m pipelines.ddp demo --model mcat --task personality[/cyan]
     """
-    from pipelines.cli import _parse_overrides
+    from pipelines.cli_runner import parse_overrides
 
     try:
         run = train_ddp(dataset, model, task, root=root, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                        device=device, overrides=_parse_overrides(set_), vision_profile=vision_profile,
+                        device=device, overrides=parse_overrides(set_), vision_profile=vision_profile,
                         run_id=run_id)
     except ValueError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -18,22 +18,36 @@ writer per dataset: object-store roots have no lock), validates its parameters a
 before a run is created (``enforce_parameter_schema``), and points at its flow by module path
 (``pipelines.extract.extract_features``), so it runs from any working directory where vidpipe is installed.
 
-:func:`serve_deployments` serves them from this process with :func:`prefect.serve` (``vidpipe serve`` /
-``python flows.py serve``); teams that deploy to work pools use ``prefect.yaml`` instead.
+:func:`serve_deployments` serves them from this process with a Prefect ``Runner`` (``vidpipe serve`` /
+``python flows.py serve``) and stops within seconds of SIGTERM / SIGINT; teams that deploy to work pools use
+``prefect.yaml`` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import glob
 import importlib
 import inspect
-from typing import Any, Optional, Sequence
+import logging
+import os
+import signal
+import sys
+from typing import Any, NoReturn, Optional, Sequence
 
+import httpx
+from prefect.logging import get_logger
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
 from features.store import check_dataset_name, resolve_root
 
-__all__ = ["DEFAULT_SCHEDULES", "deployment_flows", "deployments", "serve_deployments"]
+__all__ = ["DEFAULT_SCHEDULES", "STOP_TIMEOUT", "deployment_flows", "deployments", "serve_deployments"]
+
+#: seconds :func:`serve_deployments` allows itself to stop after SIGTERM / SIGINT (supervisors wait ~10 s)
+STOP_TIMEOUT = 8.0
+_log = get_logger("vidpipe.serve")
 
 #: flow name → default cron schedule (None: run on demand only)
 DEFAULT_SCHEDULES: dict[str, Optional[str]] = {
@@ -117,19 +131,126 @@ def deployments(dataset: str, root: Optional[str] = None, *, only: Optional[Sequ
 
 
 def serve_deployments(dataset: str, root: Optional[str] = None, *, only: Optional[Sequence[str]] = None,
-                      schedules: bool = True, timezone: str = "UTC", limit: Optional[int] = None) -> None:
-    """Serve :func:`deployments` from this process until interrupted (``prefect.serve``).
+                      schedules: bool = True, timezone: str = "UTC", limit: Optional[int] = None,
+                      stop_timeout: float = STOP_TIMEOUT) -> int:
+    """Serve :func:`deployments` from this process until SIGTERM or SIGINT (Ctrl-C).
+
+    A Prefect ``Runner`` polls the server for scheduled and triggered runs and executes each in a subprocess. On
+    SIGTERM / SIGINT the runner is stopped and awaited (runs in flight are cancelled, schedules paused) within
+    ``stop_timeout`` seconds whether or not the server still answers; what has not finished by then is abandoned:
+    the flow-run subprocesses are killed (their runs are left to Prefect's crash detection; the store's commits are
+    atomic, so it stays consistent) and the process ends with ``os._exit``. A second signal skips the graceful part.
+
+    Returns:
+        the exit code: 0 after a graceful stop, 1 when the deadline forced it (the process has then already ended).
 
     Raises:
         ValueError: no Prefect server is configured (``PREFECT_API_URL``): served deployments must live on a server
-            that outlives this process, not on a temporary in-process API.
+            that outlives this process, not on a temporary in-process API; or a bad argument (named).
     """
-    from prefect import serve
+    from prefect.runner import Runner
     from prefect.settings import get_current_settings
 
-    if not get_current_settings().api.url:
+    url = get_current_settings().api.url
+    if not url:
         raise ValueError("PREFECT_API_URL is not set: start a server with `prefect server start` (it binds "
                          "127.0.0.1:4200) and `export PREFECT_API_URL=http://127.0.0.1:4200/api`, then serve again")
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit!r}: expected a positive number of concurrent runs, or None")
-    serve(*deployments(dataset, root, only=only, schedules=schedules, timezone=timezone), limit=limit)
+    if not stop_timeout > 0:
+        raise ValueError(f"stop_timeout={stop_timeout!r}: expected a positive number of seconds")
+    deps = deployments(dataset, root, only=only, schedules=schedules, timezone=timezone)
+    runner = Runner(pause_on_shutdown=True, limit=limit)
+    try:
+        for dep in deps:
+            runner.add_deployment(dep)
+    except (OSError, httpx.TransportError) as exc:  # nobody listens at the URL
+        raise ValueError(f"PREFECT_API_URL={url}: no Prefect server answers ({type(exc).__name__}: {exc}); start "
+                         "one with `prefect server start` or fix the URL") from exc
+    _log.info("serving %s on %s (stop with Ctrl-C or SIGTERM)",
+              ", ".join(f"'{d.flow_name}/{d.name}'" for d in deps), url)
+    return asyncio.run(_run_until_signalled(runner, stop_timeout))
+
+
+async def _run_until_signalled(runner: Any, stop_timeout: float) -> int:
+    """Run ``runner.start()`` until SIGTERM / SIGINT, then stop it within ``stop_timeout`` seconds (see
+    :func:`serve_deployments`)."""
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+    signalled = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        signalled.set()
+        if len(received) > 1:  # asked twice: stop now
+            _hard_exit(1, f"{signal.Signals(signum).name} received again: exiting at once")
+
+    def handler(signum: int, frame: Any) -> None:  # runs between two bytecodes of the main thread
+        loop.call_soon_threadsafe(on_signal, signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    # Runner.start() installs `self.handle_sigterm` as the SIGTERM handler. Prefect's own calls Runner.stop() from the
+    # signal handler without awaiting it, then sys.exit(): the stop coroutine never runs and the shutdown can hang.
+    runner.handle_sigterm = handler
+    serving = asyncio.create_task(runner.start())
+    waiter = asyncio.create_task(signalled.wait())
+    await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        return await _stop(runner, serving, waiter, received, stop_timeout)
+    finally:
+        for signum, prev in previous.items():
+            signal.signal(signum, prev)
+
+
+async def _stop(runner: Any, serving: asyncio.Task, waiter: asyncio.Task, received: list[int],
+                stop_timeout: float) -> int:
+    """After a signal: stop ``runner`` politely, then cancel ``serving`` until it ends or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    if serving.done():  # the runner ended by itself: report how
+        waiter.cancel()
+        serving.result()
+        return 0
+    deadline = loop.time() + stop_timeout
+    _log.info("%s received: stopping (runs in flight are cancelled; at most %.0f s)",
+              signal.Signals(received[0]).name, stop_timeout)
+    # asyncio.wait, not wait_for: a stop stuck on a server that went away is left behind, never waited for
+    stopper = asyncio.ensure_future(runner.astop())
+    await asyncio.wait({stopper}, timeout=0.5 * stop_timeout)
+    if not stopper.done():
+        stopper.cancel()
+    elif not stopper.cancelled() and stopper.exception() is not None:
+        exc = stopper.exception()
+        _log.warning("stopping the runner: %s: %s", type(exc).__name__, exc)
+    while not serving.done() and loop.time() < deadline:
+        serving.cancel()  # ends the polling loops; the runner's exit then pauses schedules and closes its client
+        await asyncio.wait({serving}, timeout=min(1.0, max(0.05, deadline - loop.time())))
+    if not serving.done():
+        _hard_exit(1, f"the runner did not stop within {stop_timeout:.0f} s (is the server gone?): exiting")
+    return 0
+
+
+def _hard_exit(code: int, why: str) -> NoReturn:
+    """Kill this process's children (flow-run subprocesses), flush the logs and end the process now."""
+    _log.warning(why)
+    for pid in _child_pids():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _child_pids() -> list[int]:
+    """Process ids of this process's descendants (psutil when installed, else Linux's /proc children lists)."""
+    try:
+        import psutil
+    except ImportError:
+        pids = []
+        for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+            with contextlib.suppress(OSError), open(path) as fh:
+                pids += [int(p) for p in fh.read().split()]
+        return pids
+    with contextlib.suppress(psutil.Error):
+        return [p.pid for p in psutil.Process().children(recursive=True)]
+    return []

@@ -95,8 +95,9 @@ def _labelled(manifest: pd.DataFrame, task_name: str) -> set[str]:
 def _pack_selections(store: Store) -> list[dict]:
     """The packs recorded training runs used, each with the selection that reproduces its fingerprint now.
 
-    Runs record the pack fingerprint, inputs, task and seed (= split seed) but not the vision profile, so each
-    candidate profile is tried. A pack that matches no selection is already stale (``selection`` is ``None``).
+    Runs record the pack fingerprint, inputs, task, seed (= split seed) and vision profile; a record without a
+    vision profile (written by an older vidpipe) has each candidate profile tried. A pack that matches no selection is
+    already stale (``selection`` is ``None``).
     """
     runs = store.runs()
     if runs.empty or "pack" not in runs.columns:
@@ -107,13 +108,15 @@ def _pack_selections(store: Store) -> list[dict]:
         if not isinstance(fp, str) or run.get("task") not in TASK_TARGETS or not isinstance(inputs, list):
             continue
         seed = int(train.get("seed", 0)) if isinstance(train, dict) else 0  # cells of older records may be NaN
+        profile = run.get("vision_profile")
         entry = packs.setdefault(fp, {"pack": fp, "task": run["task"], "inputs": sorted(inputs), "runs": [],
-                                      "seed": seed})
+                                      "seed": seed, "profiles": (profile,) if isinstance(profile, str)
+                                      else _VISION_PROFILES})
         entry["runs"].append(str(run.get("run_id")))
     out = []
     for entry in packs.values():
         entry["selection"] = None
-        for profile in _VISION_PROFILES:
+        for profile in entry.pop("profiles"):
             try:
                 fp = pack_fingerprint(store, entry["inputs"], entry["task"], vision_profile=profile,
                                       split_seed=entry["seed"])

@@ -158,3 +158,30 @@ def test_graph_benchmark_and_the_summary_of_every_target(media_dir, tmp_path):
     assert "scaling skipped: time budget spent" in text and "models: sec2sec samples/s" in text
     with pytest.raises(ValueError, match="unknown benchmark"):
         run_all.run_all("tiny", only=["nope"])
+
+
+@pytest.mark.slow  # ~2 min on 2 loaded cores: 24 videos at full shapes and ten interpreter start-ups
+def test_store_scale_benchmark_measures_both_layouts(tmp_path):
+    from bench import bench_store_scale
+
+    res = bench_store_scale.run("tiny", sizes=[24], work=tmp_path, flow=False, repeats=1, log=lambda *_: None)
+    (row,) = res["sizes"]
+    before, after = row["before"], row["after"]
+    assert row["videos"] == 24 and row["compact_stats"]["folded"] == 24 * 6  # 5 per-video stages + text
+    assert after["files"] < before["files"] / 5, (before["files"], after["files"])
+    for m in (before, after):
+        assert all(_positive(float(m[k])) for k in ("plan_s", "inspect_s", "read_ms", "pack_s", "plan_rss_mb"))
+    assert set(res["met"]) == {"files_per_video", "plan_seconds", "inspect_seconds", "read_ms", "pack"}
+    assert res["met"]["plan_seconds"] is None  # judged at 100,000 videos only
+    assert "store at scale" in bench_store_scale.render(res)
+
+
+@pytest.mark.slow  # a temporary and a real Prefect server start, ~1-4 min on 2 loaded cores
+def test_cli_benchmark_times_every_command_and_the_server_records_the_runs(tmp_path):
+    from bench import bench_cli
+
+    res = bench_cli.run(videos=6, repeats=1, tree=bench_cli.ROOT, work=tmp_path)
+    rows = {r["command"]: r for r in res["rows"]}
+    assert set(rows) == {"help", "inspect", "extract_noop", "extract_noop_server"}
+    assert all(_positive(r["wall_s"]) and r["cpu_s"] > 0 for r in rows.values())
+    assert res["server_runs_recorded"] >= 2  # the warm-up run and the timed one: no-op runs are still flow runs

@@ -1,4 +1,4 @@
-"""``fingerprinter`` (issue 9 speed work): the same keys as ``fingerprint``, with the parameters hashed once."""
+"""``fingerprinter``: the same keys as ``fingerprint``, with the parameters hashed once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frames and audio from one ffmpeg (issue 9 speed work): ``extract_frames_and_audio`` must return exactly what
+"""Frames and audio from one ffmpeg: ``extract_frames_and_audio`` must return exactly what
 ``extract_frames`` and ``load_audio`` return separately, and hand the audio back to ``load_audio`` whenever one pass
 would cost more than two."""
 

@@ -28,7 +28,7 @@ def test_every_stage_has_outputs_with_expected_shapes(synthetic_store):
     assert fr["uniform"].shape == (16, 64, 64, 3) and fr["uniform_valid"].all()
     au = store.read("audio", vid)
     assert au["segments"].dtype == np.float32 and au["segments"].shape[:3] == (15, 3, 20)
-    assert au["clip"].shape == (20, 256)
+    assert au["clip"].shape == (20, 1500)
     probe = store.table("probe").set_index("video_id")
     assert (probe["duration"] > 2.5).all() and (probe["duration"] < 6.5).all()
     assert store.read("text", vid)["bow"].ndim == 1
@@ -112,3 +112,106 @@ def test_bad_videos_are_recorded_and_never_fail_the_run(synthetic_store, tmp_pat
     assert result["failed_videos"] >= 2
     again = _extract(root, dataset="mixed")  # known failures are not retried without --refresh
     assert again["stages"]["probe"]["done"] == 0
+
+
+def test_default_clip_matrix_covers_fifteen_seconds_and_reaches_a_cue_at_second_12(tmp_path, prefect_harness):
+    from flows import ingest
+    from tests.media_factory import make_audio_expr_video
+
+    folder = tmp_path / "cue"
+    folder.mkdir()
+    # silence except a 440 Hz tone from 12.0 s to 12.5 s of a 15-s clip
+    make_audio_expr_video(folder / "cue.mp4", "if(between(t,12,12.5),0.5*sin(2*PI*440*t),0)", duration=15.0,
+                          size=(32, 32), fps=2)
+    root = tmp_path / "r"
+    ingest(dataset="cue", source="folder", root=str(root), path=str(folder))
+    _extract(root, dataset="cue", stages=["probe", "audio"], config=ExtractConfig(asr="none"))
+    store = open_store(root, "cue")
+    clip = store.read("audio", "cue")["clip"]
+    assert clip.shape == (20, 1500)  # 15 s at the 10 ms hop
+    energy = clip[0]  # c0 follows the frame's log energy
+    quiet, cue = np.median(energy[200:1100]), energy[1210:1240].min()
+    assert cue > quiet + 40, (cue, quiet)  # the tone at 12 s is in the matrix, tens of dB above the silence
+    assert store.entry("audio", "cue").params["clip_seconds"] == 15.0
+
+
+def test_clip_seconds_and_clip_frames_set_the_clip_matrix():
+    from pipelines.extract import _audio_params
+
+    assert _audio_params(ExtractConfig()).clip_frames == 1500
+    assert _audio_params(ExtractConfig(clip_seconds=3.0, sample_rate=44100)).clip_frames == 300
+    assert _audio_params(ExtractConfig(clip_seconds=3.0, clip_frames=64)).clip_frames == 64
+    with pytest.raises(ValueError, match="clip_seconds"):
+        ExtractConfig(clip_seconds=0)
+
+
+def test_egemaps_without_opensmile_is_refused_before_any_work(synthetic_copy, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # import opensmile → ImportError
+    with pytest.raises(ValueError, match="egemaps=True.*opensmile"):
+        _extract(synthetic_copy, stages=["audio"], config=CFG.model_copy(update={"egemaps": True}))
+
+
+def test_egemaps_input_needs_the_functionals_in_the_store(synthetic_copy):
+    from features.packs import build_pack
+
+    with pytest.raises(ValueError, match="--egemaps"):
+        build_pack(open_store(synthetic_copy, DATASET), ("egemaps",), "personality")
+
+
+def test_egemaps_functionals_reach_the_siamese_model(synthetic_copy):
+    pytest.importorskip("opensmile")
+    from pipelines.train import run_training
+
+    result = _extract(synthetic_copy, stages=["audio"], config=CFG.model_copy(update={"egemaps": True}))
+    assert result["stages"]["audio"]["done"] == N_VIDEOS
+    store = open_store(synthetic_copy, DATASET)
+    probe = store.table("probe").set_index("video_id")
+    with_audio = probe.index[probe["has_audio"].astype(bool)][0]
+    au = store.read("audio", with_audio)
+    assert au["egemaps"].shape == (88,) and au["egemaps"].dtype == np.float32 and bool(au["egemaps_valid"])
+    assert np.isfinite(au["egemaps"]).all() and np.abs(au["egemaps"]).max() > 0
+    run = run_training(store, "siamese", "personality", epochs=1, device="cpu",
+                       overrides={"modalities": ("vision", "egemaps", "text"), "dim": 16, "heads": 2})
+    assert "egemaps" in run["modalities"] and run["config"]["egemaps_dim"] == 88
+    arrays, _ = store.read_pack(run["pack"])
+    x, ok = np.asarray(arrays["egemaps"]), np.asarray(arrays["egemaps_mask"])
+    assert x.shape == (N_VIDEOS, 88) and ok.sum() >= N_VIDEOS - 8 and not x[~ok].any()
+    train = ok & (np.asarray(arrays["split"]) == "train")
+    assert np.allclose(x[train].mean(axis=0), 0, atol=1e-4)  # z-scored on the training videos
+
+
+def test_metadata_has_mtaf_content_agnostic_features_from_whichever_columns_exist():
+    from pipelines.extract import _metadata_record
+
+    probe = {"duration": 9.5, "display_width": 720, "display_height": 1280, "fps": 30.0, "has_audio": True}
+    row = {"create_time": 1_700_000_000, "desc": "new lipstick #beauty #sale", "author_followers": 999,
+           "author_following": 0, "author_hearts": None, "author_videos": 41, "author_verified": True,
+           "hashtag_count": 3, "caption_length": 26}
+    rec = _metadata_record(row, probe)
+    assert rec["log_author_followers"] == pytest.approx(np.log(1000)) and rec["log_author_following"] == 0.0
+    assert np.isnan(rec["log_author_hearts"]) and rec["log_author_videos"] == pytest.approx(np.log(42))
+    assert (rec["verified"], rec["hashtags"], rec["caption_chars"], rec["upload_hour"]) == (1.0, 3, 26, 22)
+    bare = _metadata_record({"desc": "a #b"}, probe)  # a dataset without uploader columns
+    assert np.isnan(bare["log_author_followers"]) and np.isnan(bare["verified"])
+    assert (bare["hashtags"], bare["caption_chars"]) == (1, 4)
+
+
+def test_meta_pack_carries_log_scaled_uploader_counts(synthetic_copy):
+    from features.packs import META_COLUMNS, build_pack
+
+    store = open_store(synthetic_copy, DATASET)
+    m = store.manifest().sort_values("video_id").reset_index(drop=True)
+    followers = (10 ** (np.arange(len(m)) % 6)).astype("int64")  # 1 … 100,000
+    store.write_manifest(m.assign(author_followers=followers, author_verified=np.arange(len(m)) % 2 == 0),
+                         store.edges())
+    result = _extract(synthetic_copy, stages=["metadata"])
+    assert result["stages"]["metadata"]["done"] == N_VIDEOS  # the new columns re-key the metadata stage
+    fp, _ = build_pack(store, ("meta",), "popularity")
+    arrays, _ = store.read_pack(fp)
+    meta, ids = np.asarray(arrays["meta"]), list(np.asarray(arrays["video_id"]).astype(str))
+    col = META_COLUMNS.index("log_author_followers")
+    raw = np.log1p(followers[[list(m["video_id"]).index(v) for v in ids]])
+    assert meta.shape[1] == len(META_COLUMNS) and np.corrcoef(meta[:, col], raw)[0, 1] > 0.999  # log, not linear
+    assert not meta[:, META_COLUMNS.index("log_author_hearts")].any()  # absent everywhere: zeros, never nan
