@@ -488,7 +488,9 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
         share_rate, comment_rate, like_rate = (float(rng.uniform(*r)) for r in
                                                (design.share_rate, design.comment_rate, design.like_rate))
         variances = rng.uniform(*design.variance_range, size=2)
-        beat, flash, sync = _plan_sync(rng, n_sec, design)
+        beat, flash, sync = _plan_sync(rng, n_sec, design)  # drawn always: the other draws stay the same
+        if design.sync_weight == 0:  # no synchrony plant: draw neither cue, so nothing but recency moves arousal
+            beat, flash, sync = np.zeros_like(beat), np.zeros_like(flash), 0.0
 
         # --- planted labels (the formulas of the module docstring) ---
         w = _recency_weights(n_sec, design)
@@ -950,7 +952,8 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
         max_duration: longest clip in seconds (>= min_duration); durations are uniform in between, rounded to frames.
         size_scale: scales the 128x96 / 96x128 frame size (sides stay even, at least 16 px).
         sync_weight: share of the arousal score carried by the synchrony plant, in [0, 1] (default: the design's
-            0.35); 0 leaves arousal to the recency plant alone, for experiments that isolate recency.
+            0.35); 0 draws no beat and no flash (``sync_cue`` recorded as 0) and leaves arousal to the recency plant
+            alone, for experiments that isolate recency (tests/pipelines/test_recency_flow.py).
 
     Returns:
         :class:`SyntheticDataset` with the video paths, the ground truth and the label files.

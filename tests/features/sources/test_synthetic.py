@@ -10,6 +10,7 @@ import pickletools
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -485,3 +486,19 @@ def test_catalogue_larger_than_the_distinct_melodies_is_refused():
     # 8 notes, 4 per melody, not all the same: 8^4 - 8 = 4088 songs, at 4 videos per song
     with pytest.raises(ValueError, match=r"^n_videos=16356: the catalogue would need 4089 songs"):
         synthetic._plan(16356, 0, 3.0, 4.0, 1.0, synthetic._DESIGN)
+
+
+def test_sync_weight_zero_draws_no_synchrony_cue_and_keeps_every_other_draw():
+    base, _ = synthetic._plan(40, 3, 3.0, 15.0, 1.0, synthetic._DESIGN)
+    off, _ = synthetic._plan(40, 3, 3.0, 15.0, 1.0, replace(synthetic._DESIGN, sync_weight=0.0))
+    assert any(any(p.beat) for p in base) and not any(any(p.beat) or any(p.flash) for p in off)
+    assert [p.row["sync_cue"] for p in off] == [0.0] * 40
+    for b, o in zip(base, off):  # the same draws: only the synchrony part of arousal differs
+        assert b.audio_cue == o.audio_cue and b.row["valence"] == o.row["valence"]
+        assert o.row["arousal_sync_part"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.2"])
+def test_sync_weight_out_of_range_is_refused_naming_it(tmp_path, bad):
+    with pytest.raises(ValueError, match="sync_weight"):
+        synthetic.generate_synthetic(tmp_path, n_videos=1, sync_weight=bad)
