@@ -11,7 +11,7 @@ the CPU seconds of the process. ``--tree DIR`` puts another source tree first on
 ``git archive <commit> | tar -x -C DIR``); each tree seeds its own store. ``--importtime`` adds the ten slowest
 imports of ``inspect`` and ``extract`` (``python -X importtime``, cumulative).
 
-Targets (issue 13): no-op extract ≤ 3 s without a server and ≤ 2 s with one; ``inspect --json`` ≤ 1.5 s;
+Targets: no-op extract ≤ 3 s without a server and ≤ 2 s with one; ``inspect --json`` ≤ 1.5 s;
 ``--help`` ≤ 0.5 s.
 
     .venv/bin/python bench/bench_cli.py                       # --quick: 1,000 videos, 3 repeats
