@@ -376,11 +376,12 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
                                        shard_videos=shard_videos, shard_bytes=shard_bytes, part_rows=part_rows)
 
     # failures: compacted rows hidden by any fresh index file of their (stage, video), replaced by fresh records
-    merged = {(f["stage"], f["video_id"]): f for f in view.failures()
+    compacted_failures = view.failures()
+    merged = {(f["stage"], f["video_id"]): f for f in compacted_failures
               if f["video_id"] not in fresh.get(f["stage"], {})}
     for item in fresh_failures:
         merged[(item["stage"], item["video_id"])] = {c: item.get(c) for c in _FAILURE_COLUMNS}
-    if fresh_failures or len(merged) != len(view.failures()):
+    if fresh_failures or len(merged) != len(compacted_failures):
         if cur.get("failures"):
             retire.append(cur["failures"])
         if merged:

@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from features.fingerprint import file_digest, fingerprint
+from features.fingerprint import DigestCache, fingerprint
 
 __all__ = [
     "EMBED_ARRAYS",
@@ -87,7 +87,7 @@ EMBED_ARRAYS: Mapping[str, Mapping[str, tuple[str, str]]] = {
 
 # Files that decide what a checkpoint computes: weights, configs, vocabularies, GloVe text.
 _DIGEST_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model", ".vec", ".msgpack", ".h5")
-_DIGEST_MEMO: dict[str, tuple[int, int, int, str]] = {}
+_DIGESTS = DigestCache()  # checkpoint files' digests, memoised on stat for the life of the process
 _DIGEST_LOCK = threading.Lock()
 
 
@@ -111,17 +111,8 @@ def _hf_dir(path: Any, arg: str, what: str) -> Path:
 
 
 def _stat_digest(path: Path) -> str:
-    key = str(path.resolve())
-    st = os.stat(key)
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
-    with _DIGEST_LOCK:
-        hit = _DIGEST_MEMO.get(key)
-    if hit is not None and hit[:3] == stamp:
-        return hit[3]
-    value = file_digest(key)
-    with _DIGEST_LOCK:
-        _DIGEST_MEMO[key] = (*stamp, value)
-    return value
+    with _DIGEST_LOCK:  # DigestCache is not thread-safe; extraction plans from several threads
+        return _DIGESTS.digest(path.resolve())
 
 
 def encoder_digest(path: str | os.PathLike[str], *, arg: str = "path") -> str:

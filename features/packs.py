@@ -148,9 +148,16 @@ def _fill_embeddings(inputs, ids, entries, out, first, fill, store: Store, visio
         return get
 
     if "vision_seg_emb" in inputs:
-        n, dim = first("embed_vision", lambda o: o["per_second"].shape)
+        got = first("embed_vision", lambda o: o["per_second"].shape if "per_second" in o else None)
+        if got is None:
+            raise ValueError("input 'vision_seg_emb' needs embed_vision's per_second frames: add the per_second "
+                             "profile to the extraction profiles")
+        n, dim = got
         s_count = store.entry("embed_vision", next(v for v in ids if v in entries["embed_vision"])).params.get(
             "n_segments", 15)
+        if n % s_count:
+            raise ValueError(f"embed_vision's per_second output has {n} frames, not a multiple of its "
+                             f"n_segments={s_count}: re-extract embed_vision with --refresh")
         shape = (s_count, n // s_count, dim)
         fill("vision_seg_emb", per_video("embed_vision", "per_second", "per_second_valid", shape, per_segment=True),
              shape, np.float32, (s_count,))

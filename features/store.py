@@ -508,8 +508,7 @@ class Store:
         key = video_key(video_id)
         path = self._p("index", stage, f"{key}.json")
         view = _compaction.read_view(self)
-        if view.row(stage, video_id) is not None or any(
-                f["stage"] == stage and f["video_id"] == video_id for f in view.failures()):
+        if view.row(stage, video_id) is not None or (stage, video_id) in view.failure_index():
             self._write_bytes(path, json.dumps({"video_id": video_id, "stage": stage, "dropped": True,
                                                 "created": _now()}).encode())
         else:

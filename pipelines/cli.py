@@ -131,12 +131,8 @@ def unpack(
                 passwords += [line.rstrip("\r\n") for line in fh if line.rstrip("\r\n")]
         report = unpack_archives(src, dest, passwords=passwords,
                                  progress=lambda line: _err.print(escape(line), highlight=False))
-    except OSError as exc:
-        _err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-    except (ArchiveError, ValueError) as exc:
-        _err.print(f"[red]error:[/red] {escape(str(exc).splitlines()[0])}")
-        raise typer.Exit(2) from None
+    except (OSError, ArchiveError, ValueError) as exc:
+        fail(one_line(exc))
     _emit(report.to_dict(), as_json, "unpack")
 
 
@@ -160,8 +156,7 @@ def inspect(
         embedded = [s for s in EMBED_STAGES if store.entries(s) or s in failed]
         summary = store.summary([*STAGES, *embedded])
     except (StoreError, ValueError) as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(one_line(exc))
     if as_json:
         print(json.dumps(summary))
         return
@@ -204,8 +199,7 @@ def compact(
     try:
         result = open_store(root, dataset).compact()
     except (StoreError, ValueError) as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(one_line(exc))
     _emit(result, as_json, f"compact {dataset}")
 
 
@@ -371,8 +365,7 @@ def sweep(
     try:
         grid_d = json.loads(grid)
     except json.JSONDecodeError as exc:
-        _err.print(f"[red]error:[/red] --grid is not JSON: {exc}")
-        raise typer.Exit(2) from None
+        fail(f"--grid is not JSON: {exc}")
     result = run_flow(flow, dataset=dataset, model=model, task=task, grid=grid_d, root=root, epochs=epochs,
                   batch_size=batch_size, seed=seed, device=device, weight_decay=weight_decay, hflip=hflip,
                   vision_profile=vision_profile, inputs=inputs)
@@ -472,8 +465,7 @@ def compare(
     try:
         ablations = [json.loads(a) for a in ablation or []]
     except json.JSONDecodeError as exc:
-        _err.print(f"[red]error:[/red] --ablation is not JSON: {exc}")
-        raise typer.Exit(2) from None
+        fail(f"--ablation is not JSON: {exc}")
     overrides = parse_overrides(set_)
     if vision_norm is not None:
         overrides["vision_norm"] = vision_norm
@@ -518,9 +510,7 @@ def reproduce(
             _emit(rows, False, "presets (pipelines/presets/*.toml)")
         return
     if preset is None or dataset is None:
-        _err.print("[red]error:[/red] expected PRESET and DATASET (or --list), e.g. vidpipe reproduce "
-                   "mcat-fi-tables-3.2-3.3 fi2")
-        raise typer.Exit(2)
+        fail("expected PRESET and DATASET (or --list), e.g. vidpipe reproduce mcat-fi-tables-3.2-3.3 fi2")
     from pathlib import Path
 
     from pipelines.reproduce import reproduce as flow

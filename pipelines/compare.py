@@ -123,6 +123,10 @@ def _settings(name: str, task_name: str, overrides: Mapping[str, Any], train: Ma
     return {"config": cfg, "inputs": inputs, "pack": pack, "run_id": f"compare-{name}-{task_name}-{key[:12]}"}
 
 
+#: training settings left out of a request at their defaults (so older records, which lack them, still match)
+_NO_REGULARISATION = {"weight_decay": 0.0, "hflip": 0.0}
+
+
 def _find_run(runs: pd.DataFrame, name: str, task_name: str, settings: Mapping[str, Any],
               train: Mapping[str, Any]) -> dict | None:
     """The newest recorded run trained exactly as requested (see module docstring), or None."""
@@ -131,8 +135,10 @@ def _find_run(runs: pd.DataFrame, name: str, task_name: str, settings: Mapping[s
     same = runs[(runs["model"] == name) & (runs["task"] == task_name) & (runs["pack"] == settings["pack"])]
     for rec in reversed(same.to_dict("records")):
         t, config = rec.get("train"), rec.get("config")
-        engine = {k: v for k, v in train.items() if k != "vision_profile"}  # the pack fingerprint pins the profile
-        if not isinstance(t, dict) or not isinstance(config, dict) or any(t.get(k) != v for k, v in engine.items()):
+        # the pack fingerprint pins the profile; regularisation absent from a request or a record means none
+        engine = {**_NO_REGULARISATION, **{k: v for k, v in train.items() if k != "vision_profile"}}
+        if not isinstance(t, dict) or not isinstance(config, dict) \
+                or any(t.get(k, _NO_REGULARISATION.get(k)) != v for k, v in engine.items()):
             continue
         recorded = _json(config)
         if any(k not in recorded or recorded[k] != v for k, v in settings["config"].items()):
@@ -231,7 +237,7 @@ def predict_test_split(store: Store, run: Mapping[str, Any], batch_size: int
                       ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(video ids (N,), predictions (N, K))`` of a run's best checkpoint on the test split, recomputed from the
     checkpoint (a reused run has no stored predictions); a run trained one model per target stacks its targets'
-    checkpoints. None when a checkpoint is gone."""
+    checkpoints. None when a checkpoint or its tensor pack is gone."""
     from models.base import TASKS
     from models.data import PackLoader, split_sets
     from models.engine import evaluate, load_checkpoint
@@ -243,7 +249,10 @@ def predict_test_split(store: Store, run: Mapping[str, Any], batch_size: int
     ids, cols = None, {}
     for target, path in paths.items():
         model, extra = load_checkpoint(path)
-        arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
+        try:
+            arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
+        except KeyError:  # the pack was evicted since the run: no predictions, no interval
+            return None
         idx = split_sets(arrays["split"])["test"]
         keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
         _, pred = evaluate(model, PackLoader(arrays, keys, idx, batch_size=batch_size))

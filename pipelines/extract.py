@@ -270,7 +270,7 @@ def _record_missing_sources(store: Store, manifest: pd.DataFrame, *, prune: bool
     source_fails = fails[fails["stage"] == SOURCE_STAGE]
     recorded = dict(zip(source_fails["video_id"], source_fails["error"]))
     paths = dict(zip(manifest["video_id"], manifest["source_path"])) if "source_path" in manifest.columns else {}
-    per_stage = fails[fails["stage"].isin(STAGES) & fails["video_id"].isin(missing)]
+    per_stage = fails[fails["stage"].isin((*STAGES, *EMBED_STAGES)) & fails["video_id"].isin(missing)]
     stale = per_stage.groupby("video_id")["stage"].agg(list).to_dict() if len(per_stage) else {}
     new = {vid: error for vid in sorted(missing)
            if recorded.get(vid) != (error := _missing_message(vid, paths.get(vid)))}

@@ -45,9 +45,9 @@ def _load(kind: str, path: Optional[str], options: dict) -> Manifest:
 
 
 def missing_sources(videos: pd.DataFrame) -> list[str]:
-    """Video ids (in manifest order) whose ``source_path`` is empty or is not an existing file."""
+    """Video ids (in manifest order) whose ``source_path`` is empty or is not an existing, readable file."""
     paths = videos["source_path"] if "source_path" in videos.columns else pd.Series(None, index=videos.index)
-    gone = [not (isinstance(p, str) and p and os.path.isfile(p)) for p in paths]
+    gone = [not (isinstance(p, str) and p and os.path.isfile(p) and os.access(p, os.R_OK)) for p in paths]
     return videos.loc[gone, "video_id"].astype(str).tolist()
 
 
@@ -126,6 +126,8 @@ def ingest(
     if split != "official" and source != "liris-accede":
         raise ValueError(f"split={split!r}: only the liris-accede source has a choice of split; the {source!r} "
                          "source uses its own (leave --split out)")
+    if columns is not None and source != "tiktok":
+        raise ValueError(f"columns={columns!r}: only the tiktok source reads CSV exports with a column mapping")
     store = store_for(root, dataset, create=True)
     if path is None:
         if source != "synthetic":
@@ -142,8 +144,6 @@ def ingest(
         options["scrape_time"] = scrape_time
         if columns is not None:
             options["columns"] = columns
-    elif columns is not None:
-        raise ValueError(f"columns={columns!r}: only the tiktok source reads CSV exports with a column mapping")
     manifest = _load(source, path, options)
     diff = _commit(root, dataset, manifest, {"kind": source, "path": path, "options": options})
     summary = {"dataset": dataset, "videos": len(manifest.videos), "edges": len(manifest.edges),

@@ -188,7 +188,6 @@ def merge_target_runs(task_name: str, runs: dict[str, dict[str, Any]]) -> dict[s
     """One record for single-target runs of the same model: each target's metrics from its own run, the task's
     means over them (``accuracy_mean``/``f1_mean``, ``mean_accuracy``; MAE/MSE/R² averaged), ``n_params`` of one
     model, seconds summed, ``runs`` = {target: run_id}."""
-    import numpy as np
 
     from models.base import TASKS
 

@@ -38,12 +38,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from features.sources._common import MEDIA_EXTENSIONS, SourceError
+from features.sources.tiktok_shapes import POST_FILE_SUFFIXES
 
 __all__ = ["ArchiveError", "LABEL_EXTENSIONS", "UnpackReport", "unpack_archives"]
 
 #: non-media files an archive member may be that the dataset adapters read (annotation / transcript pickles, ranking
 #: and set lists, scraper dumps)
-LABEL_EXTENSIONS = frozenset({".pkl", ".txt", ".csv", ".json", ".jsonl"})
+LABEL_EXTENSIONS = frozenset({".pkl", ".txt", *POST_FILE_SUFFIXES})
 _STATE_DIR = ".vidpipe-unpack"
 _LEDGER = "done.json"
 _LEDGER_FORMAT = "vidpipe.unpack-ledger/1"

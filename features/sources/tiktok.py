@@ -82,12 +82,13 @@ def _scrape_sidecar(root: Path) -> float | None:
 
 
 def _post_files(folder: Path) -> list[Path]:
-    """Every post file under ``folder`` (recursive, sorted; hidden files, ``tiktok_scrape.json`` and symlinks that
-    resolve outside ``folder`` skipped, as for media)."""
+    """Every post file under ``folder`` (recursive, sorted; hidden files and folders — e.g. ``vidpipe unpack``'s
+    ``.vidpipe-unpack`` ledger —, ``tiktok_scrape.json`` and symlinks that resolve outside ``folder`` skipped)."""
     real = folder.resolve()
     out = []
     for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() not in POST_FILE_SUFFIXES or p.name.startswith(".") or p.name == "tiktok_scrape.json":
+        if p.suffix.lower() not in POST_FILE_SUFFIXES or p.name == "tiktok_scrape.json" \
+                or any(part.startswith(".") for part in p.relative_to(folder).parts):
             continue
         if p.is_file() and p.resolve().is_relative_to(real):
             out.append(p)
