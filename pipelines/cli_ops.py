@@ -37,8 +37,8 @@ def serve(
     """
     from pipelines.deploy import serve_deployments
 
-    code = run_flow(serve_deployments, dataset=dataset, root=root, only=only, schedules=schedules, timezone=timezone,
-                    limit=limit)
+    code = run_flow(serve_deployments, quiet_console=False, dataset=dataset, root=root, only=only,
+                    schedules=schedules, timezone=timezone, limit=limit)
     if code:
         raise typer.Exit(code)
 

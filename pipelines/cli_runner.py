@@ -77,7 +77,7 @@ class _NoRunTracebacks(logging.Filter):
 
 
 def quiet_prefect_console() -> None:
-    """Add :class:`_NoRunTracebacks` to Prefect's console handlers (idempotent; nothing to do with ``--debug``)."""
+    """Add :class:`_NoRunTracebacks` to Prefect's console handlers (idempotent; nothing to do under ``--debug``)."""
     if debug_enabled():
         return
     from prefect.logging.handlers import PrefectConsoleHandler
@@ -98,14 +98,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return ValueError, SourceError, StoreError, FileNotFoundError, KeyError, ParameterTypeError
 
 
-def run_flow(fn: Callable[..., Any], **kwargs: Any) -> Any:
+def run_flow(fn: Callable[..., Any], *, quiet_console: bool = True, **kwargs: Any) -> Any:
     """Call a flow (or a plain function) with ``kwargs``; report a failure as one line and exit non-zero.
+
+    ``quiet_console`` drops flow and task runs' error records from the console (the CLI prints its own line); ``serve``
+    passes False, since its console is the log of the runs it executes.
 
     Returns what ``fn`` returns. Raises :class:`typer.Exit` with code 2 for a bad input (``ValueError``,
     ``SourceError``, ``StoreError``, a missing file, a parameter the flow's schema refuses) and 1 for anything else;
     with ``--debug`` the exception propagates with its full traceback instead.
     """
-    quiet_prefect_console()
+    if quiet_console:
+        quiet_prefect_console()
     try:
         return fn(**kwargs)
     except (KeyboardInterrupt, typer.Exit, typer.Abort):
