@@ -26,6 +26,8 @@ WORK_DIR = RESULTS_DIR / "work"
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from features.atomic import atomic_write  # noqa: E402 - after the path set-up above
+
 __all__ = [
     "RESULTS_DIR",
     "ROOT",
@@ -129,10 +131,7 @@ def machine_info() -> dict[str, Any]:
 def write_result(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
     """Write ``payload`` as ``bench/results/<name>.json`` (or ``out``) atomically; returns the path."""
     path = Path(out) if out is not None else RESULTS_DIR / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
     return path
 
 

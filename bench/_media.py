@@ -28,9 +28,10 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from features.atomic import atomic_file
 
 __all__ = ["MEDIA_DIR", "MODES", "ClipSpec", "media_sets", "make_clip", "ensure_media", "clone_names"]
 
@@ -119,14 +120,10 @@ def make_clip(spec: ClipSpec, folder: Path = MEDIA_DIR, *, timeout: float = 3600
         args += ["-g", str(gop), "-keyint_min", str(gop)]
     if spec.audio:
         args += ["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-shortest"]
-    tmp = folder / f".tmp-{uuid.uuid4().hex}.mp4"
-    try:
+    with atomic_file(final, fsync=False) as tmp:
         done = subprocess.run([*args, str(tmp)], capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"ffmpeg could not generate {spec}: {done.stderr.strip()[-500:]}")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
     return final
 
 

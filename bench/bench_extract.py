@@ -5,9 +5,9 @@ the same load:
 
 * ``floor``: ``ffmpeg -i FILE -f null -`` — decoding every video and audio frame once, the least any full-decode
   extractor must do;
-* ``default``: the pipeline's own per-video code (``pipelines.extract._process_video``) for the default stages
-  probe + frames (per-second and uniform profiles) + audio/MFCC, with ``ExtractConfig()`` defaults; the store is a
-  stub that drops the outputs, so disk writes are not counted;
+* ``default``: the pipeline's own per-video function (``features.extract_video.extract_video``) for the default
+  stages probe + frames (per-second and uniform profiles) + audio/MFCC, with ``ExtractConfig()`` defaults; it
+  returns the outputs without storing them, so disk writes are not counted;
 * ``keyframe``: the same with ``ExtractConfig(keyframes=True)`` (samples from the nearest keyframes);
 * ``frames``: probe + frames only (what the naive baseline does) — on the long video and the first clip of each set;
 * ``naive``: OpenCV decoding every frame (``VideoCapture.read``), then keeping the frames nearest to the same sample
@@ -53,24 +53,17 @@ _REPEATS = {"tiny": 1, "quick": 3, "full": 3}
 _LONG_REPEATS = {"tiny": 1, "quick": 2, "full": 2}
 
 
-class _NullStore:
-    """Just enough of :class:`features.store.Store` for ``_process_video``: outputs are dropped, failures raise."""
-
-    def write(self, stage: str, video_id: str, fingerprint: str, **_: Any) -> None:
-        return None
-
-    def record_failure(self, stage: str, video_id: str, error: str, **_: Any) -> None:
-        raise RuntimeError(f"benchmark extraction failed at stage {stage!r} on {video_id!r}: {error}")
-
-
-def _pipeline_work(path: Path, todo: list[str], keyframes: bool = False) -> dict[str, str]:
-    """The pipeline's per-video code for ``todo`` stages with the default ExtractConfig (outputs dropped)."""
-    from pipelines.extract import ExtractConfig, _process_video
+def _pipeline_work(path: Path, todo: list[str], keyframes: bool = False) -> dict[str, Any]:
+    """The pipeline's per-video function (:func:`features.extract_video.extract_video`) for ``todo`` stages with the
+    default ExtractConfig; outputs are returned, not stored, and a failed stage raises."""
+    from features.extract_video import ExtractConfig, StageFailure, extract_video
 
     cfg = ExtractConfig(keyframes=keyframes)
-    row = {"video_id": path.stem, "source_path": str(path)}
-    fps = {s: "bench" for s in ("probe", "frames", "audio", "transcripts", "metadata")}
-    return _process_video(_NullStore(), row, list(todo), fps, cfg, {})  # type: ignore[arg-type]
+    out = extract_video({"video_id": path.stem, "source_path": str(path)}, todo, cfg)
+    failed = {s: r.error for s, r in out.items() if isinstance(r, StageFailure)}
+    if failed:
+        raise RuntimeError(f"benchmark extraction of {path.name!r} failed: {failed}")
+    return out
 
 
 def _floor(path: Path) -> None:
@@ -85,7 +78,7 @@ def _naive_frames(path: Path) -> int:
     import cv2
     import numpy as np
 
-    from pipelines.extract import ExtractConfig
+    from features.extract_video import ExtractConfig
 
     cfg = ExtractConfig()
     cap = cv2.VideoCapture(str(path))

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from features.atomic import atomic_write  # noqa: E402
 from features.graph import build_graph, graph_digest  # noqa: E402
 from models.gat import GATConfig, embed, pretrain_link_prediction  # noqa: E402
 
@@ -171,10 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = {"num_songs": 20, "num_videos": 400} if args.tiny else {}
     res = run(epochs=epochs, threads=args.threads, feature_dim=args.feature_dim,
               overrides={"minibatch": True} if args.minibatch else None, **size)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=2, sort_keys=True))
-    tmp.replace(args.out)
+    atomic_write(args.out, json.dumps(res, indent=2, sort_keys=True))
     print(_table(res))
     print(f"wrote {args.out}")
     return res

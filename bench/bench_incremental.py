@@ -24,16 +24,15 @@ Targets: nothing changed ≤ 2 s; 1 % changed ≤ 1.2 × (just those videos) + 2
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from features.atomic import atomic_file  # noqa: E402
 from bench._common import (  # noqa: E402
     WORK_DIR, load_average, machine_info, median, prefect_env, table, verdict, write_result,
 )
@@ -80,9 +79,8 @@ def seed_store(root: Path, sources: list[Path], count: int, cfg: Any) -> Any:
 
 def _replace(dst: Path, src: Path) -> None:
     """Give ``dst`` the content of ``src`` as a new file (never writing through a hard link to other names)."""
-    tmp = dst.with_name(f".tmp-{uuid.uuid4().hex}{dst.suffix}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_file(dst, fsync=False) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def run(mode: str = "quick", *, videos: int | None = None, repeats: int | None = None,

@@ -4,8 +4,9 @@ A store is filled with ``N`` short clips (the ``short720`` set of ``bench/_media
 names) and extracted from scratch — every stage, ``ExtractConfig(asr="none")`` so that speech recognition does not
 dominate — once per arm, on a fresh store each time, the arms interleaved:
 
-* ``direct``: the flow's body without Prefect — ``plan_extraction``, then ``_process_video`` for each video in one
-  thread, the text stage and ``consolidate`` (the same functions the flow calls);
+* ``direct``: the flow's body without Prefect — ``plan_extraction``, then ``extract_items`` (the batch task's body:
+  ``features.extract_video`` per video, then the commits) for all videos in one thread, the text stage and
+  ``consolidate`` (the same functions the flow calls);
 * ``flow-1``: ``extract_features(workers=1)`` (ThreadPoolTaskRunner, batches of 8 videos per task);
 * ``flow-2``: ``extract_features(workers=2)``;
 * ``dask-2``: ``extract_features(dask_workers=2)`` (a local Dask cluster of two single-threaded worker processes;
@@ -61,16 +62,14 @@ def fill_store(root: Path, sources: list[Path], count: int, *, dataset: str = DA
 def _direct(root: Path, cfg: Any, dataset: str = DATASET) -> float:
     """The flow's body without Prefect (one thread): plan, per-video stages, text stage, consolidate."""
     from features import open_store
-    from pipelines.extract import STAGES, _process_video, _text_stage, plan_extraction
+    from pipelines.extract import STAGES, _text_stage, extract_items, plan_extraction
 
     t0 = time.perf_counter()
     store = open_store(root, dataset)
     manifest = store.manifest()
     with store.lock():
         items, _, _ = plan_extraction(store, manifest, cfg, list(STAGES))
-        asr: dict = {}
-        for item in items:
-            _process_video(store, item["row"], item["todo"], item["fps"], cfg, asr)
+        extract_items(store, items, cfg)
         _text_stage(store, manifest, cfg, False)
         store.consolidate(list(STAGES))
     return time.perf_counter() - t0

@@ -137,13 +137,11 @@ def _timed_step(model: Any, optimizer: Any, stream, batch_size: int) -> tuple[fl
 
 
 def _bench_model(store: Any, name: str, mode: str, size: dict[str, int]) -> dict[str, Any]:
-    import h5py
     import torch
 
     from features.packs import build_pack
     from models.data import PackLoader, split_indices
     from models.registry import create_model
-    from pipelines.train import geometry_overrides
 
     task, profile = MODELS[name]
     extra = _TINY_MODEL if mode == "tiny" else {}
@@ -167,7 +165,7 @@ def _bench_model(store: Any, name: str, mode: str, size: dict[str, int]) -> dict
 
     arrays, _ = store.read_pack(fp)
     shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
-    overrides = {**geometry_overrides(probe, shapes), **extra}
+    overrides = {**probe.cfg.geometry_overrides(inputs, shapes), **extra}
     keys = [*inputs, *[f"{k}_mask" for k in inputs if f"{k}_mask" in arrays], "target"]
     train = split_indices(arrays["split"], "train")
     b = size["batch"]
@@ -175,7 +173,8 @@ def _bench_model(store: Any, name: str, mode: str, size: dict[str, int]) -> dict
     for k in keys:
         t = torch.from_numpy(np.ascontiguousarray(arrays[k]))
         tensors[k] = t.to(torch.float32).div_(255.0) if t.dtype == torch.uint8 else t
-    h5 = h5py.File(store.pack_path(fp), "r")
+    h5 = store.open_pack(fp)
+    pack_mb = h5.id.get_filesize() / 2**20
     try:
         lazy = {k: h5[k] for k in keys}
         loaders = {"pack": PackLoader(arrays, keys, train, batch_size=b, shuffle=True),
@@ -216,7 +215,7 @@ def _bench_model(store: Any, name: str, mode: str, size: dict[str, int]) -> dict
     return {
         "model": name, "task": task, "vision_profile": profile, "inputs": list(inputs),
         "n_params": int(sum(p.numel() for p in model.parameters())),
-        "pack_mb": store.pack_path(fp).stat().st_size / 2**20,
+        "pack_mb": pack_mb,
         "store_read_s": read_s, "pack_build_s": build_s, "build_vs_read": build_s / read_s,
         "samples_per_s": sps, "loader_only_samples_per_s": {a: median(v) for a, v in loader_only.items()},
         "pack_vs_ram": sps["pack"] / sps["ram"], "lazy_vs_ram": sps["pack-lazy"] / sps["ram"],

@@ -18,6 +18,8 @@ benchmark       script                      what (targets in each script's docst
 ``training``    ``bench_training.py``       pack-fed vs in-RAM training samples/s; pack build vs store read
 ``models``      ``bench_models.py``         forward+backward samples/s at paper-sized inputs
 ``graph``       ``bench_graph.py``          GAT pre-training at paper scale (311 songs, 88,279 videos)
+``store_scale`` ``bench_store_scale.py``    the store at 1,000 videos (quick) / 1k-10k-100k (full): files, plans,
+                                            inspect, reads, packs, before vs after compaction
 ==============  ==========================  ====================================================================
 """
 
@@ -45,6 +47,7 @@ BENCHMARKS = {
     "training": "bench_training.py",
     "models": "bench_models.py",
     "graph": "bench_graph.py",
+    "store_scale": "bench_store_scale.py",
 }
 _BUDGET = {"tiny": 600.0, "quick": 600.0, "full": None}
 
@@ -83,6 +86,21 @@ def _targets(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
     if name == "graph":
         return [{"target": "graph: 100 epochs ≤ 60 s on 2 cores (projected)",
                  "measured": res["seconds_100_epochs_projected"], "met": res.get("meets_target")}]
+    if name == "store_scale":
+        big = max(res["sizes"], key=lambda r: r["videos"])
+        full = max([r for r in res["sizes"] if not r.get("light")] or [big], key=lambda r: r["videos"])
+        return [
+            {"target": f"store_scale: files/video ≤ 0.1 after compaction ({full['videos']:,} videos)",
+             "measured": full["after"]["files_per_video"], "met": met.get("files_per_video")},
+            {"target": f"store_scale: no-op plan ≤ 5 s at 100,000 videos ({big['videos']:,} measured)",
+             "measured": big["after"].get("flow_s", big["after"]["plan_s"]), "met": met.get("plan_seconds")},
+            {"target": f"store_scale: inspect --json ≤ 3 s at 100,000 videos ({big['videos']:,} measured)",
+             "measured": big["after"]["inspect_s"], "met": met.get("inspect_seconds")},
+            {"target": "store_scale: read one video ≤ 10 ms median (compacted)", "measured": full["after"]["read_ms"],
+             "met": met.get("read_ms")},
+            {"target": "store_scale: pack build from compacted ≤ from per-video files",
+             "measured": full["after"].get("pack_s"), "met": met.get("pack")},
+        ]
     if name == "models":
         return [{"target": f"models: {r['model']} samples/s (CPU, batch {r['batch_size']})",
                  "measured": r["samples_per_s"], "met": None} for r in res["models"]]

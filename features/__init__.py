@@ -1,7 +1,7 @@
 """Feature extraction and the feature store.
 
-Extractors are pure functions (arrays in, arrays out); :mod:`features.store` is the only module that reads or writes
-Zarr, Parquet and HDF5. Typical notebook use::
+Extractors are pure functions (arrays in, arrays out); the store (:mod:`features.store` and its parts) is the only
+code that reads or writes Zarr, Parquet and HDF5. Typical notebook use::
 
     from features import open_store
     store = open_store("data", "demo")
@@ -10,6 +10,6 @@ Zarr, Parquet and HDF5. Typical notebook use::
     store.failures()                    # what failed, and why
 """
 
-from features.store import Store, StoreError, open_store
+from features.store import RunRecord, Store, StoreError, open_store
 
-__all__ = ["open_store", "Store", "StoreError"]
+__all__ = ["open_store", "Store", "StoreError", "RunRecord"]

@@ -5,8 +5,8 @@ Papers:
 * Sec2Sec (dissertation ch. 2): per 1-second segment, MFCC plus its first and second time derivatives stacked as a
   3-channel "image" → :func:`segment_features`, shape (S, 3, n_mfcc, F).
 * Multimodal Co-attention Transformer / VAN (ch. 3-4): audio resampled from 44.1 kHz to 16 kHz, the clip's 2-D MFCC
-  matrix flattened into a linear layer; log filter banks were tried and MFCC at 16 kHz won → :func:`clip_mfcc`,
-  shape (n_mfcc, F) padded or cropped to a fixed F so it can be flattened.
+  matrix flattened into a linear layer; log filter banks were tried and MFCC at 16 kHz won → :func:`clip_matrix`,
+  shape (n_mfcc, F) padded or cropped to a fixed F so it can be flattened, with a per-frame mask of the padding.
 * Cross-modal personality embeddings: the 88 eGeMAPS functionals from openSMILE → :func:`egemaps` (optional).
 
 None of the papers gives the number of coefficients or the frame geometry. Defaults here: 40 MFCC from 64 mel bands
@@ -32,7 +32,8 @@ import numpy as np
 from features.media import MediaError, ffmpeg_bin, media_url, run_tool_capture, tool_message
 from features.probe import ProbeInfo
 
-__all__ = ["AudioParams", "clip_frames_for", "clip_mfcc", "egemaps", "is_silent", "load_audio", "segment_features"]
+__all__ = ["AudioParams", "clip_frames_for", "clip_matrix", "clip_mfcc", "egemaps", "is_silent", "load_audio",
+           "segment_features"]
 
 _FEATURES = ("mfcc", "logmel")
 _AMIN = 1e-10  # floor of the power spectrum before the log (librosa's default)
@@ -290,10 +291,36 @@ def segment_features(y: np.ndarray | None, params: AudioParams = AudioParams()) 
     return feats, mask
 
 
-def clip_mfcc(y: np.ndarray | None, params: AudioParams = AudioParams()) -> tuple[np.ndarray, bool]:
-    """The whole clip's MFCC (or log-mel) matrix, cropped or zero-padded to ``params.clip_frames`` frames.
+def clip_matrix(y: np.ndarray | None, params: AudioParams = AudioParams()) -> tuple[np.ndarray, np.ndarray]:
+    """The whole clip's MFCC (or log-mel) matrix, cropped or zero-padded to ``params.clip_frames`` frames, and which
+    of its frames hold audio.
 
-    Only the first ``(clip_frames − 1)·hop`` samples are analysed (the rest would be cropped anyway).
+    Only the first ``(clip_frames − 1)·hop`` samples are analysed (the rest would be cropped anyway). A clip shorter
+    than ``clip_frames`` frames is padded with zero columns; ``frame_valid`` is False there, so a consumer can tell
+    the padding from the clip (a 3-s clip in a 15-s matrix is 80 % padding).
+
+    Returns:
+        ``(matrix, frame_valid)``; zeros and all False for no track, an empty signal or a silent clip.
+
+    Shapes:
+        y: (n_samples,) float at ``params.sr``
+        matrix: (C, F) float32 with C = ``params.n_coeffs``, F = ``params.clip_frames``
+        frame_valid: (F,) bool
+    """
+    y = _check_signal(y)
+    out = np.zeros((params.n_coeffs, params.clip_frames), dtype=np.float32)
+    frame_valid = np.zeros(params.clip_frames, dtype=bool)
+    if y is None or is_silent(y, params):
+        return out, frame_valid
+    feat = _features(y[: (params.clip_frames - 1) * params.hop], params)
+    frames = min(feat.shape[-1], params.clip_frames)
+    out[:, :frames] = feat[:, :frames]
+    frame_valid[:frames] = True
+    return out, frame_valid
+
+
+def clip_mfcc(y: np.ndarray | None, params: AudioParams = AudioParams()) -> tuple[np.ndarray, bool]:
+    """:func:`clip_matrix` with one flag for the clip instead of one per frame.
 
     Returns:
         ``(matrix, valid)``; valid False (and zeros) for no track, an empty signal or a silent clip.
@@ -302,14 +329,8 @@ def clip_mfcc(y: np.ndarray | None, params: AudioParams = AudioParams()) -> tupl
         y: (n_samples,) float at ``params.sr``
         matrix: (C, clip_frames) float32 with C = ``params.n_coeffs``
     """
-    y = _check_signal(y)
-    out = np.zeros((params.n_coeffs, params.clip_frames), dtype=np.float32)
-    if y is None or is_silent(y, params):
-        return out, False
-    feat = _features(y[: (params.clip_frames - 1) * params.hop], params)
-    frames = min(feat.shape[-1], params.clip_frames)
-    out[:, :frames] = feat[:, :frames]
-    return out, True
+    matrix, frame_valid = clip_matrix(y, params)
+    return matrix, bool(frame_valid.any())
 
 
 def egemaps(y: np.ndarray, sr: int) -> np.ndarray:

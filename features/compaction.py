@@ -20,9 +20,11 @@ the second.
 **Compacting** (under the store's write lock): read the fresh layer and the current generation, merge them, write the
 arrays of the fresh outputs into new shards (and re-pack shards that became mostly dead or are small), write the index
 partitions whose rows changed and the failure table, then commit by replacing ``CURRENT.json`` (one atomic write).
-Only then are the folded fresh files removed. A crash before the commit leaves unreferenced files (removed by the next
-compaction or :meth:`Store.gc`); a crash after it leaves fresh files equal to their compacted rows (recognised and
-removed by the next compaction). Files a generation no longer references are *retired*: listed in ``CURRENT.json``
+Only then are the folded fresh files removed (on object stores: those whose ETag is unchanged since the listing the
+compaction read, 1,000 keys per delete request). :meth:`Store.write_many` commits a batch of outputs the same way, as
+if they were fresh. A crash before the commit leaves unreferenced files (removed by the next compaction or
+:meth:`Store.gc`); a crash after it leaves fresh files equal to their compacted rows (recognised and removed by the
+next compaction). Files a generation no longer references are *retired*: listed in ``CURRENT.json``
 with the time and deleted by a compaction ``grace_seconds`` later, so a reader still holding the previous generation
 never loses a file under it.
 
@@ -126,8 +128,8 @@ def read_current(store: Any) -> dict:
             cur = _parse_current(fh.read(), path)
         _CURRENTS[path] = ((st.st_ino, st.st_size, st.st_mtime_ns), cur)
         return cur
-    try:
-        return _parse_current(store.fs.cat_file(path), path)
+    try:  # start=0: one ranged GET (without a range, s3fs first asks for the size: a HEAD request)
+        return _parse_current(store.fs.cat_file(path, start=0), path)
     except FileNotFoundError:
         return _empty_current()
 
@@ -166,9 +168,8 @@ class CompactView:
             return hit
         if self.store.local:
             table = pq.read_table(path)
-        else:
-            with self.store.fs.open(path, "rb") as fh:
-                table = pq.read_table(fh)
+        else:  # one GET of the whole file (a file handle would add a HEAD and ranged reads)
+            table = pq.read_table(pa.BufferReader(self.store.fs.cat_file(path, start=0)))
         cols = table.to_pydict()
         part = {"cols": cols, "pos": {v: i for i, v in enumerate(cols["video_id"])}}
         _memo_put(_PARTS, path, part, _MAX_PARTS)
@@ -234,6 +235,37 @@ class CompactView:
                                     f"{self.current['generation']}")
         arrays = [self._array(stage, shard, name) for name in info["arrays"]]
         return dict(zip(info["arrays"], _sync(_rows_of(arrays, row))))
+
+    def shard_rows(self, stage: str, shard: str, rows: Iterable[int], names: Iterable[str] | None = None, *,
+                   block_bytes: int = SHARD_BYTES) -> dict[int, dict[str, np.ndarray]]:
+        """Many videos' arrays from a shard: row → {name: array}, read array by array in blocks of whole rows.
+
+        A block spans consecutive wanted rows up to ``block_bytes`` of one array (one slice through Zarr: one shard
+        index read and the inner chunks, instead of one getitem per video); rows of a block are views of it when
+        the block holds only wanted rows, else copies (no unwanted row stays alive). ``names``: the arrays to read
+        (default all).
+        """
+        info = self.current["shards"].get(f"{stage}/{shard}")
+        if info is None:
+            raise FileNotFoundError(f"shard {stage}/{shard} is not part of compacted generation "
+                                    f"{self.current['generation']}")
+        wanted = sorted(set(rows))
+        out: dict[int, dict[str, np.ndarray]] = {r: {} for r in wanted}
+        for name in info["arrays"] if names is None else [n for n in info["arrays"] if n in set(names)]:
+            arr = self._array(stage, shard, name)
+            per_block = max(1, block_bytes // max(1, np.dtype(arr.dtype).itemsize * math.prod(arr.shape[1:])))
+            i = 0
+            while i < len(wanted):
+                lo, j = wanted[i], i
+                while j + 1 < len(wanted) and wanted[j + 1] - lo < per_block:
+                    j += 1
+                hi = wanted[j] + 1
+                block = arr[lo:hi]
+                dense = j - i + 1 == hi - lo
+                for r in wanted[i:j + 1]:
+                    out[r][name] = block[r - lo, ...] if dense else block[r - lo, ...].copy()
+                i = j + 1
+        return out
 
     def _array(self, stage: str, shard: str, name: str) -> Any:
         key = f"{self.store.url}|{stage}/{shard}/{name}"
@@ -341,11 +373,17 @@ class _ShardWriter:
 
 
 def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = SHARD_BYTES,
-            part_rows: int = PART_ROWS, grace_seconds: float = 600.0) -> dict:
+            part_rows: int = PART_ROWS, grace_seconds: float = 600.0,
+            batch: Mapping[str, Mapping[str, dict]] | None = None) -> dict:
     """Fold ``store``'s fresh layer into a new compacted generation (see the module docstring).
 
+    ``batch``: stage → video id → an output committed straight into this generation (an index record dict marked
+    ``"_batch"``, its arrays under ``"_arrays"``, see :meth:`features.store.Store.write_many`). It replaces the
+    video's fresh record (removed after the commit, like a folded one) and clears its failure, as a commit through
+    the fresh layer does.
+
     The caller holds the store's write lock. Returns ``{"generation", "folded", "dropped", "failures", "shards_written",
-    "shards_retired", "removed", "seconds"}``; ``folded`` counts fresh outputs moved into the compacted layer.
+    "shards_retired", "removed", "seconds"}``; ``folded`` counts fresh and batch outputs moved into the compacted layer.
     """
     for name, value, low in (("shard_videos", shard_videos, 1), ("shard_bytes", shard_bytes, 1),
                              ("part_rows", part_rows, 1)):
@@ -356,7 +394,13 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
     t0 = time.perf_counter()
     cur = read_current(store)
     view = CompactView(store, cur)
-    fresh = {stage: store._fresh_raw(stage) for stage in store._fresh_stages()}
+    etags: dict[str, dict[str, str]] = {stage: {} for stage in store._fresh_stages()}  # object stores: see below
+    fresh = {stage: store._fresh_raw(stage, etags=etags[stage]) for stage in etags}
+    superseded: dict[str, list[tuple[str, dict]]] = {}  # fresh records a batch output replaces (removed after)
+    for stage, items in (batch or {}).items():
+        old = fresh.setdefault(stage, {})
+        superseded[stage] = [(vid, old[vid]) for vid in items if vid in old]
+        old.update(items)
     fresh = {s: items for s, items in fresh.items() if items}
     fresh_failures = store._fresh_failures()
     stats = {"generation": cur["generation"], "folded": 0, "dropped": 0, "failures": 0, "shards_written": 0,
@@ -380,7 +424,8 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
     merged = {(f["stage"], f["video_id"]): f for f in compacted_failures
               if f["video_id"] not in fresh.get(f["stage"], {})}
     for item in fresh_failures:
-        merged[(item["stage"], item["video_id"])] = {c: item.get(c) for c in _FAILURE_COLUMNS}
+        if item["video_id"] not in (batch or {}).get(item["stage"], {}):
+            merged[(item["stage"], item["video_id"])] = {c: item.get(c) for c in _FAILURE_COLUMNS}
     if fresh_failures or len(merged) != len(compacted_failures):
         if cur.get("failures"):
             retire.append(cur["failures"])
@@ -399,11 +444,14 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
     new["retired"] += [[rel, stamp] for rel in retire]
     store._write_bytes(store._p("compact", "CURRENT.json"), json.dumps(new, indent=1).encode())  # the commit
     stats["generation"] = gen
+    with _MEMO_LOCK:  # this process's memo of retired partitions: a bulk load commits many generations in one process
+        for rel in retire:
+            _PARTS.pop(store._p("compact", rel), None)
 
     # the folded fresh files: removed only while they still hold what was folded
     for stage, items in folded.items():
-        for vid, raw in items:
-            store._remove_fresh(stage, vid, raw)
+        items = [(vid, raw) for vid, raw in items if not raw.get("_batch")] + superseded.get(stage, [])
+        store._remove_fresh_many(stage, items, etags.get(stage) if not store.local else None)
     for item in fresh_failures:
         store._remove_fresh_failure(item)
     stats["removed"] = collect(store, new, grace_seconds)
@@ -466,14 +514,17 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
 
     def arrays_of(source: Any) -> dict[str, np.ndarray]:
         if source[0] == "fresh":
-            return store._fresh_arrays(stage, source[1])
+            return source[1]["_arrays"] if "_arrays" in source[1] else store._fresh_arrays(stage, source[1])
         return view.shard_arrays(stage, source[1], source[2])
 
     # first pass: signatures only (array metadata), so shards are sized to what they will hold
     sigs: dict[str, tuple] = {}
     for vid, source in pending:
-        meta = store._fresh_signature(stage, source[1]) if source[0] == "fresh" else \
-            _shard_signature(view, stage, source[1])
+        if source[0] == "fresh" and "_arrays" in source[1]:
+            meta = tuple(sorted((k, v.dtype.str, v.shape) for k, v in source[1]["_arrays"].items()))
+        else:
+            meta = store._fresh_signature(stage, source[1]) if source[0] == "fresh" else \
+                _shard_signature(view, stage, source[1])
         if meta is None or not all(np.dtype(d).kind in "biuf" for _, d, _ in meta):
             kept_fresh.add(vid)  # not foldable (e.g. strings): it stays a fresh output
             continue

@@ -13,6 +13,11 @@ Three encoders, each loaded from a **local** path only (nothing is ever download
   A sentence vector (mean-pooled, or the sentence-transformers pooling), the token sequence with its mask, and one
   vector per second from the words whose timings fall in it.
 
+Optional face crops (``vision_faces``): :func:`load_face_detector` loads OpenCV's bundled Haar cascade (``"haar"``,
+OpenCV 4.x wheels) or a local detector file (a YuNet ``.onnx``, a cascade ``.xml``, or any suffix given a loader with
+:func:`register_face_detector`); :func:`face_crops` cuts the largest face of each frame, and a frame without a face is
+masked (not valid), never encoded as a zero or whole frame.
+
 Preprocessing is numpy/OpenCV (``torchvision`` cannot be imported beside this project's CPU torch): images are
 resized so the short side is the checkpoint's ``size`` (shortest edge) and centre-cropped to its ``crop_size`` — done
 by the frame sampler (:mod:`features.video`, area filter) — then rescaled and normalised with the checkpoint's
@@ -40,50 +45,33 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from features.fingerprint import DigestCache, fingerprint
 
 __all__ = [
-    "EMBED_ARRAYS",
     "AudioEncoder",
+    "FaceDetector",
+    "HAAR_CASCADE",
     "ImagePreprocessing",
     "TextEncoder",
     "VisionEncoder",
     "align_words",
     "encoder_digest",
+    "face_crops",
+    "face_detector_digest",
     "image_preprocessing",
     "load_audio_encoder",
+    "load_face_detector",
     "load_text_encoder",
     "load_vision_encoder",
     "read_glove",
+    "register_face_detector",
     "resample",
     "segment_valid",
 ]
-
-#: arrays each embedding stage writes per video (name → dtype, shape); D is the encoder's width
-EMBED_ARRAYS: Mapping[str, Mapping[str, tuple[str, str]]] = {
-    "embed_vision": {
-        "<profile>": ("float32", "(N, D): one vector per sampled frame, zeros where not valid"),
-        "<profile>_valid": ("bool", "(N,): the frame exists"),
-        "<profile>_times": ("float32", "(N,): seconds, nan where not valid"),
-        "<profile>_patches": ("float16", "(N, P, D_h): patch tokens (only with vision_patch_tokens)"),
-    },
-    "embed_audio": {
-        "segments": ("float32", "(S, D): one vector per 1-second segment, zeros where masked"),
-        "segments_mask": ("bool", "(S,): at least half a second of non-silent audio"),
-    },
-    "embed_text": {
-        "sentence": ("float32", "(D,): the transcript's sentence vector"),
-        "sentence_valid": ("bool", "(): the transcript has at least one known token"),
-        "tokens": ("float32", "(L, D): token vectors, zeros past the end"),
-        "tokens_mask": ("bool", "(L,)"),
-        "per_second": ("float32", "(S, D): mean of the token vectors of the words spoken in second s"),
-        "per_second_mask": ("bool", "(S,): some timed word falls in second s"),
-    },
-}
 
 # Files that decide what a checkpoint computes: weights, configs, vocabularies, GloVe text.
 _DIGEST_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model", ".vec", ".msgpack", ".h5")
@@ -339,6 +327,153 @@ class VisionEncoder:
             if tokens is not None and pt is not None:
                 tokens[rows] = pt.astype(np.float16)
         return vectors, tokens
+
+
+# ---------------------------------------------------------------------------------------------------- faces
+#: the cascade that ``vision_faces="haar"`` loads from OpenCV's package data (OpenCV 4.x wheels ship it)
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+@dataclass(frozen=True)
+class FaceDetector:
+    """A face detector: ``detect(frame)`` gives the faces of one RGB uint8 (H, W, 3) frame as (K, 4) float32
+    ``(x, y, w, h)`` boxes in pixels (K = 0 without a face). ``name`` says which model it is (records, errors)."""
+
+    name: str
+    detect: Callable[[np.ndarray], np.ndarray]
+
+
+def _cascade_detector(path: Path) -> FaceDetector:
+    import cv2
+
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise ValueError(f"vision_faces={str(path)!r} is a Haar/LBP cascade, which OpenCV {cv2.__version__} cannot "
+                         "load (cascades left OpenCV's main module in 5.0); install opencv-python-headless<5 or use "
+                         "a YuNet .onnx file (face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise ValueError(f"vision_faces={str(path)!r} is not a cascade OpenCV can read")
+    lock = threading.Lock()  # a CascadeClassifier is not safe to share between threads
+
+    def detect(frame: np.ndarray) -> np.ndarray:
+        grey = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+        side = min(grey.shape)
+        with lock:
+            boxes = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
+                                             minSize=(max(12, side // 12), max(12, side // 12)))
+        return np.asarray(boxes, np.float32).reshape(-1, 4)
+
+    return FaceDetector(name=f"cascade:{path.name}", detect=detect)
+
+
+def _yunet_detector(path: Path) -> FaceDetector:
+    import cv2
+
+    if not hasattr(cv2, "FaceDetectorYN"):
+        raise ValueError(f"vision_faces={str(path)!r}: OpenCV {cv2.__version__} has no FaceDetectorYN (YuNet); "
+                         "expected OpenCV >= 4.5.4")
+    try:
+        net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), 0.6)
+    except cv2.error as exc:
+        raise ValueError(f"vision_faces={str(path)!r} is not a YuNet face detector OpenCV can load: {exc}") from exc
+    lock = threading.Lock()
+
+    def detect(frame: np.ndarray) -> np.ndarray:
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        with lock:
+            net.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, faces = net.detect(bgr)
+        return np.zeros((0, 4), np.float32) if faces is None else np.asarray(faces[:, :4], np.float32)
+
+    return FaceDetector(name=f"yunet:{path.name}", detect=detect)
+
+
+#: file suffix → loader of a local face-detector model file (:func:`register_face_detector` adds one)
+_FACE_LOADERS: dict[str, Callable[[Path], FaceDetector]] = {".xml": _cascade_detector, ".onnx": _yunet_detector}
+
+
+def register_face_detector(suffix: str, loader: Callable[[Path], FaceDetector]) -> None:
+    """Make ``vision_faces=PATH`` with a name ending in ``suffix`` load ``loader(PATH)`` (e.g. another detector
+    family, or a test double). Built in: ``.xml`` (an OpenCV Haar/LBP cascade) and ``.onnx`` (YuNet)."""
+    if not isinstance(suffix, str) or not suffix.startswith(".") or len(suffix) < 2:
+        raise ValueError(f"suffix={suffix!r}: expected a file suffix such as '.onnx'")
+    _FACE_LOADERS[suffix.lower()] = loader
+
+
+def _haar_path() -> Path:
+    import cv2
+
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = Path(folder or "") / HAAR_CASCADE
+    if not folder or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
+        raise ValueError(f"vision_faces='haar': this OpenCV ({cv2.__version__}) ships no {HAAR_CASCADE} (OpenCV 5 "
+                         "dropped the cascades); install opencv-python-headless<5, or pass the path of a local "
+                         "face detector: a cascade .xml or a YuNet .onnx (face_detection_yunet_2023mar.onnx)")
+    return path
+
+
+def face_detector_digest(spec: str) -> str:
+    """Content digest of the detector ``vision_faces=spec`` loads (its model file), for the stage fingerprint."""
+    return encoder_digest(_haar_path() if spec == "haar" else spec, arg="vision_faces")
+
+
+def load_face_detector(spec: str) -> FaceDetector:
+    """The face detector of ``vision_faces``: ``"haar"`` (OpenCV's bundled frontal-face cascade) or a local model
+    file whose suffix names its loader (:func:`register_face_detector`). Never downloads.
+
+    Raises:
+        FileNotFoundError: the file does not exist. ValueError: an unknown suffix, or a file the loader refuses.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"vision_faces={spec!r}: expected 'haar' or the path of a local face-detector model file")
+    path = _haar_path() if spec == "haar" else Path(spec)
+    if not path.exists():
+        raise _missing("vision_faces", spec, "a face-detector model file (a YuNet .onnx or an OpenCV cascade .xml)")
+    loader = _FACE_LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise ValueError(f"vision_faces={spec!r}: no face-detector loader for {path.suffix!r} files; expected one of "
+                         f"{sorted(_FACE_LOADERS)} or 'haar'")
+    return loader(path)
+
+
+def face_crops(frames: np.ndarray, valid: np.ndarray, detector: FaceDetector, size: int, *,
+               margin: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The largest face of each valid frame, as a square crop resized to ``size``; frames without one are marked.
+
+    The detector's box (x, y, w, h) grows by ``margin`` of its side on every side, becomes the square of its longer
+    side around the same centre, and is shifted (then clipped) to lie inside the frame. Boxes are returned as
+    fractions of the frame's width and height, ``(x0, y0, x1, y1)``, nan where no face was found.
+
+    Shapes:
+        frames (N, H, W, 3) uint8 RGB, valid (N,) bool → crops (N, size, size, 3) uint8 (zeros where not found),
+        found (N,) bool, boxes (N, 4) float32
+    """
+    import cv2
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames: expected uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+    if size < 1 or margin < 0:
+        raise ValueError(f"size={size}, margin={margin}: expected size >= 1 and margin >= 0")
+    n, h, w = frames.shape[:3]
+    crops = np.zeros((n, size, size, 3), np.uint8)
+    found = np.zeros(n, bool)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    for i in np.flatnonzero(np.asarray(valid, bool)):
+        faces = np.asarray(detector.detect(frames[i]), np.float32).reshape(-1, 4)
+        faces = faces[(faces[:, 2] > 0) & (faces[:, 3] > 0)]
+        if not len(faces):
+            continue
+        x, y, bw, bh = faces[np.argmax(faces[:, 2] * faces[:, 3])]
+        side = min(max(bw, bh) * (1 + 2 * margin), h, w)
+        x0 = int(round(min(max(x + bw / 2 - side / 2, 0), w - side)))
+        y0 = int(round(min(max(y + bh / 2 - side / 2, 0), h - side)))
+        s = max(1, int(round(side)))
+        patch = frames[i, y0:y0 + s, x0:x0 + s]
+        crops[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
+        found[i] = True
+        boxes[i] = (x0 / w, y0 / h, (x0 + patch.shape[1]) / w, (y0 + patch.shape[0]) / h)
+    return crops, found, boxes
 
 
 # ---------------------------------------------------------------------------------------------------- audio
@@ -600,7 +735,7 @@ class TextEncoder:
         With timings the timed words are what is encoded (the transcript text is their join); without, the text.
 
         Returns:
-            one dict per transcript with the arrays of :data:`EMBED_ARRAYS` ``["embed_text"]``.
+            one dict per transcript with the arrays of ``features.schema.schema("embed_text")``.
 
         Shapes:
             sentence (D,), sentence_valid (), tokens (L, D), tokens_mask (L,), per_second (S, D), per_second_mask (S,)

@@ -35,12 +35,10 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
+from names import REV_USES, SONG, USES, VIDEO
+
 __all__ = ["SONG", "VIDEO", "USES", "REV_USES", "SongVideoGraph", "build_graph", "graph_digest"]
 
-SONG = "song"
-VIDEO = "video"
-USES = (VIDEO, "uses", SONG)
-REV_USES = (SONG, "rev_uses", VIDEO)
 
 _DIGEST_VERSION = "song-video-graph@1"
 

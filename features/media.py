@@ -270,6 +270,43 @@ def run_tool_capture(
         MediaError: the tool could not start, ran past ``timeout`` or wrote more than ``max_output_bytes`` (or
             ``side_output_bytes``).
     """
+    _check_capture_args(args, timeout, max_output_bytes, side_output_bytes)
+    label = what or Path(args[0]).name
+    cap_prefix, preexec = _limit_address_space(_memory_cap_mb(memory_mb))
+    pattern = re.compile(keep_stderr) if keep_stderr else None
+    counter = re.compile(count_stderr) if count_stderr else None
+    start = time.monotonic()
+    proc, side_read = _start_tool(list(args), cap_prefix, preexec, side_output_bytes is not None, label)
+    got = _read_until_exit(proc, side_read, deadline=start + timeout, max_output_bytes=max_output_bytes,
+                           side_output_bytes=side_output_bytes, pattern=pattern, counter=counter)
+    seconds = time.monotonic() - start
+    if got.timed_out:
+        raise MediaError(
+            f"{Path(args[0]).name} on {label} ran longer than the {timeout:g} s limit and was killed; the file may be "
+            "damaged or very long — raise the timeout if it is legitimately long"
+        )
+    if got.overflow:
+        limit = max_output_bytes if side_output_bytes is None else \
+            f"{max_output_bytes} (stdout) or {side_output_bytes} (side pipe)"
+        raise MediaError(
+            f"{Path(args[0]).name} on {label} produced more than {limit} bytes of output and was stopped; "
+            "the file's stream parameters do not match what it declares"
+        )
+    return ToolResult(
+        stdout=bytes(got.out),
+        stderr_kept=tuple(got.kept),
+        stderr_tail=tuple(got.tail),
+        stderr_lines=got.count[0],
+        stderr_counted=got.count[1],
+        returncode=proc.returncode,
+        seconds=seconds,
+        side=bytes(got.side),
+    )
+
+
+def _check_capture_args(args: Any, timeout: float, max_output_bytes: int | None,
+                        side_output_bytes: int | None) -> None:
+    """Raise ValueError unless :func:`run_tool_capture`'s arguments are usable (see its Raises)."""
     if not isinstance(args, (list, tuple)) or not args or not all(isinstance(a, str) for a in args):
         raise ValueError(f"args must be a non-empty list of str, got {args!r}")
     if not timeout > 0:
@@ -278,13 +315,18 @@ def run_tool_capture(
         raise ValueError(f"max_output_bytes must be >= 0 or None, got {max_output_bytes!r}")
     if side_output_bytes is not None and (side_output_bytes < 0 or SIDE_OUTPUT not in args):
         raise ValueError(f"side_output_bytes={side_output_bytes!r}: expected >= 0 and a {SIDE_OUTPUT!r} argument")
-    label = what or Path(args[0]).name
-    cap_prefix, preexec = _limit_address_space(_memory_cap_mb(memory_mb))
-    pattern = re.compile(keep_stderr) if keep_stderr else None
-    counter = re.compile(count_stderr) if count_stderr else None
-    start = time.monotonic()
+
+
+def _start_tool(args: list[str], cap_prefix: list[str], preexec: Any, side: bool, label: str
+                ) -> tuple[subprocess.Popen, int | None]:
+    """Start the tool in a session of its own, stdout and stderr piped; with ``side`` also a second output pipe that
+    replaces the :data:`SIDE_OUTPUT` argument. Returns the process and the read end of the side pipe (or None).
+
+    Raises:
+        MediaError: the tool could not start.
+    """
     side_read = side_write = None
-    if side_output_bytes is not None:
+    if side:
         side_read, side_write = os.pipe()
         args = [f"pipe:{side_write}" if a == SIDE_OUTPUT else a for a in args]
     if cap_prefix and shutil.which(args[0]) is None:  # prlimit would start and then fail to exec it: say so here
@@ -294,7 +336,7 @@ def run_tool_capture(
         raise MediaError(f"could not start {args[0]!r} for {label}: no such executable; {_INSTALL_HINT}")
     try:
         proc = subprocess.Popen(
-            [*cap_prefix, *_restrict_inputs(list(args))],
+            [*cap_prefix, *_restrict_inputs(args)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -310,31 +352,47 @@ def run_tool_capture(
     finally:
         if side_write is not None:
             os.close(side_write)  # the child holds its copy; EOF arrives when it exits
-    out = bytearray()
-    side = bytearray()
+    return proc, side_read
+
+
+@dataclass
+class _Captured:
+    """What a tool wrote before it exited or was killed (see :func:`_read_until_exit`)."""
+
+    out: bytearray  # stdout, up to its cap
+    side: bytearray  # the side pipe, up to its cap (empty without one)
+    kept: list[str]  # stderr lines matching keep_stderr
+    tail: collections.deque[str]  # the last other stderr lines
+    count: list[int]  # [stderr lines not kept, stderr lines matching count_stderr]
+    timed_out: bool  # killed at the deadline
+    overflow: bool  # stopped for writing more than a cap
+
+
+def _read_until_exit(proc: subprocess.Popen, side_read: int | None, *, deadline: float, max_output_bytes: int | None,
+                     side_output_bytes: int | None, pattern: re.Pattern | None, counter: re.Pattern | None
+                     ) -> _Captured:
+    """Drain the tool's pipes on reader threads until it exits, killing its process group at ``deadline``."""
+    got = _Captured(out=bytearray(), side=bytearray(), kept=[],
+                    tail=collections.deque(maxlen=_STDERR_TAIL_LINES), count=[0, 0], timed_out=False, overflow=False)
     overflow = threading.Event()
-    kept: list[str] = []
-    tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
-    count = [0, 0]
     side_stream = open(side_read, "rb") if side_read is not None else None  # noqa: SIM115 - closed below
     readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, out, max_output_bytes, overflow, proc), daemon=True),
-        threading.Thread(target=_pump_lines, args=(proc.stderr, pattern, counter, kept, tail, count), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, got.out, max_output_bytes, overflow, proc), daemon=True),
+        threading.Thread(target=_pump_lines, args=(proc.stderr, pattern, counter, got.kept, got.tail, got.count),
+                         daemon=True),
     ]
     if side_stream is not None:
-        readers.append(threading.Thread(target=_pump, args=(side_stream, side, side_output_bytes, overflow, proc),
+        readers.append(threading.Thread(target=_pump, args=(side_stream, got.side, side_output_bytes, overflow, proc),
                                         daemon=True))
     for reader in readers:
         reader.start()
-    deadline = start + timeout
-    timed_out = False
     # stdout reaches EOF when the tool exits (or is killed on overflow); joining the reader wakes up at once,
     # unlike Popen.wait(timeout=...), which polls with sleeps of up to 50 ms.
     readers[0].join(timeout=max(deadline - time.monotonic(), 0.0))
     try:
         proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
     except subprocess.TimeoutExpired:
-        timed_out = True
+        got.timed_out = True
         _kill_group(proc)
         proc.wait()
     for reader in readers:
@@ -343,29 +401,8 @@ def run_tool_capture(
     proc.stderr.close()
     if side_stream is not None:
         side_stream.close()
-    seconds = time.monotonic() - start
-    if timed_out:
-        raise MediaError(
-            f"{Path(args[0]).name} on {label} ran longer than the {timeout:g} s limit and was killed; the file may be "
-            "damaged or very long — raise the timeout if it is legitimately long"
-        )
-    if overflow.is_set():
-        limit = max_output_bytes if side_output_bytes is None else \
-            f"{max_output_bytes} (stdout) or {side_output_bytes} (side pipe)"
-        raise MediaError(
-            f"{Path(args[0]).name} on {label} produced more than {limit} bytes of output and was stopped; "
-            "the file's stream parameters do not match what it declares"
-        )
-    return ToolResult(
-        stdout=bytes(out),
-        stderr_kept=tuple(kept),
-        stderr_tail=tuple(tail),
-        stderr_lines=count[0],
-        stderr_counted=count[1],
-        returncode=proc.returncode,
-        seconds=seconds,
-        side=bytes(side),
-    )
+    got.overflow = overflow.is_set()
+    return got
 
 
 def run_tool(args: list[str], timeout: float, max_output_bytes: int | None = None, *,

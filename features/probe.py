@@ -197,108 +197,17 @@ def probe(
         raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
     if not max_duration > 0:
         raise ValueError(f"max_duration must be > 0 seconds, got {max_duration!r}")
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-    except FileNotFoundError:
-        raise _refuse(path, "file not found", "check the dataset's manifest and the file name") from None
-    except OSError as exc:
-        raise _refuse(path, f"cannot be read ({exc.strerror})", "check permissions and the mount") from None
-    if not file.is_file():
-        raise _refuse(path, "is not a regular file", "point the dataset at video files")
-    if size == 0:
-        raise _refuse(path, "is empty (0 bytes)", "the download or copy failed; fetch the file again")
-
-    args = [
-        ffprobe_bin(),
-        "-v", "error",
-        "-hide_banner",
-        # The decoder refuses to allocate a larger picture even during ffprobe's stream analysis.
-        "-max_pixels", str(max_pixels),
-        "-print_format", "json",
-        "-show_format",
-        "-show_streams",
-        "-show_entries", "packet=stream_index,pts_time,duration_time",
-        "-read_intervals", f"%+#{_VFR_PACKETS * 2}",
-        media_url(file),
-    ]
-    result = run_tool_capture(args, timeout, _MAX_JSON_BYTES, what=repr(os.fspath(path)))
-    stderr = "\n".join(result.stderr_tail)
-    bomb = _BOMB_RE.search(stderr)
-    if bomb:
-        w, h = int(bomb.group(1)), int(bomb.group(2))
-        raise _refuse(
-            path,
-            f"declares a {w}x{h} picture ({w * h:,} pixels, limit max_pixels={max_pixels:,}); refused before decoding "
-            "(decompression-bomb guard)",
-            "re-encode it at a sane resolution or raise max_pixels if it is genuine",
-        )
-    if result.returncode != 0:
-        raise _refuse(
-            path,
-            f"is not a readable media file (ffprobe: {tool_message(result)})",
-            "the file is damaged, truncated or not a video; re-download or re-encode it",
-        )
-    try:
-        data = json.loads(result.stdout.decode("utf-8", "replace") or "{}")
-    except json.JSONDecodeError as exc:
-        raise _refuse(path, f"ffprobe printed unreadable JSON ({exc})", "check the FFmpeg installation") from None
-    streams = data.get("streams") or []
+    size = _file_size(path)
+    data = _ffprobe_json(path, timeout=timeout, max_pixels=max_pixels)
     fmt = data.get("format") or {}
-    videos = [
-        s for s in streams
-        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
-    ]
-    audios = [s for s in streams if s.get("codec_type") == "audio"]
-    if not videos:
-        kind = "an audio-only file" if audios else "a file without media streams"
-        raise _refuse(path, f"has no video stream ({kind})", "use a video file; audio-only input is not supported")
-    video = videos[0]
+    video, audios = _streams(path, data)
     audio = audios[0] if audios else None
-
-    width, height = _int(video.get("width")) or 0, _int(video.get("height")) or 0
-    if width <= 0 or height <= 0:
-        raise _refuse(path, f"declares an invalid picture size {width}x{height}", "re-encode the file")
-    if width * height > max_pixels:
-        raise _refuse(
-            path,
-            f"declares a {width}x{height} picture ({width * height:,} pixels, limit max_pixels={max_pixels:,}); "
-            "refused before decoding (decompression-bomb guard)",
-            "re-encode it at a sane resolution or raise max_pixels if it is genuine",
-        )
-
+    width, height = _picture_size(path, video, max_pixels)
     fps = _fraction(video.get("avg_frame_rate"))
     if not math.isfinite(fps):
         fps = _fraction(video.get("r_frame_rate"))
-    start_time = _float(fmt.get("start_time"))
-    start_time = start_time if math.isfinite(start_time) else 0.0
-    duration = _float(fmt.get("duration"))
-    if not (math.isfinite(duration) and duration > 0):
-        duration = _float(video.get("duration"))
-    packet_frames = None
-    if not (math.isfinite(duration) and duration > 0):
-        # No duration in the headers: the end of the last packet (module docstring). The first pass read every
-        # packet when it stopped short of its packet budget.
-        first = [(_int(p.get("stream_index")), _float(p.get("pts_time")), _float(p.get("duration_time")))
-                 for p in data.get("packets") or []]
-        packets = first if len(first) < 2 * _VFR_PACKETS else _scan_packets(path, timeout)
-        end, packet_frames = _packets_end(packets, video.get("index"),
-                                          {video.get("index"), *(a.get("index") for a in audios)})
-        duration = end - start_time
-        if not packet_frames:
-            packet_frames = None
-    if not (math.isfinite(duration) and duration > 0):
-        raise _refuse(
-            path,
-            "has no usable duration (a still image, an empty stream or a damaged header)",
-            "re-encode it as a regular video file",
-        )
-    if duration > max_duration:
-        raise _refuse(
-            path,
-            f"lasts {duration:,.0f} s, longer than max_duration={max_duration:,.0f} s",
-            "cut the video or raise max_duration if it is genuine",
-        )
+    start_time, duration, packet_frames = _timing(path, data, video, audios, timeout=timeout,
+                                                  max_duration=max_duration)
     if not (math.isfinite(fps) and 0 < fps <= 1000):
         raise _refuse(path, f"has no usable frame rate ({video.get('avg_frame_rate')!r})", "re-encode the file")
     n_frames = _int(video.get("nb_frames"))
@@ -338,3 +247,125 @@ def probe(
         sample_aspect_ratio=float(sar),
         size_bytes=int(size),
     )
+
+
+def _file_size(path: str | os.PathLike[str]) -> int:
+    """The file's size in bytes; MediaError when it is missing, unreadable, not a regular file or empty."""
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise _refuse(path, "file not found", "check the dataset's manifest and the file name") from None
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read ({exc.strerror})", "check permissions and the mount") from None
+    if not file.is_file():
+        raise _refuse(path, "is not a regular file", "point the dataset at video files")
+    if size == 0:
+        raise _refuse(path, "is empty (0 bytes)", "the download or copy failed; fetch the file again")
+    return size
+
+
+def _ffprobe_json(path: str | os.PathLike[str], *, timeout: float, max_pixels: int) -> dict:
+    """ffprobe's format, streams and first packets as parsed JSON; MediaError when the decoder refuses the picture
+    size, ffprobe fails or its output is not JSON."""
+    args = [
+        ffprobe_bin(),
+        "-v", "error",
+        "-hide_banner",
+        # The decoder refuses to allocate a larger picture even during ffprobe's stream analysis.
+        "-max_pixels", str(max_pixels),
+        "-print_format", "json",
+        "-show_format",
+        "-show_streams",
+        "-show_entries", "packet=stream_index,pts_time,duration_time",
+        "-read_intervals", f"%+#{_VFR_PACKETS * 2}",
+        media_url(Path(path)),
+    ]
+    result = run_tool_capture(args, timeout, _MAX_JSON_BYTES, what=repr(os.fspath(path)))
+    stderr = "\n".join(result.stderr_tail)
+    bomb = _BOMB_RE.search(stderr)
+    if bomb:
+        w, h = int(bomb.group(1)), int(bomb.group(2))
+        raise _refuse(
+            path,
+            f"declares a {w}x{h} picture ({w * h:,} pixels, limit max_pixels={max_pixels:,}); refused before decoding "
+            "(decompression-bomb guard)",
+            "re-encode it at a sane resolution or raise max_pixels if it is genuine",
+        )
+    if result.returncode != 0:
+        raise _refuse(
+            path,
+            f"is not a readable media file (ffprobe: {tool_message(result)})",
+            "the file is damaged, truncated or not a video; re-download or re-encode it",
+        )
+    try:
+        return json.loads(result.stdout.decode("utf-8", "replace") or "{}")
+    except json.JSONDecodeError as exc:
+        raise _refuse(path, f"ffprobe printed unreadable JSON ({exc})", "check the FFmpeg installation") from None
+
+
+def _streams(path: str | os.PathLike[str], data: dict) -> tuple[dict, list[dict]]:
+    """The first video stream (cover art excluded) and the audio streams; MediaError without a video stream."""
+    streams = data.get("streams") or []
+    videos = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    if not videos:
+        kind = "an audio-only file" if audios else "a file without media streams"
+        raise _refuse(path, f"has no video stream ({kind})", "use a video file; audio-only input is not supported")
+    return videos[0], audios
+
+
+def _picture_size(path: str | os.PathLike[str], video: dict, max_pixels: int) -> tuple[int, int]:
+    """The stored picture's (width, height); MediaError when it is invalid or larger than ``max_pixels``."""
+    width, height = _int(video.get("width")) or 0, _int(video.get("height")) or 0
+    if width <= 0 or height <= 0:
+        raise _refuse(path, f"declares an invalid picture size {width}x{height}", "re-encode the file")
+    if width * height > max_pixels:
+        raise _refuse(
+            path,
+            f"declares a {width}x{height} picture ({width * height:,} pixels, limit max_pixels={max_pixels:,}); "
+            "refused before decoding (decompression-bomb guard)",
+            "re-encode it at a sane resolution or raise max_pixels if it is genuine",
+        )
+    return width, height
+
+
+def _timing(path: str | os.PathLike[str], data: dict, video: dict, audios: list[dict], *, timeout: float,
+            max_duration: float) -> tuple[float, float, int | None]:
+    """``(start_time, duration, packet_frames)``: the duration from the headers, else from the end of the last
+    packet (module docstring), with the video packets counted then (None otherwise); MediaError when it is unusable
+    or longer than ``max_duration``."""
+    fmt = data.get("format") or {}
+    start_time = _float(fmt.get("start_time"))
+    start_time = start_time if math.isfinite(start_time) else 0.0
+    duration = _float(fmt.get("duration"))
+    if not (math.isfinite(duration) and duration > 0):
+        duration = _float(video.get("duration"))
+    packet_frames = None
+    if not (math.isfinite(duration) and duration > 0):
+        # No duration in the headers: the end of the last packet. The first pass read every packet when it stopped
+        # short of its packet budget.
+        first = [(_int(p.get("stream_index")), _float(p.get("pts_time")), _float(p.get("duration_time")))
+                 for p in data.get("packets") or []]
+        packets = first if len(first) < 2 * _VFR_PACKETS else _scan_packets(path, timeout)
+        end, packet_frames = _packets_end(packets, video.get("index"),
+                                          {video.get("index"), *(a.get("index") for a in audios)})
+        duration = end - start_time
+        if not packet_frames:
+            packet_frames = None
+    if not (math.isfinite(duration) and duration > 0):
+        raise _refuse(
+            path,
+            "has no usable duration (a still image, an empty stream or a damaged header)",
+            "re-encode it as a regular video file",
+        )
+    if duration > max_duration:
+        raise _refuse(
+            path,
+            f"lasts {duration:,.0f} s, longer than max_duration={max_duration:,.0f} s",
+            "cut the video or raise max_duration if it is genuine",
+        )
+    return start_time, duration, packet_frames

@@ -6,16 +6,18 @@ One store per dataset, at ``<root>/<dataset>/`` where ``root`` is a local path o
     manifest.parquet                    one row per video: ids, source paths, splits, labels, song, transcript
     edges.parquet                       the song–video edge list (video_id, song_id)
     index/<stage>/<key>.json            commit record of one stage output for one video (fingerprint, params, record),
-                                        or a tombstone hiding the video's compacted output (see :meth:`Store.drop`)
-    features.zarr/<stage>/<key>/<ver>/  the arrays of that output (a Zarr v3 group, one array per name)
+                                        or a tombstone hiding the video's compacted output (see :meth:`Store.drop`);
+                                        on object stores followed by the output's arrays (:mod:`features.objects`)
+    features.zarr/<stage>/<key>/<ver>/  local stores: the arrays of that output (a Zarr v3 group, one per name)
     failures/<stage>/<key>.json         the last error of a stage on a video (removed when it later succeeds)
     compact/                            the compacted layer: the three above folded into Parquet index partitions, a
                                         failure table and Zarr shards with a video axis (see :mod:`features.compaction`)
     tables/<stage>.parquet              consolidated per-stage table (index + record columns) for pandas / duckdb
-    artifacts/<name>/<fingerprint>/     dataset-level outputs (vocabulary, graph embeddings, checkpoints)
-    packs/<fingerprint>.h5              HDF5 tensor packs for training
-    runs/<run_id>.json                  one record per training run (see :meth:`Store.runs`)
-    reports/                            Markdown + PNG reports
+    tables/scrape_history.parquet       every scrape's counts per post (TikTok; MTAF's early trend, features.trend)
+    artifacts/<name>/<fingerprint>/     dataset-level outputs: vocabulary, graph embeddings (features.store_artifacts)
+    packs/<fingerprint>.h5              HDF5 tensor packs for training (features.store_packs)
+    runs/<run_id>.json, runs/<run_id>/  one record per training run and its checkpoints (features.store_runs)
+    reports/                            Markdown + PNG reports (:meth:`Store.write_report`)
     cache/index/<stage>.json            local stores: every index record of a stage, parsed, with its file's stat —
                                         a cache that lets ``entries()`` read only changed records (safe to delete)
 
@@ -25,7 +27,8 @@ One store per dataset, at ``<root>/<dataset>/`` where ``root`` is a local path o
 then its ``index`` record is written, atomically (temporary name + rename; a single PUT on object stores). Readers
 follow index records only, so a crash at any moment leaves either the previous output or the new one — never a half-
 written one; orphaned version directories are invisible and removed by the next write of that video or by
-:meth:`Store.gc`. Writers of one dataset serialise through :meth:`Store.lock`.
+:meth:`Store.gc`. On object stores the arrays and the record are one object, written by one PUT (see
+:mod:`features.objects`). Writers of one dataset serialise through :meth:`Store.lock`.
 
 **Two layers.** Those per-video files are the *fresh layer*. :meth:`Store.compact` (run at the end of every extraction,
 and by ``vidpipe compact DATASET``) folds them into the *compacted layer*, whose file count grows with the number of
@@ -36,8 +39,8 @@ wins), so the public calls answer the same before and after a compaction.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -49,7 +52,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import fsspec
 import numpy as np
@@ -59,25 +62,33 @@ import pyarrow.parquet as pq
 import zarr
 
 from features import compaction as _compaction
+from features import objects as _objects
+from features.atomic import atomic_write
 from features.errors import StoreError
+from features.schema import DATASET_RE, SOURCE_STAGE
+from features.store_artifacts import ArtifactsPart
+from features.store_encoding import ZARR_COMPRESSOR as _ZARR_COMPRESSOR
+from features.store_encoding import json_default as _json_default
+from features.store_encoding import remove_children
+from features.store_encoding import utc_now as _now
+from features.store_encoding import zarr_chunks as _chunks
+from features.store_packs import PacksPart
+from features.store_runs import ReportsPart, RunRecord, RunsPart
 
-__all__ = ["FORMAT_VERSION", "Store", "StoreError", "IndexRecord", "open_store", "video_key", "check_dataset_name",
-           "resolve_root"]
+__all__ = ["FORMAT_VERSION", "Store", "StoreError", "IndexRecord", "RunRecord", "open_store", "video_key",
+           "check_dataset_name", "resolve_root"]
 
 #: on-disk format of a store; bump with a migration in :func:`_migrate` when the layout changes. Version 1 (no
 #: compacted layer) is version 2's fresh layer unchanged: such a store is read and written as it is, and its first
 #: compaction records version 2.
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
-_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ZARR_COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
-_CHUNK_BYTES = 8 << 20
 _REMOTE_FS_OPTIONS = {"use_listings_cache": False}  # fsspec options for object-store roots (see Store.__init__)
 
 
 def check_dataset_name(dataset: str) -> str:
     """Return ``dataset`` if it is a safe single path component, else raise ``ValueError``."""
-    if not isinstance(dataset, str) or not _DATASET_RE.match(dataset) or dataset in {".", ".."}:
+    if not isinstance(dataset, str) or not DATASET_RE.match(dataset) or dataset in {".", ".."}:
         raise ValueError(f"dataset={dataset!r}: expected 1-64 characters of letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit")
     return dataset
@@ -102,10 +113,6 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> str:
     value = root if root not in (None, "") else os.environ.get("VIDPIPE_ROOT") or "data"
     value = str(value)
     return value if "://" in value else str(Path(value).expanduser().resolve())
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -134,12 +141,24 @@ class IndexRecord:
         return cls(**{k: (dict(d[k]) if k in ("params", "record") else d[k]) for k in cls.__dataclass_fields__})
 
 
-class Store:
-    """A dataset's feature store. Construct with :func:`open_store`."""
+class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
+    """A dataset's feature store. Construct with :func:`open_store`.
 
-    def __init__(self, root: str, dataset: str, *, create: bool = True) -> None:
+    This module holds the layout, the per-video index (commit, read, compaction) and the tables; the other parts
+    are :class:`~features.store_artifacts.ArtifactsPart` (dataset-level artifacts),
+    :class:`~features.store_packs.PacksPart` (tensor packs), :class:`~features.store_runs.RunsPart` (training runs)
+    and :class:`~features.store_runs.ReportsPart` (reports), all over the same layout.
+
+    A store opened with ``read_only=True`` (or :meth:`as_read_only`) refuses every method in :data:`_WRITERS` with
+    a :class:`StoreError` naming it: what ``vidpipe refresh --dry-run`` plans with.
+    """
+
+    def __init__(self, root: str, dataset: str, *, create: bool = True, read_only: bool = False) -> None:
+        if create and read_only:
+            raise ValueError("create=True, read_only=True: a read-only store cannot be created; open an existing one")
         self.root = resolve_root(root)
         self.dataset = check_dataset_name(dataset)
+        self.read_only = bool(read_only)  # True: every writer raises StoreError (see _WRITERS)
         # Object stores: no listings cache. fsspec caches directory listings per filesystem instance forever, and
         # treats a path missing from a cached listing as missing, so outputs written by another process (Dask
         # workers, another machine) would stay invisible to this one: stale entries(), even KeyError from read().
@@ -150,6 +169,9 @@ class Store:
         self.url = self.path if self.local else f"{self.root.rstrip('/')}/{self.dataset}"
         self._zarr_store: Any = None
         self._shard_store: Any = None
+        # Object stores commit an output with arrays as one object (its record followed by its arrays, see
+        # features.objects): one PUT instead of a Zarr group's ~25 requests. Local stores write Zarr groups.
+        self._inline_arrays = not self.local
         self._open(create)
 
     # ------------------------------------------------------------------ layout and metadata
@@ -158,9 +180,13 @@ class Store:
 
     def _open(self, create: bool) -> None:
         meta_path = self._p("store.json")
-        if self.fs.exists(meta_path):
+        try:  # one GET (start=0: s3fs asks for the size first without a range), no existence check before it
+            blob = self.fs.cat_file(meta_path, start=0)
+        except FileNotFoundError:
+            blob = None
+        if blob is not None:
             try:  # written atomically, so unreadable means edited or damaged by hand: say what to do, no traceback
-                meta = json.loads(self.fs.cat_file(meta_path))
+                meta = json.loads(blob)
                 version = meta.get("format_version")
             except (ValueError, AttributeError) as exc:
                 raise StoreError(f"{meta_path} is not a vidpipe store record ({exc}); restore it from a backup, or "
@@ -175,23 +201,17 @@ class Store:
         self._write_bytes(meta_path, json.dumps({"format_version": FORMAT_VERSION, "dataset": self.dataset,
                                                  "created": _now()}, indent=2).encode())
 
+    def as_read_only(self) -> "Store":
+        """This dataset's store opened again, read-only: reads see the same data, every writer raises."""
+        return Store(self.root, self.dataset, create=False, read_only=True)
+
     @property
     def format_version(self) -> int:
         return int(json.loads(self.fs.cat_file(self._p("store.json")))["format_version"])
 
     def _write_bytes(self, path: str, data: bytes) -> None:
         """Atomic write: temporary sibling, then rename (local) / one PUT (object stores)."""
-        parent = path.rsplit("/", 1)[0]
-        if self.local:
-            os.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, data)
+        atomic_write(path, data, fs=self.fs)
 
     def _ensure_format_version(self) -> None:
         """Record :data:`FORMAT_VERSION` in ``store.json`` (before the first compacted generation is committed)."""
@@ -276,12 +296,34 @@ class Store:
     def read_table(self, name: str, *, missing_ok: bool = False) -> pd.DataFrame:
         """Read a Parquet table written by :meth:`write_table` (empty frame if missing and ``missing_ok``)."""
         path = self._table_path(name)
-        if not self.fs.exists(path):
+        try:  # one GET (an existence check and a file handle would add two HEAD requests on object stores)
+            blob = self.fs.cat_file(path, start=0)
+        except FileNotFoundError:
             if missing_ok:
                 return pd.DataFrame()
-            raise StoreError(f"table {name!r} does not exist in store {self.url}")
-        with self.fs.open(path, "rb") as fh:
-            return pq.read_table(fh).to_pandas()
+            raise StoreError(f"table {name!r} does not exist in store {self.url}") from None
+        return pq.read_table(pa.BufferReader(blob)).to_pandas()
+
+    def append_scrape_history(self, snapshots: pd.DataFrame) -> int:
+        """Add scrape snapshots (:data:`features.trend.SNAPSHOT_COLUMNS`) to ``tables/scrape_history.parquet``.
+
+        One row per (``video_id``, ``scrape_time``): a row for a pair already recorded replaces it (re-ingesting the
+        same scrape adds nothing), other rows are appended in the order given. Callers hold :meth:`lock`. Returns how
+        many (video, scrape time) pairs are new.
+        """
+        if snapshots.empty:
+            return 0
+        old = self.read_table("scrape_history", missing_ok=True)
+        key = ["video_id", "scrape_time"]
+        known = set(map(tuple, old[key].itertuples(index=False))) if len(old) else set()
+        new = sum(1 for pair in snapshots[key].itertuples(index=False) if tuple(pair) not in known)
+        table = pd.concat([old, snapshots], ignore_index=True) if len(old) else snapshots
+        self.write_table("scrape_history", table.drop_duplicates(key, keep="last").reset_index(drop=True))
+        return new
+
+    def scrape_history(self) -> pd.DataFrame:
+        """Every recorded scrape snapshot in the order recorded (empty frame before the first TikTok ingest)."""
+        return self.read_table("scrape_history", missing_ok=True)
 
     def _table_path(self, name: str) -> str:
         if not re.match(r"^[A-Za-z0-9_.-]+$", name):
@@ -293,7 +335,7 @@ class Store:
         """The committed output of ``stage`` for ``video_id``, or ``None``."""
         path = self._p("index", stage, f"{video_key(video_id)}.json")
         try:
-            raw = json.loads(self.fs.cat_file(path))
+            raw = self._read_head(path)
         except FileNotFoundError:
             row = _compaction.read_view(self).row(stage, video_id)  # read after the fresh layer (see compaction)
             return None if row is None else IndexRecord(**_compaction.row_to_record(stage, row))
@@ -311,6 +353,20 @@ class Store:
                 out[vid] = IndexRecord._from_dict(raw)
         return out
 
+    def _commit_keys(self, stage: str) -> dict[str, tuple]:
+        """video id → (fingerprint, data, created, version) of what :meth:`entries` would return, from the index
+        columns and fresh records only (no compacted record is parsed)."""
+        fresh = self._fresh_raw(stage)
+        rows = _compaction.read_view(self).rows(stage)
+        out = {vid: (row["fingerprint"], f"shard:{row['shard']}:{int(row['row'])}" if row["shard"] else None,
+                     row["created"], int(row["version"])) for vid, row in rows.items()}
+        for vid, raw in fresh.items():
+            if raw.get("dropped"):
+                out.pop(vid, None)
+            else:
+                out[vid] = (raw["fingerprint"], raw.get("data"), raw["created"], int(raw["version"]))
+        return out
+
     def _committed_ids(self, stage: str) -> set[str]:
         """The video ids :meth:`entries` would return, without building their records."""
         fresh = self._fresh_raw(stage)
@@ -325,22 +381,49 @@ class Store:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
 
-    def _fresh_raw(self, stage: str) -> dict[str, dict]:
+    def _ls(self, folder: str) -> list[dict]:
+        """The entries of ``folder`` with details; [] when it does not exist (one LIST on object stores, no
+        existence check first)."""
+        try:
+            return self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return []
+
+    def _read_head(self, path: str) -> dict:
+        """The index record in the file at ``path``, without the arrays that may follow it (see features.objects).
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+        raw = _objects.decode_head(self.fs.cat_file(path, start=0, end=_objects.HEAD_BYTES))
+        return raw if raw is not None else _objects.decode_head(self.fs.cat_file(path, start=0))
+
+    def _fresh_raw(self, stage: str, *, etags: dict[str, str] | None = None) -> dict[str, dict]:
         """The fresh layer of ``stage``: video id → parsed index file (a record, or a tombstone with ``dropped``).
 
-        Local stores read through an index snapshot (see :meth:`_fresh_raw_local`); object stores read every file.
+        Local stores read through an index snapshot (see :meth:`_fresh_raw_local`); object stores read the head of
+        every file (one ranged GET each). ``etags`` (object stores): filled with path → ETag from the same listing.
         """
         if self.local:
             return self._fresh_raw_local(stage)
-        folder = self._p("index", stage)
-        if not self.fs.exists(folder):
-            return {}
-        paths = [p for p in self.fs.ls(folder, detail=False) if p.endswith(".json") and "/.tmp-" not in p]
+        listing = [d for d in self._ls(self._p("index", stage))
+                   if d["name"].endswith(".json") and "/.tmp-" not in d["name"]]
+        if etags is not None:
+            etags.update({d["name"]: d.get("ETag") for d in listing})
+        paths = [d["name"] for d in listing]
         if not paths:
             return {}
         out = {}
-        for blob in self.fs.cat(paths, on_error="omit").values():
-            raw = json.loads(blob)
+        heads = self.fs.cat_ranges(paths, [0] * len(paths), [_objects.HEAD_BYTES] * len(paths), on_error="return")
+        for path, head in zip(paths, heads):
+            if isinstance(head, FileNotFoundError):  # dropped while we listed
+                continue
+            if isinstance(head, BaseException):
+                raise head
+            try:
+                raw = _objects.decode_head(head) or self._read_head(path)
+            except FileNotFoundError:
+                continue
             out[raw["video_id"]] = raw
         return out
 
@@ -379,10 +462,13 @@ class Store:
                 try:
                     with open(item.path, "rb") as fh:  # stamp and content from the same open file
                         st = os.fstat(fh.fileno())
-                        blob = fh.read()
+                        raw = _objects.decode_head(fh.read(_objects.HEAD_BYTES))
+                        if raw is None:  # a record longer than the head
+                            fh.seek(0)
+                            raw = _objects.decode_head(fh.read())
                 except FileNotFoundError:
                     continue
-                fresh[name] = ([st.st_ino, st.st_size, st.st_mtime_ns], json.loads(blob))
+                fresh[name] = ([st.st_ino, st.st_size, st.st_mtime_ns], raw)
                 changed = True
         if changed or len(fresh) != len(known):
             _save_snapshot(snap_path, fresh)
@@ -411,7 +497,9 @@ class Store:
         """
         key = video_key(video_id)
         data_dir = None
-        if arrays:
+        inline = self._inline_arrays and bool(arrays) and all(np.asarray(a).dtype.kind in "biuf"
+                                                              for a in arrays.values())
+        if arrays and not inline:
             data_dir = f"{fingerprint[:16]}-{uuid.uuid4().hex[:8]}"
             # attributes with the group, not attrs.update afterwards: that rewrote the group's metadata once per key
             # (3 extra round trips through zarr's I/O thread — about 40 % of a frames write)
@@ -421,13 +509,14 @@ class Store:
                 arr = np.ascontiguousarray(arr)
                 group.create_array(name, data=arr, chunks=_chunks(arr), compressors=_ZARR_COMPRESSOR)
         rec = IndexRecord(video_id=video_id, stage=stage, version=int(version), fingerprint=fingerprint,
-                          params=json.loads(json.dumps(params, default=_json_default)) if params is not None else {},
-                          data=data_dir, record=json.loads(json.dumps(dict(record or {}), default=_json_default)),
+                          params=_jsonable(params) if params is not None else {},
+                          data=_objects.INLINE if inline else data_dir, record=_jsonable(dict(record or {})),
                           created=_now(), seconds=float(seconds))
-        self._write_bytes(self._p("index", stage, f"{key}.json"),
-                          json.dumps(rec.__dict__, default=_json_default).encode())
+        self._write_bytes(self._p("index", stage, f"{key}.json"), _objects.encode(rec.__dict__, arrays) if inline
+                          else json.dumps(rec.__dict__, default=_json_default).encode())
         self._clear_failure(stage, key)
-        self._remove_stale_versions(stage, key, keep=data_dir)
+        if not self._inline_arrays or data_dir is not None:  # inline stores: an older group is left to gc()
+            self._remove_stale_versions(stage, key, keep=data_dir)
         return rec
 
     def read(self, stage: str, video_id: str) -> dict[str, Any]:
@@ -455,11 +544,44 @@ class Store:
             # A fresh output's folder is removed right after its index record (by a rewrite of the video or by a
             # compaction that folded it), and Zarr reads a chunk that vanished as fill values: the arrays are the
             # record's only if the record is still there. Compacted shards stay for a grace period after retiring.
-            if rec.data and not rec.data.startswith("shard:") and self.entry(stage, video_id) != rec:
+            if rec.data and not rec.data.startswith("shard:") and rec.data != _objects.INLINE \
+                    and self.entry(stage, video_id) != rec:
                 continue
             return {**rec.record, **arrays}
         raise StoreError(f"the {stage!r} output of video {video_id!r} in {self.url} kept changing while it was read "
                          "(three tries): another process is rewriting it")
+
+    def read_many(self, stage: str, video_ids: Iterable[str], *,
+                  arrays: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """:meth:`read` of many videos: video id → its output (arrays and record fields), in ``video_ids`` order.
+
+        Compacted outputs are read shard by shard, whole rows per array for many videos at once
+        (:meth:`features.compaction.CompactView.shard_rows`); fresh outputs one by one through :meth:`read`.
+        ``arrays``: the array names to read from compacted outputs (default all; fresh outputs return all).
+
+        Raises:
+            KeyError: a video without a committed output (as :meth:`read`).
+        """
+        ids = list(dict.fromkeys(video_ids))
+        fresh = self._fresh_raw(stage)  # the fresh layer first, the compacted view second (see compaction)
+        view = _compaction.read_view(self)
+        rows = view.rows(stage)
+        out: dict[str, dict[str, Any]] = {}
+        by_shard: dict[str, list[tuple[str, int, dict]]] = {}
+        for vid in ids:
+            row = rows.get(vid) if vid not in fresh else None
+            if row is None:
+                out[vid] = self.read(stage, vid)
+                continue
+            record = _compaction.row_to_record(stage, row)["record"]
+            if row["shard"]:
+                by_shard.setdefault(row["shard"], []).append((vid, int(row["row"]), record))
+            out[vid] = record
+        for shard, members in by_shard.items():
+            got = view.shard_rows(stage, shard, [r for _, r, _ in members], arrays)
+            for vid, r, record in members:
+                out[vid] = {**record, **got[r]}
+        return out
 
     def _arrays(self, rec: IndexRecord) -> dict[str, np.ndarray]:
         """The committed arrays of one index record (none when it has no data)."""
@@ -468,22 +590,42 @@ class Store:
         if rec.data.startswith("shard:"):
             _, shard, row = rec.data.split(":")
             return _compaction.read_view(self).shard_arrays(rec.stage, shard, int(row))
+        if rec.data == _objects.INLINE:
+            return self._inline_output(rec.stage, rec.video_id, lambda head: IndexRecord._from_dict(head) == rec)
         group = zarr.open_group(self._zarr(), path=f"{rec.stage}/{video_key(rec.video_id)}/{rec.data}", mode="r")
         return {name: arr[...] for name, arr in group.arrays()}
 
     def _fresh_arrays(self, stage: str, raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The arrays of a fresh index record (parsed)."""
+        if raw.get("data") == _objects.INLINE:
+            return self._inline_output(stage, raw["video_id"], lambda head: head == raw)
         group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(raw['video_id'])}/{raw['data']}", mode="r")
         return {name: arr[...] for name, arr in group.arrays()}
 
     def _fresh_signature(self, stage: str, raw: Mapping[str, Any]) -> tuple | None:
         """``((name, dtype, shape), ...)`` of a fresh record's arrays, sorted by name, from their metadata only."""
+        if raw.get("data") == _objects.INLINE:
+            return _objects.signature(raw)
         try:
             group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(raw['video_id'])}/{raw['data']}",
                                     mode="r")
             return tuple(sorted((name, np.dtype(arr.dtype).str, tuple(arr.shape)) for name, arr in group.arrays()))
         except (TypeError, ValueError):  # a dtype numpy cannot name (zarr's own string types): not foldable
             return None
+
+    def _inline_output(self, stage: str, video_id: str, expected: Any) -> dict[str, np.ndarray]:
+        """The arrays of a one-object output (see features.objects), read whole with its record (one GET).
+
+        Raises:
+            FileNotFoundError: the object is gone or its record fails ``expected(record)`` (rewritten since the
+                caller read it: the caller retries).
+        """
+        # start=0: one ranged GET (without a range, s3fs first asks for the size: a HEAD request)
+        blob = self.fs.cat_file(self._p("index", stage, f"{video_key(video_id)}.json"), start=0)
+        head = _objects.decode_head(blob)
+        if head.get("data") != _objects.INLINE or not expected(head):
+            raise FileNotFoundError(f"the {stage!r} output of {video_id!r} in {self.url} was rewritten while read")
+        return _objects.decode_arrays(blob)[1]
 
     def copy_entry(self, source: "Store", stage: str, video_id: str) -> IndexRecord:
         """Commit ``source``'s output of ``stage`` for ``video_id`` here, unchanged (fingerprint, version, params,
@@ -522,7 +664,7 @@ class Store:
         key = video_key(video_id)
         path = self._p("index", stage, f"{key}.json")
         try:
-            same = json.loads(self.fs.cat_file(path)) == raw
+            same = self._read_head(path) == raw
         except FileNotFoundError:
             same = True
         if same:
@@ -533,17 +675,33 @@ class Store:
         elif raw.get("data"):
             self._rm(self._p("features.zarr", stage, key, raw["data"]))
 
-    def _remove_stale_versions(self, stage: str, key: str, keep: str | None) -> None:
-        folder = self._p("features.zarr", stage, key)
-        try:
-            names = self.fs.ls(folder, detail=False)
-        except FileNotFoundError:
+    def _remove_fresh_many(self, stage: str, items: list[tuple[str, dict]], etags: Mapping[str, str] | None) -> None:
+        """:meth:`_remove_fresh` for many folded items of ``stage``.
+
+        Object stores (``etags``: path → ETag from the listing the items were read from): one listing, then the index
+        files whose ETag is unchanged are deleted in batches (1,000 keys per request), not read back one by one.
+        """
+        if self.local or etags is None:
+            for vid, raw in items:
+                self._remove_fresh(stage, vid, raw)
             return
-        for p in names:
-            name = p.rstrip("/").rsplit("/", 1)[-1]
-            if name != keep and name != "zarr.json":
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.rm(p, recursive=True)
+        now = {d["name"]: d.get("ETag") for d in self._ls(self._p("index", stage))}
+        gone = []
+        for vid, raw in items:
+            key = video_key(vid)
+            path = self._p("index", stage, f"{key}.json")
+            same = path not in now or (now[path] is not None and now[path] == etags.get(path))
+            if same and path in now:
+                gone.append(path)
+            if raw.get("data") and raw["data"] != _objects.INLINE:  # a Zarr group: its folder, or the folded version
+                self._rm(self._p("features.zarr", stage, key) if same else
+                         self._p("features.zarr", stage, key, raw["data"]))
+        for i in range(0, len(gone), 1000):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(gone[i:i + 1000])
+
+    def _remove_stale_versions(self, stage: str, key: str, keep: str | None) -> None:
+        remove_children(self.fs, self._p("features.zarr", stage, key), lambda name: name not in (keep, "zarr.json"))
 
     def table(self, stage: str) -> pd.DataFrame:
         """Every committed output of ``stage`` as one row per video (index columns + record fields)."""
@@ -557,10 +715,10 @@ class Store:
         nothing (for speed).
         """
         for stage in stages if stages is not None else self.stages():
+            if self._table_digest(stage) == _entries_digest(self._commit_keys(stage)):
+                continue  # checked from the index columns: no record is parsed
             entries = self.entries(stage)
-            digest = _entries_digest(entries)
-            if self._table_digest(stage) == digest:
-                continue
+            digest = _entries_digest({v: (r.fingerprint, r.data, r.created, r.version) for v, r in entries.items()})
             df = _table_of(entries)
             if len(df):
                 self.write_table(stage, _parquet_safe(df), metadata={_TABLE_DIGEST_KEY: digest})
@@ -602,6 +760,53 @@ class Store:
             return _compaction.compact(self, grace_seconds=grace_seconds, **sizes)
         with self.lock():
             return _compaction.compact(self, grace_seconds=grace_seconds, **sizes)
+
+    def write_many(self, stage: str, outputs: Iterable[Mapping[str, Any]], *, locked: bool = False,
+                   **sizes: int) -> dict:
+        """Commit many outputs of ``stage`` at once, straight into the compacted layer: one new generation (new
+        shards, the changed index partitions, one ``CURRENT.json`` write) that also folds the fresh layer.
+
+        A batch commit for bulk loads and for a worker's batch on object stores (a few large writes instead of one
+        object per output). Each output reads as if :meth:`write` had committed it: it replaces the video's fresh
+        output and clears its failure. The batch's arrays are held in memory until the commit.
+
+        Args:
+            outputs: one mapping per video with :meth:`write`'s arguments: ``video_id``, ``fingerprint``,
+                ``version``, and optionally ``arrays`` (numeric or boolean), ``record``, ``params``, ``seconds``.
+            locked, sizes: as for :meth:`compact`.
+
+        Returns:
+            :meth:`compact`'s statistics.
+
+        Raises:
+            ValueError: an output without ``video_id`` / ``fingerprint`` / ``version``, a video twice, or an array of
+                another dtype (strings: commit those with :meth:`write`).
+        """
+        batch: dict[str, dict] = {}
+        created = _now()
+        for i, out in enumerate(outputs):
+            missing = [k for k in ("video_id", "fingerprint", "version") if k not in out]
+            if missing:
+                raise ValueError(f"outputs[{i}]: missing {missing}; expected video_id, fingerprint and version")
+            vid = out["video_id"]
+            video_key(vid)  # validates the id
+            if vid in batch:
+                raise ValueError(f"outputs[{i}]: video_id={vid!r} appears twice in one batch")
+            arrays = {k: np.ascontiguousarray(v) for k, v in (out.get("arrays") or {}).items()}
+            bad = {k: str(v.dtype) for k, v in arrays.items() if v.dtype.kind not in "biuf"}
+            if bad:
+                raise ValueError(f"outputs[{i}] ({vid!r}): arrays {bad} cannot be batch-committed; expected numeric "
+                                 "or boolean arrays (commit this output with Store.write)")
+            params = out.get("params")
+            batch[vid] = {"video_id": vid, "stage": stage, "version": int(out["version"]),
+                          "fingerprint": out["fingerprint"], "params": _jsonable(params) if params is not None else {},
+                          "record": _jsonable(dict(out.get("record") or {})),
+                          "created": created, "seconds": float(out.get("seconds") or 0.0),
+                          "data": "batch" if arrays else None, "_batch": True, "_arrays": arrays}
+        if locked:
+            return _compaction.compact(self, batch={stage: batch}, **sizes)
+        with self.lock():
+            return _compaction.compact(self, batch={stage: batch}, **sizes)
 
     # ------------------------------------------------------------------ failures
     def record_failure(self, stage: str, video_id: str, error: str, *, fingerprint: str | None = None) -> None:
@@ -658,103 +863,7 @@ class Store:
             if json.loads(self.fs.cat_file(path)) == dict(item):
                 self.fs.rm(path)
 
-    # ------------------------------------------------------------------ dataset-level artifacts
-    def write_artifact(self, name: str, fingerprint: str, *, arrays: Mapping[str, np.ndarray] | None = None,
-                       meta: Mapping[str, Any] | None = None, files: Mapping[str, bytes] | None = None) -> str:
-        """Commit a dataset-level artifact (arrays in Zarr, JSON meta, raw files) and point ``current`` at it.
-
-        Same protocol as :meth:`write`: the arrays go to a fresh directory ``_artifacts/<name>/<fp>-<random>``, then
-        ``meta.json`` (which names that directory under the reserved key ``_data``) and ``current.json`` are written
-        atomically. Rewriting the same fingerprint (a refresh) therefore never touches the arrays a reader follows.
-        """
-        base = f"artifacts/{name}/{fingerprint}"
-        data = None
-        if arrays:
-            data = f"{fingerprint}-{uuid.uuid4().hex[:8]}"
-            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{data}", mode="w")
-            for k, arr in arrays.items():
-                arr = np.ascontiguousarray(arr)
-                group.create_array(k, data=arr, chunks=_chunks(arr), compressors=_ZARR_COMPRESSOR)
-        for fname, blob in (files or {}).items():
-            self._write_bytes(self._p(base, fname), blob)
-        self._write_bytes(self._p(base, "meta.json"),
-                          json.dumps({**dict(meta or {}), "_data": data}, default=_json_default).encode())
-        self._write_bytes(self._p("artifacts", name, "current.json"),
-                          json.dumps({"fingerprint": fingerprint, "created": _now()}).encode())
-        self._remove_stale_artifact_data(name, fingerprint, keep=data)
-        return self._p(base)
-
-    def _remove_stale_artifact_data(self, name: str, fingerprint: str, keep: str | None) -> None:
-        """Drop earlier array directories of ``name@fingerprint`` (no meta.json names them any more)."""
-        folder = self._p("features.zarr", "_artifacts", name)
-        try:
-            entries = self.fs.ls(folder, detail=False)
-        except FileNotFoundError:
-            return
-        for p in entries:
-            entry = p.rstrip("/").rsplit("/", 1)[-1]
-            if entry != keep and (entry == fingerprint or entry.startswith(f"{fingerprint}-")):
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.rm(p, recursive=True)
-
-    def artifact_fingerprint(self, name: str) -> str | None:
-        """Fingerprint of the current artifact ``name`` or ``None``."""
-        try:
-            return json.loads(self.fs.cat_file(self._p("artifacts", name, "current.json")))["fingerprint"]
-        except FileNotFoundError:
-            return None
-
-    def read_artifact(self, name: str, fingerprint: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``)."""
-        fp = fingerprint or self.artifact_fingerprint(name)
-        if fp is None or not self.fs.exists(self._p("artifacts", name, fp, "meta.json")):
-            raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
-        meta = json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
-        arrays: dict[str, np.ndarray] = {}
-        if "_data" not in meta:  # written before artifacts had their own data directories: arrays under <fp>
-            with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
-                group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
-                arrays = {k: a[...] for k, a in group.arrays()}
-        elif meta["_data"] is not None:  # committed arrays must exist: a missing group is an error, not "no arrays"
-            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{meta['_data']}", mode="r")
-            arrays = {k: a[...] for k, a in group.arrays()}
-        meta.pop("_data", None)
-        return arrays, meta
-
-    def artifact_file(self, name: str, fname: str, fingerprint: str | None = None) -> bytes:
-        """Raw bytes of a file stored with :meth:`write_artifact`."""
-        fp = fingerprint or self.artifact_fingerprint(name)
-        if fp is None:
-            raise KeyError(f"no artifact {name!r} in {self.url}")
-        return self.fs.cat_file(self._p("artifacts", name, fp, fname))
-
-    def copy_artifact(self, source: "Store", name: str) -> str:
-        """Commit ``source``'s current artifact ``name`` here under the same fingerprint (arrays, meta and files).
-
-        Raises:
-            KeyError: ``source`` has no artifact ``name``.
-        """
-        fp = source.artifact_fingerprint(name)
-        arrays, meta = source.read_artifact(name, fp)
-        folder = source._p("artifacts", name, fp)
-        files = {}
-        for p in source.fs.ls(folder, detail=False):
-            fname = p.rstrip("/").rsplit("/", 1)[-1]
-            if fname != "meta.json":
-                files[fname] = source.fs.cat_file(p)
-        return self.write_artifact(name, fp, arrays=arrays or None, meta=meta, files=files)
-
-    def _dataset_stage_row(self, stage: str, video_id: str) -> dict[str, Any] | None:
-        if self.artifact_fingerprint(stage) is None:
-            return None
-        arrays, meta = self.read_artifact(stage)
-        ids = meta.get("video_ids")
-        if not ids or video_id not in ids:
-            return None
-        i = ids.index(video_id)
-        return {k: v[i] for k, v in arrays.items() if v.shape[:1] == (len(ids),)}
-
-    # ------------------------------------------------------------------ packs, runs, reports
+    # ------------------------------------------------------------------ local files
     def local_dir(self, *parts: str) -> Path:
         """A local directory for files that need a real path (HDF5 packs, checkpoints, reports).
 
@@ -768,86 +877,30 @@ class Store:
             if not isinstance(part, str) or not re.match(r"^[A-Za-z0-9_.-]+$", part) or part in {".", ".."}:
                 raise ValueError(f"{part!r}: expected one path component of letters, digits, '_', '.', '-' "
                                  "(not '.' or '..')")
-        if self.local:
-            path = Path(self.path, *parts)
-        else:
-            cache = Path(os.environ.get("VIDPIPE_CACHE", Path.home() / ".cache" / "vidpipe"))
-            path = cache.joinpath(hashlib.blake2b(self.url.encode(), digest_size=6).hexdigest(), *parts)
+        path = self._local_root().joinpath(*parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def pack_path(self, fingerprint: str) -> Path:
-        """Where the tensor pack with ``fingerprint`` lives (it may not exist yet)."""
-        return self.local_dir("packs") / f"{fingerprint}.h5"
-
-    def write_pack(self, fingerprint: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> Path:
-        """Write an HDF5 tensor pack atomically: contiguous rows, LZF-compressed, chunked by sample."""
-        import h5py
-
-        final = self.pack_path(fingerprint)
-        tmp = final.with_name(f".tmp-{uuid.uuid4().hex}.h5")
-        try:
-            with h5py.File(tmp, "w") as h5:
-                for name, arr in arrays.items():
-                    arr = np.asarray(arr)
-                    if arr.dtype.kind in "OUS":
-                        h5.create_dataset(name, data=np.asarray(arr, dtype=h5py.string_dtype()))
-                        continue
-                    chunks = (1, *arr.shape[1:]) if arr.ndim > 1 and arr.shape[0] > 0 else None
-                    h5.create_dataset(name, data=arr, chunks=chunks, compression="lzf" if chunks else None)
-                h5.attrs["meta"] = json.dumps(dict(attrs), default=_json_default)
-                h5.attrs["fingerprint"] = fingerprint
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return final
-
-    def read_pack(self, fingerprint: str) -> tuple[dict[str, np.ndarray], dict]:
-        """Load a whole pack into memory: ``(arrays, meta)``."""
-        import h5py
-
-        path = self.pack_path(fingerprint)
-        if not path.exists():
-            raise KeyError(f"no tensor pack {fingerprint} in {self.url}")
-        with h5py.File(path, "r") as h5:
-            arrays = {k: (h5[k].asstr()[...] if h5[k].dtype.kind == "O" else h5[k][...]) for k in h5.keys()}
-            meta = json.loads(h5.attrs["meta"])
-        return arrays, meta
-
-    def save_run(self, run_id: str, record: Mapping[str, Any]) -> None:
-        """Record one training run (model, task, metrics, checkpoint path, fingerprints)."""
-        if not re.match(r"^[A-Za-z0-9_.-]+$", run_id):
-            raise ValueError(f"run_id={run_id!r}: expected letters, digits, '_', '.', '-'")
-        self._write_bytes(self._p("runs", f"{run_id}.json"), json.dumps(dict(record), default=_json_default).encode())
-
-    def runs(self) -> pd.DataFrame:
-        """One row per recorded training run (newest last)."""
-        folder = self._p("runs")
-        if not self.fs.exists(folder):
-            return pd.DataFrame()
-        paths = [p for p in self.fs.ls(folder, detail=False) if p.endswith(".json") and "/.tmp-" not in p]
-        rows = [json.loads(b) for b in self.fs.cat(paths, on_error="omit").values()] if paths else []
-        df = pd.DataFrame(rows)
-        return df.sort_values("created").reset_index(drop=True) if "created" in df.columns else df
-
-    def reports_dir(self) -> Path:
-        """Local folder for Markdown + PNG reports."""
-        return self.local_dir("reports")
+    def _local_root(self) -> Path:
+        """The folder :meth:`local_dir` paths lie under (not created here)."""
+        if self.local:
+            return Path(self.path)
+        cache = Path(os.environ.get("VIDPIPE_CACHE", Path.home() / ".cache" / "vidpipe"))
+        return cache / hashlib.blake2b(self.url.encode(), digest_size=6).hexdigest()
 
     def summary(self, stages: list[str] | None = None) -> dict:
         """What ``vidpipe inspect --json`` prints: per stage how many manifest videos are done, failed, pending.
 
         Only committed outputs count as done (a crash mid-write is never reported as done); outputs of videos no longer
         in the manifest are not counted. A video whose source file is missing (a failure of the pseudo-stage
-        ``"source"``, :data:`pipelines.extract.SOURCE_STAGE`) is counted once, in ``missing`` (``missing_videos``
+        :data:`features.schema.SOURCE_STAGE`) is counted once, in ``missing`` (``missing_videos``
         names up to 20), and is pending in no stage.
         """
         ids = set(self.manifest().get("video_id", pd.Series(dtype=str)))
         failures = self.failures()
         failures = failures[failures["video_id"].isin(ids)] if len(failures) else failures
-        missing = set(failures.loc[failures["stage"] == "source", "video_id"]) if len(failures) else set()
-        failures = failures[failures["stage"] != "source"] if len(failures) else failures
+        missing = set(failures.loc[failures["stage"] == SOURCE_STAGE, "video_id"]) if len(failures) else set()
+        failures = failures[failures["stage"] != SOURCE_STAGE] if len(failures) else failures
         names = list(dict.fromkeys([*(stages or []), *self.stages(), *sorted(set(failures.get("stage", [])))]))
         out: dict[str, dict[str, int]] = {}
         for stage in names:
@@ -974,14 +1027,41 @@ class Store:
         return removed
 
 
-def open_store(root: str | os.PathLike[str] | None, dataset: str, *, create: bool = False) -> Store:
+def open_store(root: str | os.PathLike[str] | None, dataset: str, *, create: bool = False,
+               read_only: bool = False) -> Store:
     """Open the store of ``dataset`` under ``root`` (``None`` → ``$VIDPIPE_ROOT`` or ``./data``).
+
+    ``read_only=True``: every method that would change the store raises :class:`StoreError` (see :data:`_WRITERS`).
 
     Raises:
         StoreError: the store does not exist (unless ``create``) or was written by a newer vidpipe.
-        ValueError: ``dataset`` is not a safe name.
+        ValueError: ``dataset`` is not a safe name, or both ``create`` and ``read_only`` were asked for.
     """
-    return Store(resolve_root(root), dataset, create=create)
+    return Store(resolve_root(root), dataset, create=create, read_only=read_only)
+
+
+#: the public methods of :class:`Store` that change the store (or take its write lock, or create its folders); a
+#: read-only store refuses them. tests/features/test_store_read_only.py calls every other public method on a
+#: read-only store and checks that nothing on disk changed, so a new writer missing here fails that test.
+_WRITERS = ("write_manifest", "write_table", "append_scrape_history", "write", "copy_entry", "drop", "consolidate",
+            "compact", "write_many", "record_failure", "write_artifact", "copy_artifact", "local_dir", "write_pack",
+            "checkpoint_dir", "save_run", "write_report", "lock", "gc")
+
+
+def _refuse_when_read_only(method: Any) -> Any:
+    """``method`` raising :class:`StoreError` on a read-only store."""
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        if self.read_only:
+            raise StoreError(f"Store.{method.__name__}: store {self.url} is open read-only (a dry run, or "
+                             "open_store(..., read_only=True)) and is not changed; open it writable to change it")
+        return method(self, *args, **kwargs)
+    return guarded
+
+
+for _name in _WRITERS:
+    setattr(Store, _name, _refuse_when_read_only(getattr(Store, _name)))
+del _name
 
 
 def _migrate(store: Store, version: Any) -> None:
@@ -993,25 +1073,9 @@ def _migrate(store: Store, version: Any) -> None:
                      f"{FORMAT_VERSION}. Re-ingest into a fresh root (vidpipe ingest --root NEW ...)")
 
 
-def _chunks(arr: np.ndarray) -> tuple[int, ...]:
-    if arr.ndim == 0:
-        return ()
-    if arr.nbytes <= _CHUNK_BYTES or arr.shape[0] <= 1:
-        return tuple(max(1, s) for s in arr.shape)
-    per_row = max(1, arr.nbytes // max(1, arr.shape[0]))
-    return (max(1, _CHUNK_BYTES // per_row), *(max(1, s) for s in arr.shape[1:]))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+def _jsonable(value: Any) -> Any:
+    """``value`` after a JSON round trip (numpy scalars and arrays, paths, dataclasses become plain values)."""
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 _TABLE_DIGEST_KEY = "vidpipe.entries_digest"
@@ -1062,12 +1126,11 @@ def _save_snapshot(path: str, files: dict[str, tuple[list[int], dict]]) -> None:
         _SNAPSHOTS[path] = ((st.st_ino, st.st_size, st.st_mtime_ns), files)
 
 
-def _entries_digest(entries: Mapping[str, IndexRecord]) -> str:
-    """What a consolidated table depends on: every (video, fingerprint, data directory, commit time)."""
+def _entries_digest(keys: Mapping[str, tuple]) -> str:
+    """What a consolidated table depends on: every video's (fingerprint, data, commit time, version)."""
     h = hashlib.blake2b(digest_size=16)
-    for vid in sorted(entries):
-        r = entries[vid]
-        h.update(json.dumps([vid, r.fingerprint, r.data, r.created, r.version]).encode() + b"\n")
+    for vid in sorted(keys):
+        h.update(json.dumps([vid, *keys[vid]]).encode() + b"\n")
     return h.hexdigest()
 
 

@@ -687,7 +687,52 @@ def extract_frames(
 def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Sequence[FrameProfile], *,
                     timeout: float, strategy: str, threads: int, fast_decode: bool = False,
                     audio_sr: int | None = None) -> tuple[dict[str, FrameResult], _Decoded]:
-    """:func:`extract_frames` and what was decoded (its ``pcm`` when ``audio_sr`` was given and honoured)."""
+    """:func:`extract_frames` and what was decoded (its ``pcm`` when ``audio_sr`` was given and honoured).
+
+    Steps: check the arguments → the instant each sample wants → scan the packet list when seeking could pay off or
+    keyframes are wanted → snap keyframe profiles to keyframes → plan the decode runs and decode → assign frames to
+    samples per profile.
+    """
+    profiles = _checked_profiles(path, info, profiles, timeout=timeout, strategy=strategy, threads=threads)
+    deadline = _Deadline(os.fspath(path), float(timeout))
+    fps = info.fps
+    bins = {p.name: _bins(p, info.duration) for p in profiles}
+    # The instant each sample wants; nan where it lies past the end (or, for keyframe profiles, has no keyframe).
+    wanted = {p.name: np.where(bins[p.name][0] < info.duration, bins[p.name][0], np.nan) for p in profiles}
+    seekable = any(tag in info.container for tag in _SEEKABLE)
+    seek_cost = _seek_cost_frames(info)
+    keyframes_only = all(p.keyframes for p in profiles)
+    warnings: list[str] = []
+    packet_times, key_times = np.zeros(0), np.zeros(0)
+    if _wants_packet_scan(profiles, wanted, info, seekable=seekable, seek_cost=seek_cost, strategy=strategy):
+        packet_times, packet_keys = _packet_scan(path, info, deadline.remaining())
+        key_times = packet_times[packet_keys]
+    window, per_target = _sample_window(packet_times, fps)
+    if any(p.keyframes for p in profiles):
+        if key_times.size == 0:
+            warnings.append("no keyframe timestamps in the packet list; keyframe profiles used the nearest frames")
+            keyframes_only = False
+        else:
+            for p in profiles:
+                if p.keyframes:
+                    wanted[p.name] = _nearest_keyframes(bins[p.name], key_times, info.duration, 0.5 / fps)
+
+    short, master = _geometry(profiles)
+    decoded = _Decoded([], [], [], 0, [])
+    targets = sorted({float(t) for p in profiles for t in wanted[p.name] if math.isfinite(t)})
+    if targets:
+        runs = _choose_runs(targets, key_times, fps, seek_cost, window, seekable=seekable, strategy=strategy,
+                            keyframes_only=keyframes_only)
+        opts = dict(short=short, master=master, window=window, per_target=per_target, threads=threads,
+                    keyframes_only=keyframes_only, fast_decode=bool(fast_decode))
+        decoded = _decode_planned(path, info, runs, targets, deadline, audio_sr, opts)
+        warnings += _decode_warnings(path, decoded)
+    return _frame_results(profiles, info, decoded, short, wanted, bins, warnings), decoded
+
+
+def _checked_profiles(path: str | os.PathLike[str], info: ProbeInfo, profiles: Sequence[FrameProfile], *,
+                      timeout: float, strategy: str, threads: int) -> list[FrameProfile]:
+    """``profiles`` as a list, after checking every argument of :func:`extract_frames` (see its Raises)."""
     if not isinstance(info, ProbeInfo):
         raise ValueError(f"info must be a ProbeInfo from features.probe.probe(), got {type(info).__name__}")
     profiles = list(profiles)
@@ -704,42 +749,45 @@ def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Seq
         raise ValueError(f"threads={threads!r}: expected an int >= 0")
     if not info.has_video:
         raise MediaError(f"{os.fspath(path)!r}: has no video stream; nothing to sample")
+    return profiles
 
-    deadline_timeout = float(timeout)
-    started = time.monotonic()
 
-    def remaining() -> float:
-        left = deadline_timeout - (time.monotonic() - started)
+@dataclass
+class _Deadline:
+    """The wall-clock budget of one video's extraction, shared by all its ffmpeg runs."""
+
+    path: str  # the video, for the error message
+    seconds: float  # the budget
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        """Seconds left; MediaError once the budget is spent."""
+        left = self.seconds - (time.monotonic() - self.started)
         if left <= 0:
             raise MediaError(
-                f"{os.fspath(path)!r}: frame extraction ran longer than the {deadline_timeout:g} s limit; the file "
+                f"{self.path!r}: frame extraction ran longer than the {self.seconds:g} s limit; the file "
                 "may be damaged or very long — raise the timeout if it is legitimately long"
             )
         return left
 
-    fps = info.fps
-    bins = {p.name: _bins(p, info.duration) for p in profiles}
-    # The instant each sample wants; nan where it lies past the end (or, for keyframe profiles, has no keyframe).
-    wanted = {p.name: np.where(bins[p.name][0] < info.duration, bins[p.name][0], np.nan) for p in profiles}
-    seekable = any(tag in info.container for tag in _SEEKABLE)
-    seek_cost = _seek_cost_frames(info)
-    need_keys = any(p.keyframes for p in profiles)
-    keyframes_only = all(p.keyframes for p in profiles)
 
+def _wants_packet_scan(profiles: Sequence[FrameProfile], wanted: dict[str, np.ndarray], info: ProbeInfo, *,
+                       seekable: bool, seek_cost: float, strategy: str) -> bool:
+    """Whether to list the packets first: keyframe profiles and variable frame rates need their timestamps, and a
+    seekable container is worth planning seeks for when forced ("seek") or when, in "auto", the optimistic saving of
+    seeking (rule 1: every gap longer than a seek skipped entirely) exceeds two seeks."""
+    if any(p.keyframes for p in profiles) or info.variable_frame_rate:
+        return True
     plain = sorted({float(t) for p in profiles if not p.keyframes for t in wanted[p.name] if math.isfinite(t)})
     gaps = np.diff([0.0, *plain])
-    # Rule 1: the optimistic saving of seeking — every gap longer than a seek skipped entirely.
-    skippable = float(np.clip(gaps * fps - seek_cost, 0, None).sum())
-    want_scan = need_keys or info.variable_frame_rate or (
-        seekable and (strategy == "seek" or (strategy == "auto" and skippable > 2 * seek_cost)))
-    warnings: list[str] = []
-    packet_times, key_times = np.zeros(0), np.zeros(0)
-    if want_scan:
-        packet_times, packet_keys = _packet_scan(path, info, remaining())
-        key_times = packet_times[packet_keys]
+    skippable = float(np.clip(gaps * info.fps - seek_cost, 0, None).sum())
+    return seekable and (strategy == "seek" or (strategy == "auto" and skippable > 2 * seek_cost))
 
-    # Window around each target: half a frame interval (+20 % for timestamp jitter), or half the longest frame
-    # interval of a variable-frame-rate stream so the nearest frame is always inside.
+
+def _sample_window(packet_times: np.ndarray, fps: float) -> tuple[float, int]:
+    """Window around each target — half a frame interval (+20 % for timestamp jitter), or half the longest frame
+    interval of a variable-frame-rate stream so the nearest frame is always inside — and the most frames one
+    window can hold."""
     window = 0.6 / fps
     per_target = 2
     if packet_times.size >= 2:
@@ -748,49 +796,53 @@ def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Seq
         if intervals.size:
             window = max(window, 0.5 * min(float(intervals.max()), 1.0) + 1e-4)
             per_target = int(math.ceil(2 * window / float(intervals.min()))) + 1
+    return window, per_target
 
-    if need_keys:
-        if key_times.size == 0:
-            warnings.append("no keyframe timestamps in the packet list; keyframe profiles used the nearest frames")
-            keyframes_only = False
-        else:
-            for p in profiles:
-                if p.keyframes:
-                    wanted[p.name] = _nearest_keyframes(bins[p.name], key_times, info.duration, 0.5 / fps)
 
-    short, master = _geometry(profiles)
-    decoded = _Decoded([], [], [], 0, [])
-    targets = sorted({float(t) for p in profiles for t in wanted[p.name] if math.isfinite(t)})
-    if targets:
-        runs = [_Run(start=0.0, end=targets[-1], targets=list(targets))]
-        if key_times.size and seekable and strategy != "sequential" and not keyframes_only:
-            # A forced "seek" plans with a free seek, so every keyframe before a target is used.
-            planned = _plan_runs(targets, key_times, fps, 0.0 if strategy == "seek" else seek_cost, window)
-            if strategy == "seek" or _runs_cost(planned, fps, seek_cost) < _RUNS_MUST_SAVE * _runs_cost(
-                    runs, fps, seek_cost):
-                runs = planned
-        opts = dict(short=short, master=master, window=window, per_target=per_target, threads=threads,
-                    keyframes_only=keyframes_only, fast_decode=bool(fast_decode))
-        if len(runs) == 1 and runs[0].start == 0:
-            decoded = _decode_sequential(path, info, runs[0].targets, timeout=remaining(), audio_sr=audio_sr, **opts)
-        elif "\n" in media_url(path) or "\r" in media_url(path):  # a name the concat script cannot hold
-            decoded = _decode_sequential(path, info, targets, timeout=remaining(), **opts)
-        else:
-            decoded = _merge([_decode_runs(path, info, runs[i:i + _RUNS_PER_PROCESS], timeout=remaining(), **opts)
-                              for i in range(0, len(runs), _RUNS_PER_PROCESS)])
-        if not decoded.times:
-            detail = "; ".join(decoded.messages) or "no decoder message"
-            raise MediaError(
-                f"{os.fspath(path)!r}: ffmpeg decoded no frame ({detail}); the video stream is damaged or empty — "
-                "re-download or re-encode the file"
-            )
-        if decoded.errors:
-            example = f" (e.g. {decoded.messages[-1]})" if decoded.messages else ""
-            warnings.append(
-                f"{decoded.errors} decoder error message(s): corrupt or truncated data; samples without a decodable "
-                f"frame are masked{example}"
-            )
+def _choose_runs(targets: list[float], key_times: np.ndarray, fps: float, seek_cost: float, window: float, *,
+                 seekable: bool, strategy: str, keyframes_only: bool) -> list[_Run]:
+    """One sequential run from the start, or keyframe-seeking runs when the container allows and they save enough
+    (always under a forced "seek", which plans with a free seek so every keyframe before a target is used)."""
+    runs = [_Run(start=0.0, end=targets[-1], targets=list(targets))]
+    if key_times.size and seekable and strategy != "sequential" and not keyframes_only:
+        planned = _plan_runs(targets, key_times, fps, 0.0 if strategy == "seek" else seek_cost, window)
+        if strategy == "seek" or _runs_cost(planned, fps, seek_cost) < _RUNS_MUST_SAVE * _runs_cost(
+                runs, fps, seek_cost):
+            runs = planned
+    return runs
 
+
+def _decode_planned(path: str | os.PathLike[str], info: ProbeInfo, runs: list[_Run], targets: list[float],
+                    deadline: _Deadline, audio_sr: int | None, opts: dict) -> _Decoded:
+    """Decode the planned runs: one sequential pass (with the audio when ``audio_sr`` is given), or keyframe runs
+    in batches of :data:`_RUNS_PER_PROCESS` per ffmpeg."""
+    if len(runs) == 1 and runs[0].start == 0:
+        return _decode_sequential(path, info, runs[0].targets, timeout=deadline.remaining(), audio_sr=audio_sr, **opts)
+    if "\n" in media_url(path) or "\r" in media_url(path):  # a name the concat script cannot hold
+        return _decode_sequential(path, info, targets, timeout=deadline.remaining(), **opts)
+    return _merge([_decode_runs(path, info, runs[i:i + _RUNS_PER_PROCESS], timeout=deadline.remaining(), **opts)
+                   for i in range(0, len(runs), _RUNS_PER_PROCESS)])
+
+
+def _decode_warnings(path: str | os.PathLike[str], decoded: _Decoded) -> list[str]:
+    """Warnings about decoder errors; MediaError when no frame was decoded at all."""
+    if not decoded.times:
+        detail = "; ".join(decoded.messages) or "no decoder message"
+        raise MediaError(
+            f"{os.fspath(path)!r}: ffmpeg decoded no frame ({detail}); the video stream is damaged or empty — "
+            "re-download or re-encode the file"
+        )
+    if not decoded.errors:
+        return []
+    example = f" (e.g. {decoded.messages[-1]})" if decoded.messages else ""
+    return [f"{decoded.errors} decoder error message(s): corrupt or truncated data; samples without a decodable "
+            f"frame are masked{example}"]
+
+
+def _frame_results(profiles: Sequence[FrameProfile], info: ProbeInfo, decoded: _Decoded, short: int,
+                   wanted: dict[str, np.ndarray], bins: dict[str, tuple], warnings: list[str]
+                   ) -> dict[str, FrameResult]:
+    """Each profile's samples from the decoded frames, with the shared warnings and a count of masked samples."""
     out: dict[str, FrameResult] = {}
     for p in profiles:
         res = _assign(p, info, decoded, short, wanted[p.name])
@@ -800,4 +852,4 @@ def _extract_frames(path: str | os.PathLike[str], info: ProbeInfo, profiles: Seq
         if missing > 0 and decoded.errors:
             notes.append(f"{missing} of {inside} samples inside the video had no decodable frame")
         out[p.name] = FrameResult(res.frames, res.valid, res.times, tuple(notes))
-    return out, decoded
+    return out

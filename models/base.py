@@ -14,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import types
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from names import TASK_TARGETS
 
 __all__ = [
     "LOSSES",
@@ -28,6 +30,7 @@ __all__ = [
     "IMAGE_KEYS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "INPUT_GEOMETRY",
     "TaskSpec",
     "VidModel",
     "bell_loss",
@@ -50,20 +53,18 @@ class TaskSpec:
     monitor: str  # validation metric (from models.metrics) that picks the best checkpoint; higher is better
 
 
-TASKS: Mapping[str, TaskSpec] = types.MappingProxyType(
-    {
-        "emotion": TaskSpec(k=2, loss="bce", targets=("valence", "arousal"), monitor="accuracy_mean"),
-        "personality": TaskSpec(
-            k=5,
-            loss="l1",
-            targets=("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness"),
-            monitor="mean_accuracy",
-        ),
-        "popularity": TaskSpec(k=1, loss="mse", targets=("popularity",), monitor="spearman"),
-        # MTAF's eq. 1 score (0.2·favourites + 0.3·comments + 0.5·shares; features.packs.mtaf_popularity)
-        "popularity_mtaf": TaskSpec(k=1, loss="mse", targets=("popularity_mtaf",), monitor="spearman"),
-    }
-)
+#: task → (default loss, monitored metric); the tasks and their target columns are :data:`names.TASK_TARGETS`
+_TASK_SCORING = {
+    "emotion": ("bce", "accuracy_mean"),
+    "personality": ("l1", "mean_accuracy"),
+    "popularity": ("mse", "spearman"),
+    # MTAF's eq. 1 score (0.2·favourites + 0.3·comments + 0.5·shares; features.packs.mtaf_popularity)
+    "popularity_mtaf": ("mse", "spearman"),
+}
+TASKS: Mapping[str, TaskSpec] = types.MappingProxyType({
+    task: TaskSpec(k=len(targets), loss=_TASK_SCORING[task][0], targets=targets, monitor=_TASK_SCORING[task][1])
+    for task, targets in TASK_TARGETS.items()
+})
 
 LOSSES: tuple[str, ...] = ("bce", "l1", "mse", "bell", "mae+mse+bell")
 _NORMS = ("layer", "batch")
@@ -74,6 +75,27 @@ IMAGE_KEYS: tuple[str, ...] = ("vision", "vision_seg")
 #: ImageNet per-channel mean and standard deviation of RGB in [0, 1] (torchvision's), for ``vision_norm="imagenet"``
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: input key → {config field: axis of the key's array (after the video axis) that gives the field's size}
+INPUT_GEOMETRY: Mapping[str, Mapping[str, int]] = types.MappingProxyType({
+    "vision_seg": {"n_segments": 0, "frames_per_segment": 1, "frame_size": 3},
+    "audio_seg": {"n_segments": 0, "n_mfcc": 2, "mfcc_frames": 3},
+    "vision": {"n_frames": 0, "frame_size": 2},
+    "audio": {"n_mfcc": 0, "mfcc_frames": 1},
+    "text": {"vocab_size": 0},
+    "graph": {"graph_dim": 0},
+    "meta": {"meta_dim": 0},
+    "egemaps": {"egemaps_dim": 0},
+    "vision_seg_emb": {"n_segments": 0, "frames_per_segment": 1, "vision_emb_dim": 2},
+    "audio_seg_emb": {"n_segments": 0, "audio_emb_dim": 1},
+    "vision_emb": {"n_frames": 0, "vision_emb_dim": 1},
+    "audio_emb": {"audio_tokens": 0, "audio_emb_dim": 1},
+    "text_emb": {"text_tokens": 0, "text_emb_dim": 1},
+})
+#: tile-size field → the geometry field it tiles (the tile must divide it)
+_TILES: Mapping[str, str] = types.MappingProxyType({"patch_size": "frame_size", "audio_chunk": "mfcc_frames"})
+#: fields a run does not choose besides the geometry: the task (a run's own column) and ``pretrained_path`` (a local
+#: path; a reloaded checkpoint drops it)
+_NOT_CHOSEN = frozenset({"task", "pretrained_path"})
 
 
 def task_spec(task: str, targets: tuple[str, ...] | list[str] | None = None) -> TaskSpec:
@@ -144,6 +166,36 @@ class ModelConfig:
     def spec(self) -> TaskSpec:
         """The task's TaskSpec, narrowed to ``targets`` when they are set."""
         return task_spec(self.task, self.targets or None)
+
+    def geometry_overrides(self, inputs: Sequence[str], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+        """Field values that make a model reading ``inputs`` match arrays of ``shapes`` (without the video axis).
+
+        Only fields this config has are set (:data:`INPUT_GEOMETRY`); e.g. ``audio`` (n_mfcc, F) sets ``n_mfcc`` and
+        ``mfcc_frames``. A tile size (``patch_size``, ``audio_chunk``) that does not divide the geometry it tiles
+        shrinks to the largest divisor below it.
+        """
+        fields = {f.name for f in dataclasses.fields(self)}
+        out: dict[str, int] = {}
+        for key in inputs:
+            for name, axis in INPUT_GEOMETRY.get(key, {}).items():
+                if name in fields and key in shapes:
+                    out[name] = int(shapes[key][axis])
+        for tile, tiled in _TILES.items():
+            size, current = out.get(tiled), getattr(self, tile, None)
+            if tile in fields and size is not None and size % current:
+                out[tile] = max(d for d in range(1, size + 1) if size % d == 0 and d <= current)
+        return out
+
+    @staticmethod
+    def geometry_fields() -> frozenset[str]:
+        """Every field :meth:`geometry_overrides` can set from the input arrays' shapes."""
+        return frozenset(name for fields in INPUT_GEOMETRY.values() for name in fields)
+
+    @staticmethod
+    def unchosen_fields(chosen: Collection[str] = ()) -> frozenset[str]:
+        """Fields that do not distinguish one trained configuration from another: the geometry the data fixes, the
+        tile sizes fitted to it (unless named in ``chosen``), the task and the local ``pretrained_path``."""
+        return ModelConfig.geometry_fields() | _NOT_CHOSEN | (frozenset(_TILES) - set(chosen))
 
 
 def build_config(cls: type[ModelConfig], overrides: Mapping[str, Any], **variant_defaults: Any) -> ModelConfig:
@@ -375,7 +427,7 @@ def example_batch(model: VidModel, batch_size: int = 3, *, seed: int = 0, target
             mask = torch.ones(b, c.n_frames, dtype=torch.bool)
         elif key == "audio":
             x = torch.randn(b, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, dtype=torch.bool)
+            mask = torch.ones(b, c.mfcc_frames, dtype=torch.bool)
         elif key.endswith("_emb"):  # cached pretrained-encoder vectors (input_kind="embeddings")
             shape = {"vision_seg_emb": lambda: (c.n_segments, c.frames_per_segment, c.vision_emb_dim),
                      "audio_seg_emb": lambda: (c.n_segments, c.audio_emb_dim),

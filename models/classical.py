@@ -10,8 +10,8 @@ Pooling (masked items count as absent; per key, in the order of ``keys``):
 * ``vision`` (N, T, 3, H, W): mean over the real frames, then a ``grid`` × ``grid`` average pool per channel
   (3·grid² features; a bare mean over frames would leave 3·H·W pixel features, far too many for these estimators);
 * ``vision_seg`` (N, S, T, 3, H, W): the same over the real segments' frames;
-* ``audio`` (N, n_mfcc, F): mean and standard deviation over time per coefficient (2·n_mfcc; the classic MFCC
-  functionals); an item without audio gives zeros;
+* ``audio`` (N, n_mfcc, F): mean and standard deviation over the real frames per coefficient (2·n_mfcc; the classic
+  MFCC functionals; a short clip's padding is not counted); an item without audio gives zeros;
 * ``audio_seg`` (N, S, 3, n_mfcc, F): mean and SD over the real segments and time per channel and coefficient;
 * ``text``, ``graph``, ``meta`` (N, D): as they are (zeros when masked).
 
@@ -75,9 +75,12 @@ def _pool_rows(key: str, x: np.ndarray, mask: np.ndarray, grid: int) -> np.ndarr
     if key == "vision_seg":  # (n, S, T, 3, H, W), mask (n, S)
         m = np.broadcast_to(mask[:, :, None], x.shape[:3])
         return _grid_pool(_masked_mean(_frames(x), m, (1, 2)), grid)
-    if key == "audio":  # (n, n_mfcc, F), mask (n,)
-        x = x.astype(np.float64) * mask[:, None, None]
-        return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)
+    if key == "audio":  # (n, n_mfcc, F), mask (n, F) per MFCC frame or (n,) per clip: statistics of the real frames
+        m = np.broadcast_to(mask[:, None] if mask.ndim == 1 else mask, (n, x.shape[2]))[:, None, :]  # (n, 1, F)
+        x = x.astype(np.float64)
+        mean = _masked_mean(x, m, (2,))
+        std = np.sqrt(_masked_mean((x - mean[:, :, None]) ** 2, m, (2,)))
+        return np.concatenate([mean, std], axis=1)
     if key == "audio_seg":  # (n, S, 3, n_mfcc, F), mask (n, S)
         x = x.astype(np.float64)
         m = np.broadcast_to(mask[:, :, None], (n, x.shape[1], x.shape[-1]))  # (n, S, F)
@@ -121,6 +124,8 @@ def pooled_features(batch_arrays: Mapping[str, Any], keys: Sequence[str] | None 
             x = np.asarray(arr[start:start + chunk])
             mask_shape = x.shape[:2] if key in ("vision", "vision_seg", "audio_seg") else x.shape[:1]
             mask = np.ones(mask_shape, dtype=bool) if mask_arr is None else np.asarray(mask_arr[start:start + chunk], dtype=bool)
+            if key == "audio" and mask.shape == (x.shape[0], x.shape[2]):  # one flag per MFCC frame (B, F)
+                mask_shape = mask.shape
             if mask.shape != mask_shape:
                 raise ValueError(f"batch_arrays[{key + '_mask'!r}] rows have shape {mask.shape[1:]}; expected {mask_shape[1:]}")
             parts.append(_pool_rows(key, x, mask, grid))

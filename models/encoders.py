@@ -44,6 +44,7 @@ __all__ = [
     "input_key",
     "load_pretrained",
     "patchify",
+    "pool_groups",
     "pool_tokens",
     "sinusoidal_encoding",
 ]
@@ -110,6 +111,28 @@ def pool_tokens(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         tokens (B, N, D), mask (B, N) → (B, 1, D), (B, 1)
     """
     return masked_mean(tokens, mask).unsqueeze(1), mask.any(dim=1, keepdim=True)
+
+
+def pool_groups(x: Tensor, mask: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """Mask-aware mean over ``groups`` contiguous runs of k = ceil(N / groups) positions (the last run may be short).
+
+    g_j = Σ_{n in run j} m_n x_n / max(1, Σ_{n in run j} m_n); run j is real when any of its positions is. groups >= N
+    returns the input unchanged; groups = 1 is :func:`pool_tokens`.
+
+    Shapes:
+        x (B, N, D), mask (B, N) → (B, ceil(N / k), D), (B, ceil(N / k))
+    """
+    if groups < 1:
+        raise ValueError(f"groups={groups}; expected >= 1")
+    b, n, d = x.shape
+    if groups >= n:
+        return x, mask
+    k = math.ceil(n / groups)
+    g = math.ceil(n / k)
+    w = F.pad(mask.to(x.dtype), (0, g * k - n)).view(b, g, k, 1)
+    total = (F.pad(x, (0, 0, 0, g * k - n)).view(b, g, k, d) * w).sum(dim=2)
+    count = w.sum(dim=2)
+    return total / count.clamp(min=1.0), count[..., 0] > 0
 
 
 def _conv(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequential:
@@ -219,8 +242,12 @@ class MfccTokenizer(nn.Module):
     chunk = F is exactly the paper's "FC over the flattened MFCC" (one token); smaller chunks keep a time axis
     (sinusoidal chunk-position encoding added). F is zero-padded up to a multiple of ``chunk``.
 
+    ``mask`` is per MFCC frame (B, F) — False on the zero padding after a short clip — or one flag per clip (B,).
+    A token is real when any of its frames is, so the tokens of a clip's padding are masked and more padding leaves
+    the real tokens, and therefore any masked consumer, unchanged.
+
     Shapes:
-        x (B, n_mfcc, F), mask (B,) → tokens (B, ceil(F/chunk), D), token mask (B, ceil(F/chunk))
+        x (B, n_mfcc, F), mask (B, F) or (B,) → tokens (B, ceil(F/chunk), D), token mask (B, ceil(F/chunk))
     """
 
     def __init__(self, *, n_mfcc: int, n_frames: int, chunk: int, dim: int) -> None:
@@ -242,7 +269,10 @@ class MfccTokenizer(nn.Module):
         tokens = self.proj(x)
         if self.pe is not None:
             tokens = tokens + self.pe.to(tokens.dtype)
-        return self.norm(tokens), mask[:, None].expand(b, self.n_tokens)
+        if mask.dim() == 1:
+            return self.norm(tokens), mask[:, None].expand(b, self.n_tokens)
+        token_mask = F.pad(mask, (0, self.pad)).view(b, self.n_tokens, self.chunk).any(dim=-1)
+        return self.norm(tokens), token_mask
 
 
 class VectorTokenizer(nn.Module):
@@ -269,25 +299,37 @@ class VectorTokenizer(nn.Module):
 
 
 class EmbeddingProjection(nn.Module):
-    """Cached encoder vectors → model tokens: z_n = LayerNorm(W x_n + b) + PE[n] (sinusoidal over the N positions).
+    """Cached encoder vectors → model tokens: z_j = LayerNorm(W x̄_j + b) + PE[j] (sinusoidal over the token positions).
 
     The small per-modality encoder of a head trained on pretrained embeddings; the frozen encoder already did the
-    heavy lifting, so one linear map to the model width is the whole front end.
+    heavy lifting, so one linear map to the model width is the whole front end. With ``groups`` < N the N vectors are
+    first mean-pooled (mask-aware) into ``groups`` contiguous runs, x̄_j (:func:`pool_groups`): a frozen encoder's
+    vectors of neighbouring frames or words are close to each other, and attention cost grows with the square of the
+    token count, so fewer, pooled tokens are what a head on cached embeddings trains fastest on. ``groups=None``
+    keeps one token per vector.
 
     Shapes:
-        x (B, N, D_in), mask (B, N) → tokens (B, N, D), token mask (B, N)
+        x (B, N, D_in), mask (B, N) → tokens (B, G, D), token mask (B, G); G = N, or ceil(N / ceil(N / groups))
     """
 
-    def __init__(self, *, in_dim: int, dim: int, n_positions: int) -> None:
+    def __init__(self, *, in_dim: int, dim: int, n_positions: int, groups: int | None = None) -> None:
         super().__init__()
         if in_dim < 1 or n_positions < 1:
             raise ValueError(f"in_dim={in_dim}, n_positions={n_positions}; expected both >= 1")
+        if groups is not None and groups < 1:
+            raise ValueError(f"groups={groups}; expected >= 1 or None")
+        self.groups = groups if groups is not None and groups < n_positions else None
+        if self.groups is not None:
+            k = math.ceil(n_positions / self.groups)
+            n_positions = math.ceil(n_positions / k)
         self.proj = nn.Linear(in_dim, dim)
         self.norm = nn.LayerNorm(dim)
         pe = sinusoidal_encoding(n_positions, dim) if n_positions > 1 else None
         self.register_buffer("pe", pe, persistent=False)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        if self.groups is not None:
+            x, mask = pool_groups(x, mask, self.groups)
         tokens = self.norm(self.proj(x))
         if self.pe is not None:
             tokens = tokens + self.pe[: x.shape[1]].to(tokens.dtype)
@@ -331,6 +373,13 @@ class ClipConfig(ModelConfig):
     audio_tokens: int = 15  # S, segments in ``audio_emb``
     text_emb_dim: int = 768  # D_t of ``text_emb`` (one vector per token)
     text_tokens: int = 64  # L, tokens in ``text_emb``
+    # Model tokens made from the cached vectors (contiguous runs, mask-aware mean; see EmbeddingProjection). Fewer
+    # tokens keep a head on embeddings cheap: attention over 100 frame + 64 word vectors costs more than the
+    # whole raw front end. vision_emb_groups=10 gives MCAT's 100 frames 10 tokens (one per ~1.5 s of a 15-s clip);
+    # text_emb_groups=1 is the transcript's mean token vector (one sentence token). >= T (or L) keeps every vector.
+    vision_emb_groups: int = 10  # tokens from the T frame vectors of ``vision_emb``
+    audio_emb_groups: int = 15  # tokens from the S segment vectors of ``audio_emb`` (15 = one per second)
+    text_emb_groups: int = 1  # tokens from the L token vectors of ``text_emb``
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -339,7 +388,8 @@ class ClipConfig(ModelConfig):
         for name in ("n_frames", "frame_size", "patch_size", "patch_dim", "n_mfcc", "mfcc_frames", "audio_chunk",
                      "vocab_size", "graph_dim", "meta_dim", "egemaps_dim", "vector_tokens", "vision_emb_dim",
                      "audio_emb_dim",
-                     "audio_tokens", "text_emb_dim", "text_tokens"):
+                     "audio_tokens", "text_emb_dim", "text_tokens", "vision_emb_groups", "audio_emb_groups",
+                     "text_emb_groups"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
         if self.frame_size % self.patch_size:
@@ -363,9 +413,11 @@ class ModalityEncoder(nn.Module):
     embeddings (:data:`EMBEDDING_KEYS`), encoded by an :class:`EmbeddingProjection`.
 
     Shapes:
-        batch[key]: vision (B, T, 3, H, W) | audio (B, n_mfcc, F) | text/graph/meta (B, V)
+        batch[key]: vision (B, T, 3, H, W) | audio (B, n_mfcc, F) (mask (B, F) per frame or (B,)) | text/graph/meta
+        (B, V)
         | vision_emb (B, T, D_v) | audio_emb (B, S, D_a) | text_emb (B, L, D_t) (masks (B, T) / (B, S) / (B, L))
-        → tokens (B, N, D), token mask (B, N); N = 1 in token_mode="pooled"
+        → tokens (B, N, D), token mask (B, N); N = 1 in token_mode="pooled"; for an embedding key N is at most its
+        ``*_emb_groups`` (EmbeddingProjection)
     """
 
     def __init__(self, key: str, cfg: ClipConfig) -> None:
@@ -376,10 +428,12 @@ class ModalityEncoder(nn.Module):
         self.input_key = input_key(key, cfg)
         self.pooled = cfg.token_mode == "pooled"
         if self.input_key != key:
-            n, width = {"vision": (cfg.n_frames, cfg.vision_emb_dim), "audio": (cfg.audio_tokens, cfg.audio_emb_dim),
-                        "text": (cfg.text_tokens, cfg.text_emb_dim)}[key]
+            n, width, groups = {
+                "vision": (cfg.n_frames, cfg.vision_emb_dim, cfg.vision_emb_groups),
+                "audio": (cfg.audio_tokens, cfg.audio_emb_dim, cfg.audio_emb_groups),
+                "text": (cfg.text_tokens, cfg.text_emb_dim, cfg.text_emb_groups)}[key]
             self.expected = (None, n, width)
-            self.net = EmbeddingProjection(in_dim=width, dim=cfg.dim, n_positions=n)
+            self.net = EmbeddingProjection(in_dim=width, dim=cfg.dim, n_positions=n, groups=groups)
         elif key == "vision":
             self.expected: tuple[int | None, ...] = (None, cfg.n_frames, 3, cfg.frame_size, cfg.frame_size)
             self.net: nn.Module = PatchEncoder(
@@ -401,14 +455,19 @@ class ModalityEncoder(nn.Module):
         x = batch[key]
         check_shape(key, x, self.expected)
         mask_shape = tuple(x.shape[:2]) if key == "vision" or key != self.key else (x.shape[0],)
+        frame_mask = key == "audio" and key == self.key  # raw MFCC: a flag per frame (B, F) or one per clip (B,)
+        allowed = [mask_shape, (x.shape[0], x.shape[2])] if frame_mask else [mask_shape]
         mask = batch.get(f"{key}_mask")
         if mask is None:
             mask = torch.ones(mask_shape, dtype=torch.bool, device=x.device)
-        elif tuple(mask.shape) != mask_shape:
-            raise ValueError(f"batch[{key + '_mask'!r}] has shape {tuple(mask.shape)}; expected {mask_shape}")
+        elif tuple(mask.shape) not in allowed:
+            raise ValueError(f"batch[{key + '_mask'!r}] has shape {tuple(mask.shape)}; expected one of {allowed}")
         mask = mask.to(device=x.device, dtype=torch.bool)
         # Masked items are zero by contract; zero them anyway so a caller's stale values cannot leak.
-        keep = mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))).to(x.dtype)
+        if frame_mask and mask.dim() == 2:
+            keep = mask[:, None, :].to(x.dtype)  # (B, 1, F): the MFCC frames of the clip, not its padding
+        else:
+            keep = mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))).to(x.dtype)
         tokens, tmask = self.net(x * keep, mask)
         if self.pooled and tokens.shape[1] > 1:
             tokens, tmask = pool_tokens(tokens, tmask)

@@ -52,11 +52,14 @@ from torch.nn import functional as F
 from models.base import VidModel
 
 __all__ = [
+    "IG_CHUNK",
     "AttributionSummary",
+    "ContributionSummary",
     "Contributions",
     "SecondProfile",
     "Trend",
     "collect_segment_attention",
+    "collect_segment_attributions",
     "fit_trend",
     "frame_attribution",
     "integrated_gradients",
@@ -67,10 +70,14 @@ __all__ = [
     "second_profile",
     "segment_attributions",
     "summarise_attributions",
+    "summarise_contributions",
+    "top_left_share",
     "van_relation",
 ]
 
 _SEG_KEYS = ("vision_seg", "audio_seg")
+#: interpolated inputs per forward/backward pass of Integrated Gradients in the collect steps (bounds their memory)
+IG_CHUNK = 64
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
@@ -329,6 +336,19 @@ def region_attribution(vision: Tensor, mask: Tensor | None = None, *, size: int 
     return out * (h * w) / (size * size)
 
 
+def top_left_share(regions: Any) -> np.ndarray:
+    """Share of each map's total attribution that falls in its top-left quadrant (rows and columns < size // 2).
+
+    Shapes:
+        regions (K, size, size) ≥ 0 (e.g. :attr:`AttributionSummary.regions`) → (K,)
+    """
+    r = np.asarray(regions, dtype=np.float64)
+    if r.ndim != 3:
+        raise ValueError(f"regions has shape {r.shape}; expected (K, size, size)")
+    half = r.shape[-1] // 2
+    return r[:, :half, :half].sum(axis=(1, 2)) / np.maximum(r.sum(axis=(1, 2)), 1e-30)
+
+
 @dataclass(frozen=True)
 class Trend:
     """A least-squares line y = intercept + slope · x (scipy.stats.linregress) over frame positions."""
@@ -449,6 +469,32 @@ def segment_attributions(model: VidModel, batch: Mapping[str, Tensor], *, target
     return per.abs() * mask, mask
 
 
+def collect_segment_attributions(model: VidModel, batches: Iterable[Mapping[str, Tensor]], *, target: int,
+                                 steps: int = 32, max_videos: int | None = None,
+                                 internal_batch_size: int | None = IG_CHUNK) -> tuple[Tensor, Tensor]:
+    """:func:`segment_attributions` over the first ``max_videos`` videos of ``batches`` (all when None), one batch at
+    a time with at most ``internal_batch_size`` interpolated inputs per forward/backward pass (bounds the memory of
+    Integrated Gradients).
+
+    Shapes:
+        batches as for :func:`segment_attributions` → magnitudes (N, S), mask (N, S), N ≤ max_videos
+    """
+    if max_videos is not None and max_videos < 1:
+        raise ValueError(f"max_videos={max_videos}; expected None or >= 1")
+    mags, masks, seen = [], [], 0
+    for batch in batches:
+        if max_videos is not None and seen >= max_videos:
+            break
+        part = batch if max_videos is None else {k: v[: max_videos - seen] for k, v in batch.items()}
+        m, mk = segment_attributions(model, part, target=target, steps=steps, internal_batch_size=internal_batch_size)
+        mags.append(m)
+        masks.append(mk)
+        seen += len(m)
+    if not mags:
+        raise ValueError("batches yielded no videos")
+    return torch.cat(mags), torch.cat(masks)
+
+
 # ------------------------------------------------------------------------------------------------------ VAN (Ch. 4)
 
 
@@ -553,3 +599,34 @@ def modality_ablation(model: VidModel, batch: Mapping[str, Tensor]) -> np.ndarra
     finally:
         model.train(was_training)
     return np.asarray(out)
+
+
+@dataclass(frozen=True)
+class ContributionSummary:
+    """VAN modality contributions over a set of videos next to the modality-ablation check."""
+
+    contributions: Contributions  # eq. 4.15–4.17 averaged over the videos
+    ablation: np.ndarray  # (M,) mean over videos of :func:`modality_ablation`, in the order of ``model.inputs``
+    n_videos: int  # videos summarised
+
+
+def summarise_contributions(model: VidModel, loader: Iterable[Mapping[str, Tensor]], *,
+                            relation: str = "attention") -> ContributionSummary:
+    """:func:`van_relation` and :func:`modality_ablation` over every batch of ``loader``: the contributions of all
+    videos together and the ablation averaged over videos (each batch's mean weighted by its size).
+
+    Shapes:
+        loader yields batches with the model's inputs → ContributionSummary(per_head (H, M), overall (M,),
+        ablation (M,))
+    """
+    rels, present, ablated, n = [], [], [], 0
+    for batch in loader:
+        r, p = van_relation(model, batch, relation=relation)
+        rels.append(r)
+        present.append(p)
+        ablated.append(modality_ablation(model, batch) * len(r))
+        n += len(r)
+    if n == 0:
+        raise ValueError("loader yielded no videos")
+    return ContributionSummary(contributions=modality_contributions(torch.cat(rels), torch.cat(present)),
+                               ablation=np.sum(ablated, axis=0) / n, n_videos=n)

@@ -13,6 +13,10 @@ self-attention is over one token — a no-op — and its co-attention query sees
 a token axis (one token per frame — or per patch —, one per chunk of ``audio_chunk`` MFCC frames, ``vector_tokens``
 learned tokens for the bag of words) and the sub-block output is a mask-aware mean over tokens.
 ``token_mode="pooled"`` restores the paper's one-token reading (audio is then exactly one FC over the flattened MFCC).
+On cached embeddings (``input_kind="embeddings"``) the 100 frame vectors are mean-pooled into ``vision_emb_groups=10``
+tokens and the transcript's token vectors into ``text_emb_groups=1`` sentence token (models.encoders.ClipConfig):
+attention over 100 + 15 + 64 embedding tokens cost more per epoch than MCAT's whole raw front end (a linear patch
+projection), which left nothing for the frozen encoder to save.
 The paper's FC(Norm(·)) sub-layers are our post-norm AttentionBlock (see models.attention).
 """
 
@@ -54,7 +58,7 @@ class MCAT(VidModel):
     """Multimodal co-attention transformer (see module docstring).
 
     Shapes:
-        batch["vision"] (B, T, 3, H, W) + "vision_mask" (B, T); batch["audio"] (B, n_mfcc, F) + "audio_mask" (B,);
+        batch["vision"] (B, T, 3, H, W) + "vision_mask" (B, T); batch["audio"] (B, n_mfcc, F) + "audio_mask" (B, F) or (B,);
         batch["text"] (B, V) + "text_mask" (B,) → logits (B, K); extras["modality_embeddings"] (B, M, D)
     """
 

@@ -15,10 +15,13 @@ Choices where the paper is vague (written down so they can be changed knowingly)
 * "Three dense layers and an attention layer" — ``dense_layers`` (default 3) dense layers after the fusion, the last
   one giving the K outputs; the per-group FC layers come before it.
 * The early trend is optional. ``trend_len`` = T_e > 0 switches the BiGRU branch on and adds ``early_trend`` (B, T_e)
-  to the model's inputs (values as the pack stores them; standardise or log-scale them there, as the paper
-  log-scales counts); ``early_trend_mask`` (B,) marks videos that have one — a video without one gets a masked key.
-  With ``trend_len = 0`` (default: most datasets have no trend) the model reads no ``early_trend`` at all, which is the
-  paper's "predict before release" setting (its Table 2).
+  to the model's inputs: the pack builds it from the dataset's scrape history (:mod:`features.trend`: ``log(1 + y)``
+  of eq. 1's score at 24, 48, 72, 96 and 120 h after posting, interpolated between repeated scrapes), so T_e = 5
+  (``vidpipe train NAME --model mtaf --task popularity_mtaf --set trend_len=5``, the paper's Table 4 setting).
+  ``early_trend_mask`` (B,) marks videos that have a series — a post scraped once, or first scraped after the
+  window, gets a masked key and the prediction comes from the other groups alone. With ``trend_len = 0`` (default:
+  most datasets have no scrape history) the model reads no ``early_trend`` at all, which is the paper's "predict
+  before release" setting (its Tables 2–3).
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from models.attention import Attention
 from models.base import build_config, check_shape
 from models.fusion import FusionConfig, FusionModel
 from models.registry import register_model
+from names import EARLY_TREND
 
 __all__ = ["MTAF", "MTAFConfig", "TREND_KEY"]
 
-TREND_KEY = "early_trend"  # batch key of the early popularity series (B, T_e)
+TREND_KEY = EARLY_TREND  # batch key of the early popularity series (B, T_e)
 
 
 @dataclass(kw_only=True)

@@ -7,10 +7,11 @@ Flow :func:`analyze_outcomes` (dissertation §3.9, the MBA-admission case study)
    all splits: the outcome question is about the people, not about the model's held-out score.
 2. Join the predictions (one column per predicted target, named after it: ``extraversion``, …) with a user-supplied
    outcome table (CSV or Parquet) on ``video_id``: a 0/1 outcome column and control columns.
-3. Run :func:`models.outcomes.outcome_analysis`: logit and probit per trait with the controls, VIF, KMO, parallel
+3. Run :func:`models.econometrics.outcome_analysis`: logit and probit per trait with the controls, VIF, KMO, parallel
    analysis and the regression on a one-factor solution.
-4. Write the tables (Parquet ``tables/outcomes-<run>-*.parquet``), a scree-plot PNG and a Markdown report in
-   ``store.reports_dir()``, and publish the coefficient table and the report as Prefect artifacts.
+4. Write the tables (Parquet ``tables/outcomes-<run>-*.parquet``), a scree-plot PNG and a Markdown report (the
+   store's reports, :meth:`features.store.Store.write_report`), and publish the coefficient table and the report as
+   Prefect artifacts.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from prefect.cache_policies import NONE
 from pydantic import Field
 
 from features.store import Store
-from pipelines._common import markdown_table, publish_markdown, publish_table, store_for
+from pipelines.flow_io import DatasetName, markdown_table, publish_markdown, publish_table, store_for
+from pipelines.train import split_loader
 
 __all__ = ["analyze_outcomes", "predict_run", "read_outcomes"]
 
@@ -56,31 +58,29 @@ def predict_run(store: Store, run_id: str, *, batch_size: int = 32) -> tuple[pd.
     """Predictions of recorded run ``run_id`` on every video of its pack: ``video_id``, ``split`` and one column per
     predicted target; and the run record."""
     from features.packs import build_pack
-    from models.base import TASKS
-    from models.data import PackLoader
     from models.engine import evaluate, load_checkpoint
 
-    runs = store.runs()
-    if not len(runs) or run_id not in set(runs.get("run_id", [])):
-        known = sorted(runs["run_id"]) if len(runs) and "run_id" in runs.columns else []
-        raise ValueError(f"run={run_id!r} is not a recorded run of {store.dataset!r}; expected one of {known[-10:]}")
-    run = runs[runs["run_id"] == run_id].iloc[-1].to_dict()
-    if not run.get("checkpoint") or not Path(run["checkpoint"]).is_file():
-        raise ValueError(f"run={run_id!r} has no checkpoint on disk ({run.get('checkpoint')!r}); retrain it")
-    model, extra = load_checkpoint(run["checkpoint"])
+    try:
+        rec = store.run(run_id)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
+    checkpoint = store.checkpoint_file(rec.checkpoint)
+    if checkpoint is None:
+        raise ValueError(f"run={run_id!r} has no checkpoint on disk ({rec.checkpoint!r}); retrain it")
+    run = rec.to_dict()
+    model, extra = load_checkpoint(checkpoint)
     pack = extra.get("pack", run["pack"])
     try:
         arrays, _ = store.read_pack(pack)
     except KeyError:  # packs are a cache: rebuild; a different fingerprint means the features changed since training
-        seed = int((run.get("train") or {}).get("seed", 0))
-        pack, _ = build_pack(store, list(model.inputs), run["task"], split_seed=seed)
+        pack, _ = build_pack(store, list(model.inputs), run["task"], split_seed=rec.split_seed)
         if pack != extra.get("pack", run["pack"]):
             warnings.warn(f"run {run_id!r} was trained on features that have changed since; predicting from the "
                           "current ones", stacklevel=2)
         arrays, _ = store.read_pack(pack)
-    keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
-    _, pred = evaluate(model, PackLoader(arrays, keys, np.arange(len(arrays["target"])), batch_size=batch_size))
-    names = TASKS[model.task].targets
+    _, loader = split_loader(model, arrays, None, batch_size=batch_size)
+    _, pred = evaluate(model, loader)
+    names = model.spec.targets
     out = pd.DataFrame(pred, columns=list(names))
     out.insert(0, "split", np.asarray(arrays["split"], dtype=str))
     out.insert(0, "video_id", np.asarray(arrays["video_id"], dtype=str))
@@ -96,9 +96,65 @@ def _fmt_coef(row: pd.Series) -> str:
     return f"{row['coef']:.3f}{row['stars']} ({row['se']:.3f})" if np.isfinite(row["coef"]) else "—"
 
 
+def _join_outcomes(preds: pd.DataFrame, table: pd.DataFrame, run_id: str) -> tuple[pd.DataFrame, list[str]]:
+    """The predictions joined with the outcome table on ``video_id`` (inner join) and the predicted trait columns.
+
+    Raises:
+        ValueError: an outcome column is named like a trait, or fewer than ``_MIN_ROWS`` rows match.
+    """
+    traits = [c for c in preds.columns if c not in ("video_id", "split")]
+    clash = [c for c in traits if c in table.columns]
+    if clash:
+        raise ValueError(f"outcomes table has column(s) {clash} named like the predicted traits; rename them")
+    data = preds.merge(table, on="video_id", how="inner")
+    unmatched = len(table) - len(data)
+    if unmatched > 0:
+        warnings.warn(f"{unmatched} of {len(table)} outcome rows have no prediction (video_id not in run "
+                      f"{run_id!r}'s data); they are left out", stacklevel=3)
+    if len(data) < _MIN_ROWS:
+        raise ValueError(f"only {len(data)} outcome rows match the run's videos; expected at least {_MIN_ROWS}")
+    return data, traits
+
+
+def _write_tables(store: Store, prefix: str, res: Any, traits: list[str], *, title: str
+                  ) -> tuple[pd.DataFrame, str]:
+    """Write the regression, factor and scree tables (``<prefix>-regressions`` / ``-factor`` / ``-scree``) and the
+    scree plot; the factor table and the plot's report name."""
+    from pipelines.plots import plot_scree
+
+    store.write_table(f"{prefix}-regressions", res.regressions)
+    factor = pd.DataFrame({"trait": traits, "vif": res.vif.to_numpy(), "msa": res.msa.to_numpy(),
+                           "loading": res.factor.loadings.to_numpy(),
+                           "communality": res.factor.communalities.to_numpy()})
+    store.write_table(f"{prefix}-factor", factor)
+    pa = res.parallel
+    scree = pd.DataFrame({"factor": np.arange(1, len(pa.observed) + 1), "observed": pa.observed,
+                          "random_mean": pa.random_mean, "random_quantile": pa.random_quantile})
+    store.write_table(f"{prefix}-scree", scree)
+    png = f"{prefix}-scree.png"
+    store.write_report(png, plot_scree(pa.observed, pa.random_mean, pa.random_quantile, title=title,
+                                       quantile=pa.quantile))
+    return factor, png
+
+
+def _wide_regressions(regs: pd.DataFrame, traits: list[str]) -> list[dict[str, Any]]:
+    """One report row per predictor (controls only, each trait, the factor): coefficient (se) and pseudo-R² per link."""
+    from models.econometrics import CONTROLS_ONLY
+
+    wide = []
+    for predictor in [CONTROLS_ONLY, *traits, "factor"]:
+        sub = regs[regs["predictor"] == predictor].set_index("link")
+        if not len(sub):
+            continue
+        wide.append({"predictor": predictor,
+                     **{f"{link} coef (se)": _fmt_coef(sub.loc[link]) for link in sub.index},
+                     **{f"{link} pseudo-R²": float(sub.loc[link, "pseudo_r2"]) for link in sub.index}})
+    return wide
+
+
 @flow(name="analyze-outcomes", validate_parameters=True)
 def analyze_outcomes(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     run_id: str,
     outcomes: str,
     outcome: str,
@@ -121,10 +177,8 @@ def analyze_outcomes(
         ``{"run_id", "n", "traits", "regressions": rows, "vif", "msa", "kmo", "n_factors", "loadings", "report",
         "tables"}``.
     """
-    from models.outcomes import CONTROLS_ONLY, outcome_analysis
-    from pipelines.report import plot_scree
+    from models.econometrics import outcome_analysis
 
-    logger = get_run_logger()
     t0 = time.perf_counter()
     store = store_for(root, dataset)
     table = read_outcomes(outcomes)
@@ -133,68 +187,35 @@ def analyze_outcomes(
     if missing:
         raise ValueError(f"outcomes table {outcomes!r} lacks column(s) {missing}; it has {list(table.columns)}")
     preds, run = _predict(root, dataset, run_id)
-    traits = [c for c in preds.columns if c not in ("video_id", "split")]
-    clash = [c for c in traits if c in table.columns]
-    if clash:
-        raise ValueError(f"outcomes table has column(s) {clash} named like the predicted traits; rename them")
-    data = preds.merge(table, on="video_id", how="inner")
-    unmatched = len(table) - len(data)
-    if unmatched > 0:
-        warnings.warn(f"{unmatched} of {len(table)} outcome rows have no prediction (video_id not in run "
-                      f"{run_id!r}'s data); they are left out", stacklevel=2)
-    if len(data) < _MIN_ROWS:
-        raise ValueError(f"only {len(data)} outcome rows match the run's videos; expected at least {_MIN_ROWS}")
+    data, traits = _join_outcomes(preds, table, run_id)
     res = outcome_analysis(data, outcome, traits, controls, n_iter=n_iter, seed=seed)
 
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in run_id)
     prefix = f"outcomes-{safe}"
-    reports = store.reports_dir()
-    regs = res.regressions
-    store.write_table(f"{prefix}-regressions", regs)
-    factor = pd.DataFrame({"trait": traits, "vif": res.vif.to_numpy(), "msa": res.msa.to_numpy(),
-                           "loading": res.factor.loadings.to_numpy(),
-                           "communality": res.factor.communalities.to_numpy()})
-    store.write_table(f"{prefix}-factor", factor)
-    pa = res.parallel
-    scree = pd.DataFrame({"factor": np.arange(1, len(pa.observed) + 1), "observed": pa.observed,
-                          "random_mean": pa.random_mean, "random_quantile": pa.random_quantile})
-    store.write_table(f"{prefix}-scree", scree)
-    png = plot_scree(reports / f"{prefix}-scree.png", pa.observed, pa.random_mean, pa.random_quantile,
-                     title=f"parallel analysis ({run['model']} traits)", quantile=pa.quantile)
-
-    wide = []
-    for predictor in [CONTROLS_ONLY, *traits, "factor"]:
-        sub = regs[regs["predictor"] == predictor].set_index("link")
-        if not len(sub):
-            continue
-        wide.append({"predictor": predictor,
-                     **{f"{link} coef (se)": _fmt_coef(sub.loc[link]) for link in sub.index},
-                     **{f"{link} pseudo-R²": float(sub.loc[link, "pseudo_r2"]) for link in sub.index}})
+    factor, png = _write_tables(store, prefix, res, traits, title=f"parallel analysis ({run['model']} traits)")
     md = "\n".join([
         f"# Predicted traits and `{outcome}` — run `{run_id}` ({run['model']}, {run['task']}) on `{dataset}`\n",
         f"{len(data)} rows; controls: {', '.join(controls) or 'none'}. Each trait enters alone with the controls "
         "(the traits are correlated); * p < 0.1, ** p < 0.05, *** p < 0.01; standard errors in parentheses; "
         "McFadden pseudo-R².\n",
-        markdown_table(wide),
-        f"\n**Factor analysis**: overall KMO = {res.kmo:.3f}; parallel analysis suggests {pa.n_factors} factor(s); "
-        f"the one-factor principal-axis solution explains {res.factor.variance_explained:.1%} of the traits' "
-        "variance.\n",
+        markdown_table(_wide_regressions(res.regressions, traits)),
+        f"\n**Factor analysis**: overall KMO = {res.kmo:.3f}; parallel analysis suggests {res.parallel.n_factors} "
+        f"factor(s); the one-factor principal-axis solution explains {res.factor.variance_explained:.1%} of the "
+        "traits' variance.\n",
         markdown_table(factor.to_dict("records")),
-        f"![scree]({png.name})\n",
+        f"![scree]({png})\n",
     ])
-    report = reports / f"{prefix}.md"
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(md)
-    tmp.replace(report)
-    publish_table(f"{dataset}-{prefix}", regs.to_dict("records"), f"logit / probit of {outcome} on predicted traits")
+    report = store.write_report(f"{prefix}.md", md)
+    publish_table(f"{dataset}-{prefix}", res.regressions.to_dict("records"),
+                  f"logit / probit of {outcome} on predicted traits")
     publish_markdown(f"{dataset}-{prefix}-report", md, f"decision support: {outcome} ~ traits of run {run_id}")
-    logger.info("analyze-outcomes %s on %s: %d rows, KMO %.3f, %d factor(s) in %.1fs", run_id, dataset, len(data),
-                res.kmo, pa.n_factors, time.perf_counter() - t0)
+    get_run_logger().info("analyze-outcomes %s on %s: %d rows, KMO %.3f, %d factor(s) in %.1fs", run_id, dataset,
+                          len(data), res.kmo, res.parallel.n_factors, time.perf_counter() - t0)
     return {
         "run_id": run_id, "n": int(len(data)), "traits": traits,
-        "regressions": json.loads(regs.to_json(orient="records")),  # plain types, NaN → null
+        "regressions": json.loads(res.regressions.to_json(orient="records")),  # plain types, NaN → null
         "vif": {k: float(v) for k, v in res.vif.items()}, "msa": {k: float(v) for k, v in res.msa.items()},
-        "kmo": res.kmo, "n_factors": pa.n_factors,
+        "kmo": res.kmo, "n_factors": res.parallel.n_factors,
         "loadings": {k: float(v) for k, v in res.factor.loadings.items()},
         "report": str(report), "tables": [f"{prefix}-regressions", f"{prefix}-factor", f"{prefix}-scree"],
     }

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.cli_ops import register as register_ops
+from pipelines.cli_maintenance import register as register_ops
 from pipelines.cli_runner import DEBUG_ENV, fail, one_line, parse_overrides, run_flow, set_debug
 
 __all__ = ["app", "main", "run_flow"]
@@ -140,14 +140,16 @@ def unpack(
 def inspect(
     dataset: str = typer.Argument(..., help="Dataset (store) name."),
     root: Optional[str] = RootOpt,
+    schema: bool = typer.Option(False, "--schema", help="Also show what each stage writes per video: arrays "
+                                "(dtype, shape) and record fields, as declared in features/schema.py."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Show what the store holds: per stage done / failed / pending / missing (no source file), and the failures.
 
-    Example: [cyan]vidpipe inspect demo --json[/cyan]
+    Examples: [cyan]vidpipe inspect demo --json[/cyan]; [cyan]vidpipe inspect demo --schema[/cyan]
     """
+    from features.schema import EMBED_STAGES, STAGE_SCHEMAS, STAGES
     from features.store import StoreError, open_store
-    from pipelines.stages import EMBED_STAGES, STAGES
 
     try:
         store = open_store(root, dataset)
@@ -157,6 +159,8 @@ def inspect(
         summary = store.summary([*STAGES, *embedded])
     except (StoreError, ValueError) as exc:
         fail(one_line(exc))
+    if schema:
+        summary["schema"] = {s: STAGE_SCHEMAS[s].to_dict() for s in summary["stages"] if s in STAGE_SCHEMAS}
     if as_json:
         print(json.dumps(summary))
         return
@@ -181,6 +185,15 @@ def inspect(
         for f in summary["failures"][:50]:
             ft.add_row(f["video_id"], f["stage"], f["error"][:200])
         console.print(ft)
+    for stage, declared in summary.get("schema", {}).items():
+        st = Table(title=f"{stage}: {declared['doc']}")
+        for col in ("array / record field", "dtype", "shape", "holds"):
+            st.add_column(col, overflow="fold")
+        for a in declared["arrays"]:
+            st.add_row(a["name"], a["dtype"], a["shape"], a["doc"] + (" (optional)" if a["optional"] else ""))
+        for f in declared["record"]:
+            st.add_row(f"record.{f['name']}", f["type"], "", f["doc"])
+        console.print(st)
 
 
 @app.command()
@@ -228,6 +241,7 @@ def extract(
     audio_model: Optional[str] = typer.Option(None, "--audio-model", help="Local waveform model directory (wav2vec 2.0, HuBERT, WavLM): stage embed_audio."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="Local text model / sentence-transformers directory or GloVe .txt: stage embed_text."),
     patch_tokens: bool = typer.Option(False, "--patch-tokens", help="embed_vision: also store each frame's patch tokens."),
+    faces: Optional[str] = typer.Option(None, "--faces", help="embed_vision: embed each frame's largest face (frames without one are masked): 'haar' (OpenCV's bundled cascade) or a local detector file (YuNet .onnx, cascade .xml)."),
     text_max_tokens: int = typer.Option(64, help="embed_text: token vectors kept per transcript."),
     embed_batch_size: int = typer.Option(32, help="embed_*: frames / segments / transcripts per forward pass."),
     embed_device: str = typer.Option("auto", help="embed_*: auto, cpu or cuda (bf16 on CUDA)."),
@@ -246,7 +260,7 @@ def extract(
             profiles=tuple(profile) if profile else None, frames_per_segment=frames_per_segment, n_frames=n_frames,
             sample_rate=sample_rate, n_mfcc=n_mfcc, audio_feature=audio_feature, clip_seconds=clip_seconds, egemaps=egemaps, asr=asr,
             asr_model_path=asr_model_path, keyframes=keyframes, fast_decode=not exact_decode,
-            vision_patch_tokens=patch_tokens, text_max_tokens=text_max_tokens, embed_batch_size=embed_batch_size,
+            vision_patch_tokens=patch_tokens, vision_faces=faces, text_max_tokens=text_max_tokens, embed_batch_size=embed_batch_size,
             embed_device=embed_device).items()
             if v is not None})
     except Exception as exc:  # pydantic.ValidationError
@@ -418,7 +432,8 @@ def demo(
                   f"{len(g['test_auc_seeds'])} link splits")
     for name, line in result.get("mechanisms", {}).items():
         console.print(f"[bold]planted mechanism, {name}:[/bold] {line}")
-    console.print(f"timings (s): {result['timings']}; total {result['seconds']:.0f}s")
+    console.print(f"timings (s): {result['timings']}; total {result['seconds']:.0f}s; CPU (s): "
+                  f"{result.get('cpu_seconds', {})}")
     console.print(f"[bold]report:[/bold] {result['report']}")
 
 

@@ -1,4 +1,4 @@
-"""How the ``vidpipe`` commands call flows and report what went wrong (shared by ``cli.py`` and ``cli_ops.py``).
+"""How the ``vidpipe`` commands call flows and report what went wrong (shared by ``cli.py`` and ``cli_maintenance.py``).
 
 A bad input prints **one line** on stderr — what is wrong and what to do — and exits with code 2; an unexpected error
 prints one line naming the exception and exits with code 1. The full traceback stays in the flow run's Prefect logs

@@ -27,7 +27,7 @@ Flow :func:`compare_models`, per selected task:
    settings (same videos, same split; stages the change does not touch are copied, not recomputed — see
    :func:`_feature_variant`). Ablations are trained the same way and reported in the same table format, plus the
    dataset each row was trained on (``tables/compare-<task>-ablations.parquet``).
-5. **Interpretability** (PNG in ``store.reports_dir()`` + a Markdown report linking them + a Prefect Markdown
+5. **Interpretability** (PNG reports via ``store.write_report`` + a Markdown report linking them + a Prefect Markdown
    artifact; the numbers as Parquet tables ``interpret-<task>-*``), on ``interpret_split`` with :mod:`models.interpret`:
    emotion — ``sec2sec-attn``'s normalised attention per second and per-second Integrated Gradients per target;
    personality — Integrated Gradients for ``mcat`` at modality, frame (with trend lines) and region (64×64) level per
@@ -43,7 +43,6 @@ import dataclasses
 import json
 import time
 import warnings
-from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Union
 
 import numpy as np
@@ -53,9 +52,11 @@ from prefect.cache_policies import NONE
 from pydantic import Field
 
 from features.fingerprint import fingerprint
+from features.schema import GRAPH_ARTIFACT, GRAPH_SONGS_ARTIFACT, VOCABULARY_ARTIFACT
 from features.store import Store
-from pipelines._common import markdown_table, publish_markdown, publish_table, store_for
-from pipelines.train import run_training
+from names import PAPER_TASKS
+from pipelines.flow_io import DatasetName, markdown_table, publish_markdown, publish_table, store_for
+from pipelines.train import each_target, load_run_model, run_training, split_loader
 
 __all__ = ["DEFAULT_MODELS", "HEADLINE_MODELS", "compare_models", "predict_test_split"]
 
@@ -81,15 +82,7 @@ DEFAULT_MODELS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
 
 #: CPU-sized widths (the demo's), applied to every model whose config has the field; ``overrides`` replace them
 _SIZE = {"dim": 32, "heads": 2, "lstm_hidden": 32, "cnn_width": 16}
-#: config fields that pipelines.train.geometry_overrides sets from the tensor pack (ignored when matching runs: the
-#: pack fingerprint already pins them)
-_PACK_FIELDS = frozenset({"n_segments", "frames_per_segment", "frame_size", "n_mfcc", "mfcc_frames", "n_frames",
-                          "vocab_size", "graph_dim", "meta_dim", "task", "pretrained_path"})
-#: tile sizes geometry_overrides shrinks to a divisor of the pack's size; compared only when the caller sets them
-_DERIVED_FIELDS = frozenset({"patch_size", "audio_chunk"})
 _CLASSICAL = ("linear", "random-forest", "svr")
-_TASKS = ("emotion", "personality", "popularity")
-_IG_CHUNK = 64  # interpolated inputs per forward/backward pass of Integrated Gradients (bounds its memory)
 _TABLE_COLUMNS = ("task", "model", "variant", "modalities", "params", "sec_per_epoch", "total_sec", "efficiency",
                   "epochs")
 
@@ -102,11 +95,13 @@ def _json(value: Any) -> Any:
 
 
 def _intended(name: str, task_name: str, overrides: Mapping[str, Any]) -> tuple[dict, tuple[str, ...]]:
-    """The config (as JSON) a model would be trained with, minus pack geometry, and the inputs it reads."""
+    """The config (as JSON) a model would be trained with, minus the fields a run does not choose (the geometry the
+    tensor pack fixes, whose fingerprint already pins it: :meth:`models.base.ModelConfig.unchosen_fields`), and the
+    inputs it reads."""
     from models.registry import create_model
 
     model = create_model(name, task=task_name, **overrides)
-    ignore = _PACK_FIELDS | (_DERIVED_FIELDS - set(overrides))
+    ignore = model.cfg.unchosen_fields(chosen=overrides)
     cfg = {k: v for k, v in _json(dataclasses.asdict(model.cfg)).items() if k not in ignore}
     return cfg, tuple(model.inputs)
 
@@ -127,24 +122,21 @@ def _settings(name: str, task_name: str, overrides: Mapping[str, Any], train: Ma
 _NO_REGULARISATION = {"weight_decay": 0.0, "hflip": 0.0}
 
 
-def _find_run(runs: pd.DataFrame, name: str, task_name: str, settings: Mapping[str, Any],
+def _find_run(store: Store, name: str, task_name: str, settings: Mapping[str, Any],
               train: Mapping[str, Any]) -> dict | None:
-    """The newest recorded run trained exactly as requested (see module docstring), or None."""
-    if not len(runs) or not {"model", "task", "pack", "train", "config"} <= set(runs.columns):
-        return None
-    same = runs[(runs["model"] == name) & (runs["task"] == task_name) & (runs["pack"] == settings["pack"])]
-    for rec in reversed(same.to_dict("records")):
-        t, config = rec.get("train"), rec.get("config")
-        # the pack fingerprint pins the profile; regularisation absent from a request or a record means none
-        engine = {**_NO_REGULARISATION, **{k: v for k, v in train.items() if k != "vision_profile"}}
-        if not isinstance(t, dict) or not isinstance(config, dict) \
-                or any(t.get(k, _NO_REGULARISATION.get(k)) != v for k, v in engine.items()):
+    """The newest recorded run trained exactly as requested (see module docstring) whose checkpoint is still there,
+    as a dict, or None."""
+    # the pack fingerprint pins the profile; regularisation absent from a request or a record means none
+    engine = {**_NO_REGULARISATION, **{k: v for k, v in train.items() if k != "vision_profile"}}
+    for rec in reversed(store.run_records()):
+        if (rec.model, rec.task, rec.pack) != (name, task_name, settings["pack"]) \
+                or any(rec.train.get(k, _NO_REGULARISATION.get(k)) != v for k, v in engine.items()):
             continue
-        recorded = _json(config)
+        recorded = _json(rec.config)
         if any(k not in recorded or recorded[k] != v for k, v in settings["config"].items()):
             continue
-        if isinstance(rec.get("checkpoint"), str) and Path(rec["checkpoint"]).is_file():
-            return rec
+        if store.checkpoint_file(rec.checkpoint) is not None:
+            return rec.to_dict()
     return None
 
 
@@ -161,7 +153,7 @@ def _train_one(root: Optional[str], dataset: str, name: str, task_name: str, ove
     store = store_for(root, dataset)
     settings = _settings(name, task_name, overrides, train, store)
     if not retrain:
-        found = _find_run(store.runs(), name, task_name, settings, train)
+        found = _find_run(store, name, task_name, settings, train)
         if found is not None:
             return {**found, "cached": True}
     run = run_training(store, name, task_name, overrides=overrides, device=device, run_id=settings["run_id"],
@@ -172,15 +164,49 @@ def _train_one(root: Optional[str], dataset: str, name: str, task_name: str, ove
 def _train_model(root: Optional[str], dataset: str, name: str, task_name: str, overrides: dict, train: dict,
                  device: str, retrain: bool, separate_targets: bool) -> dict:
     """:func:`_train_one`, or with ``separate_targets`` one run per target of the task (each reused or trained on its
-    own, each with its own best epoch) merged by :func:`pipelines.train.merge_target_runs`."""
-    from models.base import TASKS
-    from pipelines.train import merge_target_runs
-
+    own, each with its own best epoch) merged by :func:`pipelines.train.each_target`."""
     if not separate_targets:
         return _train_one(root, dataset, name, task_name, overrides, train, device, retrain)
-    runs = {t: _train_one(root, dataset, name, task_name, {**overrides, "targets": (t,)}, train, device, retrain)
-            for t in TASKS[task_name].targets}
-    return {**merge_target_runs(task_name, runs), "cached": all(r.get("cached") for r in runs.values())}
+    cached: list[bool] = []
+
+    def one_target(target: str) -> dict:
+        run = _train_one(root, dataset, name, task_name, {**overrides, "targets": (target,)}, train, device, retrain)
+        cached.append(bool(run.get("cached")))
+        return run
+
+    return {**each_target(task_name, one_target), "cached": all(cached)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """What every model of one comparison shares: where it trains and how."""
+
+    root: Optional[str]  # the store root
+    dataset: str  # the compared dataset (feature ablations train on variants of it)
+    train: dict[str, Any]  # engine settings (see :func:`_train_settings`)
+    overrides: dict[str, Any]  # config overrides for every model, over the CPU-sized defaults
+    device: str
+    retrain: bool  # never reuse a recorded run
+    separate_targets: bool  # one model per target column
+
+    def train_model(self, dataset: str, name: str, task_name: str, own: Mapping[str, Any], *,
+                    varied: Mapping[str, Any] | None = None) -> dict:
+        """Train (or reuse) ``name`` on ``dataset``: its own overrides ``own``, under the shared ones, under what an
+        ablation varies (``varied``)."""
+        config = {**own, **self.overrides, **(varied or {})}
+        return _train_model(self.root, dataset, name, task_name, _sized(name, config), self.train,
+                            self.device, self.retrain, self.separate_targets)
+
+
+def _train_settings(*, epochs: int, seed: int, lr: float, batch_size: int, weight_decay: float, hflip: float,
+                    vision_profile: str) -> dict[str, Any]:
+    """The engine settings every model shares, as recorded runs are matched against them: regularisation and the frame
+    profile only when not at their defaults, so runs recorded without them still match a request without them."""
+    train: dict[str, Any] = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size}
+    train.update({k: v for k, v in (("weight_decay", weight_decay), ("hflip", hflip)) if v})
+    if vision_profile != "uniform":
+        train["vision_profile"] = vision_profile
+    return train
 
 
 def _row(task_name: str, name: str, variant: str, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,23 +265,21 @@ def predict_test_split(store: Store, run: Mapping[str, Any], batch_size: int
     checkpoint (a reused run has no stored predictions); a run trained one model per target stacks its targets'
     checkpoints. None when a checkpoint or its tensor pack is gone."""
     from models.base import TASKS
-    from models.data import PackLoader, split_sets
-    from models.engine import evaluate, load_checkpoint
+    from models.engine import evaluate
 
     paths = run.get("checkpoints") or {None: run.get("checkpoint")}
-    if any(not isinstance(p, str) or not Path(p).is_file() for p in paths.values()):
+    if any(store.checkpoint_file(p) is None for p in paths.values()):
         return None
     targets = TASKS[run["task"]].targets
     ids, cols = None, {}
     for target, path in paths.items():
-        model, extra = load_checkpoint(path)
+        pack = run["pack"]
         try:
-            arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
+            model, arrays = load_run_model(store, path, pack)
         except KeyError:  # the pack was evicted since the run: no predictions, no interval
             return None
-        idx = split_sets(arrays["split"])["test"]
-        keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
-        _, pred = evaluate(model, PackLoader(arrays, keys, idx, batch_size=batch_size))
+        idx, loader = split_loader(model, arrays, "test", batch_size=batch_size)
+        _, pred = evaluate(model, loader)
         these = np.asarray(arrays["video_id"][...])[idx].astype(str)
         if ids is not None and not np.array_equal(ids, these):
             return None
@@ -323,40 +347,15 @@ def _add_intervals(task_name: str, rows: list[dict[str, Any]], preds: Mapping[st
 # ------------------------------------------------------------------------------------------- interpretability
 
 
-def _split_loader(run: Mapping[str, Any], store: Store, batch_size: int, split: str):
-    from models.data import PackLoader, split_sets
-    from models.engine import load_checkpoint
-
-    model, extra = load_checkpoint(run["checkpoint"])
-    arrays, _ = store.read_pack(extra.get("pack", run["pack"]))
-    keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
-    idx = split_sets(arrays["split"])[split]
-    return model, PackLoader(arrays, keys, idx, batch_size=batch_size), len(idx)
+def _open_run(store: Store, run: Mapping[str, Any], batch_size: int, split: str):
+    """The run's model from its best checkpoint and a loader over ``split`` of its tensor pack."""
+    model, arrays = load_run_model(store, run["checkpoint"], run["pack"])
+    _, loader = split_loader(model, arrays, split, batch_size=batch_size)
+    return model, loader
 
 
-def _interpret_emotion(store: Store, run: Mapping[str, Any], reports: Path, *, batch_size: int,
-                       split: str, steps: int, max_videos: int) -> tuple[str, dict]:
-    import torch
-
-    from models.base import TASKS
-    from models.interpret import collect_segment_attention, second_profile, segment_attributions
-    from pipelines.report import plot_seconds
-
-    model, loader, _ = _split_loader(run, store, batch_size, split)
-    att, mask = collect_segment_attention(model, loader)
-    profiles = {"attention": second_profile(att, mask)}
-    batches = list(loader)
-    for j, name in enumerate(TASKS["emotion"].targets):
-        mags, masks, seen = [], [], 0
-        for b in batches:
-            if seen >= max_videos:
-                break
-            part = {k: v[: max_videos - seen] for k, v in b.items()}
-            m, mk = segment_attributions(model, part, target=j, steps=steps, internal_batch_size=_IG_CHUNK)
-            mags.append(m)
-            masks.append(mk)
-            seen += len(m)
-        profiles[f"IG {name}"] = second_profile(torch.cat(mags), torch.cat(masks))
+def _profile_rows(profiles: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per source × alignment × position of :class:`models.interpret.SecondProfile` s."""
     rows = []
     for source, p in profiles.items():
         s = len(p.from_end)
@@ -365,88 +364,115 @@ def _interpret_emotion(store: Store, run: Mapping[str, Any], reports: Path, *, b
             for i in range(s):
                 rows.append({"source": source, "align": align, "position": i if align == "start" else i - s + 1,
                              "lift": float(values[i]), "videos": int(counts[i])})
-    store.write_table("interpret-emotion-seconds", pd.DataFrame(rows))
-    png = plot_seconds(reports / "compare-emotion-seconds.png", {k: p.from_end for k, p in profiles.items()},
-                       title=f"{run['model']}: normalised weight per second ({split} split)")
+    return rows
+
+
+def _interpret_emotion(store: Store, run: Mapping[str, Any], *, batch_size: int, split: str, steps: int,
+                       max_videos: int) -> tuple[str, dict]:
+    from models.interpret import collect_segment_attention, collect_segment_attributions, second_profile
+    from pipelines.plots import plot_seconds
+
+    model, loader = _open_run(store, run, batch_size, split)
+    att, mask = collect_segment_attention(model, loader)
+    profiles = {"attention": second_profile(att, mask)}
+    batches = list(loader)
+    for j, name in enumerate(model.spec.targets):  # the model's targets (a subset when trained on some of them)
+        profiles[f"IG {name}"] = second_profile(*collect_segment_attributions(model, batches, target=j, steps=steps,
+                                                                              max_videos=max_videos))
+    store.write_table("interpret-emotion-seconds", pd.DataFrame(_profile_rows(profiles)))
+    png = "compare-emotion-seconds.png"
+    store.write_report(png, plot_seconds({k: p.from_end for k, p in profiles.items()},
+                                         title=f"{run['model']}: normalised weight per second ({split} split)"))
     summary = {k: {"last_share": p.last_share, "uniform_last_share": p.uniform_last_share,
                    "last_lift": p.last_lift, "earlier_lift": p.earlier_lift} for k, p in profiles.items()}
     md = [f"**Seconds** ({run['model']}, run `{run['run_id']}`, {len(att)} {split} videos): the per-second attention "
           "softmax weights and per-second Integrated-Gradients magnitudes, each normalised per video so that 1 = "
           "uniform, aligned to the video's last second.\n",
           markdown_table([{"source": k, **v} for k, v in summary.items()]),
-          f"![seconds]({png.name})\n"]
+          f"![seconds]({png})\n"]
     return "\n".join(md), summary
 
 
-def _interpret_personality(store: Store, run: Mapping[str, Any], reports: Path, *, batch_size: int,
-                           split: str, steps: int, max_videos: int) -> tuple[str, dict]:
-    from models.interpret import summarise_attributions
-    from pipelines.report import plot_frames, plot_modality_shares, plot_regions
+def _region_table(targets: tuple[str, ...], regions: np.ndarray) -> pd.DataFrame:
+    """Long table ``trait, row, col, value`` of region maps (K, size, size)."""
+    size = regions.shape[-1]
+    rr, cc = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    return pd.DataFrame({"trait": np.repeat(np.array(targets, dtype=object), size * size),
+                         "row": np.tile(rr.ravel(), len(targets)), "col": np.tile(cc.ravel(), len(targets)),
+                         "value": regions.reshape(-1).astype(np.float64)})
 
-    model, loader, _ = _split_loader(run, store, batch_size, split)
+
+def _interpret_personality(store: Store, run: Mapping[str, Any], *, batch_size: int, split: str, steps: int,
+                           max_videos: int) -> tuple[str, dict]:
+    from models.interpret import IG_CHUNK, summarise_attributions
+    from pipelines.plots import plot_modality_shares
+
+    model, loader = _open_run(store, run, batch_size, split)
     s = summarise_attributions(model, loader, steps=steps, max_videos=max_videos, size=64,
-                               internal_batch_size=_IG_CHUNK)
+                               internal_batch_size=IG_CHUNK)
     mod_rows = [{"trait": t, "modality": m, "share": float(s.modality_share[i, j]),
                  "magnitude": float(s.modality[i, j]), "signed": float(s.modality_signed[i, j])}
                 for i, t in enumerate(s.targets) for j, m in enumerate(s.modalities)]
     store.write_table("interpret-personality-modality", pd.DataFrame(mod_rows))
     md = [f"**Integrated Gradients** ({run['model']}, run `{run['run_id']}`, {s.n_videos} {split} videos, zero "
           "baseline = missing input).\n"]
-    pngs = [plot_modality_shares(reports / "compare-personality-modality.png", s.modality_share, s.targets,
-                                 s.modalities, title="share of attribution per modality")]
+    pngs = ["compare-personality-modality.png"]
+    store.write_report(pngs[0], plot_modality_shares(s.modality_share, s.targets, s.modalities,
+                                                     title="share of attribution per modality"))
     summary: dict[str, Any] = {"modality_share": {t: dict(zip(s.modalities, map(float, s.modality_share[i])))
                                                   for i, t in enumerate(s.targets)}}
     md.append(markdown_table([{"trait": t, **{m: float(s.modality_share[i, j]) for j, m in enumerate(s.modalities)}}
                               for i, t in enumerate(s.targets)]))
     if s.frames is not None and s.regions is not None:
-        frame_rows = [{"trait": t, "frame": k, "value": float(s.frames[i, k]), "slope": tr.slope,
-                       "intercept": tr.intercept, "r": tr.r, "p": tr.p}
-                      for i, (t, tr) in enumerate(zip(s.targets, s.trends)) for k in range(s.frames.shape[1])]
-        store.write_table("interpret-personality-frames", pd.DataFrame(frame_rows))
-        size = s.regions.shape[-1]
-        rr, cc = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-        region = pd.DataFrame({"trait": np.repeat(np.array(s.targets, dtype=object), size * size),
-                               "row": np.tile(rr.ravel(), len(s.targets)), "col": np.tile(cc.ravel(), len(s.targets)),
-                               "value": s.regions.reshape(-1).astype(np.float64)})
-        store.write_table("interpret-personality-regions", region)
-        pngs.append(plot_frames(reports / "compare-personality-frames.png", s.frames,
-                                [(t.slope, t.intercept) for t in s.trends], s.targets,
-                                title="attribution per frame position (dashed: linear trend)"))
-        pngs.append(plot_regions(reports / "compare-personality-regions.png", s.regions, s.targets,
-                                 title="where in the frame attribution falls (64×64)"))
-        half = size // 2
-        quadrant = {t: float(s.regions[i, :half, :half].sum() / max(s.regions[i].sum(), 1e-30))
-                    for i, t in enumerate(s.targets)}
-        summary["top_left_share"] = quadrant
-        summary["frame_trend"] = {t: dataclasses.asdict(tr) for t, tr in zip(s.targets, s.trends)}
-        md.append(markdown_table([{"trait": t, "trend slope": tr.slope, "trend r": tr.r,
-                                   "top-left quadrant share": quadrant[t]} for t, tr in zip(s.targets, s.trends)]))
-    md += [f"![{p.stem}]({p.name})\n" for p in pngs]
+        vision_md, vision_pngs, vision_summary = _personality_vision(store, s)
+        md.append(vision_md)
+        pngs += vision_pngs
+        summary.update(vision_summary)
+    md += [f"![{p.removesuffix('.png')}]({p})\n" for p in pngs]
     return "\n".join(md), summary
 
 
-def _interpret_popularity(store: Store, run: Mapping[str, Any], reports: Path, *, batch_size: int,
-                          split: str, **_: Any) -> tuple[str, dict]:
-    from models.interpret import modality_ablation, modality_contributions, van_relation
-    from pipelines.report import plot_contributions
+def _personality_vision(store: Store, s: Any) -> tuple[str, list[str], dict[str, Any]]:
+    """Frame- and region-level attribution of an :class:`models.interpret.AttributionSummary` with vision: tables,
+    plots (their report names are returned), the per-trait trend and top-left quadrant share."""
+    from models.interpret import top_left_share
+    from pipelines.plots import plot_frames, plot_regions
 
-    model, loader, n = _split_loader(run, store, batch_size, split)
-    rels, present, ablations = [], [], []
-    for b in loader:
-        r, p = van_relation(model, b)
-        rels.append(r)
-        present.append(p)
-        ablations.append(modality_ablation(model, b) * len(r))
-    c = modality_contributions(np.concatenate(rels), np.concatenate(present))
-    ablation = np.sum(ablations, axis=0) / max(n, 1)
+    frame_rows = [{"trait": t, "frame": k, "value": float(s.frames[i, k]), "slope": tr.slope,
+                   "intercept": tr.intercept, "r": tr.r, "p": tr.p}
+                  for i, (t, tr) in enumerate(zip(s.targets, s.trends)) for k in range(s.frames.shape[1])]
+    store.write_table("interpret-personality-frames", pd.DataFrame(frame_rows))
+    store.write_table("interpret-personality-regions", _region_table(s.targets, s.regions))
+    pngs = ["compare-personality-frames.png", "compare-personality-regions.png"]
+    store.write_report(pngs[0], plot_frames(s.frames, [(t.slope, t.intercept) for t in s.trends], s.targets,
+                                            title="attribution per frame position (dashed: linear trend)"))
+    store.write_report(pngs[1], plot_regions(s.regions, s.targets,
+                                             title="where in the frame attribution falls (64×64)"))
+    quadrant = dict(zip(s.targets, map(float, top_left_share(s.regions))))
+    summary = {"top_left_share": quadrant,
+               "frame_trend": {t: dataclasses.asdict(tr) for t, tr in zip(s.targets, s.trends)}}
+    md = markdown_table([{"trait": t, "trend slope": tr.slope, "trend r": tr.r, "top-left quadrant share": quadrant[t]}
+                         for t, tr in zip(s.targets, s.trends)])
+    return md, pngs, summary
+
+
+def _interpret_popularity(store: Store, run: Mapping[str, Any], *, batch_size: int, split: str,
+                          **_: Any) -> tuple[str, dict]:
+    from models.interpret import summarise_contributions
+    from pipelines.plots import plot_contributions
+
+    model, loader = _open_run(store, run, batch_size, split)
+    got = summarise_contributions(model, loader)
+    c, ablation, n = got.contributions, got.ablation, got.n_videos
     mods = list(model.inputs)
     rows = [{"head": "overall", "modality": m, "contribution": float(c.overall[j]), "ablation": float(ablation[j])}
             for j, m in enumerate(mods)]
     rows += [{"head": str(h + 1), "modality": m, "contribution": float(c.per_head[h, j]), "ablation": None}
              for h in range(len(c.per_head)) for j, m in enumerate(mods)]
     store.write_table("interpret-popularity-contributions", pd.DataFrame(rows))
-    png = plot_contributions(reports / "compare-popularity-contributions.png", c.overall, c.per_head, mods,
-                             title=f"{run['model']}: modality contributions ({split} split)")
+    png = "compare-popularity-contributions.png"
+    store.write_report(png, plot_contributions(c.overall, c.per_head, mods,
+                                               title=f"{run['model']}: modality contributions ({split} split)"))
     summary = {"overall": dict(zip(mods, map(float, c.overall))), "ablation": dict(zip(mods, map(float, ablation))),
                "per_head": [dict(zip(mods, map(float, h))) for h in c.per_head]}
     md = [f"**Modality contributions** ({run['model']}, run `{run['run_id']}`, {n} {split} videos): c_i = Σ_j R_ij per "
@@ -454,7 +480,7 @@ def _interpret_popularity(store: Store, run: Mapping[str, Any], reports: Path, *
           "mean over heads (eq. 4.15–4.17). *ablation* = mean |Δ prediction| when the modality is masked out.\n",
           markdown_table([{"modality": m, "contribution": float(c.overall[j]), "ablation": float(ablation[j])}
                           for j, m in enumerate(mods)]),
-          f"![contributions]({png.name})\n"]
+          f"![contributions]({png})\n"]
     return "\n".join(md), summary
 
 
@@ -465,12 +491,17 @@ _INTERPRETERS = {"emotion": ("sec2sec-attn", _interpret_emotion), "personality":
 # ------------------------------------------------------------------------------------------------------- the flow
 
 
-def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, list[tuple[str, str, dict, dict]]]:
-    """task → [(model, label, config overrides, extraction overrides)] from the ``ablations`` parameter."""
-    from pipelines.extract import STAGES, ExtractConfig
+def _ablation_plan(ablations: list[dict] | None, tasks: list[str], registered: set[str]
+                   ) -> dict[str, list[tuple[str, str, dict, dict]]]:
+    """task → [(model, label, config overrides, extraction overrides)] from the ``ablations`` parameter; every model
+    must be in ``registered``."""
+    from pipelines.extract import EMBED_STAGES, STAGES, ExtractConfig
 
-    # the extraction settings that shape some stage's output (ExtractConfig.stage_params is the one list of them)
-    feature_fields = sorted({k for stage in STAGES for k in ExtractConfig().stage_params(stage)})
+    # the extraction settings that shape some stage's output (ExtractConfig.stage_params is the one list of them; an
+    # embedding stage records its encoder's digest, set by the encoder's path, and vision_faces only when set)
+    embed = {f"{s.split('_', 1)[1]}_model" for s in EMBED_STAGES} | {"vision_faces"}
+    feature_fields = sorted({k for stage in (*STAGES, *EMBED_STAGES) for k in ExtractConfig().stage_params(stage)
+                             if k in ExtractConfig.model_fields} | embed)
     plan: dict[str, list[tuple[str, str, dict, dict]]] = {t: [] for t in tasks}
     for i, spec in enumerate(ablations or []):
         if not isinstance(spec, dict) or not spec:
@@ -496,6 +527,10 @@ def _ablation_plan(ablations: list[dict] | None, tasks: list[str]) -> dict[str, 
         described = [f"{k}={v}" for k, v in spec.items()] + [f"features.{k}={v}" for k, v in features.items()]
         for t in [only] if only else tasks:
             plan[t].append((name or HEADLINE_MODELS[t], label or ",".join(described), spec, features))
+    for t, items in plan.items():
+        for name, *_ in items:
+            if name not in registered:
+                raise ValueError(f"ablation model={name!r} for task {t!r} is not registered")
     return plan
 
 
@@ -509,17 +544,22 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
     computed, and a seeded output is reused only if the extraction plan recomputes the same fingerprint from the
     source file. Graph embeddings are the base dataset's (pre-trained once; the ablation isolates the extraction).
     """
-    from pipelines.extract import STAGES, ExtractConfig, extract_features, recorded_config
+    from pipelines.extract import (EMBED_STAGES, STAGES, ExtractConfig, extract_features, recorded_config,
+                                   usable_encoders)
 
     base = store_for(root, dataset)
-    entries = {s: base.entries(s) for s in STAGES}
+    stages = (*STAGES, *EMBED_STAGES)
+    entries = {s: base.entries(s) for s in stages}
     if not any(entries.values()):
         raise ValueError(f"dataset={dataset!r}: nothing extracted yet; run `vidpipe extract {dataset}` first")
-    base_cfg = recorded_config(entries)
+    # the base's embedding stages come along (their encoders read back from its records) unless the encoder is gone
+    base_cfg, _ = usable_encoders(recorded_config(entries), [s for s in EMBED_STAGES if entries[s]], "compare")
     cfg = ExtractConfig(**{**base_cfg.model_dump(), **features})
-    if all(cfg.stage_params(s) == base_cfg.stage_params(s) for s in STAGES):
+    if all(cfg.stage_params(s) == base_cfg.stage_params(s) for s in stages):
         return dataset  # the "ablation" is the base dataset's own settings
-    key = fingerprint("feature-variant", 1, {s: cfg.stage_params(s) for s in STAGES})
+    # an embedding stage keys the variant only when its encoder is set: variants without encoders keep their names
+    key = fingerprint("feature-variant", 1, {s: cfg.stage_params(s) for s in stages
+                                             if s in STAGES or getattr(cfg, f"{s.split('_', 1)[1]}_model")})
     name = f"{dataset[:52]}--f{key[:8]}"
     variant = store_for(root, name, create=True)
     with variant.lock():
@@ -527,14 +567,14 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
         if not variant.manifest().equals(manifest):
             variant.write_manifest(manifest, base.edges(), {**base.source_info(), "variant_of": dataset,
                                                             "features": dict(features)})
-        for stage in STAGES:
+        for stage in stages:
             if cfg.stage_params(stage) != base_cfg.stage_params(stage):
                 continue
             have = variant.fingerprints(stage)
             for vid, rec in entries[stage].items():
                 if have.get(vid) != rec.fingerprint:
                     variant.copy_entry(base, stage, vid)
-        for artifact in ("vocabulary", "graph", "graph-songs"):
+        for artifact in (VOCABULARY_ARTIFACT, GRAPH_ARTIFACT, GRAPH_SONGS_ARTIFACT):
             fp = base.artifact_fingerprint(artifact)
             if fp is not None and variant.artifact_fingerprint(artifact) != fp:
                 variant.copy_artifact(base, artifact)
@@ -542,11 +582,162 @@ def _feature_variant(root: Optional[str], dataset: str, features: dict) -> str:
     return name
 
 
+def _check_models(models: Optional[Union[list[str], dict[str, list[str]]]], registered: set[str]) -> None:
+    """Refuse unknown task keys in ``models`` and model names that are not registered."""
+    if models is not None:
+        if isinstance(models, dict):
+            bad_tasks = sorted(set(models) - set(PAPER_TASKS))
+            if bad_tasks:
+                raise ValueError(f"models: unknown task key(s) {bad_tasks}; expected some of {list(PAPER_TASKS)}")
+        names = {m for ms in models.values() for m in ms} if isinstance(models, dict) else set(models)
+        unknown = sorted(names - registered)
+        if unknown:
+            raise ValueError(f"models={unknown}: not registered; expected some of {sorted(registered)}")
+
+
+def _wanted(models: Optional[Union[list[str], dict[str, list[str]]]], task_name: str) -> dict[str, Mapping[str, Any]]:
+    """Model → its own config overrides for ``task_name``: the ``models`` parameter (one list for every task, or one
+    per task) or :data:`DEFAULT_MODELS`."""
+    chosen = models.get(task_name) if isinstance(models, dict) else models
+    if chosen is None:
+        return dict(DEFAULT_MODELS[task_name])
+    return {m: DEFAULT_MODELS[task_name].get(m, {}) for m in chosen}
+
+
+def _train_task_models(req: _Request, task_name: str, wanted: Mapping[str, Mapping[str, Any]], registered: set[str]
+                       ) -> tuple[dict[str, dict], list[str]]:
+    """Train or reuse every wanted model on the task: the runs by model name, and the skipped models with why."""
+    runs: dict[str, dict] = {}
+    skipped: list[str] = []
+    for name, own in wanted.items():
+        if name not in registered:
+            skipped.append(f"{name} (not registered)")
+            continue
+        try:
+            runs[name] = req.train_model(req.dataset, name, task_name, own)
+        except ValueError as err:  # e.g. the dataset has no graph embedding or no labels for this task
+            skipped.append(f"{name} ({str(err).splitlines()[0]})")
+            get_run_logger().warning("compare %s: skipping %s: %s", task_name, name, err)
+    return runs, skipped
+
+
+def _main_rows(store: Store, task_name: str, runs: Mapping[str, dict], *, classical: bool, batch_size: int, seed: int
+               ) -> tuple[list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]], dict | None]:
+    """The task's table rows (one per run, then the floor baselines) with their bootstrap intervals; the test
+    predictions by row name; and the headline run (the task's headline model, else the first run; None without
+    runs)."""
+    rows = [_row(task_name, name, "", run) for name, run in runs.items()]
+    headline = runs.get(HEADLINE_MODELS[task_name]) or next(iter(runs.values()), None)
+    preds = {name: got for name, run in runs.items()
+             if (got := predict_test_split(store, run, batch_size)) is not None}
+    if classical and headline is not None:
+        floor, floor_preds = _floor_rows(store, task_name, headline, seed)
+        rows += floor
+        preds.update(floor_preds)
+    if headline is not None and headline["model"] in preds:
+        _add_intervals(task_name, rows, preds, _test_targets(store, headline), headline["model"], seed)
+    return rows, preds, headline
+
+
+def _table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The Markdown table's columns: the fixed ones, the metrics (and ``ci95`` / ``delta_ci95``), then ``cached``."""
+    return [*_TABLE_COLUMNS, *[k for k in (rows[0] if rows else {}) if k not in _TABLE_COLUMNS
+                               and k not in ("cached", "run_id") and not k.endswith(("_ci_low", "_ci_high"))],
+            "cached"]
+
+
+def _publish_rows(store: Store, dataset: str, name: str, rows: list[dict[str, Any]], description: str) -> None:
+    """Write ``rows`` as the store table ``name`` and publish them as a Prefect table artifact."""
+    store.write_table(name, pd.DataFrame(rows))
+    publish_table(f"{dataset}-{name}", rows, description)
+
+
+def _ablation_rows(req: _Request, store: Store, task_name: str, plan: list[tuple[str, str, dict, dict]],
+                   preds: Mapping[str, tuple[np.ndarray, np.ndarray]], headline: dict | None, skipped: list[str]
+                   ) -> list[dict[str, Any]]:
+    """Train or reuse each planned ablation of the task (on a feature variant when it sets ``features``); its table
+    rows with intervals paired with the headline's predictions. Ablations that cannot train are added to
+    ``skipped``."""
+    rows = []
+    ab_preds = {k: v for k, v in preds.items() if headline is not None and k == headline["model"]}
+    for name, label, spec, features in plan:
+        try:
+            source = _feature_variant(req.root, req.dataset, features) if features else req.dataset
+            run = req.train_model(source, name, task_name, DEFAULT_MODELS[task_name].get(name, {}), varied=spec)
+            if features:
+                run = {**run, "dataset": source}
+        except ValueError as err:
+            skipped.append(f"ablation {name} {label} ({str(err).splitlines()[0]})")
+            continue
+        rows.append({**_row(task_name, name, label, run), "dataset": run.get("dataset", req.dataset)})
+        got = predict_test_split(store_for(req.root, source), run, req.train["batch_size"])
+        if got is not None:
+            ab_preds[f"ablation:{label}"] = got
+    if rows and headline is not None:
+        _add_intervals(task_name, rows, ab_preds, _test_targets(store, headline), headline["model"],
+                       req.train["seed"], key=lambda row: f"ablation:{row['variant']}")
+    return rows
+
+
+def _interpret_section(store: Store, req: _Request, task_name: str, runs: Mapping[str, dict], *,
+                       inputs: str, split: str, steps: int, max_videos: int, batch_size: int
+                       ) -> tuple[list[str], dict | None]:
+    """The report's interpretability lines for the task and the summary (None when no analysis ran: one model per
+    target, embedding inputs, or the interpreted model not compared)."""
+    target_model, interpreter = _INTERPRETERS[task_name]
+    if req.separate_targets:
+        return [f"_No interpretability for {task_name}: the models were trained one per target._\n"], None
+    if inputs == "embeddings":
+        return [f"_No interpretability for {task_name}: the models read cached embeddings; the analyses attribute "
+                "to frames, seconds of MFCC and words._\n"], None
+    if target_model not in runs:
+        return [f"_No interpretability for {task_name}: `{target_model}` is not among the compared models._\n"], None
+    md, summary = _interpret_cached(store, task_name, runs[target_model], interpreter, split=split,
+                                    steps=steps, max_videos=max_videos, batch_size=batch_size)
+    return [f"### Interpretability ({task_name})\n", md], summary
+
+
+def _interpret_cached(store: Store, task_name: str, run: Mapping[str, Any], interpreter: Callable, *,
+                      split: str, steps: int, max_videos: int, batch_size: int) -> tuple[str, dict]:
+    """``interpreter``'s Markdown and summary for ``run``, reused when the interpreted run (its id pins its pack and
+    weights) and the analysis settings are unchanged and its plots are still among the store's reports: Integrated
+    Gradients dominate a rerun's time. An analysis the run cannot support gives a one-line note and an empty
+    summary."""
+    key = fingerprint("interpret", 1, {"task": task_name, "run": run["run_id"], "split": split, "steps": steps,
+                                       "max_videos": max_videos, "batch": batch_size})
+    if store.artifact_fingerprint(f"interpret-{task_name}") == key:
+        _, meta = store.read_artifact(f"interpret-{task_name}")
+        if set(meta.get("pngs", [])) <= set(store.report_names(f"compare-{task_name}-*.png")):
+            return meta["md"], meta["summary"]
+    before = set(store.report_names(f"compare-{task_name}-*.png"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # captum's "requires_grad" notices
+            md, summary = interpreter(store, run, batch_size=batch_size, split=split, steps=steps,
+                                      max_videos=max_videos)
+        pngs = sorted(set(store.report_names(f"compare-{task_name}-*.png")) | before)
+        store.write_artifact(f"interpret-{task_name}", key, meta={"md": md, "summary": _json(summary), "pngs": pngs})
+    except ValueError as err:
+        md, summary = f"_interpretation skipped: {err}_\n", {}
+    return md, summary
+
+
+def _report_intro(dataset: str, *, epochs: int, lr: float, batch_size: int, seed: int) -> str:
+    """The report's title and the paragraph on how every row was trained and what its columns mean."""
+    return (f"# Model comparison on `{dataset}`\n\n"
+            f"Every model trained by the same engine (`vidpipe train`) for at most {epochs} epochs "
+            f"(lr {lr}, batch {batch_size}, seed {seed}) and scored on the same test split. "
+            "*efficiency* = trainable parameters / total training seconds (eq. 3.11, in seconds). "
+            "*ci95* = 95 % bootstrap interval of the task's main metric over the test videos (1,000 resamples); "
+            "*delta_ci95* = the paired-bootstrap interval of the difference to the headline model (same resamples): "
+            "a difference whose interval contains 0 is within the noise of this test set.\n")
+
+
 @flow(name="compare", validate_parameters=True)
 def compare_models(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     root: Optional[str] = None,
-    task: Literal["emotion", "personality", "popularity", "all"] = "all",
+    task: Literal[(*PAPER_TASKS, "all")] = "all",
     models: Optional[Union[list[str], dict[str, list[str]]]] = None,
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 15,
     seed: int = 0,
@@ -603,149 +794,52 @@ def compare_models(
 
     logger = get_run_logger()
     store = store_for(root, dataset)
-    tasks = list(_TASKS) if task == "all" else [task]
+    tasks = list(PAPER_TASKS) if task == "all" else [task]
     registered = set(list_models())
-    if models is not None:
-        if isinstance(models, dict):
-            bad_tasks = sorted(set(models) - set(_TASKS))
-            if bad_tasks:
-                raise ValueError(f"models: unknown task key(s) {bad_tasks}; expected some of {list(_TASKS)}")
-        names = {m for ms in models.values() for m in ms} if isinstance(models, dict) else set(models)
-        unknown = sorted(names - registered)
-        if unknown:
-            raise ValueError(f"models={unknown}: not registered; expected some of {sorted(registered)}")
+    _check_models(models, registered)
+    plan = _ablation_plan(ablations, tasks, registered)
     if inputs == "embeddings":
         overrides = {**(overrides or {}), "input_kind": "embeddings"}
-    plan = _ablation_plan(ablations, tasks)
-    for t, items in plan.items():
-        for name, *_ in items:
-            if name not in registered:
-                raise ValueError(f"ablation model={name!r} for task {t!r} is not registered")
-    train = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size}
-    # non-default settings only, so runs recorded without them still match a request without them
-    train.update({k: v for k, v in (("weight_decay", weight_decay), ("hflip", hflip)) if v})
-    if vision_profile != "uniform":
-        train["vision_profile"] = vision_profile
-    reports = store.reports_dir()
+    req = _Request(root=root, dataset=dataset, overrides=dict(overrides or {}), device=device, retrain=retrain,
+                   separate_targets=separate_targets,
+                   train=_train_settings(epochs=epochs, seed=seed, lr=lr, batch_size=batch_size,
+                                         weight_decay=weight_decay, hflip=hflip, vision_profile=vision_profile))
     stem = "compare" if task == "all" else f"compare-{task}"
     tables: dict[str, list[dict]] = {}
     ablation_tables: dict[str, list[dict]] = {}
     interpretation: dict[str, dict] = {}
     skipped: dict[str, list[str]] = {}
-    sections = [f"# Model comparison on `{dataset}`\n",
-                f"Every model trained by the same engine (`vidpipe train`) for at most {epochs} epochs "
-                f"(lr {lr}, batch {batch_size}, seed {seed}) and scored on the same test split. "
-                "*efficiency* = trainable parameters / total training seconds (eq. 3.11, in seconds). "
-                "*ci95* = 95 % bootstrap interval of the task's main metric over the test videos (1,000 resamples); "
-                "*delta_ci95* = the paired-bootstrap interval of the difference to the headline model (same resamples): "
-                "a difference whose interval contains 0 is within the noise of this test set.\n"]
-
+    sections = [_report_intro(dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)]
     for t in tasks:
         t0 = time.perf_counter()
-        chosen = models.get(t) if isinstance(models, dict) else models  # one list for all tasks, or one per task
-        wanted = {m: (DEFAULT_MODELS[t].get(m, {})) for m in chosen} if chosen is not None else dict(DEFAULT_MODELS[t])
-        runs: dict[str, dict] = {}
-        skipped[t] = []
-        for name, own in wanted.items():
-            if name not in registered:
-                skipped[t].append(f"{name} (not registered)")
-                continue
-            try:
-                runs[name] = _train_model(root, dataset, name, t, _sized(name, {**own, **(overrides or {})}), train,
-                                          device, retrain, separate_targets)
-            except ValueError as err:  # e.g. the dataset has no graph embedding or no labels for this task
-                skipped[t].append(f"{name} ({str(err).splitlines()[0]})")
-                logger.warning("compare %s: skipping %s: %s", t, name, err)
-        rows = [_row(t, name, "", run) for name, run in runs.items()]
-        headline = runs.get(HEADLINE_MODELS[t]) or next(iter(runs.values()), None)
-        preds = {name: got for name, run in runs.items()
-                 if (got := predict_test_split(store, run, batch_size)) is not None}
-        if classical and headline is not None:
-            floor, floor_preds = _floor_rows(store, t, headline, seed)
-            rows += floor
-            preds.update(floor_preds)
-        if headline is not None and headline["model"] in preds:
-            _add_intervals(t, rows, preds, _test_targets(store, headline), headline["model"], seed)
+        runs, skipped[t] = _train_task_models(req, t, _wanted(models, t), registered)
+        rows, preds, headline = _main_rows(store, t, runs, classical=classical, batch_size=batch_size, seed=seed)
         tables[t] = rows
-        cols = [*_TABLE_COLUMNS, *[k for k in (rows[0] if rows else {}) if k not in _TABLE_COLUMNS
-                                   and k not in ("cached", "run_id") and not k.endswith(("_ci_low", "_ci_high"))],
-                "cached"]
+        cols = _table_columns(rows)
         if rows:
-            store.write_table(f"compare-{t}", pd.DataFrame(rows))
-            publish_table(f"{dataset}-compare-{t}", rows, f"model comparison on {t} ({dataset}), test split")
+            _publish_rows(store, dataset, f"compare-{t}", rows, f"model comparison on {t} ({dataset}), test split")
         sections += [f"## {t}\n", markdown_table(rows, cols) if rows else "_no model could be trained_\n"]
         if skipped[t]:
             sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
 
-        ab_rows = []
-        ab_preds = {k: v for k, v in preds.items() if headline is not None and k == headline["model"]}
-        for name, label, spec, features in plan[t]:
-            try:
-                source = _feature_variant(root, dataset, features) if features else dataset
-                run = _train_model(root, source, name, t, _sized(name, {**DEFAULT_MODELS[t].get(name, {}),
-                                                                      **(overrides or {}), **spec}),
-                                   train, device, retrain, separate_targets)
-                if features:
-                    run = {**run, "dataset": source}
-            except ValueError as err:
-                skipped[t].append(f"ablation {name} {label} ({str(err).splitlines()[0]})")
-                continue
-            ab_rows.append({**_row(t, name, label, run), "dataset": run.get("dataset", dataset)})
-            got = predict_test_split(store_for(root, source), run, batch_size)
-            if got is not None:
-                ab_preds[f"ablation:{label}"] = got
-        if ab_rows and headline is not None:
-            _add_intervals(t, ab_rows, ab_preds, _test_targets(store, headline), headline["model"], seed,
-                           key=lambda row: f"ablation:{row['variant']}")
+        ab_rows = _ablation_rows(req, store, t, plan[t], preds, headline, skipped[t])
         if ab_rows:
             ablation_tables[t] = ab_rows
-            store.write_table(f"compare-{t}-ablations", pd.DataFrame(ab_rows))
-            publish_table(f"{dataset}-compare-{t}-ablations", ab_rows, f"ablations on {t} ({dataset}), test split")
+            _publish_rows(store, dataset, f"compare-{t}-ablations", ab_rows, f"ablations on {t} ({dataset}), test split")
             ab_cols = [*cols[:-1], "dataset", cols[-1]] if any(r["dataset"] != dataset for r in ab_rows) else cols
             sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, ab_cols)]
 
-        target_model, interpreter = _INTERPRETERS[t]
-        if interpret and separate_targets:
-            sections.append(f"_No interpretability for {t}: the models were trained one per target._\n")
-        elif interpret and inputs == "embeddings":
-            sections.append(f"_No interpretability for {t}: the models read cached embeddings; the analyses attribute "
-                            "to frames, seconds of MFCC and words._\n")
-        elif interpret and target_model in runs:
-            # Integrated Gradients dominate a rerun's time: reuse the analysis when the interpreted run (its id pins
-            # its pack and weights) and the analysis settings are unchanged, and its plots are still on disk.
-            key = fingerprint("interpret", 1, {"task": t, "run": runs[target_model]["run_id"], "split": interpret_split,
-                                               "steps": ig_steps, "max_videos": max_videos, "batch": batch_size})
-            cached = None
-            if store.artifact_fingerprint(f"interpret-{t}") == key:
-                _, meta = store.read_artifact(f"interpret-{t}")
-                if all((reports / png).is_file() for png in meta.get("pngs", [])):
-                    cached = meta
-            if cached is not None:
-                md, summary = cached["md"], cached["summary"]
-            else:
-                before = {p.name for p in reports.glob(f"compare-{t}-*.png")}
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)  # captum's "requires_grad" notices
-                        md, summary = interpreter(store, runs[target_model], reports, batch_size=batch_size,
-                                                  split=interpret_split, steps=ig_steps, max_videos=max_videos)
-                    pngs = sorted({p.name for p in reports.glob(f"compare-{t}-*.png")} | before)
-                    store.write_artifact(f"interpret-{t}", key, meta={"md": md, "summary": _json(summary),
-                                                                      "pngs": pngs})
-                except ValueError as err:
-                    md, summary = f"_interpretation skipped: {err}_\n", {}
-            interpretation[t] = summary
-            sections += [f"### Interpretability ({t})\n", md]
-        elif interpret:
-            sections.append(f"_No interpretability for {t}: `{target_model}` is not among the compared models._\n")
+        if interpret:
+            md, summary = _interpret_section(store, req, t, runs, inputs=inputs, split=interpret_split,
+                                             steps=ig_steps, max_videos=max_videos, batch_size=batch_size)
+            sections += md
+            if summary is not None:
+                interpretation[t] = summary
         logger.info("compare %s on %s: %d models, %d ablations in %.1fs", t, dataset, len(runs), len(ab_rows),
                     time.perf_counter() - t0)
 
-    report = reports / f"{stem}.md"
     text = "\n".join(sections)
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(report)
+    report = store.write_report(f"{stem}.md", text)
     publish_markdown(f"{dataset}-{stem}-report", text, f"model comparison and interpretability on {dataset}")
     return {"tables": tables, "ablations": ablation_tables, "interpretation": interpretation, "report": str(report),
             "skipped": skipped}

@@ -21,11 +21,9 @@ Rank 0 prints the run summary as one JSON line (the last line of its stdout); th
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import sys
-import uuid
 from typing import Any, List, Optional
 
 import torch
@@ -65,8 +63,8 @@ def train_ddp(dataset: str, model: str, task: str, *, root: Optional[str] = None
     """
     from features.packs import build_pack
     from models.registry import create_model
-    from pipelines._common import store_for
-    from pipelines.train import run_training
+    from pipelines.flow_io import store_for
+    from pipelines.train import new_run_id, run_training
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ValueError("RANK/WORLD_SIZE are not set: start this with torchrun "
@@ -78,8 +76,7 @@ def train_ddp(dataset: str, model: str, task: str, *, root: Optional[str] = None
     dist.init_process_group(backend="nccl" if dev.startswith("cuda") else "gloo")
     try:
         rank = dist.get_rank()
-        name = [run_id or f"{model}-{task}-ddp-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-"
-                          f"{uuid.uuid4().hex[:6]}"]
+        name = [run_id or new_run_id(model, task, "ddp")]
         dist.broadcast_object_list(name, src=0)  # one run name for every rank (rank 0's)
         store = store_for(root, dataset)
         if local_rank == 0:  # one pack build per machine; run_training below then finds and reuses it

@@ -9,9 +9,10 @@ Plan → run → report:
    whose source file is missing (a partial download) is not planned at all: it gets one failure record of the
    pseudo-stage :data:`SOURCE_STAGE` (written once, cleared when the file is back) and no per-stage record or work.
 2. **Run**: videos go to Prefect tasks in batches (``batch_size`` videos per task, to keep Prefect's per-task overhead
-   small), ``workers`` at a time. Inside a batch each video runs its stages in order, sharing the probe result and
-   the decoded PCM; each (stage, video) is committed to the store on its own and any exception becomes a recorded
-   failure, so one bad video never fails the run.
+   small), ``workers`` at a time. Inside a batch each video goes through the pure per-video function
+   :func:`features.extract_video.iter_extract_video` (its stages in order, sharing the probe result and the decoded
+   PCM, each output checked against :mod:`features.schema`); each (stage, video) is committed to the store on its own
+   and any exception becomes a recorded failure, so one bad video never fails the run.
 3. The ``text`` stage then builds the vocabulary on the training split's transcripts (a fingerprinted artifact) and
    writes a bag-of-words vector per video. Videos removed from the manifest have their outputs dropped.
 
@@ -29,12 +30,11 @@ stage (and what depends on it) is recomputed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
 import time
-import traceback
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Sequence
@@ -45,85 +45,24 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from features.extract_video import (PER_VIDEO_STAGES, ExtractConfig, StageFailure, StageOutput, checked_output,
+                                    describe_error, iter_extract_video, require_opensmile)
 from features.fingerprint import DigestCache, fingerprint, fingerprinter
+from features.metadata import MANIFEST_COLUMNS
+from features.schema import EMBED_STAGES, SOURCE_STAGE, STAGES, VOCABULARY_ARTIFACT, schema
 from features.store import IndexRecord, Store, StoreError
-from pipelines._common import markdown_table, progress, publish_markdown, publish_table, store_for
-from pipelines.stages import EMBED_STAGES, SOURCE_STAGE, STAGES
+from pipelines.flow_io import DatasetName, markdown_table, progress, publish_markdown, publish_table, store_for
 
 __all__ = ["extract_features", "ExtractConfig", "STAGES", "STAGE_VERSIONS", "plan_fingerprints", "plan_extraction",
-           "recorded_config", "SOURCE_STAGE", "EMBED_STAGES", "nothing_to_extract"]
+           "extract_items", "plan_embed_text", "recorded_config", "usable_encoders", "SOURCE_STAGE", "EMBED_STAGES",
+           "nothing_to_extract"]
 
 #: code version of each stage's output — bump when the output changes for the same inputs
-STAGE_VERSIONS = {"probe": 1, "frames": 1, "audio": 2, "transcripts": 1, "metadata": 2, "text": 2, "vocabulary": 2,
+STAGE_VERSIONS = {"probe": 1, "frames": 1, "audio": 3, "transcripts": 1, "metadata": 2, "text": 2, "vocabulary": 2,
                   "embed_vision": 1, "embed_audio": 1, "embed_text": 1}
-# run inside the per-video batch; "text" needs the vocabulary first, "embed_text" reads the committed transcripts
-_PER_VIDEO = (*STAGES[:-1], "embed_vision", "embed_audio")
-
-
-class ExtractConfig(BaseModel):
-    """Parameters of the extraction stages (validated; every field changes the output of the stages named)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    profiles: tuple[Literal["per_second", "uniform", "uniform_224"], ...] = ("per_second", "uniform")  # frames
-    n_segments: Annotated[int, Field(ge=1, le=600)] = 15  # frames/audio: 1-second segments kept (Sec2Sec: 15)
-    frames_per_segment: Annotated[int, Field(ge=1, le=30)] = 1  # frames: m frames per 1-s segment
-    n_frames: Annotated[int, Field(ge=1, le=1000)] = 100  # frames: N uniform frames (MCAT: 100)
-    keyframes: bool = False  # frames: take samples from the nearest keyframe (fast, approximate timestamps)
-    fast_decode: bool = True  # frames: skip the video decoder's deblocking filter (features.video.extract_frames)
-    sample_rate: Literal[16000, 44100] = 16000  # audio: PCM rate
-    n_mfcc: Annotated[int, Field(ge=4, le=128)] = 20  # audio: MFCC coefficients
-    audio_feature: Literal["mfcc", "logmel"] = "mfcc"  # audio: per-segment feature
-    clip_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0  # audio: seconds the whole-clip MFCC matrix covers
-    clip_frames: Optional[Annotated[int, Field(ge=8, le=60_000)]] = None  # audio: exact F of that matrix (overrides
-    #   clip_seconds); None: clip_seconds at the 10 ms hop, e.g. 1,500 frames for the papers' 15-s clips
-    egemaps: bool = False  # audio: also the 88 eGeMAPS functionals of the clip (paper 004; needs opensmile)
-    asr: Literal["pocketsphinx", "whisper", "none"] = "pocketsphinx"  # transcripts: when the dataset has none
-    asr_model_path: Optional[str] = None  # transcripts: local weights for the whisper backend
-    min_token_count: Annotated[int, Field(ge=1)] = 1  # text: keep words seen this often in training transcripts
-    max_vocab: Optional[Annotated[int, Field(ge=1)]] = 5000  # text: vocabulary size cap
-    timeout: Annotated[float, Field(gt=0, le=86_400)] = 300.0  # seconds allowed per decode call
-    max_pixels: Annotated[int, Field(ge=64 * 64)] = 8192 * 8192  # probe: refuse larger frames (bomb guard)
-    vision_model: Optional[str] = None  # embed_vision: local Hugging Face image model directory (CLIP, ViT, DINOv2…)
-    audio_model: Optional[str] = None  # embed_audio: local waveform model directory (wav2vec 2.0, HuBERT, WavLM…)
-    text_model: Optional[str] = None  # embed_text: local text model / sentence-transformers directory or GloVe file
-    vision_patch_tokens: bool = False  # embed_vision: also store each frame's patch tokens (float16)
-    text_max_tokens: Annotated[int, Field(ge=1, le=4096)] = 64  # embed_text: L, token vectors kept per transcript
-    embed_batch_size: Annotated[int, Field(ge=1, le=4096)] = 32  # embed_*: items per forward pass (same output)
-    embed_device: Literal["auto", "cpu", "cuda"] = "auto"  # embed_*: where encoders run (bf16 autocast on CUDA)
-
-    def stage_params(self, stage: str) -> dict[str, Any]:
-        """The parameters that change ``stage``'s output (and only those: others must not invalidate it)."""
-        p = self.model_dump()
-        keys = {
-            "probe": ["max_pixels"],
-            "frames": ["profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "fast_decode"],
-            "audio": ["sample_rate", "n_mfcc", "audio_feature", "clip_seconds", "clip_frames", "n_segments",
-                      "egemaps"],
-            "transcripts": ["asr", "asr_model_path"],
-            "metadata": [],
-            "text": ["min_token_count", "max_vocab"],
-            "embed_vision": ["profiles", "n_segments", "frames_per_segment", "n_frames", "keyframes", "fast_decode",
-                             "vision_patch_tokens"],
-            "embed_audio": ["sample_rate", "n_segments"],
-            "embed_text": ["n_segments", "text_max_tokens"],
-        }[stage]
-        out = {k: p[k] for k in keys}
-        if stage in EMBED_STAGES:
-            # the checkpoint's content (weights, config, preprocessing, vocabulary), not its path
-            kind = stage.split("_", 1)[1]
-            path = p[f"{kind}_model"]
-            out[f"{kind}_weights"] = None if path is None else _encoder_digest(path, f"{kind}_model")
-        return out
-
-
-def _encoder_digest(path: str, arg: str) -> str:
-    from features.embed import encoder_digest
-
-    return encoder_digest(path, arg=arg)
 
 
 # ---------------------------------------------------------------------------------------------------- planning
@@ -131,12 +70,14 @@ def recorded_config(entries_by_stage: Mapping[str, Mapping[str, IndexRecord]]) -
     """The extraction parameters the store's outputs were computed with (most common per stage), else defaults.
 
     Each index record keeps the parameters that change its stage's output, so together they rebuild the
-    :class:`ExtractConfig` of the last extraction; fields no stage records (``timeout``) keep their defaults.
+    :class:`ExtractConfig` of the last extraction; fields no stage records (``timeout``) keep their defaults. An
+    ``embed_*`` stage also gives its encoder's path (``vision_model`` …, from its records' ``model``), so the
+    checkpoint's current weights can be compared with those its outputs were computed from.
     ``entries_by_stage``: stage → :meth:`Store.entries` (used by ``refresh`` and by ``compare``'s feature ablations).
     """
     fields = set(ExtractConfig.model_fields)
     merged: dict[str, Any] = {}
-    for stage in STAGES:
+    for stage in (*STAGES, *EMBED_STAGES):
         entries = entries_by_stage.get(stage)
         if not entries:
             continue
@@ -144,20 +85,16 @@ def recorded_config(entries_by_stage: Mapping[str, Mapping[str, IndexRecord]]) -
         for k, v in json.loads(common[0][0]).items():
             if k in fields:
                 merged.setdefault(k, v)
+        if stage in EMBED_STAGES:
+            models = Counter(r.record.get("model") for r in entries.values() if r.record.get("model"))
+            if models:
+                merged.setdefault(f"{stage.split('_', 1)[1]}_model", models.most_common(1)[0][0])
     return ExtractConfig(**merged)
-
-
-#: the TikTok adapter's uploader counts (manifest columns), log-scaled into the metadata record as ``log_<column>``
-_UPLOADER_COLUMNS = ("author_followers", "author_following", "author_hearts", "author_videos")
 
 
 def _row_digest(row: dict, columns: Sequence[str]) -> str:
     return fingerprint("row", 1, {c: (None if pd.isna(row.get(c)) else row.get(c)) for c in columns
                                   if not isinstance(row.get(c), (list, dict, np.ndarray))})
-
-
-_META_COLUMNS = ("create_time", "desc", "duration_meta", "song_id", *_UPLOADER_COLUMNS, "author_verified",
-                 "hashtag_count", "caption_length")
 
 
 @functools.lru_cache(maxsize=256)
@@ -187,7 +124,7 @@ def plan_fingerprints(row: dict, content_digest: str, cfg: ExtractConfig) -> dic
             [fingerprint("text", 0, text)])
     else:
         fps["transcripts"] = _keyer("transcripts", STAGE_VERSIONS["transcripts"], cfg)([fps["probe"]])
-    fps["metadata"] = _keyer("metadata", STAGE_VERSIONS["metadata"])([fps["probe"], _row_digest(row, _META_COLUMNS)])
+    fps["metadata"] = _keyer("metadata", STAGE_VERSIONS["metadata"])([fps["probe"], _row_digest(row, MANIFEST_COLUMNS)])
     for stage, model in (("embed_vision", cfg.vision_model), ("embed_audio", cfg.audio_model)):
         if model is not None:
             fps[stage] = _embed_keyer(stage, cfg)([fps["probe"]])
@@ -212,7 +149,7 @@ def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, st
     Videos whose source file is missing or unreadable are left out of all three (:func:`extract_features` records
     them as missing sources).
     """
-    wanted = [s for s in _PER_VIDEO if s in stages]
+    wanted = [s for s in PER_VIDEO_STAGES if s in stages]
     digests = DigestCache(store.read_table("digests", missing_ok=True).to_dict("records"))
     have = {s: store.fingerprints(s) for s in wanted}
     counts = {s: {"skipped": 0, "failed": 0} for s in wanted}
@@ -239,7 +176,7 @@ def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, st
             todo.append(stage)
         if todo:
             items.append({"row": row, "todo": todo, "fps": fps})
-    if digests.hashed:
+    if digests.hashed and not store.read_only:  # a dry run keeps the memo in memory only
         store.write_table("digests", pd.DataFrame(digests.to_records(),
                                                   columns=["path", "size", "mtime_ns", "inode", "digest"]))
     return items, counts, digests.hashed
@@ -292,248 +229,36 @@ def _record_missing_sources(store: Store, manifest: pd.DataFrame, *, prune: bool
 
 
 # ---------------------------------------------------------------------------------------------------- per video
-def _profiles(cfg: ExtractConfig) -> list:
-    from features.video import PER_SECOND, UNIFORM, UNIFORM_224
-
-    base = {"per_second": PER_SECOND, "uniform": UNIFORM, "uniform_224": UNIFORM_224}
-    out = []
-    for name in cfg.profiles:
-        prof = base[name]
-        if name == "per_second":
-            prof = dataclasses.replace(prof, n_segments=cfg.n_segments, frames_per_segment=cfg.frames_per_segment,
-                                       keyframes=cfg.keyframes)
-        elif name == "uniform":
-            prof = dataclasses.replace(prof, n_frames=cfg.n_frames, keyframes=cfg.keyframes)
-        else:
-            prof = dataclasses.replace(prof, keyframes=cfg.keyframes)
-        out.append(prof)
-    return out
+def _commit(store: Store, stage: str, vid: str, fp: str, result: StageOutput | StageFailure,
+            cfg: ExtractConfig) -> str:
+    """Commit one stage's output (or record its failure) for one video; returns "done" or "failed"."""
+    if isinstance(result, StageFailure):
+        store.record_failure(stage, vid, result.error, fingerprint=fp)
+        return "failed"
+    store.write(stage, vid, fp, version=STAGE_VERSIONS[stage], arrays=result.arrays, record=result.record,
+                params=cfg.stage_params(stage), seconds=result.seconds)
+    return "done"
 
 
-def _require_opensmile() -> None:
-    """Refuse ``egemaps=True`` before any work when openSMILE is missing (instead of one failure per video)."""
-    try:
-        import opensmile  # noqa: F401
-    except ImportError:
-        raise ValueError("egemaps=True: the eGeMAPS functionals need the optional 'opensmile' package; install it "
-                         "with pip install opensmile (or pip install 'vidpipe[egemaps]'), or leave --egemaps off") from None
+def extract_items(store: Store, items: Sequence[dict], cfg: ExtractConfig) -> dict[str, dict[str, int]]:
+    """Run and commit the planned per-video stages of ``items`` (``{"row", "todo", "fps"}`` each, from
+    :func:`plan_extraction`) one video after the other; returns per-stage ``{"done", "failed"}`` counts.
 
-
-def _audio_params(cfg: ExtractConfig):
-    """The :class:`features.audio.AudioParams` of ``cfg``; the clip matrix spans ``clip_seconds`` unless
-    ``clip_frames`` fixes its F."""
-    from features.audio import AudioParams, clip_frames_for
-
-    base = AudioParams(sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_segments=cfg.n_segments, feature=cfg.audio_feature)
-    frames = cfg.clip_frames if cfg.clip_frames is not None else clip_frames_for(cfg.clip_seconds, base)
-    return dataclasses.replace(base, clip_frames=frames)
-
-
-def _log_count(value: Any) -> float:
-    """log(1 + count) of a manifest count (MTAF log-scales its counts); nan when the dataset does not have it."""
-    if value is None or isinstance(value, bool) or pd.isna(value):
-        return float("nan")
-    return float(np.log1p(max(float(value), 0.0)))
-
-
-def _metadata_record(row: dict, probe_rec: dict) -> dict[str, Any]:
-    """Content-agnostic features known at upload time (MTAF Table 1): geometry, duration, timing, caption, and —
-    from whichever manifest columns the dataset has (the TikTok adapter keeps them) — the uploader's log-scaled
-    follower / following / like / video counts, the verified flag, the hashtag count and the caption length.
-    A dataset without an uploader column gets nan there (the pack builder turns nan into the training mean)."""
-    created = row.get("create_time")
-    ts = pd.Timestamp(created, unit="s", tz="UTC") if created is not None and not pd.isna(created) else None
-    desc = row.get("desc") if isinstance(row.get("desc"), str) else ""
-    w, h = probe_rec.get("display_width") or 0, probe_rec.get("display_height") or 0
-    return {
-        "duration": float(probe_rec.get("duration") or 0.0),
-        "width": int(w), "height": int(h),
-        "aspect": float(w / h) if h else 0.0,
-        "fps": float(probe_rec.get("fps") or 0.0),
-        "has_audio": bool(probe_rec.get("has_audio")),
-        "upload_hour": int(ts.hour) if ts is not None else -1,
-        "upload_weekday": int(ts.weekday()) if ts is not None else -1,
-        "desc_words": len(desc.split()),
-        "hashtags": int(row["hashtag_count"]) if _present(row.get("hashtag_count")) else desc.count("#"),
-        "caption_chars": int(row["caption_length"]) if _present(row.get("caption_length")) else len(desc),
-        "has_song": isinstance(row.get("song_id"), str),
-        **{f"log_{c}": _log_count(row.get(c)) for c in _UPLOADER_COLUMNS},
-        "verified": float(bool(row["author_verified"])) if _present(row.get("author_verified")) else float("nan"),
-    }
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value)) and value is not pd.NA
-
-
-def _process_video(store: Store, row: dict, todo: list[str], fps: dict[str, str], cfg: ExtractConfig,
-                   asr_cache: dict) -> dict[str, str]:
-    """Run the stages in ``todo`` for one video; returns stage → "done" | "failed" | "skipped"."""
-    from features.audio import clip_mfcc, egemaps, load_audio, segment_features
-    from features.probe import ProbeInfo, probe
-    from features.video import extract_frames, extract_frames_and_audio
-
-    vid, path = row["video_id"], row.get("source_path")
-    status: dict[str, str] = {}
-    info: ProbeInfo | None = None
-    pcm: dict[str, Any] = {}
-
-    def commit(stage: str, fn) -> None:
-        t0 = time.perf_counter()
-        try:
-            arrays, record = fn()
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded per video, never raised
-            store.record_failure(stage, vid, _describe(exc), fingerprint=fps[stage])
-            status[stage] = "failed"
-            return
-        store.write(stage, vid, fps[stage], version=STAGE_VERSIONS[stage], arrays=arrays, record=record,
-                    params=cfg.stage_params(stage), seconds=time.perf_counter() - t0)
-        status[stage] = "done"
-
-    def get_info() -> ProbeInfo:
-        nonlocal info
-        if info is None:
-            if not path or not os.path.isfile(path):
-                raise FileNotFoundError(f"source file missing: {path!r} (re-ingest, or restore the file)")
-            info = probe(path, timeout=min(cfg.timeout, 60.0), max_pixels=cfg.max_pixels)
-        return info
-
-    def get_pcm(sr: int):
-        if sr not in pcm:
-            pcm[sr] = load_audio(path, get_info(), sr=sr, timeout=cfg.timeout)
-        return pcm[sr]
-
-    if "probe" in todo:
-        commit("probe", lambda: (None, get_info().to_record()))
-        if status["probe"] == "failed":
-            for stage in todo[1:]:
-                if stage in ("frames", "audio", "metadata", "embed_vision", "embed_audio") \
-                        or not isinstance(row.get("transcript"), str):
-                    store.record_failure(stage, vid, "skipped: probe failed (see the probe failure)",
-                                         fingerprint=fps[stage])
-                    status[stage] = "failed"
-            todo = [s for s in todo if s not in status]
-
-    if "frames" in todo:
-        # PCM this video will need: the audio stage's rate, or 16 kHz for speech recognition.
-        asr_needed = "transcripts" in todo and not isinstance(row.get("transcript"), str) and cfg.asr != "none"
-        sr_wanted = cfg.sample_rate if "audio" in todo or "embed_audio" in todo else 16000 if asr_needed else None
-
-        def frames():
-            if sr_wanted is not None and sr_wanted not in pcm:
-                # One decode pass for frames and audio when the frames' ffmpeg decodes the whole video anyway;
-                # otherwise y is None and get_pcm decodes the audio on its own.
-                results, y = extract_frames_and_audio(path, get_info(), _profiles(cfg), sr=sr_wanted,
-                                                      timeout=cfg.timeout, fast_decode=cfg.fast_decode)
-                if y is not None:
-                    pcm[sr_wanted] = y
-            else:
-                results = extract_frames(path, get_info(), _profiles(cfg), timeout=cfg.timeout,
-                                         fast_decode=cfg.fast_decode)
-            arrays = {}
-            for name, res in results.items():
-                arrays[name] = res.frames
-                arrays[f"{name}_valid"] = res.valid
-                arrays[f"{name}_times"] = res.times.astype(np.float32)
-            warnings = sorted({w for r in results.values() for w in getattr(r, "warnings", ())})
-            return arrays, {"profiles": list(results), "valid_frames": {k: int(r.valid.sum()) for k, r in results.items()},
-                            "warnings": warnings}  # e.g. corrupt packets: decoded what could be, recorded here
-        commit("frames", frames)
-
-    if "audio" in todo:
-        def audio():
-            params = _audio_params(cfg)
-            y = get_pcm(params.sr)
-            seg, mask = segment_features(y, params)  # y None (no track) → zeros of the right shape, mask False
-            clip, valid = clip_mfcc(y, params)
-            arrays = {"segments": seg, "segments_mask": mask, "clip": clip, "clip_valid": np.array(bool(valid))}
-            if cfg.egemaps:  # no track or silence: zeros and a False flag, like the clip matrix
-                arrays["egemaps"] = egemaps(y, params.sr) if valid else np.zeros(88, dtype=np.float32)
-                arrays["egemaps_valid"] = np.array(bool(valid))
-            return (arrays,
-                    {"has_audio": y is not None, "silent": not bool(valid), "samples": 0 if y is None else int(len(y))})
-        commit("audio", audio)
-
-    if "transcripts" in todo:
-        def transcripts():
-            text = row.get("transcript")
-            if isinstance(text, str):
-                return None, {"text": text, "source": "dataset", "words": []}
-            if cfg.asr == "none":
-                return None, {"text": "", "source": "none", "words": []}
-            y = get_pcm(16000)
-            if y is None:
-                return None, {"text": "", "source": f"asr:{cfg.asr}:no-audio", "words": []}
-            backend = asr_cache.get("backend")
-            if backend is None:
-                from features.transcribe import get_backend
-                opts = {"model_path": cfg.asr_model_path} if cfg.asr == "whisper" else {}
-                backend = asr_cache["backend"] = get_backend(cfg.asr, **opts)
-            tr = backend.transcribe(y, 16000)
-            return None, {"text": tr.text, "source": tr.source, "words": [list(w) for w in tr.words]}
-        commit("transcripts", transcripts)
-
-    if "metadata" in todo:
-        commit("metadata", lambda: (None, _metadata_record(row, get_info().to_record())))
-
-    if "embed_vision" in todo:
-        def embed_vision():
-            from features.embed import load_vision_encoder
-
-            enc = load_vision_encoder(cfg.vision_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size)
-            results = extract_frames(path, get_info(), _embed_profiles(cfg, enc.preprocessing), timeout=cfg.timeout,
-                                     fast_decode=cfg.fast_decode)
-            arrays = {}
-            for name, res in results.items():
-                vectors, patches = enc.embed(res.frames, res.valid, patches=cfg.vision_patch_tokens)
-                arrays[name], arrays[f"{name}_valid"] = vectors, res.valid
-                arrays[f"{name}_times"] = res.times.astype(np.float32)
-                if patches is not None:
-                    arrays[f"{name}_patches"] = patches
-            return arrays, {"model": cfg.vision_model, "encoder": enc.kind, "dim": enc.dim,
-                            "image_size": enc.preprocessing.crop, "profiles": list(results),
-                            "valid_frames": {k: int(r.valid.sum()) for k, r in results.items()}}
-        commit("embed_vision", embed_vision)
-
-    if "embed_audio" in todo:
-        def embed_audio():
-            from features.embed import load_audio_encoder
-
-            enc = load_audio_encoder(cfg.audio_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size)
-            y = get_pcm(cfg.sample_rate)  # the audio stage's PCM, resampled to the encoder's rate inside embed()
-            vectors, mask = enc.embed(y, cfg.sample_rate, cfg.n_segments)
-            return ({"segments": vectors, "segments_mask": mask},
-                    {"model": cfg.audio_model, "encoder": enc.kind, "dim": enc.dim,
-                     "sampling_rate": enc.sampling_rate, "has_audio": y is not None})
-        commit("embed_audio", embed_audio)
-    return status
-
-
-def _embed_profiles(cfg: ExtractConfig, pre) -> list:
-    """The frames stage's profiles (same names and instants) at the vision encoder's input geometry."""
-    return [dataclasses.replace(p, size=pre.crop, short_side=pre.short_side) for p in _profiles(cfg)]
-
-
-def _describe(exc: BaseException) -> str:
-    msg = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, (ValueError, FileNotFoundError, TimeoutError)):
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-        msg = f"{type(exc).__name__}: {msg}{where}"
-    return msg
+    Each video runs through :func:`features.extract_video.iter_extract_video`; each stage is committed as soon as it
+    finishes, so a crash loses at most the stage in progress."""
+    counts: dict[str, dict[str, int]] = {s: {"done": 0, "failed": 0} for s in PER_VIDEO_STAGES}
+    asr_cache: dict = {}  # the speech recogniser, loaded once per call
+    for item in items:
+        vid = item["row"]["video_id"]
+        for stage, result in iter_extract_video(item["row"], item["todo"], cfg, asr_cache=asr_cache):
+            counts[stage][_commit(store, stage, vid, item["fps"][stage], result, cfg)] += 1
+    return counts
 
 
 @task(cache_policy=NONE, persist_result=False, name="extract-batch")
 def extract_batch(root: Optional[str], dataset: str, items: list[dict], cfg: dict) -> dict[str, dict[str, int]]:
-    """Extract one batch of videos. ``items``: ``{"row", "todo", "fps"}`` per video. Returns per-stage counts."""
-    store = store_for(root, dataset)
-    config = ExtractConfig(**cfg)
-    counts: dict[str, dict[str, int]] = {s: {"done": 0, "failed": 0} for s in _PER_VIDEO}
-    asr_cache: dict = {}
-    for item in items:
-        for stage, state in _process_video(store, item["row"], item["todo"], item["fps"], config, asr_cache).items():
-            counts[stage][state] = counts[stage].get(state, 0) + 1
-    return counts
+    """Extract one batch of videos (:func:`extract_items` in a Prefect task). Returns per-stage counts."""
+    return extract_items(store_for(root, dataset), items, ExtractConfig(**cfg))
 
 
 # ---------------------------------------------------------------------------------------------------- text stage
@@ -543,7 +268,7 @@ def _text_plan(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh
     ids = [v for v in manifest["video_id"] if v in transcripts]
     train = set(manifest.loc[manifest["split"] == "train", "video_id"])
     train_ids = sorted(v for v in ids if v in train)
-    vocab_fp = fingerprint("vocabulary", STAGE_VERSIONS["vocabulary"], cfg.stage_params("text"),
+    vocab_fp = fingerprint(VOCABULARY_ARTIFACT, STAGE_VERSIONS["vocabulary"], cfg.stage_params("text"),
                            [fingerprint("text", 0, transcripts[v].record.get("text", "")) for v in train_ids]
                            or ["empty"])
     have = store.fingerprints("text")
@@ -566,30 +291,72 @@ def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refres
     # transcripts' fingerprints, so a transcripts / probe / vocabulary version bump recomputes text.
     train_ids, vocab_fp, todo, skipped = _text_plan(store, manifest, cfg, refresh, transcripts)
     counts = {"done": 0, "failed": 0, "skipped": skipped}
-    if store.artifact_fingerprint("vocabulary") != vocab_fp or refresh:
+    if store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp or refresh:
         from features.text import build_vocabulary, tokenize
 
         vocab = build_vocabulary([tokenize(transcripts[v].record.get("text", "")) for v in train_ids],
                                  min_count=cfg.min_token_count, max_size=cfg.max_vocab)
-        store.write_artifact("vocabulary", vocab_fp, meta={"tokens": list(vocab.tokens), "train_videos": len(train_ids)})
+        store.write_artifact(VOCABULARY_ARTIFACT, vocab_fp,
+                             meta={"tokens": list(vocab.tokens), "train_videos": len(train_ids)})
     if not todo:  # nothing to write: skip loading the vocabulary and the tokenizer (NLTK's import takes seconds)
         return counts
     from features.text import Vocabulary, bag_of_words, tokenize
 
-    _, meta = store.read_artifact("vocabulary", vocab_fp)
+    _, meta = store.read_artifact(VOCABULARY_ARTIFACT, vocab_fp)
     vocab = Vocabulary(tokens=tuple(meta["tokens"]))
     for v, fp in todo:
         try:
             tokens = tokenize(transcripts[v].record.get("text", ""))
             bow = bag_of_words(tokens, vocab)
-            store.write("text", v, fp, version=STAGE_VERSIONS["text"], arrays={"bow": bow},
-                        record={"n_tokens": len(tokens), "n_known": int((bow > 0).sum())},
-                        params=cfg.stage_params("text"))
-            counts["done"] += 1
-        except Exception as exc:  # noqa: BLE001
-            store.record_failure("text", v, _describe(exc), fingerprint=fp)
-            counts["failed"] += 1
+            result = checked_output("text", {"bow": bow}, {"n_tokens": len(tokens), "n_known": int((bow > 0).sum())})
+        except Exception as exc:  # noqa: BLE001 - recorded per video, never raised
+            result = StageFailure(error=describe_error(exc))
+        counts[_commit(store, "text", v, fp, result, cfg)] += 1
     return counts
+
+
+def usable_encoders(cfg: ExtractConfig, embed_stages: Sequence[str], who: str
+                    ) -> tuple[ExtractConfig, dict[str, str]]:
+    """``cfg`` without the encoders that cannot be used, and ``{stage: why}`` for the ``embed_*`` stages left as they
+    are: no encoder path recorded or given, or the path no longer exists (its outputs are kept, not recomputed).
+    ``who`` names the caller in the warning (``refresh``, ``compare``)."""
+    kept: dict[str, str] = {}
+    drop: dict[str, None] = {}
+    for stage in embed_stages:
+        arg = f"{stage.split('_', 1)[1]}_model"
+        path = getattr(cfg, arg)
+        if path is None:
+            kept[stage] = f"no {arg} recorded or given"
+        elif not os.path.exists(path):
+            kept[stage] = f"{arg}={path!r} no longer exists (give {arg} in the config to recompute it)"
+            drop[arg] = None
+    if kept:
+        warnings.warn(f"{who} leaves " + "; ".join(f"{s} as it is: {why}" for s, why in kept.items()), stacklevel=2)
+    return (cfg.model_copy(update=drop) if drop else cfg), kept
+
+
+def plan_embed_text(store: Store, video_ids: Sequence[str], cfg: ExtractConfig, *, refresh: bool = False,
+                    transcripts: Optional[Mapping[str, str]] = None) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Which of ``video_ids`` ``embed_text`` must (re)compute: ``([(video_id, fingerprint)], {"done": 0, "failed",
+    "skipped"})``. The key is (the transcript's fingerprint, the text encoder's digest, ``text_max_tokens``,
+    ``n_segments``); a video without a committed transcript is left out. ``transcripts`` (video id → transcript
+    fingerprint) overrides the committed ones, for planning ahead of a transcripts rerun."""
+    if transcripts is None:
+        transcripts = {v: r.fingerprint for v, r in store.entries("transcripts").items()}
+    key = _embed_keyer("embed_text", cfg)
+    have = store.fingerprints("embed_text")
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    todo = []
+    for v in video_ids:
+        if v not in transcripts:
+            continue
+        fp = key([transcripts[v]])
+        fail = store.failure("embed_text", v)
+        if not refresh and (have.get(v) == fp or (fail and fail.get("fingerprint") == fp)):
+            counts["skipped" if have.get(v) == fp else "failed"] += 1
+            continue
+        todo.append((v, fp))
+    return todo, counts
 
 
 def _embed_text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh: bool) -> dict[str, int]:
@@ -598,24 +365,11 @@ def _embed_text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, 
     from features.embed import load_text_encoder
 
     transcripts = store.entries("transcripts")
-    key = _embed_keyer("embed_text", cfg)
-    have = store.fingerprints("embed_text")
-    counts = {"done": 0, "failed": 0, "skipped": 0}
-    todo = []
-    for v in manifest["video_id"]:
-        if v not in transcripts:
-            continue
-        fp = key([transcripts[v].fingerprint])
-        fail = store.failure("embed_text", v)
-        if not refresh and (have.get(v) == fp or (fail and fail.get("fingerprint") == fp)):
-            counts["skipped" if have.get(v) == fp else "failed"] += 1
-            continue
-        todo.append((v, fp))
+    todo, counts = plan_embed_text(store, manifest["video_id"], cfg, refresh=refresh)
     if not todo:
         return counts
     enc = load_text_encoder(cfg.text_model, max_tokens=cfg.text_max_tokens, device=cfg.embed_device,
                             batch_size=cfg.embed_batch_size)
-    params = cfg.stage_params("embed_text")
     for start in range(0, len(todo), cfg.embed_batch_size):
         chunk = todo[start:start + cfg.embed_batch_size]
         recs = [transcripts[v].record for v, _ in chunk]
@@ -625,17 +379,15 @@ def _embed_text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, 
                              n_segments=cfg.n_segments)
         except Exception as exc:  # noqa: BLE001 - recorded per video, never raised
             for v, fp in chunk:
-                store.record_failure("embed_text", v, _describe(exc), fingerprint=fp)
-                counts["failed"] += 1
+                counts[_commit(store, "embed_text", v, fp, StageFailure(error=describe_error(exc)), cfg)] += 1
             continue
         seconds = (time.perf_counter() - t0) / len(chunk)
+        sch = schema("embed_text")
         for (v, fp), arrays in zip(chunk, outs):
-            store.write("embed_text", v, fp, version=STAGE_VERSIONS["embed_text"], arrays=arrays,
-                        record={"model": cfg.text_model, "encoder": enc.kind, "dim": enc.dim,
-                                "n_tokens": int(arrays["tokens_mask"].sum()),
-                                "timed_seconds": int(arrays["per_second_mask"].sum())},
-                        params=params, seconds=seconds)
-            counts["done"] += 1
+            record = {"model": cfg.text_model, "encoder": enc.kind, "dim": enc.dim,
+                      "n_tokens": int(arrays[sch.name("tokens_mask")].sum()),
+                      "timed_seconds": int(arrays[sch.name("per_second_mask")].sum())}
+            counts[_commit(store, "embed_text", v, fp, checked_output("embed_text", arrays, record, seconds), cfg)] += 1
     return counts
 
 
@@ -719,7 +471,7 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
         if "text" in wanted:
             full = store.manifest()
             _, vocab_fp, todo, skipped = _text_plan(store, full, cfg, False, store.entries("transcripts"))
-            if todo or store.artifact_fingerprint("vocabulary") != vocab_fp:
+            if todo or store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp:
                 return None
             summary["text"] = {"done": 0, "failed": 0, "skipped": skipped}
     fails = fails[fails["video_id"].isin(current) & (fails["stage"] != SOURCE_STAGE)] if len(fails) else fails
@@ -731,10 +483,9 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
 # ---------------------------------------------------------------------------------------------------- the flow
 @flow(name="extract-features", validate_parameters=True)
 def extract_features(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     root: Optional[str] = None,
-    stages: Optional[list[Literal["probe", "frames", "audio", "transcripts", "metadata", "text", "embed_vision",
-                                  "embed_audio", "embed_text"]]] = None,
+    stages: Optional[list[Literal[(*STAGES, *EMBED_STAGES)]]] = None,
     refresh: bool = False,
     config: Optional[ExtractConfig] = None,
     vision_model: Optional[str] = None,
@@ -781,7 +532,7 @@ def extract_features(
     logger = get_run_logger()
     wanted = _wanted_stages(stages, cfg)
     if cfg.egemaps and "audio" in wanted:
-        _require_opensmile()
+        require_opensmile()
     manifest = store.manifest()
     if manifest.empty:
         raise ValueError(f"dataset={dataset!r}: the manifest is empty: run `vidpipe ingest {dataset} ...` first")

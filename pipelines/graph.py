@@ -18,60 +18,21 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from pydantic import Field
 
 from features.fingerprint import fingerprint
+from features.packs import node_features
+from features.schema import GRAPH_ARTIFACT, GRAPH_SONGS_ARTIFACT
 from features.store import Store
-from pipelines._common import publish_table, store_for
+from pipelines.flow_io import DatasetName, publish_table, store_for
 
-__all__ = ["pretrain_graph", "GRAPH_VERSION", "node_features"]
+__all__ = ["pretrain_graph", "GRAPH_VERSION", "graph_embeddings"]
 
 GRAPH_VERSION = 1
 NodeFeatures = Literal["none", "metadata", "audio"]
-
-
-def node_features(store: Store, video_ids: list[str], kind: str) -> tuple[np.ndarray | None, list[str]]:
-    """Video node features from cached stages, standardised; returns ``(features or None, input fingerprints)``.
-
-    ``none``: no features (the encoder sees a constant and learns from structure, plus learned song embeddings);
-    ``metadata``: the content-agnostic ``metadata`` table; ``audio``: the whole-clip MFCC averaged over time.
-    Videos without the stage get zeros (after standardisation: the mean), and the choice is part of the fingerprint.
-
-    Shapes:
-        returns (|V_video|, D) float32 or None
-    """
-    if kind == "none":
-        return None, []
-    if kind == "metadata":
-        table = store.table("metadata")
-        if table.empty:
-            raise ValueError("node features 'metadata' need the metadata stage: run `vidpipe extract DATASET` first")
-        cols = ["duration", "width", "height", "aspect", "fps", "has_audio", "upload_hour", "upload_weekday",
-                "desc_words", "hashtags"]
-        t = table.set_index("video_id").reindex(video_ids)
-        x = t[cols].astype(float).to_numpy()
-        fps = [str(f) for f in t["fingerprint"].fillna("missing")]
-    elif kind == "audio":
-        entries = store.entries("audio")
-        rows, fps = [], []
-        for v in video_ids:
-            if v in entries and entries[v].record.get("has_audio"):
-                rows.append(store.read("audio", v)["clip"].mean(axis=1))
-                fps.append(entries[v].fingerprint)
-            else:
-                rows.append(None)
-                fps.append("missing")
-        width = next((len(r) for r in rows if r is not None), 1)
-        x = np.stack([r if r is not None else np.full(width, np.nan) for r in rows])
-    else:
-        raise ValueError(f"features={kind!r}: expected one of 'none', 'metadata', 'audio'")
-    mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
-    x = np.nan_to_num((x - mean) / np.where(std > 0, std, 1.0), nan=0.0)
-    return x.astype(np.float32), [fingerprint("node-features", 1, kind, fps)]
 
 
 @task(cache_policy=NONE, persist_result=False, name="pretrain-gat")
@@ -88,17 +49,17 @@ def _pretrain(root: Optional[str], dataset: str, features: str, gat: dict, refre
     x, feat_fps = node_features(store, video_ids, features)
     graph = build_graph(edges, video_ids, video_features=x)
     cfg = GATConfig(**gat)
-    fp = fingerprint("graph", GRAPH_VERSION, {"features": features, "gat": dataclasses.asdict(cfg)},
+    fp = fingerprint(GRAPH_ARTIFACT, GRAPH_VERSION, {"features": features, "gat": dataclasses.asdict(cfg)},
                      [graph_digest(graph), *feat_fps])
-    previous = store.artifact_fingerprint("graph")
+    previous = store.artifact_fingerprint(GRAPH_ARTIFACT)
     if previous == fp and not refresh:
-        _, meta = store.read_artifact("graph")
+        _, meta = store.read_artifact(GRAPH_ARTIFACT)
         logger.info("graph %s: inputs unchanged (%s), nothing to do", dataset, fp[:12])
         return {**meta["metrics"], "epochs": meta["epochs"], "seconds": meta["seconds"], "cached": True,
                 "fingerprint": fp, "changes": "none"}
     changes = "first run"
     if previous is not None:
-        _, old = store.read_artifact("graph")
+        _, old = store.read_artifact(GRAPH_ARTIFACT)
         old_ids, old_edges = set(old.get("video_ids", [])), old.get("n_edges")
         added, removed = len(set(video_ids) - old_ids), len(old_ids - set(video_ids))
         changes = (f"+{added} / -{removed} videos, edges {old_edges} -> {len(edges)}" if (added or removed
@@ -115,15 +76,15 @@ def _pretrain(root: Optional[str], dataset: str, features: str, gat: dict, refre
             "epochs": result.epochs, "seconds": result.seconds, "config": dataclasses.asdict(cfg),
             "features": features, "n_edges": int(len(edges)), "isolated_videos": graph.isolated_videos,
             "isolated_songs": graph.isolated_songs, "history": result.history}
-    store.write_artifact("graph-songs", fp, arrays={"embedding": emb["song"]}, meta={"song_ids": graph.song_ids})
-    store.write_artifact("graph", fp, arrays={"embedding": emb["video"]}, meta=meta, files={"encoder.pt": blob})
+    store.write_artifact(GRAPH_SONGS_ARTIFACT, fp, arrays={"embedding": emb["song"]}, meta={"song_ids": graph.song_ids})
+    store.write_artifact(GRAPH_ARTIFACT, fp, arrays={"embedding": emb["video"]}, meta=meta, files={"encoder.pt": blob})
     return {**result.metrics, "epochs": result.epochs, "seconds": result.seconds, "cached": False,
             "fingerprint": fp, "changes": changes}
 
 
 @flow(name="pretrain-graph", validate_parameters=True)
 def pretrain_graph(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     root: Optional[str] = None,
     features: NodeFeatures = "none",
     epochs: Annotated[int, Field(ge=1, le=100_000)] = 100,
@@ -131,7 +92,7 @@ def pretrain_graph(
     out: Annotated[int, Field(ge=1, le=4096)] = 32,
     heads: Annotated[int, Field(ge=1, le=64)] = 4,
     layers: Annotated[int, Field(ge=1, le=8)] = 2,
-    lr: Annotated[float, Field(gt=0, le=1)] = 1e-2,
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
     loss: Literal["mse", "bce"] = "mse",
     minibatch: bool = False,
     seed: int = 0,
@@ -168,5 +129,5 @@ def pretrain_graph(
 
 def graph_embeddings(store: Store) -> pd.DataFrame:
     """The stored video embeddings as a DataFrame indexed by video id (for notebooks)."""
-    arrays, meta = store.read_artifact("graph")
+    arrays, meta = store.read_artifact(GRAPH_ARTIFACT)
     return pd.DataFrame(arrays["embedding"], index=pd.Index(meta["video_ids"], name="video_id"))

@@ -22,7 +22,8 @@ from pydantic import Field
 
 from features.sources import Manifest, load_source
 from features.store import Store
-from pipelines._common import publish_table, store_for
+from features.trend import restated_snapshots, scrape_snapshots
+from pipelines.flow_io import DatasetName, publish_table, store_for
 
 __all__ = ["ingest", "SourceKind", "SplitKind", "default_source_path", "manifest_diff", "missing_sources"]
 
@@ -72,17 +73,23 @@ def manifest_diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
 
 
 @task(cache_policy=NONE, persist_result=False)
-def _commit(root: Optional[str], dataset: str, manifest: Manifest, source: dict) -> dict:
+def _commit(root: Optional[str], dataset: str, manifest: Manifest, source: dict) -> tuple[dict, int, list[str]]:
+    """Write the manifest and add the scrape's count snapshots to the scrape history (TikTok; MTAF's early trend);
+    returns the manifest diff, how many snapshots are new and the posts whose counts restate a recorded scrape time
+    (:func:`features.trend.restated_snapshots`)."""
     store = store_for(root, dataset, create=True)
     with store.lock():
         diff = manifest_diff(store.manifest(), manifest.videos)
         store.write_manifest(manifest.videos, manifest.edges, source=source)
-    return diff
+        snapshots = scrape_snapshots(manifest.videos)
+        restated = restated_snapshots(store.scrape_history(), snapshots) if len(snapshots) else []
+        new = store.append_scrape_history(snapshots)
+    return diff, new, restated
 
 
 @flow(name="ingest", validate_parameters=True)
 def ingest(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     source: SourceKind,
     path: Optional[str] = None,
     root: Optional[str] = None,
@@ -115,9 +122,11 @@ def ingest(
             (:data:`features.sources.tiktok_shapes.CSV_FIELDS`), e.g. ``"id=video_id,plays=views"``.
 
     Returns:
-        ``{"dataset", "videos", "edges", "songs", "added", "removed", "changed", "missing_files",
-        "missing_examples"}``: added / removed / changed are counts; ``missing_files`` counts the listed videos that
-        have no file on disk and ``missing_examples`` names up to five of them.
+        ``{"dataset", "videos", "edges", "songs", "added", "removed", "changed", "snapshots", "missing_files",
+        "missing_examples"}``: added / removed / changed are counts; ``snapshots`` counts the posts whose counts at
+        this scrape time were not yet in the scrape history (tiktok only: each scrape's counts are kept there, the
+        input of MTAF's early trend, :mod:`features.trend`); ``missing_files`` counts the listed videos that have no
+        file on disk and ``missing_examples`` names up to five of them.
 
     Raises:
         ValueError: no ``path`` for a source that needs one, or ``split="hashed"`` for a source other than
@@ -145,10 +154,17 @@ def ingest(
         if columns is not None:
             options["columns"] = columns
     manifest = _load(source, path, options)
-    diff = _commit(root, dataset, manifest, {"kind": source, "path": path, "options": options})
+    diff, snapshots, restated = _commit(root, dataset, manifest, {"kind": source, "path": path, "options": options})
     summary = {"dataset": dataset, "videos": len(manifest.videos), "edges": len(manifest.edges),
                "songs": int(manifest.edges["song_id"].nunique()) if len(manifest.edges) else 0,
-               **{k: len(v) for k, v in diff.items()}}
+               **{k: len(v) for k, v in diff.items()}, "snapshots": snapshots}
+    if restated:
+        get_run_logger().warning(
+            "ingest %s: %d posts (e.g. %s) were already recorded at the same scrape time with other counts, so the "
+            "scrape time is probably stale; their new counts replace the old ones in the scrape history. A re-scrape "
+            "needs its own time: the records' scrapeTime / yt-dlp's epoch, or a new tiktok_scrape.json beside the "
+            "posts (a --scrape-time given at ingest is reused by refresh)",
+            dataset, len(restated), ", ".join(restated[:MISSING_EXAMPLES]))
     missing = missing_sources(manifest.videos)
     summary["missing_files"] = len(missing)
     summary["missing_examples"] = missing[:MISSING_EXAMPLES]

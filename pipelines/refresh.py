@@ -11,7 +11,11 @@ print what was done:
 2. Plan extraction with :func:`pipelines.extract.plan_extraction` against the *new* manifest and the parameters the
    store was extracted with (read back from its index records, so a store built with ``n_frames=16`` is not rebuilt
    with the default 100): which (stage, video) pairs will run. ``text`` follows ``transcripts``; the vocabulary is
-   rebuilt when the training split's transcripts change, and then every bag of words is recomputed.
+   rebuilt when the training split's transcripts change, and then every bag of words is recomputed. The ``embed_*``
+   stages the store has are planned with the encoder paths their records name: a checkpoint whose weights,
+   configuration or preprocessing changed at the same path has a new digest, so that stage (only) reruns for every
+   video; ``embed_text`` also follows ``transcripts``. An encoder path that no longer exists leaves its stage as it is
+   (``plan["kept"]``, with a warning).
 3. The graph embeddings (stage ``graph``) retrain when the video set or the song–video edges change (or, with
    ``metadata``/``audio`` node features, when those stages rerun). :func:`pipelines.graph.pretrain_graph` is itself
    fingerprinted, so the refresh calls it with the hyper-parameters of the stored artifact and it trains only when its
@@ -21,7 +25,8 @@ print what was done:
    is touched, its graph input retrains, or its text input gets a new vocabulary), and exactly after the run by
    recomputing :func:`features.packs.pack_fingerprint`.
 
-Running: ingest (the ``ingest`` flow, which rewrites the manifest) → ``extract_features`` for only the touched videos
+Running: ingest (the ``ingest`` flow, which rewrites the manifest and, for a TikTok scrape, adds its counts to the
+scrape history that MTAF's early trend is built from) → ``extract_features`` for only the touched videos
 (``video_ids=[...]``), or without ``video_ids`` when videos were removed (that is the call that drops removed videos'
 outputs; unchanged videos are skipped by fingerprint either way) → the ``text`` stage over the whole manifest (its
 vocabulary is built on the whole training split) → ``pretrain_graph`` when planned.
@@ -41,44 +46,24 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from pydantic import Field
 
-from features.packs import TASK_TARGETS, pack_fingerprint
+from features.packs import pack_fingerprint
+from features.schema import GRAPH_ARTIFACT
 from features.store import Store
-from pipelines._common import publish_markdown, store_for
-from pipelines.extract import STAGES, ExtractConfig, extract_features, plan_extraction, recorded_config
+from names import TASK_TARGETS
+from pipelines.flow_io import DatasetName, publish_markdown, store_for
+from pipelines.extract import (EMBED_STAGES, STAGES, ExtractConfig, extract_features, plan_embed_text,
+                               plan_extraction, recorded_config, usable_encoders)
 from pipelines.graph import pretrain_graph
 from pipelines.ingest import ingest, manifest_diff
+from pipelines.train import VISION_PROFILES
 
 __all__ = ["refresh", "describe_refresh"]
 
-StageName = Literal["probe", "frames", "audio", "transcripts", "metadata", "text"]
-_PER_VIDEO = tuple(s for s in STAGES if s != "text")
-_VISION_PROFILES = ("uniform", "uniform_224")  # candidates when matching a run's pack to its selection
+StageName = Literal[(*STAGES, *EMBED_STAGES)]
 _GRAPH_FEATURE_STAGE = {"metadata": "metadata", "audio": "audio"}  # graph node features → the stage they read
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-class _DryRunStore:
-    """A read-only view of a store for planning: reads pass through, the planner's digest memo stays in memory.
-
-    Any other write raises, so a dry run can never change the store by accident.
-    """
-
-    _WRITERS = {"write", "write_manifest", "write_artifact", "write_pack", "record_failure", "drop", "save_run",
-                "consolidate", "gc", "lock"}
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def write_table(self, name: str, df: pd.DataFrame) -> None:  # noqa: ARG002 - the memo is only a speed-up
-        if name != "digests":
-            raise RuntimeError(f"dry run: refusing to write table {name!r}")
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._WRITERS:
-            raise RuntimeError(f"dry run: refusing to call Store.{name}")
-        return getattr(self._store, name)
-
-
 def _edge_set(edges: pd.DataFrame) -> set[tuple[str, str]]:
     if edges.empty:
         return set()
@@ -99,20 +84,15 @@ def _pack_selections(store: Store) -> list[dict]:
     vision profile (written by an older vidpipe) has each candidate profile tried. A pack that matches no selection is
     already stale (``selection`` is ``None``).
     """
-    runs = store.runs()
-    if runs.empty or "pack" not in runs.columns:
-        return []
     packs: dict[str, dict] = {}
-    for run in runs.to_dict("records"):
-        fp, train, inputs = run.get("pack"), run.get("train"), run.get("modalities")
-        if not isinstance(fp, str) or run.get("task") not in TASK_TARGETS or not isinstance(inputs, list):
+    for run in store.run_records():
+        if run.pack is None or run.task not in TASK_TARGETS or not run.modalities:
             continue
-        seed = int(train.get("seed", 0)) if isinstance(train, dict) else 0  # cells of older records may be NaN
-        profile = run.get("vision_profile")
-        entry = packs.setdefault(fp, {"pack": fp, "task": run["task"], "inputs": sorted(inputs), "runs": [],
-                                      "seed": seed, "profiles": (profile,) if isinstance(profile, str)
-                                      else _VISION_PROFILES})
-        entry["runs"].append(str(run.get("run_id")))
+        # the profiles a run's pack may have been built with: its own, or each candidate when it did not record one
+        profiles = (run.vision_profile,) if run.vision_profile is not None else VISION_PROFILES
+        entry = packs.setdefault(run.pack, {"pack": run.pack, "task": run.task, "inputs": sorted(run.modalities),
+                                            "runs": [], "seed": run.split_seed, "profiles": profiles})
+        entry["runs"].append(run.run_id)
     out = []
     for entry in packs.values():
         entry["selection"] = None
@@ -136,6 +116,8 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
     from features.sources import load_source
 
     store = store_for(root, dataset)
+    if dry_run:  # every writer raises: a dry run cannot change the store (the digest memo stays in memory)
+        store = store.as_read_only()
     source = store.source_info()
     if not source.get("kind"):
         raise ValueError(f"dataset={dataset!r}: the store does not record how it was ingested: run "
@@ -144,21 +126,28 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
     new = load_source(source["kind"], source.get("path"), **(source.get("options") or {}))
     diff = manifest_diff(old, new.videos)
     added, removed, rows_changed = diff["added"], diff["removed"], diff["changed"]
-    entries = {s: store.entries(s) for s in STAGES}
+    entries = {s: store.entries(s) for s in (*STAGES, *EMBED_STAGES)}
     cfg = ExtractConfig(**config) if config is not None else recorded_config(entries)
-    present = [s for s in STAGES if entries[s]]
+    present = [s for s in (*STAGES, *EMBED_STAGES) if entries[s]]
     keep = stages if stages is not None else (present or STAGES)
-    wanted = [s for s in STAGES if s in keep]
+    cfg, kept = usable_encoders(cfg, [s for s in EMBED_STAGES if s in keep], "refresh")
+    wanted = [s for s in (*STAGES, *EMBED_STAGES) if s in keep and s not in kept]
 
     # per-video stages: the extraction planner itself, against the new manifest (no decoding, no store writes)
-    planner = _DryRunStore(store) if dry_run else store
-    items, _, _ = plan_extraction(planner, new.videos, cfg, wanted)
+    items, _, _ = plan_extraction(store, new.videos, cfg, wanted)
     todo = {item["row"]["video_id"]: item for item in items}
     probes = {v: r.fingerprint for v, r in entries["probe"].items()}
     content_changed = {v for v, it in todo.items() if v in probes and probes[v] != it["fps"]["probe"]}
     changed = sorted((set(rows_changed) | content_changed) - set(added))
-    pending = sorted(set(todo) - set(added) - set(changed))
-    extract = {s: sorted(v for v, it in todo.items() if s in it["todo"]) for s in wanted if s != "text"}
+    pending = set(todo) - set(added) - set(changed)
+    extract = {s: sorted(v for v, it in todo.items() if s in it["todo"]) for s in wanted
+               if s not in ("text", "embed_text")}
+    if "embed_text" in wanted:
+        # keyed on the transcript (as it will be after this refresh) and the text encoder's current weights
+        transcripts = {v: r.fingerprint for v, r in store.entries("transcripts").items()}
+        transcripts.update({v: it["fps"]["transcripts"] for v, it in todo.items() if "transcripts" in it["todo"]})
+        pending_text, _ = plan_embed_text(store, list(new.videos["video_id"]), cfg, transcripts=transcripts)
+        extract["embed_text"] = sorted(v for v, _ in pending_text)
 
     # text: bags follow transcripts; the vocabulary follows the training split's transcripts
     vocabulary = False
@@ -171,13 +160,15 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
                                                                    if "transcripts" in it["todo"]}
         extract["text"] = sorted(text_ids)
 
+    pending = sorted((pending | set(extract.get("embed_text", []))) - set(added) - set(changed))
+
     # graph
-    graph_fp = store.artifact_fingerprint("graph")
+    graph_fp = store.artifact_fingerprint(GRAPH_ARTIFACT)
     edges_before, edges_after = _edge_set(store.edges()), _edge_set(new.edges)
     graph: dict[str, Any] = {"action": "none", "reason": "no graph embeddings yet (run `vidpipe pretrain-graph`)",
                              "params": None}
     if graph_fp is not None:
-        _, meta = store.read_artifact("graph")
+        _, meta = store.read_artifact(GRAPH_ARTIFACT)
         feature_stage = _GRAPH_FEATURE_STAGE.get(meta.get("features", "none"))
         reasons = []
         if added or removed:
@@ -212,6 +203,7 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
         "source": {"kind": source["kind"], "path": source.get("path")},
         "config": cfg.model_dump(),
         "stages": wanted,
+        "kept": kept,
         "videos": {"added": added, "removed": removed, "changed": changed, "pending": pending,
                    "unchanged": int(len(new.videos) - len(added) - len(changed) - len(pending))},
         "edges": {"added": len(edges_after - edges_before), "removed": len(edges_before - edges_after)},
@@ -273,7 +265,7 @@ def describe_refresh(result: dict) -> str:
 # ---------------------------------------------------------------------------------------------------- the flow
 @flow(name="refresh", validate_parameters=True)
 def refresh(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     root: Optional[str] = None,
     dry_run: bool = False,
     stages: Optional[list[StageName]] = None,

@@ -34,7 +34,7 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from features.fingerprint import fingerprint
-from pipelines._common import markdown_table, publish_markdown, store_for
+from pipelines.flow_io import DatasetName, markdown_table, publish_markdown, store_for
 
 __all__ = ["PRESET_DIR", "Preset", "PresetRow", "count_parameters", "list_presets", "load_preset",
            "paper_size_parameters", "reproduce", "row_overrides"]
@@ -244,17 +244,16 @@ def _extreme_metrics(store: Any, run: Mapping[str, Any]) -> dict[str, float]:
     """Paper 004 Table 2: accuracy on the extreme classes C1 (low) / C4 (high), from the best checkpoint."""
     import numpy as np
 
-    from models.data import PackLoader, split_sets
-    from models.engine import evaluate, load_checkpoint
+    from models.data import split_sets
+    from models.engine import evaluate
     from models.siamese import extreme_class_accuracy
+    from pipelines.train import load_run_model, split_loader
 
-    model, extra = load_checkpoint(run["checkpoint"])
-    arrays, _ = store.read_pack(extra["pack"])
-    idx = split_sets(arrays["split"])
-    keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
-    y, p = evaluate(model, PackLoader(arrays, keys, idx["test"], batch_size=64))
-    return extreme_class_accuracy(y, p, np.asarray(arrays["target"])[idx["train"]],
-                                  names=list(model.spec.targets))
+    model, arrays = load_run_model(store, run["checkpoint"])
+    _, loader = split_loader(model, arrays, "test", batch_size=64)
+    y, p = evaluate(model, loader)
+    train_rows = split_sets(arrays["split"])["train"]
+    return extreme_class_accuracy(y, p, np.asarray(arrays["target"])[train_rows], names=list(model.spec.targets))
 
 
 def _report(preset: Preset, dataset: str, rows: list[dict[str, Any]], graph: Optional[dict], quick: bool,
@@ -294,7 +293,7 @@ def _report(preset: Preset, dataset: str, rows: list[dict[str, Any]], graph: Opt
 @flow(name="reproduce", validate_parameters=True)
 def reproduce(
     preset: str,
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     root: Optional[str] = None,
     epochs_scale: Annotated[float, Field(gt=0, le=100)] = 1.0,
     quick: bool = False,
@@ -364,10 +363,7 @@ def reproduce(
                      "params_note": row.params_note, "epochs_run": run["epochs_run"]})
         logger.info("reproduce %s: %s → %s", p.name, row.label, {m: metrics.get(m) for m in p.metrics})
     text = _report(p, dataset, rows, graph_result, quick, epochs)
-    report = store.reports_dir() / f"reproduce-{p.name}.md"
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(report)
+    report = store.write_report(f"reproduce-{p.name}.md", text)
     publish_markdown(f"{dataset}-reproduce-{p.name}".lower().replace(".", "-"), text, f"{p.title} on {dataset}")
     return {"preset": p.name, "dataset": dataset, "rows": rows,
             "graph": {k: graph_result.get(k) for k in ("val_auc", "test_auc", "val_mse", "test_mse")}

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from pydantic import Field
 
-from pipelines._common import publish_table, store_for
+from pipelines.flow_io import DatasetName, publish_table, store_for
 from pipelines.train import InputKind, TaskName, VisionProfile, run_training
 
 __all__ = ["sweep", "expand_grid"]
@@ -49,7 +49,7 @@ def _one(root: Optional[str], dataset: str, model: str, task_name: str, combo: d
 
 @flow(name="sweep", validate_parameters=True)
 def sweep(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     model: str,
     task: TaskName,
     grid: dict[str, list[Any]],

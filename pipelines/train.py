@@ -14,7 +14,7 @@ import dataclasses
 import datetime as _dt
 import time
 import uuid
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -23,34 +23,25 @@ from pydantic import Field
 
 from features.packs import build_pack
 from features.store import Store
-from pipelines._common import publish_table, store_for
+from names import TASK_NAMES
+from pipelines.flow_io import DatasetName, publish_table, store_for
 
-__all__ = ["train", "run_training", "run_per_target", "merge_target_runs", "geometry_overrides", "TaskName",
-           "VisionProfile", "VISION_PROFILES", "InputKind", "input_overrides"]
+__all__ = ["train", "run_training", "run_per_target", "each_target", "merge_target_runs", "pack_keys",
+           "load_run_model", "split_loader", "new_run_id", "TaskName", "VisionProfile", "VISION_PROFILES",
+           "InputKind", "input_overrides"]
 
-TaskName = Literal["emotion", "personality", "popularity", "popularity_mtaf"]
+TaskName = Literal[TASK_NAMES]
 #: frame profiles that can feed a model's ``vision`` input (``per_second`` feeds ``vision_seg``)
 VISION_PROFILES = ("uniform", "uniform_224")
-VisionProfile = Literal["uniform", "uniform_224"]
+VisionProfile = Literal[VISION_PROFILES]
 #: what models read: "raw" (frames / MFCC / bag of words) or "embeddings" (cached pretrained-encoder vectors)
 InputKind = Literal["raw", "embeddings"]
 
-# pack key → {config field: axis of the pack array (after the video axis) giving its size}
-_GEOMETRY = {
-    "vision_seg": {"n_segments": 0, "frames_per_segment": 1, "frame_size": 3},
-    "audio_seg": {"n_segments": 0, "n_mfcc": 2, "mfcc_frames": 3},
-    "vision": {"n_frames": 0, "frame_size": 2},
-    "audio": {"n_mfcc": 0, "mfcc_frames": 1},
-    "text": {"vocab_size": 0},
-    "graph": {"graph_dim": 0},
-    "meta": {"meta_dim": 0},
-    "egemaps": {"egemaps_dim": 0},
-    "vision_seg_emb": {"n_segments": 0, "frames_per_segment": 1, "vision_emb_dim": 2},
-    "audio_seg_emb": {"n_segments": 0, "audio_emb_dim": 1},
-    "vision_emb": {"n_frames": 0, "vision_emb_dim": 1},
-    "audio_emb": {"audio_tokens": 0, "audio_emb_dim": 1},
-    "text_emb": {"text_tokens": 0, "text_emb_dim": 1},
-}
+
+def new_run_id(model_name: str, task_name: str, kind: str = "") -> str:
+    """A fresh run id, ``<model>-<task>[-<kind>]-<UTC yyyymmddThhmmss>-<6 hex>`` (sortable by start time)."""
+    stamp = f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return "-".join(p for p in (model_name, task_name, kind, stamp) if p)
 
 
 def input_overrides(model_name: str, input_kind: str, overrides: dict | None) -> dict:
@@ -75,27 +66,6 @@ def input_overrides(model_name: str, input_kind: str, overrides: dict | None) ->
     return out
 
 
-def geometry_overrides(model: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Config overrides that make ``model``'s input sizes match the pack (``shapes`` excludes the video axis).
-
-    Only fields the model's config has are set; e.g. ``audio`` (n_mfcc, F) sets ``n_mfcc`` and ``mfcc_frames``.
-    """
-    fields = {f.name for f in dataclasses.fields(model.cfg)}
-    out: dict[str, int] = {}
-    for key in model.inputs:
-        for field, axis in _GEOMETRY.get(key, {}).items():
-            if field in fields and key in shapes:
-                out[field] = int(shapes[key][axis])
-    # patch/audio-chunk sizes must divide the geometry they tile
-    if "patch_size" in fields and "frame_size" in out and out["frame_size"] % model.cfg.patch_size:
-        out["patch_size"] = max(d for d in range(1, out["frame_size"] + 1)
-                                if out["frame_size"] % d == 0 and d <= model.cfg.patch_size)
-    if "audio_chunk" in fields and "mfcc_frames" in out and out["mfcc_frames"] % model.cfg.audio_chunk:
-        out["audio_chunk"] = max(d for d in range(1, out["mfcc_frames"] + 1)
-                                 if out["mfcc_frames"] % d == 0 and d <= model.cfg.audio_chunk)
-    return out
-
-
 def run_training(store: Store, model_name: str, task_name: str, *, epochs: int = 30, lr: float = 1e-3,
                  batch_size: int = 16, seed: int = 0, device: str = "auto", overrides: dict | None = None,
                  vision_profile: str = "uniform", run_id: str | None = None, resume: bool = True,
@@ -108,11 +78,9 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
     ``targets`` config field; also accepted in ``overrides``), with its own early stopping and best epoch.
     ``input_kind="embeddings"`` trains on the cached pretrained-encoder vectors instead of raw frames / MFCC / words.
     """
-    from models.data import PackLoader, split_sets
-    from models.engine import TrainConfig, evaluate, fit, seed_everything
-    from models.base import TASKS
+    from models.engine import TrainConfig, evaluate, fit
     from models.metrics import compute_metrics, constant_baseline
-    from models.registry import create_model, list_models
+    from models.registry import list_models
 
     if model_name not in list_models():
         raise ValueError(f"model={model_name!r}: expected one of {list_models()}")
@@ -121,29 +89,15 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
     overrides = input_overrides(model_name, input_kind, overrides)
     if targets is not None:
         overrides["targets"] = tuple(targets)
-    seed_everything(seed)
-    probe_model = create_model(model_name, task=task_name, **{k: v for k, v in overrides.items()
-                                                               if k not in _geometry_fields()})
-    inputs = tuple(probe_model.inputs)
-    pack_fp, reused = build_pack(store, inputs, task_name, vision_profile=vision_profile, split_seed=seed)
-    arrays, meta = store.read_pack(pack_fp)
-    shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
-    seed_everything(seed)  # identical initialisation for identical settings (determinism on CPU)
-    model = create_model(model_name, task=task_name, **{**geometry_overrides(probe_model, shapes), **overrides})
-    keys = [*inputs, *[f"{k}_mask" for k in inputs], "target"]
+    model, pack_fp, reused, arrays = _model_for_pack(store, model_name, task_name, overrides,
+                                                     vision_profile=vision_profile, seed=seed)
+    inputs = tuple(model.inputs)
     names = tuple(model.spec.targets)
-    if names != TASKS[task_name].targets:  # a target subset: only its columns, in the model's order
-        columns = [TASKS[task_name].targets.index(t) for t in names]
-        arrays = {**arrays, "target": np.asarray(arrays["target"])[:, columns]}
-    idx = split_sets(arrays["split"])
-    if len(idx["train"]) == 0:
-        raise ValueError(f"dataset {store.dataset!r} has no labelled training videos for task {task_name!r}")
-    loaders = {s: PackLoader(arrays, keys, idx[s], batch_size=batch_size, shuffle=(s == "train"), seed=seed)
-               for s in idx}
-    run_id = run_id or f"{model_name}-{task_name}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    arrays, idx, loaders = _split_loaders(store, model, task_name, arrays, batch_size=batch_size, seed=seed)
+    run_id = run_id or new_run_id(model_name, task_name)
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
                       weight_decay=weight_decay, hflip=hflip)
-    ckdir = store.local_dir("runs", run_id)
+    ckdir = store.checkpoint_dir(run_id)
     result = fit(model, loaders["train"], loaders["val"], cfg, checkpoint_dir=ckdir, resume=resume,
                  checkpoint_extra={"pack": pack_fp, "dataset": store.dataset, "inputs": list(inputs)})
     y_true, y_pred = evaluate(model, loaders["test"])
@@ -169,19 +123,79 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
     return run
 
 
+def _model_for_pack(store: Store, model_name: str, task_name: str, overrides: dict[str, Any], *,
+                    vision_profile: str, seed: int) -> tuple[Any, str, bool, dict[str, Any]]:
+    """Materialise (or reuse) the tensor pack for the model's inputs × task and build the model at the pack's
+    geometry (``overrides`` win over it); returns the model, the pack's fingerprint, whether the pack was reused and
+    its arrays."""
+    from models.base import ModelConfig
+    from models.engine import seed_everything
+    from models.registry import create_model
+
+    seed_everything(seed)
+    probe_model = create_model(model_name, task=task_name, **{k: v for k, v in overrides.items()
+                                                               if k not in ModelConfig.geometry_fields()})
+    inputs = tuple(probe_model.inputs)
+    pack_fp, reused = build_pack(store, inputs, task_name, vision_profile=vision_profile, split_seed=seed)
+    arrays, _ = store.read_pack(pack_fp)
+    shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
+    seed_everything(seed)  # identical initialisation for identical settings (determinism on CPU)
+    model = create_model(model_name, task=task_name,
+                         **{**probe_model.cfg.geometry_overrides(inputs, shapes), **overrides})
+    return model, pack_fp, reused, arrays
+
+
+def _model_targets(model: Any, arrays: dict[str, Any]) -> dict[str, Any]:
+    """``arrays`` with only the target columns ``model`` predicts (a subset of its task's, in the model's order);
+    arrays whose target already has the model's width are returned as they are.
+
+    Shapes:
+        arrays["target"] (N, K_task) → (N, K_model)
+    """
+    from models.base import TASKS
+
+    names, every = tuple(model.spec.targets), TASKS[model.task].targets
+    if names == every or np.shape(arrays["target"])[1] != len(every):
+        return arrays
+    return {**arrays, "target": np.asarray(arrays["target"][...])[:, [every.index(t) for t in names]]}
+
+
+def _split_loaders(store: Store, model: Any, task_name: str, arrays: dict[str, Any], *, batch_size: int, seed: int
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """The pack's arrays with only the model's target columns (a target subset, in the model's order), the rows of
+    each split and a loader per split (the training one shuffled by ``seed``).
+
+    Raises:
+        ValueError: the task has no labelled training video.
+    """
+    from models.data import PackLoader, split_sets
+
+    arrays = _model_targets(model, arrays)
+    idx = split_sets(arrays["split"])
+    if len(idx["train"]) == 0:
+        raise ValueError(f"dataset {store.dataset!r} has no labelled training videos for task {task_name!r}")
+    keys = pack_keys(model)
+    loaders = {s: PackLoader(arrays, keys, idx[s], batch_size=batch_size, shuffle=(s == "train"), seed=seed)
+               for s in idx}
+    return arrays, idx, loaders
+
+
 def run_per_target(store: Store, model_name: str, task_name: str, *, run_id: str | None = None,
                    **kwargs: Any) -> dict[str, Any]:
-    """One :func:`run_training` per target of the task, each selected on its own validation metric (Sec2Sec trains
-    and reports valence and arousal separately); returns :func:`merge_target_runs` of them. ``run_id`` gets the
-    target's name appended."""
+    """One :func:`run_training` per target of the task, merged by :func:`each_target`. ``run_id`` gets the target's
+    name appended."""
+    return each_target(task_name, lambda t: run_training(store, model_name, task_name, targets=(t,),
+                                                         run_id=f"{run_id}-{t}" if run_id else None, **kwargs))
+
+
+def each_target(task_name: str, train_one: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """``train_one(target)`` for every target of the task, each run selected on its own validation metric (Sec2Sec
+    trains and reports valence and arousal separately); returns :func:`merge_target_runs` of them."""
     from models.base import TASKS
 
     if task_name not in TASKS:
         raise ValueError(f"task={task_name!r}: expected one of {sorted(TASKS)}")
-    runs = {t: run_training(store, model_name, task_name, targets=(t,),
-                            run_id=f"{run_id}-{t}" if run_id else None, **kwargs)
-            for t in TASKS[task_name].targets}
-    return merge_target_runs(task_name, runs)
+    return merge_target_runs(task_name, {t: train_one(t) for t in TASKS[task_name].targets})
 
 
 def merge_target_runs(task_name: str, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -227,8 +241,44 @@ def merge_target_runs(task_name: str, runs: dict[str, dict[str, Any]]) -> dict[s
     }
 
 
-def _geometry_fields() -> set[str]:
-    return {f for m in _GEOMETRY.values() for f in m}
+def pack_keys(model: Any) -> list[str]:
+    """The tensor-pack arrays a batch for ``model`` carries: its inputs, their masks and the target."""
+    return [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
+
+
+def load_run_model(store: Store, checkpoint: str, pack: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The model rebuilt from a run's ``checkpoint`` and the arrays of the tensor pack it was trained on (the pack
+    the checkpoint records, else ``pack``).
+
+    ``checkpoint`` is as a run records it: relative to the store, or an absolute path (see
+    :meth:`features.store.Store.checkpoint_file`).
+
+    Raises:
+        FileNotFoundError: the checkpoint is gone.
+        KeyError: the pack was evicted since the run.
+    """
+    from models.engine import load_checkpoint
+
+    path = store.checkpoint_file(checkpoint)
+    if path is None:
+        raise FileNotFoundError(f"checkpoint={checkpoint!r}: not found in store {store.url}; retrain the run")
+    model, extra = load_checkpoint(path)
+    arrays, _ = store.read_pack(extra.get("pack", pack))
+    return model, _model_targets(model, arrays)  # a model of a target subset is scored on its own columns
+
+
+def split_loader(model: Any, arrays: dict[str, Any], split: str | None, *, batch_size: int
+                 ) -> tuple[np.ndarray, Any]:
+    """The pack rows of ``split`` (``None``: every video) and an unshuffled :class:`models.data.PackLoader` over
+    them with ``model``'s keys and target columns.
+
+    Shapes:
+        → rows (N,) int, loader batches per docs/ARCHITECTURE.md
+    """
+    from models.data import PackLoader, split_sets
+
+    rows = np.arange(len(arrays["target"])) if split is None else split_sets(arrays["split"])[split]
+    return rows, PackLoader(_model_targets(model, arrays), pack_keys(model), rows, batch_size=batch_size)
 
 
 @task(cache_policy=NONE, persist_result=False, name="train-model")
@@ -241,7 +291,7 @@ def _train_task(root: Optional[str], dataset: str, model: str, task_name: str, p
 
 @flow(name="train", validate_parameters=True)
 def train(
-    dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    dataset: DatasetName,
     model: str,
     task: TaskName,
     root: Optional[str] = None,

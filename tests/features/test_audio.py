@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 import pytest
 
-from features.audio import AudioParams, clip_mfcc, egemaps, is_silent, load_audio, segment_features
+from features.audio import AudioParams, clip_matrix, clip_mfcc, egemaps, is_silent, load_audio, segment_features
 from features.media import MediaError
 from features.probe import probe
 from tests.media_factory import make_audio_expr_video, make_video
@@ -140,6 +140,17 @@ def test_clip_mfcc_pads_and_crops():
     long, valid = clip_mfcc(_tone(5.0), p)  # 501 frames, cropped to 300
     assert valid and long[:, -1].any()
     np.testing.assert_allclose(long[:, :150], matrix[:, :150], atol=1e-3)
+
+
+def test_clip_matrix_marks_the_padding_frame_by_frame():
+    p = AudioParams(clip_frames=300)
+    matrix, frames = clip_matrix(_tone(2.0), p)  # 201 real frames, 99 of padding
+    np.testing.assert_array_equal(matrix, clip_mfcc(_tone(2.0), p)[0])
+    assert frames.shape == (300,) and frames.dtype == bool
+    assert frames[:201].all() and not frames[201:].any()
+    assert clip_matrix(_tone(5.0), p)[1].all()  # cropped: no padding
+    for y in (None, np.zeros(2 * SR, np.float32)):  # no track, silence: nothing is real
+        assert not clip_matrix(y, p)[1].any()
 
 
 def test_inputs_are_not_mutated():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,3 +261,81 @@ def test_other_waveform_architectures_load(tmp_path, arch):
     enc = E.AudioEncoder(tmp_path, device="cpu")
     vec, mask = enc.embed((0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32), 16000, 3)
     assert enc.dim == 16 and vec.shape == (3, 16) and mask.tolist() == [True, True, False]
+
+
+# ------------------------------------------------------------------------------------------------------ face crops
+def _box_detector(box):
+    """A detector double that finds one face at ``box`` (x, y, w, h) in frames whose top-left pixel is not black."""
+    return E.FaceDetector(name="stub", detect=lambda f: np.array([box], np.float32) if f[0, 0].any()
+                          else np.zeros((0, 4), np.float32))
+
+
+def test_face_crops_cut_the_largest_face_with_margin_and_mark_frames_without_one():
+    frames = _frames(n=4, size=40)
+    frames[1, 0, 0] = 0  # no face here
+    valid = np.array([True, True, True, False])  # frame 3 was never decoded: not even searched
+    two = E.FaceDetector(name="two", detect=lambda f: np.array([[0, 0, 4, 4], [10, 12, 8, 8]], np.float32)
+                         if f[0, 0].any() else np.zeros((0, 4), np.float32))
+    crops, found, boxes = E.face_crops(frames, valid, two, 16, margin=0.25)
+    assert crops.shape == (4, 16, 16, 3) and crops.dtype == np.uint8
+    assert found.tolist() == [True, False, True, False]
+    # the 8×8 face at (10, 12) grows by 2 px a side: the 12×12 square at (8, 10), resized to 16
+    import cv2
+    np.testing.assert_array_equal(crops[0], cv2.resize(frames[0, 10:22, 8:20], (16, 16),
+                                                       interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_allclose(boxes[0], [8 / 40, 10 / 40, 20 / 40, 22 / 40])
+    assert not crops[1].any() and not crops[3].any() and np.isnan(boxes[[1, 3]]).all()
+    # a face at the border: the square is shifted inside the frame, never padded
+    crops, found, boxes = E.face_crops(frames[:1], valid[:1], _box_detector((34, 0, 6, 6)), 8, margin=0.5)
+    np.testing.assert_allclose(boxes[0], [28 / 40, 0, 1, 12 / 40])
+    with pytest.raises(ValueError, match=r"frames: expected uint8 \(N, H, W, 3\)"):
+        E.face_crops(frames[..., 0], valid, two, 16)
+
+
+def test_face_detector_files_load_through_their_suffix_and_say_what_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setattr(E, "_FACE_LOADERS", dict(E._FACE_LOADERS))  # the registration ends with the test
+
+    def load_stub(path):
+        box = json.loads(path.read_text())["box"]
+        return _box_detector(box)
+
+    E.register_face_detector(".facestub", load_stub)
+    model = tmp_path / "detector.facestub"
+    model.write_text(json.dumps({"box": [2, 2, 10, 10]}))
+    det = E.load_face_detector(str(model))
+    assert det.name == "stub" and det.detect(_frames(1, 16)[0]).tolist() == [[2, 2, 10, 10]]
+    digest = E.face_detector_digest(str(model))
+    model.write_text(json.dumps({"box": [3, 2, 10, 10]}))
+    assert E.face_detector_digest(str(model)) != digest  # the detector's file is part of the stage fingerprint
+    with pytest.raises(FileNotFoundError, match=r"vision_faces='.*nope.onnx'.*never downloads.*YuNet"):
+        E.load_face_detector(str(tmp_path / "nope.onnx"))
+    (tmp_path / "model.pkl").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"no face-detector loader for '\.pkl' files; expected one of .*'\.onnx'"):
+        E.load_face_detector(str(tmp_path / "model.pkl"))
+    (tmp_path / "broken.onnx").write_bytes(b"not a network")
+    with pytest.raises(ValueError, match="broken.onnx"):
+        E.load_face_detector(str(tmp_path / "broken.onnx"))
+    with pytest.raises(ValueError, match="suffix='onnx'"):
+        E.register_face_detector("onnx", load_stub)
+
+
+def _has_haar() -> bool:
+    import cv2
+
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
+    return hasattr(cv2, "CascadeClassifier") and (Path(folder) / E.HAAR_CASCADE).is_file()
+
+
+@pytest.mark.skipif(not _has_haar(), reason="this OpenCV ships no Haar cascade (OpenCV 5 dropped them)")
+def test_bundled_haar_cascade_finds_no_face_in_a_blank_frame_and_masks_it():
+    det = E.load_face_detector("haar")
+    frames = np.full((2, 48, 48, 3), 128, np.uint8)
+    crops, found, boxes = E.face_crops(frames, np.ones(2, bool), det, 16)
+    assert not found.any() and not crops.any() and np.isnan(boxes).all()
+
+
+@pytest.mark.skipif(_has_haar(), reason="this OpenCV ships the Haar cascade")
+def test_haar_without_a_bundled_cascade_names_the_alternatives():
+    with pytest.raises(ValueError, match=r"vision_faces='haar'.*ships no haarcascade_frontalface_default\.xml.*"
+                                         r"opencv-python-headless<5.*YuNet \.onnx"):
+        E.load_face_detector("haar")

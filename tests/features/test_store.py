@@ -136,3 +136,19 @@ def test_copy_entry_and_artifact_carry_everything_to_another_dataset(root):
         b.copy_entry(a, "audio", "v/1")
     with pytest.raises(KeyError, match="no artifact 'vocabulary'"):
         b.copy_artifact(a, "vocabulary")
+
+
+def test_scrape_history_appends_and_replaces_a_recorded_scrape_time(root):
+    s = open_store(root, "ds", create=True)
+    assert s.scrape_history().empty and s.append_scrape_history(pd.DataFrame()) == 0
+
+    def snaps(t, plays):
+        return pd.DataFrame({"video_id": ["a", "b"], "scrape_time": [t, t], "create_time": [0.0, 0.0],
+                             "play_count": pd.array(plays, dtype="Int64")})
+
+    assert s.append_scrape_history(snaps(10.0, [1, 2])) == 2
+    assert s.append_scrape_history(snaps(20.0, [3, 4])) == 2
+    assert s.append_scrape_history(snaps(10.0, [1, 5])) == 0  # the first scrape again, b corrected: replaced
+    got = s.scrape_history()
+    assert list(zip(got["video_id"], got["scrape_time"], got["play_count"])) == [
+        ("a", 20.0, 3), ("b", 20.0, 4), ("a", 10.0, 1), ("b", 10.0, 5)]  # recorded order, the replacement last

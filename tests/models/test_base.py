@@ -163,3 +163,24 @@ def test_vision_norm_imagenet_changes_what_the_model_sees():
         assert not torch.allclose(normed(batch).pred, plain(batch).pred)
     with pytest.raises(ValueError, match="vision_norm="):
         create_model("mcat", vision_norm="zscore")
+
+
+def test_geometry_overrides_read_the_input_shapes_and_fit_the_tiles(tiny):
+    mcat = tiny.model("mcat")  # patch_size 8, audio_chunk 4
+    shapes = {"vision": (6, 3, 12, 12), "audio": (10, 24), "text": (30,), "graph": (7,)}
+    got = mcat.cfg.geometry_overrides(mcat.inputs, shapes)
+    # 12 is not a multiple of 8: the largest divisor below it; 24 frames are tiled by 4 as they are
+    assert got == {"n_frames": 6, "frame_size": 12, "patch_size": 6, "n_mfcc": 10, "mfcc_frames": 24,
+                   "vocab_size": 30}  # no graph: MCAT does not read it
+    sec2sec = tiny.model("sec2sec")  # no tile fields
+    assert sec2sec.cfg.geometry_overrides(sec2sec.inputs, {"vision_seg": (5, 2, 3, 16, 16)}) == {
+        "n_segments": 5, "frames_per_segment": 2, "frame_size": 16}
+    create_model("mcat", **{**tiny.overrides("mcat"), **got})  # the overrides build a model
+
+
+def test_unchosen_fields_are_the_geometry_the_task_and_unset_tiles():
+    fields = ModelConfig.unchosen_fields()
+    assert {"n_frames", "frame_size", "vocab_size", "graph_dim", "vision_emb_dim", "task", "pretrained_path",
+            "patch_size", "audio_chunk"} <= fields
+    assert not {"dim", "heads", "targets", "loss"} & fields
+    assert "patch_size" not in ModelConfig.unchosen_fields(chosen={"patch_size": 4})

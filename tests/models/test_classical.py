@@ -29,6 +29,16 @@ def test_pooled_features_exact_values_and_masks():
     np.testing.assert_allclose(x[:, 16:], text)
 
 
+def test_pooled_audio_statistics_ignore_padded_frames():
+    """A per-frame audio mask (B, F): padding frames leave the MFCC mean and SD unchanged, whatever they hold."""
+    audio = np.array([[[1.0, 3.0, 100.0, -50.0], [2.0, 2.0, 7.0, 7.0]]])  # (1, n_mfcc=2, F=4), last two frames padding
+    frame_mask = np.array([[True, True, False, False]])
+    x = pooled_features({"audio": audio, "audio_mask": frame_mask})
+    np.testing.assert_allclose(x[0], [2.0, 2.0, 1.0, 0.0])
+    counted = pooled_features({"audio": audio, "audio_mask": np.array([True])})
+    assert not np.allclose(counted[0], x[0])  # a per-clip flag counts the padding: the mask is what removes it
+
+
 def test_pooled_features_segments_chunks_and_h5py(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {"audio_seg": rng.normal(size=(5, 2, 3, 4, 6)), "audio_seg_mask": np.array([[1, 1], [1, 0], [0, 0], [1, 1], [0, 1]], bool),

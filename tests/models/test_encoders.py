@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.encoders import (
     ClipConfig,
@@ -22,6 +23,7 @@ from models.encoders import (
     pool_tokens,
     sinusoidal_encoding,
 )
+from models.registry import create_model, list_models
 
 
 def test_sinusoidal_encoding_values():
@@ -92,6 +94,31 @@ def test_mfcc_tokenizer_chunks_and_single_token():
     assert one.shape == (2, 1, 8) and m1.shape == (2, 1)
 
 
+def test_mfcc_tokenizer_masks_the_tokens_of_a_clips_padding():
+    x, frames = torch.randn(2, 5, 10), torch.arange(10)[None] < torch.tensor([[5], [0]])  # 5 real frames; no audio
+    tok, m = MfccTokenizer(n_mfcc=5, n_frames=10, chunk=4, dim=8)(x, frames)
+    assert tok.shape == (2, 3, 8) and m.tolist() == [[True, True, False], [False] * 3]  # frame 4 opens chunk 1
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if "audio" in create_model(n).inputs])
+def test_more_clip_padding_leaves_every_whole_clip_audio_model_unchanged(tiny, name):
+    """The same clips in a matrix of F frames and of F + 24 (more zero padding, masked per frame) give the same
+    prediction from the same weights; the padding counted as audio (one flag per clip) changes it."""
+    n_frames, extra = tiny.overrides(name)["mfcc_frames"], 24
+    short, long = tiny.model(name), tiny.model(name, mfcc_frames=n_frames + extra)
+    long.load_state_dict(short.state_dict())  # the clip length sets no parameter shape
+    short.eval(), long.eval()
+    batch = tiny.batch(short, 3, target=False)
+    frames = torch.arange(n_frames)[None] < torch.tensor([[6], [n_frames], [0]])  # 6 real frames, all, no audio
+    batch["audio"], batch["audio_mask"] = batch["audio"] * frames[:, None], frames
+    padded = {**batch, "audio": F.pad(batch["audio"], (0, extra)), "audio_mask": F.pad(frames, (0, extra))}
+    with torch.no_grad():
+        pred = short(batch).pred
+        torch.testing.assert_close(long(padded).pred, pred, atol=1e-5, rtol=1e-5)
+        unmasked = long({**padded, "audio_mask": frames.any(dim=1)}).pred
+    assert (unmasked[0] - pred[0]).abs().max() > 1e-4  # 6 real frames in 40: counted, the padding would weigh
+
+
 def test_vector_tokenizer_and_cnns():
     tok, m = VectorTokenizer(in_dim=7, n_tokens=3, dim=8)(torch.rand(4, 7), torch.ones(4, dtype=torch.bool))
     assert tok.shape == (4, 3, 8) and m.shape == (4, 3)
@@ -153,6 +180,51 @@ def test_embedding_projection_is_linear_norm_plus_position():
     torch.testing.assert_close(tok, want)
     with pytest.raises(ValueError, match="in_dim=0"):
         EmbeddingProjection(in_dim=0, dim=8, n_positions=4)
+
+
+def test_pool_groups_is_a_mask_aware_mean_over_contiguous_runs():
+    from models.encoders import pool_groups
+
+    x = torch.arange(10, dtype=torch.float32).view(1, 5, 2)  # rows [0,1] [2,3] [4,5] [6,7] [8,9]
+    mask = torch.tensor([[True, False, True, False, False]])
+    pooled, m = pool_groups(x, mask, 3)  # k = 2: runs {0,1} {2,3} {4}
+    assert pooled.tolist() == [[[0.0, 1.0], [4.0, 5.0], [0.0, 0.0]]] and m.tolist() == [[True, True, False]]
+    pooled, m = pool_groups(x, torch.ones(1, 5, dtype=torch.bool), 2)  # k = 3: runs {0,1,2} {3,4}
+    assert pooled.tolist() == [[[2.0, 3.0], [7.0, 8.0]]] and m.tolist() == [[True, True]]
+    assert pool_groups(x, mask, 5)[0] is x
+    with pytest.raises(ValueError, match="groups=0"):
+        pool_groups(x, mask, 0)
+
+
+def test_embedding_projection_pools_groups_before_projecting():
+    from models.encoders import EmbeddingProjection, pool_groups
+
+    torch.manual_seed(0)
+    proj = EmbeddingProjection(in_dim=5, dim=8, n_positions=10, groups=3)  # k = 4: 3 tokens (4 + 4 + 2 vectors)
+    x, mask = torch.randn(2, 10, 5), torch.ones(2, 10, dtype=torch.bool)
+    mask[0, 4:] = False
+    tok, tmask = proj(x, mask)
+    assert tok.shape == (2, 3, 8) and tmask.tolist() == [[True, False, False], [True, True, True]]
+    mean, _ = pool_groups(x, mask, 3)
+    want = torch.nn.functional.layer_norm(mean @ proj.proj.weight.T + proj.proj.bias, (8,), proj.norm.weight,
+                                          proj.norm.bias) + sinusoidal_encoding(3, 8)
+    torch.testing.assert_close(tok, want)
+    noisy = x.clone()
+    noisy[0, 4:] = 1e3  # masked vectors do not reach the real token
+    torch.testing.assert_close(proj(noisy, mask)[0][0, 0], tok[0, 0])
+
+
+def test_clip_config_pools_embeddings_into_few_tokens_by_default():
+    cfg = ClipConfig(dim=8, heads=2, n_frames=100, **{**EMB, "text_tokens": 64})
+    vision, text = build_modality_encoder("vision", cfg), build_modality_encoder("text", cfg)
+    tok, _ = vision({"vision_emb": torch.randn(2, 100, 12)})
+    assert tok.shape == (2, 10, 8)  # 100 frame vectors → 10 tokens of 10 frames
+    tok, mask = text({"text_emb": torch.randn(2, 64, 6), "text_emb_mask": torch.arange(64).expand(2, 64) < 3})
+    assert tok.shape == (2, 1, 8) and mask.tolist() == [[True], [True]]  # one sentence token
+    keep = ClipConfig(dim=8, heads=2, n_frames=100, vision_emb_groups=100, text_emb_groups=64, **EMB)
+    assert build_modality_encoder("vision", keep)({"vision_emb": torch.randn(2, 100, 12)})[0].shape == (2, 100, 8)
+    with pytest.raises(ValueError, match="text_emb_groups=0"):
+        ClipConfig(text_emb_groups=0)
 
 
 def test_modality_encoder_reads_the_embedding_keys():

@@ -12,6 +12,7 @@ from models import create_model
 from models.engine import TrainConfig, fit, seed_everything
 from models.interpret import (
     collect_segment_attention,
+    collect_segment_attributions,
     fit_trend,
     frame_attribution,
     integrated_gradients,
@@ -22,6 +23,8 @@ from models.interpret import (
     second_profile,
     segment_attributions,
     summarise_attributions,
+    summarise_contributions,
+    top_left_share,
     van_relation,
 )
 
@@ -115,6 +118,23 @@ def test_segment_attention_is_a_distribution_over_real_seconds(recency_model):
     torch.testing.assert_close(att.sum(dim=1), torch.ones(64))
 
 
+def test_segment_attributions_collected_in_batches_equal_one_pass_over_the_first_videos(tiny):
+    torch.manual_seed(0)
+    model = tiny.model("sec2sec").eval()
+    full = tiny.batch(model, 5, seed=1)
+    full["vision_seg_mask"][1, 2] = False  # a padded second stays 0
+    batches = [{k: v[:3] for k, v in full.items()}, {k: v[3:] for k, v in full.items()}]
+    mags, mask = collect_segment_attributions(model, batches, target=1, steps=4, max_videos=4,
+                                              internal_batch_size=5)
+    first4 = {k: v[:4] for k, v in full.items()}
+    want, want_mask = segment_attributions(model, first4, target=1, steps=4)
+    assert mags.shape == (4, 3)
+    torch.testing.assert_close(mags, want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(mask, want_mask)
+    with pytest.raises(ValueError, match="max_videos"):
+        collect_segment_attributions(model, batches, target=0, max_videos=0)
+
+
 def test_recency_is_recovered_by_the_attention_and_by_integrated_gradients(recency_model):
     model, val, batch = recency_model
     # planted lifts: last 3 seconds ≈ 1.6, earlier ≈ 0.3 (uniform attention: 1 and 1)
@@ -159,6 +179,16 @@ def test_modality_frame_and_region_aggregations_are_exact():
     assert torch.all(up[0, :2, :2] == 0.25) and up[0, 2:, :].abs().sum() == 0
     down = region_attribution(vision, mask, size=2)
     torch.testing.assert_close(down[0], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+
+
+def test_top_left_share_is_the_quadrant_mass_over_the_total():
+    regions = np.zeros((3, 4, 4))
+    regions[0, 0, 1] = 3.0  # top-left quadrant (rows, columns < 2)
+    regions[0, 3, 3] = 1.0
+    regions[1, 2, 0] = 5.0  # bottom-left only
+    np.testing.assert_allclose(top_left_share(regions), [0.75, 0.0, 0.0])  # an all-zero map gives 0, not NaN
+    with pytest.raises(ValueError, match="regions"):
+        top_left_share(np.zeros((4, 4)))
 
 
 def test_fit_trend_recovers_a_line():
@@ -263,6 +293,23 @@ def test_modality_contributions_follow_eq_4_15_to_4_17():
     np.testing.assert_allclose(c2.per_head[1, 2], (0 + e1 / (e1 + 2)) / 2)
     with pytest.raises(ValueError, match="present"):
         modality_contributions(r, torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_contribution_summary_over_batches_equals_the_whole_set(tiny):
+    torch.manual_seed(0)
+    model = tiny.model("van").eval()
+    full = tiny.batch(model, 5, seed=2)
+    full["audio_mask"][4] = False  # one video without audio
+    got = summarise_contributions(model, [{k: v[:3] for k, v in full.items()}, {k: v[3:] for k, v in full.items()}])
+    rel, present = van_relation(model, full)
+    want = modality_contributions(rel, present)
+    assert got.n_videos == 5
+    np.testing.assert_allclose(got.contributions.overall, want.overall, rtol=1e-5)
+    np.testing.assert_allclose(got.contributions.per_head, want.per_head, rtol=1e-5)
+    # the size-weighted mean of the batches' ablations is the ablation of all videos at once
+    np.testing.assert_allclose(got.ablation, modality_ablation(model, full), rtol=1e-5)
+    with pytest.raises(ValueError, match="no videos"):
+        summarise_contributions(model, [])
 
 
 def _popularity_data(n: int, seed: int = 1) -> dict[str, torch.Tensor]:

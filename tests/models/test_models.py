@@ -70,7 +70,8 @@ def test_masked_content_carries_no_signal(name, tiny):
         changed[f"{key}_mask"] = mask
         base = model(changed).pred
         garbage = batch[key].clone()
-        garbage[~mask] = 1e3
+        # the whole-clip MFCC (B, n_mfcc, F) is masked per frame, along its last axis
+        garbage[(~mask)[:, None].expand_as(garbage) if key == "audio" else ~mask] = 1e3
         changed[key] = garbage
         torch.testing.assert_close(model(changed).pred, base)
         assert not torch.allclose(base, ref)  # the mask itself does matter

@@ -1,5 +1,6 @@
 """Tests of models/mtaf.py: the optional early-trend BiGRU branch (inputs, mask, shape errors), the attention fusion
-weights, and learning popularity from the early trend alone."""
+weights, learning popularity from the early trend alone, and the branch's gain on planted scrapes (series built by
+features.trend from irregular snapshots)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,55 @@ def test_mtaf_learns_popularity_from_the_early_trend_alone(tiny):
     got = compute_metrics("popularity", y_true, y_pred)
     base = compute_metrics("popularity", y_true, constant_baseline("popularity", data["target"][:n_train]).predict(len(y_true)))
     assert got["mse"] <= 0.3 * base["mse"] and got["spearman"] >= 0.85, (got, base)  # observed 0.11 and 0.97
+
+
+def _planted_scrapes(n: int, seed: int):
+    """Posts whose day-6 popularity depends on a content-agnostic feature (meta column 0) *and* on a growth factor only
+    their early trend reveals; each post is scraped three times at random hours (15 % only once), and the trend is
+    built from those snapshots by features.trend, as the pack builder does."""
+    import numpy as np
+    import pandas as pd
+
+    from features.trend import early_trend
+
+    rng = np.random.default_rng(seed)
+    m, u = rng.normal(size=n), rng.normal(size=n)
+    g = np.exp(0.8 * m + u)  # eq. 1 score per hour after posting
+    rows = []
+    for i in range(n):
+        for h in rng.uniform(6, 140, size=1 if rng.random() < 0.15 else 3):
+            y = g[i] * h * rng.uniform(0.95, 1.05)  # comments and shares in proportion: y = 0.2·5y + 0.3·y + 0.5·y
+            rows.append((f"v{i}", h * 3600.0, 0.0, None, round(5 * y), round(y), round(y), None))
+    history = pd.DataFrame(rows, columns=["video_id", "scrape_time", "create_time", "play_count", "digg_count",
+                                          "comment_count", "share_count", "collect_count"])
+    trend, present = early_trend(history, [f"v{i}" for i in range(n)])
+    day6 = np.log1p(g * 144)
+    target = 0.1 + 0.8 * (day6 - day6.min()) / (day6.max() - day6.min())
+    meta = np.stack([m, rng.normal(size=n), rng.normal(size=n)], axis=1)
+    return (torch.tensor(meta, dtype=torch.float32), torch.tensor(trend), torch.tensor(present),
+            torch.tensor(target, dtype=torch.float32)[:, None])
+
+
+def test_mtaf_with_the_early_trend_beats_mtaf_without_it_on_planted_scrapes(tiny):
+    """The target needs the trend (growth is only half explained by the metadata): with the BiGRU branch MTAF must
+    beat the same model without it by a wide margin, not merely match it."""
+    n, n_train = 240, 160
+    meta, trend, present, target = _planted_scrapes(n, seed=0)
+    results = {}
+    for t_e in (0, trend.shape[1]):
+        data = tiny.batch(tiny.model("mtaf", modalities=("text", "meta")), b=n, seed=1, target=False)  # text: noise
+        data |= {"meta": meta, "target": target}
+        if t_e:
+            data |= {TREND_KEY: trend, f"{TREND_KEY}_mask": present}
+        rows = [{k: v[i] for k, v in data.items()} for i in range(n)]
+        train, val = DataLoader(rows[:n_train], batch_size=32, shuffle=True), DataLoader(rows[n_train:], batch_size=80)
+        seed_everything(0)
+        model = tiny.model("mtaf", modalities=("text", "meta"), trend_len=t_e, dropout=0.0)
+        fit(model, train, val, TrainConfig(epochs=25, lr=3e-3, seed=0, device="cpu", patience_no_improve=25,
+                                           patience_rising=25))
+        results[t_e] = compute_metrics("popularity", *evaluate(model, val))
+    without, with_trend = results[0], results[trend.shape[1]]
+    assert present.float().mean() > 0.75 and not present.all()  # some posts were scraped once: masked branch
+    # observed: MSE 0.0034 with the trend vs 0.0135 without (R² 0.83 vs 0.33; ρ 0.94 vs 0.60)
+    assert with_trend["mse"] <= 0.5 * without["mse"], results
+    assert with_trend["spearman"] >= without["spearman"] + 0.15, results

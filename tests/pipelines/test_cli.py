@@ -126,12 +126,33 @@ def test_help_and_inspect_never_import_prefect_or_torch(tiny_root, tmp_path):
     probe = ("import sys, json\nfrom pipelines.cli import main\n"
              "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
              "print(json.dumps({m: m in sys.modules for m in ('prefect', 'torch', 'pipelines.extract', 'flows')}))")
-    for args in (["--help"], ["extract", "--help"], ["inspect", "tiny", "--root", str(tiny_root), "--json"]):
+    inspect = ["inspect", "tiny", "--root", str(tiny_root), "--json", "--schema"]
+    for args in (["--help"], ["extract", "--help"], inspect):
         out = subprocess.run([sys.executable, "-c", probe, *args], env=_env(tmp_path), cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1] == (
             '{"prefect": false, "torch": false, "pipelines.extract": false, "flows": false}'), (args, out.stdout)
+
+
+def test_inspect_schema_shows_the_declared_output_of_each_stage_the_store_holds(tiny_root, capsys, monkeypatch):
+    from features.schema import STAGE_SCHEMAS
+    from pipelines.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich folds table cells to the terminal's width
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["inspect", "tiny", "--root", str(tiny_root), "--json", "--schema"])
+    assert exit_.value.code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out["schema"]) == set(out["stages"]) and "frames" in out["schema"]
+    assert out["schema"]["frames"] == STAGE_SCHEMAS["frames"].to_dict()
+    valid = out["schema"]["frames"]["arrays"][1]
+    assert (valid["name"], valid["dtype"], valid["shape"]) == ("{profile}_valid", "bool", "(N,)")
+    with pytest.raises(SystemExit):
+        main(["inspect", "tiny", "--root", str(tiny_root), "--schema"])
+    table = capsys.readouterr().out
+    assert "record.display_width" in table and "(N, H, W, 3)" in table
 
 
 # ---------------------------------------------------------------------------------------------------- errors

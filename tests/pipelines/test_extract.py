@@ -135,14 +135,19 @@ def test_default_clip_matrix_covers_fifteen_seconds_and_reaches_a_cue_at_second_
     assert store.entry("audio", "cue").params["clip_seconds"] == 15.0
 
 
-def test_clip_seconds_and_clip_frames_set_the_clip_matrix():
-    from pipelines.extract import _audio_params
+def test_audio_pack_masks_the_padding_of_short_clips(synthetic_copy):
+    """3-6 s clips in the 15-s whole-clip matrix: ``audio_mask`` is True on each clip's own MFCC frames, then False on
+    its zero padding; a video without audio has no real frame."""
+    from features.packs import build_pack
 
-    assert _audio_params(ExtractConfig()).clip_frames == 1500
-    assert _audio_params(ExtractConfig(clip_seconds=3.0, sample_rate=44100)).clip_frames == 300
-    assert _audio_params(ExtractConfig(clip_seconds=3.0, clip_frames=64)).clip_frames == 64
-    with pytest.raises(ValueError, match="clip_seconds"):
-        ExtractConfig(clip_seconds=0)
+    store = open_store(synthetic_copy, DATASET)
+    arrays, _ = store.read_pack(build_pack(store, ("audio",), "personality")[0])
+    mask, clip = np.asarray(arrays["audio_mask"][...]), np.asarray(arrays["audio"][...])
+    real = mask.sum(axis=1)
+    assert mask.shape == (N_VIDEOS, 1500) and (real == 0).any() and (real > 0).any(), real
+    assert ((real[real > 0] >= 300) & (real[real > 0] <= 601)).all(), real  # 3-6 s at the 10 ms hop
+    np.testing.assert_array_equal(mask, np.arange(1500) < real[:, None])  # the clip's frames, then padding
+    assert not clip[np.broadcast_to(~mask[:, None], clip.shape)].any()  # the padding is zeros
 
 
 def test_egemaps_without_opensmile_is_refused_before_any_work(synthetic_copy, monkeypatch):
@@ -180,22 +185,6 @@ def test_egemaps_functionals_reach_the_siamese_model(synthetic_copy):
     assert x.shape == (N_VIDEOS, 88) and ok.sum() >= N_VIDEOS - 8 and not x[~ok].any()
     train = ok & (np.asarray(arrays["split"]) == "train")
     assert np.allclose(x[train].mean(axis=0), 0, atol=1e-4)  # z-scored on the training videos
-
-
-def test_metadata_has_mtaf_content_agnostic_features_from_whichever_columns_exist():
-    from pipelines.extract import _metadata_record
-
-    probe = {"duration": 9.5, "display_width": 720, "display_height": 1280, "fps": 30.0, "has_audio": True}
-    row = {"create_time": 1_700_000_000, "desc": "new lipstick #beauty #sale", "author_followers": 999,
-           "author_following": 0, "author_hearts": None, "author_videos": 41, "author_verified": True,
-           "hashtag_count": 3, "caption_length": 26}
-    rec = _metadata_record(row, probe)
-    assert rec["log_author_followers"] == pytest.approx(np.log(1000)) and rec["log_author_following"] == 0.0
-    assert np.isnan(rec["log_author_hearts"]) and rec["log_author_videos"] == pytest.approx(np.log(42))
-    assert (rec["verified"], rec["hashtags"], rec["caption_chars"], rec["upload_hour"]) == (1.0, 3, 26, 22)
-    bare = _metadata_record({"desc": "a #b"}, probe)  # a dataset without uploader columns
-    assert np.isnan(bare["log_author_followers"]) and np.isnan(bare["verified"])
-    assert (bare["hashtags"], bare["caption_chars"]) == (1, 4)
 
 
 def test_meta_pack_carries_log_scaled_uploader_counts(synthetic_copy):

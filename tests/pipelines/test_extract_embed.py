@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +128,116 @@ def test_one_stage_by_name_and_clear_errors(embedded, encoders, tmp_path):
     # without encoders the default run is the core stages only, all cached
     plain = _extract(root)
     assert not set(plain["stages"]) & set(EMBED)
+
+
+def _parity_detector(path):
+    """Loader of a face-detector double: a file ``{"size": s}`` gives one s×s "face" at the top left of every frame
+    whose pixel sum is even (content-based, so the same frame always gets the same answer)."""
+    from features.embed import FaceDetector
+
+    size = json.loads(path.read_text())["size"]
+    return FaceDetector(name=f"parity:{size}", detect=lambda f: np.array([[0, 0, size, size]], np.float32)
+                        if int(f.sum(dtype=np.int64)) % 2 == 0 else np.zeros((0, 4), np.float32))
+
+
+def test_face_crops_mask_frames_without_a_face_and_key_embed_vision_only(embedded, encoders, tmp_path,
+                                                                         monkeypatch):
+    from features import embed as E
+
+    monkeypatch.setattr(E, "_FACE_LOADERS", dict(E._FACE_LOADERS))
+    E.register_face_detector(".parity", _parity_detector)
+    detector = tmp_path / "faces.parity"
+    detector.write_text(json.dumps({"size": 20}))
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    store = open_store(root, DATASET)
+    ids = list(store.manifest()["video_id"])
+    whole = {v: store.read("embed_vision", v) for v in ids}
+    whole_fps = store.fingerprints("embed_vision")
+    faces = CFG.model_copy(update={"vision_faces": str(detector)})
+    res = _extract(root, config=faces, **encoders)
+    assert res["stages"]["embed_vision"]["done"] == N_VIDEOS and res["stages"]["embed_vision"]["failed"] == 0
+    for stage in ("embed_audio", "embed_text", "frames", "audio"):
+        assert res["stages"][stage]["done"] == 0, stage
+    found = missed = 0
+    for v in ids:
+        ev = store.read("embed_vision", v)
+        assert ev["face_detector"] == "parity:20"
+        for prof in ("per_second", "uniform"):
+            valid, box = ev[f"{prof}_valid"], ev[f"{prof}_face_box"]
+            assert box.shape == (6, 4) and not (valid & ~whole[v][f"{prof}_valid"]).any()  # only decoded frames
+            assert not ev[prof][~valid].any() and np.isnan(box[~valid]).all()  # no face: masked, zeros, no box
+            assert np.isnan(ev[f"{prof}_times"][~valid]).all()
+            # a 20-px face + 25 % margin on each side = 30 px at the top left of the 64² search frame
+            np.testing.assert_allclose(box[valid], np.tile([0, 0, 30 / 64, 30 / 64], (int(valid.sum()), 1)))
+            assert (np.abs(ev[prof][valid]).sum(axis=1) > 0).all()
+            assert not np.allclose(ev[prof][valid], whole[v][prof][valid])  # the face, not the whole frame
+            found, missed = found + int(valid.sum()), missed + int((whole[v][f"{prof}_valid"] & ~valid).sum())
+    assert found and missed  # both branches were exercised
+    assert _extract(root, config=faces, **encoders)["stages"]["embed_vision"]["done"] == 0  # cache hit
+    detector.write_text(json.dumps({"size": 16}))  # another detector file: embed_vision only is recomputed
+    res = _extract(root, config=faces, **encoders)
+    assert res["stages"]["embed_vision"]["done"] == N_VIDEOS and res["stages"]["embed_audio"]["done"] == 0
+    # without faces: whole frames again, under the fingerprints whole frames always had
+    assert _extract(root, **encoders)["stages"]["embed_vision"]["done"] == N_VIDEOS
+    assert store.fingerprints("embed_vision") == whole_fps
+
+
+def test_refresh_reruns_an_embedding_stage_when_its_checkpoint_changes(embedded, encoders, tmp_path):
+    from flows import refresh
+
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    # the store's vision and text outputs recorded against checkpoints this test may change
+    local = {k: str(tmp_path / k) for k in ("vision_model", "text_model")}
+    for k, path in local.items():
+        shutil.copytree(encoders[k], path)
+    _extract(root, stages=["embed_vision", "embed_text"], refresh=True, **local)
+    store = open_store(root, DATASET)
+    ids = sorted(store.manifest()["video_id"])
+
+    idle = refresh(dataset=DATASET, root=str(root), dry_run=True)["plan"]
+    assert set(EMBED) <= set(idle["stages"]) and idle["nothing_to_do"], idle["extract"]
+    assert idle["config"]["vision_model"] == local["vision_model"]  # read back from the stage's records
+
+    shutil.rmtree(local["vision_model"])
+    tiny_clip_vision(Path(local["vision_model"]), seed=1, crop=32, short=40)  # new weights at the same path
+    shutil.rmtree(local["text_model"])
+    tiny_bert(Path(local["text_model"]), seed=1)
+    plan = refresh(dataset=DATASET, root=str(root), dry_run=True)["plan"]
+    assert plan["extract"]["embed_vision"] == ids and plan["extract"]["embed_text"] == ids
+    assert not any(plan["extract"][s] for s in plan["extract"] if s not in ("embed_vision", "embed_text"))
+    assert plan["videos"]["pending"] == ids and not plan["nothing_to_do"]
+    did = refresh(dataset=DATASET, root=str(root))["did"]["extract"]
+    assert did["embed_vision"]["done"] == N_VIDEOS and did["embed_text"]["done"] == N_VIDEOS
+    assert all(did[s]["done"] == 0 for s in did if s not in ("embed_vision", "embed_text")), did
+    assert refresh(dataset=DATASET, root=str(root), dry_run=True)["plan"]["nothing_to_do"]
+
+    shutil.rmtree(local["text_model"])  # a checkpoint that is gone: its stage is kept as it is, the rest refreshes
+    with pytest.warns(UserWarning, match="embed_text as it is: text_model=.* no longer exists"):
+        plan = refresh(dataset=DATASET, root=str(root), dry_run=True)["plan"]
+    assert "embed_text" in plan["kept"] and "embed_text" not in plan["stages"] and "embed_vision" in plan["stages"]
+
+
+def test_feature_variant_with_another_checkpoint_recomputes_only_that_embedding_stage(embedded, encoders, tmp_path):
+    from pipelines.compare import _ablation_plan, _feature_variant
+
+    plan = _ablation_plan([{"model": "mcat", "features": {"vision_model": "/x", "vision_faces": "haar"}}],
+                          ["personality"], {"mcat"})
+    assert plan["personality"][0][3] == {"vision_model": "/x", "vision_faces": "haar"}  # encoders are ablatable
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    other = tiny_clip_vision(tmp_path / "other-clip", seed=2, crop=32, short=40)
+    name = _feature_variant.fn(str(root), DATASET, {"vision_model": str(other)})
+    base, var = open_store(root, DATASET), open_store(root, name)
+    assert name.startswith(f"{DATASET}--f")
+    for stage in ("frames", "audio", "embed_audio", "embed_text"):  # seeded from the base, not recomputed
+        assert var.fingerprints(stage) == base.fingerprints(stage), stage
+    assert set(var.fingerprints("embed_vision")) == set(base.fingerprints("embed_vision"))
+    assert not set(var.fingerprints("embed_vision").values()) & set(base.fingerprints("embed_vision").values())
+    vid = sorted(base.manifest()["video_id"])[0]
+    assert var.read("embed_vision", vid)["model"] == str(other)
+    assert _feature_variant.fn(str(root), DATASET, {"vision_model": encoders["vision_model"]}) == DATASET
 
 
 def test_cli_flags_run_the_named_stage(embedded, encoders, tmp_path, capsys):

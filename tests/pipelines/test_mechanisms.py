@@ -6,14 +6,17 @@ split), and per claim the model with the mechanism against the same family witho
 
 * **Sec2Sec synchrony** (``arousal_sync_part``, 67 % of arousal's variance, invisible to time-averaged features):
   ``sec2sec`` (per-second co-attention) vs ``sec2sec-sa-sa`` (per-second self-attention, no cross-modal attention) vs
-  ``avm`` (late fusion of whole-clip vision and audio); the figure is the Spearman correlation of the predicted
-  arousal with the planted synchrony on the test videos that have audio. Two controls on the same per-second pack show what the
-  features allow: per-second beat and flash detectors (logistic regressions on the training seconds) multiplied per
-  second recover the synchrony; the same detectors averaged over the seconds first cannot.
+  ``avm`` (late fusion of whole-clip vision and audio), each trained on arousal alone (the dissertation trains valence
+  and arousal apart); the figure is the Spearman correlation of the predicted arousal with the planted synchrony on
+  the test videos that have audio. Two controls on the same per-second pack show what the features allow: per-second
+  beat and flash detectors (logistic regressions on the training seconds) multiplied per second recover the
+  synchrony; the same detectors averaged over the seconds first cannot.
 * **VAN network effect** (``popularity_network_part``, 77 % of popularity's variance, carried by the song): ``van``
   over vision + audio + graph vs ``van`` over vision + audio; the figure is the Spearman correlation of the predicted
   popularity with the planted network part on the test videos.
-* **GAT link prediction**: test AUC over five split seeds.
+* **GAT link prediction**: test AUC over five link splits against two training-free scores on the same test links,
+  preferential attachment ``deg(s)`` and the cosine of the video's whole-clip audio with its candidate song's; the
+  GAT without its song-degree input is the ablation.
 
 Intervals are 95 % Student-t intervals over the seeds (:func:`models.metrics.seed_interval`). Where a model does not
 capture its mechanism the test is an ``xfail`` whose reason carries the measured figures: a failed claim is a
@@ -21,16 +24,26 @@ finding, and the plant is not tuned to hide it. Every figure is printed (``pytes
 
 Measured (generator seed 11, training seeds 0-2, dims 16, 30 epochs; about 28 min on a heavily loaded 2-core machine):
 
-* synchrony, ρ with ``sync_cue``: sec2sec 0.06 [-0.27, 0.38], sec2sec-sa-sa 0.02 [-0.24, 0.28], avm -0.01
-  [-0.60, 0.59]; arousal accuracy 0.49 / 0.51 / 0.52 (chance), valence 0.92 / 0.88 / 0.70. Controls: paired
-  per-second detectors 0.94, the same averaged over time 0.07. The synchrony is in the features; no model learns it
-  at this size → xfail.
-* network effect, ρ with ``popularity_network_part``: van + graph 0.23 [0.10, 0.37] (popularity Spearman 0.11),
-  van without graph 0.51 [0.40, 0.61] (Spearman 0.39): without the graph VAN does better -- it can learn a song's
-  popularity from its melody in the training videos, while the GAT embedding (next line) carries little → xfail.
-* GAT test AUC 0.49 [0.36, 0.63] over 5 splits (152 links, ~15 test links each) → xfail. With featureless video
-  nodes GAT's softmax attention averages a song's videos, so a song's degree (what carries its popularity here)
-  reaches the song only through its learned per-song vector, trained on the 40 % of training links that supervise.
+* synchrony, ρ with ``sync_cue``, arousal-only models (19 min, load ~20): sec2sec 0.06 [-0.83, 0.95],
+  sec2sec-sa-sa 0.31 [-0.03, 0.66], avm 0.23 [0.16, 0.31] (whole-clip audio with its padding masked); arousal
+  accuracy 0.50 / 0.51 / 0.55, best epochs 1-7 of 30 (early stopping). Trained on valence and arousal together:
+  0.06 [-0.27, 0.38] / 0.02 [-0.24, 0.28] / -0.01 [-0.60, 0.59], arousal accuracy 0.49 / 0.51 / 0.52 while valence
+  reached 0.92 / 0.88 / 0.70. Controls: paired per-second detectors 0.94, the same averaged over time 0.07. The
+  synchrony is in the features and the model is wired for it (second s of audio co-attends to second s of vision,
+  same index and masks as the controls pair), but no model learns arousal at all here → xfail. What is known:
+  arousal's audio path learns slowly -- a sec2sec-audio trained by hand on the recency store (no early stopping)
+  sits at chance for about 8 epochs before reaching 0.8-0.9 test accuracy, and the engine's early stopping (10
+  epochs without a better validation loss) ends the runs around there. Not the cause: the per-segment GroupNorm of
+  the MFCC CNN (BatchNorm in the same hand loop also waited about 7 epochs), MFCC scale (standardised input: slower).
+* network effect, ρ with ``popularity_network_part`` (GAT with its song-degree input; fixture + this test 12 min,
+  load ~10): van + graph 0.910 [0.759, 1.061] (popularity Spearman 0.686 [0.647, 0.724]), van without graph 0.241
+  [-0.360, 0.841] (Spearman 0.146); paired gain 0.670 [-0.060, 1.399], per seed 0.675 / 0.373 / 0.960. The graph
+  helps on every seed, but three seeds do not make the interval clear → xfail. (A song's degree ranks the network
+  part at ρ 0.97 over this catalogue's videos, so the embedding carries nearly all of it.)
+* GAT test AUC over 5 link splits (152 links, ~15 test links and ~7 negatives each):
+  gat 0.792 [0.651, 0.934], gat-no-degree 0.728 [0.552, 0.903], gat-audio 0.800 [0.649, 0.951]; baselines deg(s)
+  0.794 [0.641, 0.947], audio cosine 0.670 [0.524, 0.817] → passes: the GAT learns song popularity (it matches
+  the degree score); the melody in the audio features adds nothing measurable at this size.
 """
 
 from __future__ import annotations
@@ -72,17 +85,16 @@ def mech(tmp_path_factory, prefect_harness):
 def _fit(store, name: str, task: str, seed: int, **overrides):
     """Train one model; returns (test video ids, test predictions (N, K), run record)."""
     from models.data import PackLoader, split_sets
-    from models.engine import evaluate, load_checkpoint
+    from models.engine import evaluate
     from models.registry import create_model
-    from pipelines.train import run_training
+    from pipelines.train import load_run_model, run_training
 
     fields = {f.name for f in dataclasses.fields(create_model(name).cfg)}
     sized = {**{k: v for k, v in SIZE.items() if k in fields}, **overrides}
     run = run_training(store, name, task, seed=seed, overrides=sized, record=False, resume=False,
                        run_id=f"mech-{name}-{task}-{seed}-{'_'.join(overrides.get('modalities', ()))}",
                        **TRAIN)
-    model, _ = load_checkpoint(run["checkpoint"])
-    arrays, _ = store.read_pack(run["pack"])
+    model, arrays = load_run_model(store, run["checkpoint"], run["pack"])  # target columns narrowed to the model's
     idx = split_sets(arrays["split"])["test"]
     keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
     _, pred = evaluate(model, PackLoader(arrays, keys, idx, batch_size=32))
@@ -152,12 +164,14 @@ def test_sec2sec_synchrony_needs_audio_and_vision_paired_per_second(mech):
     figures: dict[str, dict[str, list[float]]] = {}
     for seed in SEEDS:
         for name in ("sec2sec", "sec2sec-sa-sa", "avm"):
-            ids, pred, run = _fit(store, name, "emotion", seed)
-            f = figures.setdefault(name, {"r_sync": [], "acc_arousal": [], "acc_valence": []})
+            # arousal alone (the dissertation trains valence and arousal apart): trained together, valence's visual cue
+            # is learned first and the arousal output stays at chance (0.49-0.52 over 3 seeds)
+            ids, pred, run = _fit(store, name, "emotion", seed, targets=("arousal",))
+            f = figures.setdefault(name, {"r_sync": [], "acc_arousal": [], "best_epoch": []})
             heard = gt.loc[ids, "has_audio"].to_numpy()  # without audio the synchrony is unobservable
-            f["r_sync"].append(_spearman(pred[heard, 1], gt.loc[ids[heard], "sync_cue"]))
+            f["r_sync"].append(_spearman(pred[heard, 0], gt.loc[ids[heard], "sync_cue"]))
             f["acc_arousal"].append(run["metrics"]["accuracy_arousal"])
-            f["acc_valence"].append(run["metrics"]["accuracy_valence"])
+            f["best_epoch"].append(run["best_epoch"])
     control = _per_second_controls(store, gt, SEEDS[0])  # deterministic: the split is the dataset's own
     report = "; ".join(f"{m}: " + ", ".join(f"{k} {_summary(v)}" for k, v in f.items()) for m, f in figures.items())
     report += f"; controls (r_sync): paired {control['paired']:.3f}, pooled {control['pooled']:.3f}"
@@ -167,10 +181,6 @@ def test_sec2sec_synchrony_needs_audio_and_vision_paired_per_second(mech):
     assert control["paired"] >= 0.6 and control["pooled"] < 0.3, report
     # late fusion pools each modality over time before fusing: it does not see the synchrony
     assert _interval(figures["avm"]["r_sync"])[0] < 0.3, report
-    # the per-second models learn the visual valence cue, so a failure below is about the synchrony, not training
-    # (measured 0.92 and 0.88; late fusion's whole-clip frames 0.70, one seed of three at 0.5)
-    for name, floor in (("sec2sec", 0.8), ("sec2sec-sa-sa", 0.8), ("avm", 0.55)):
-        assert np.mean(figures[name]["acc_valence"]) >= floor, report
     mean, lo, _ = _interval(figures["sec2sec"]["r_sync"])
     late_hi = _interval(figures["avm"]["r_sync"])[2]
     if not (lo > late_hi and mean >= 0.3):
@@ -191,22 +201,62 @@ def test_van_network_effect_needs_the_graph(mech):
     print("\nnetwork effect (mean [95% CI] over seeds):", report)
     # both variants see the video's own pixels: the content part is learnable without the graph
     assert _interval(figures["van-no-graph"]["r_content"])[0] > 0.0, report
-    with_graph, without = _interval(figures["van+graph"]["r_network"]), _interval(figures["van-no-graph"]["r_network"])
-    if not with_graph[1] > without[2]:
+    # each seed draws one split for both variants: the comparison is paired, seed by seed
+    gain = np.subtract(figures["van+graph"]["r_network"], figures["van-no-graph"]["r_network"])
+    report += f"; paired gain in r_network {_summary(gain)} (per seed {np.round(gain, 3).tolist()})"
+    print(report)
+    if not _interval(gain)[1] > 0.0:
         pytest.xfail(f"van does not take the network effect from the graph embedding at this size: {report}")
 
 
+def _link_baselines(graph, cfg) -> dict[str, float]:
+    """Test AUC of two training-free scores on the test links of ``cfg``'s split: preferential attachment
+    ``deg(s)`` over the split's message-passing links, and the cosine between a video's features and its candidate
+    song's (the mean of the song's message-passing videos, as the GAT's song input)."""
+    from sklearn.metrics import roc_auc_score
+
+    from models.gat import USES, _seeded, _split
+
+    with _seeded(cfg.seed):
+        _, _, test = _split(graph.data, cfg)
+    pairs, labels = test[USES].edge_label_index, test[USES].edge_label.numpy()
+    deg = np.bincount(test[USES].edge_index[1].numpy(), minlength=test["song"].num_nodes)
+    xv = test["video"].x[pairs[0]].numpy()
+    xs = test["song"].x[pairs[1]].numpy()
+    cos = (xv * xs).sum(1) / np.maximum(np.linalg.norm(xv, axis=1) * np.linalg.norm(xs, axis=1), 1e-9)
+    return {"degree": float(roc_auc_score(labels, deg[pairs[1].numpy()])),
+            "feature_cosine": float(roc_auc_score(labels, cos))}
+
+
 def test_gat_link_prediction_beats_chance(mech):
+    """GAT link prediction on the store's song-video graph against training-free baselines, over 5 link splits.
+
+    With featureless videos (the pipeline's default) every video has the same embedding, so a held-out link can
+    only be ranked by its song: the GAT has to learn song popularity, which the graph carries as song degree.
+    ``song_degree=False`` is the ablation (a per-song vector trained on the supervision links is then all that
+    carries popularity). With the whole-clip audio as video features the looped melody says which song plays."""
     from features.graph import build_graph
+    from features.packs import node_features
     from models.gat import GATConfig, pretrain_link_prediction
 
     store, _ = mech
     video_ids = sorted(store.manifest()["video_id"])
-    graph = build_graph(store.edges(), video_ids)
-    aucs = [pretrain_link_prediction(graph, GATConfig(epochs=100, seed=s)).metrics["test_auc"] for s in range(5)]
-    mean, lo, hi = _interval(aucs)
-    report = (f"GAT test AUC over 5 split seeds {mean:.3f} [{lo:.3f}, {hi:.3f}] ({len(store.edges())} edges, "
-              f"about {len(store.edges()) // 10} test links per split): {[round(a, 3) for a in aucs]}")
+    edges = store.edges()
+    plain = build_graph(edges, video_ids)
+    heard = build_graph(edges, video_ids, video_features=node_features(store, video_ids, "audio")[0])
+    figures: dict[str, list[float]] = {}
+    for s in range(5):
+        for label, graph, kw in (("gat", plain, {}), ("gat-no-degree", plain, {"song_degree": False}),
+                                 ("gat-audio", heard, {})):
+            cfg = GATConfig(epochs=100, seed=s, **kw)
+            figures.setdefault(label, []).append(pretrain_link_prediction(graph, cfg).metrics["test_auc"])
+        for name, auc in _link_baselines(heard, GATConfig(seed=s)).items():
+            figures.setdefault(name, []).append(auc)
+    report = (f"test AUC over 5 link splits ({len(edges)} links, about {len(edges) // 10} test links and half as "
+              "many negatives per split): " + "; ".join(f"{k} {_summary(v)}" for k, v in figures.items()))
     print("\n" + report)
-    if not lo > 0.5:
-        pytest.xfail(f"the GAT's link-prediction AUC is not above chance at this size: {report}")
+    # the planted graph carries song popularity: the preferential-attachment score ranks test links above chance
+    assert _interval(figures["degree"])[1] > 0.5, report
+    # the GAT learns it from the graph: above chance, and no worse than the score it has to learn
+    assert _interval(figures["gat"])[1] > 0.5, report
+    assert np.mean(figures["gat"]) >= np.mean(figures["degree"]) - 0.05, report

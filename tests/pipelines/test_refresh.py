@@ -145,14 +145,17 @@ def test_refresh_needs_a_recorded_source_and_valid_parameters(tmp_path, prefect_
         refresh(dataset="../bare", root=str(tmp_path))
 
 
-def test_dry_run_view_reads_but_refuses_every_write(tmp_path):
-    from pipelines.refresh import _DryRunStore
+def test_planning_on_a_read_only_store_hashes_but_writes_nothing(tmp_path):
+    from features.store import StoreError
+    from pipelines.extract import plan_extraction
 
-    view = _DryRunStore(open_store(tmp_path, "x", create=True))
-    view.write_table("digests", pd.DataFrame({"path": ["a"]}))  # the planner's memo: kept in memory only
-    for write in (lambda: view.write("probe", "v", "fp", version=1), lambda: view.drop("probe", "v"),
-                  lambda: view.write_table("manifest", pd.DataFrame({"video_id": ["v"]}))):
-        with pytest.raises(RuntimeError, match="dry run"):
-            write()
-    assert view.manifest().empty and view.entries("probe") == {}
-    assert not (tmp_path / "x" / "tables").exists()
+    store = open_store(tmp_path, "x", create=True)
+    make_video(tmp_path / "v.mp4", duration=1.0, size=(32, 24))
+    store.write_manifest(pd.DataFrame({"video_id": ["v"], "source_path": [str(tmp_path / "v.mp4")]}))
+    before = _snapshot(tmp_path / "x")
+    view = store.as_read_only()
+    items, _, hashed = plan_extraction(view, view.manifest(), CFG, ["probe"])
+    assert [it["row"]["video_id"] for it in items] == ["v"] and hashed == 1  # digested; the memo is not saved
+    with pytest.raises(StoreError, match=r"Store\.write_table: .* read-only"):
+        view.write_table("digests", pd.DataFrame({"path": ["a"]}))
+    assert _snapshot(tmp_path / "x") == before

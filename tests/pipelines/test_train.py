@@ -43,6 +43,15 @@ def test_checkpoint_reloads_without_training_arguments(synthetic_copy):
     keys = [*model.inputs, *[f"{k}_mask" for k in model.inputs], "target"]
     y, p = evaluate(model, PackLoader(arrays, keys, split_indices(arrays["split"], "test"), batch_size=8))
     assert p.shape == (len(y), 5) and np.isfinite(p).all()
+    # the helpers every consumer of a run's checkpoint uses give the same rows and predictions
+    from pipelines.train import load_run_model, split_loader
+
+    same, same_arrays = load_run_model(store, run["checkpoint"], run["pack"])
+    rows, loader = split_loader(same, same_arrays, "test", batch_size=3)
+    np.testing.assert_array_equal(rows, split_indices(arrays["split"], "test"))
+    np.testing.assert_allclose(evaluate(same, loader)[1], p, rtol=1e-5, atol=1e-6)
+    every, _ = split_loader(same, same_arrays, None, batch_size=3)
+    np.testing.assert_array_equal(every, np.arange(len(arrays["target"])))
 
 
 def test_same_seed_same_metrics_on_cpu(synthetic_copy):

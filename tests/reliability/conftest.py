@@ -183,6 +183,19 @@ def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None, h
     wrap(models.gat, "pretrain_link_prediction", "gat-train")
 
 
+def _one_object_commits() -> None:
+    """Make every store of this process commit outputs as one object each (object stores' commit path, see
+    features.objects), on local roots too, so kill campaigns reach it."""
+    from features.store import Store
+
+    init = Store.__init__
+
+    def one_object_init(self, *a, **k):
+        init(self, *a, **k)
+        self._inline_arrays = True
+    Store.__init__ = one_object_init
+
+
 def _run_job(job: dict) -> Any:
     kind, kwargs = job["flow"], dict(job.get("kwargs", {}))
     if kind == "extract":
@@ -219,6 +232,8 @@ def _child(job: dict) -> None:
         os.dup2(null, 0)
         os.environ.update(job.get("env", {}))
         _instrument(job.get("trace"), float(job.get("slow_ms", 0)), job.get("die_at"), job.get("hold_at"))
+        if job.get("one_object"):
+            _one_object_commits()
         result = _run_job(job)
         tmp = job["result"] + ".tmp"
         with open(tmp, "w") as fh:
@@ -442,7 +457,10 @@ def clean_media(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------------------------------------------- store checks
 def _json_files(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    """The JSON records of a folder (of a one-object output, its first line: the arrays follow it); temporaries of
+    an interrupted atomic write (``.tmp-<random>.json``, which pathlib's glob matches) are not records."""
+    return [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in sorted(folder.glob("*.json"))
+            if not p.name.startswith(".tmp-")] if folder.is_dir() else []
 
 
 def raw_layers(store_dir: Path) -> tuple[dict[str, dict[str, dict]], dict[str, set[str]]]:
@@ -454,6 +472,8 @@ def raw_layers(store_dir: Path) -> tuple[dict[str, dict[str, dict]], dict[str, s
     video) and replaced by a fresh failure file. Every committed output's data is checked to exist.
     """
     import pyarrow.parquet as pq
+
+    from features.store import video_key
 
     current_path = store_dir / "compact" / "CURRENT.json"
     current = json.loads(current_path.read_text()) if current_path.exists() else {"stages": {}, "shards": {},
@@ -478,9 +498,12 @@ def raw_layers(store_dir: Path) -> tuple[dict[str, dict[str, dict]], dict[str, s
             if rec.get("dropped"):
                 visible.get(folder.name, {}).pop(rec["video_id"], None)
                 continue
-            if rec["data"] is not None:
-                from features.store import video_key
+            if rec["data"] == "inline":  # its arrays follow the record in the same file (features.objects)
+                from features.objects import decode_arrays
 
+                assert set(decode_arrays((folder / f"{video_key(rec['video_id'])}.json").read_bytes())[1]) == \
+                    {a[0] for a in rec["arrays"]}, f"{folder.name}/{rec['video_id']}: inline arrays do not read"
+            elif rec["data"] is not None:
                 data_dir = store_dir / "features.zarr" / folder.name / video_key(rec["video_id"]) / rec["data"]
                 assert data_dir.is_dir(), f"{folder.name}/{rec['video_id']}: committed data {data_dir} is missing"
             visible.setdefault(folder.name, {})[rec["video_id"]] = {**rec, "where": "fresh"}

@@ -9,6 +9,7 @@ holder dies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -140,7 +141,8 @@ from pathlib import Path
 from features.store import open_store
 root, stop, dropped = sys.argv[1], Path(sys.argv[2]), set(json.loads(sys.argv[3]))
 ids = [f"vid/{i:02d}" for i in range(30)]
-reads = missing = 0
+reads = missing = passes = 0
+Path(f"{stop}.ready").touch()  # imported: the writer may start
 while not stop.exists():
     store = open_store(root, "rel")
     seen = store.entries("frames")
@@ -155,15 +157,20 @@ while not stop.exists():
         want = np.random.default_rng(out["tag"]).integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
         assert out["x"].tobytes() == want.tobytes(), (vid, out["tag"])
         reads += 1
+    passes += 1
+    Path(f"{stop}.passes").write_text(str(passes))
 print(json.dumps({"reads": reads, "missing": missing}))
 """
 
 
-def test_a_reader_sees_consistent_outputs_while_compactions_run(tmp_path):
+@pytest.mark.parametrize("one_object", [False, True], ids=["zarr-groups", "one-object"])
+def test_a_reader_sees_consistent_outputs_while_compactions_run(tmp_path, one_object):
     """A reader process reads every video in a loop while this process rewrites, drops and compacts: each output it
     reads has the arrays that belong to its record, and no read fails (a compaction may remove the fresh files a
-    reader has just found; the files of an earlier generation stay for the grace period)."""
+    reader has just found; the files of an earlier generation stay for the grace period). ``one_object``: outputs are
+    committed as one object each (the object-store commit, features.objects), rewritten in place."""
     store = open_store(tmp_path, DATASET, create=True)
+    store._inline_arrays = one_object
     ids = [f"vid/{i:02d}" for i in range(30)]
 
     def write(vid: str, tag: int) -> None:
@@ -177,7 +184,19 @@ def test_a_reader_sees_consistent_outputs_while_compactions_run(tmp_path):
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(tmp_path), str(stop), json.dumps(dropped)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    def wait_for(done, what: str) -> None:  # the reader's interpreter starts slowly on a loaded machine
+        deadline = time.monotonic() + 180
+        while not done() and reader.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done(), f"the reader {what} (exit {reader.poll()})"
+
+    def passes() -> int:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(Path(f"{stop}.passes").read_text())
+        return 0
     try:
+        wait_for(Path(f"{stop}.ready").exists, "never started")
         for rnd in range(1, 5):
             with store.lock():
                 for i in range(rnd, 30, 3):  # a third of the videos rewritten each round (dropped ones stay so)
@@ -189,6 +208,7 @@ def test_a_reader_sees_consistent_outputs_while_compactions_run(tmp_path):
                 stats = store.compact(locked=True, shard_videos=8)
             assert stats["folded"] >= 7, stats
             time.sleep(0.2)
+        wait_for(lambda: passes() >= 2, "did not finish two passes")  # at least 2 × 26 reads
     finally:
         stop.touch()
         out, err = reader.communicate(timeout=120)

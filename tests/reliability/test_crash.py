@@ -135,14 +135,16 @@ def _assert_complete_and_identical(root: Path, reference: Path) -> None:
 
 
 def _campaign(runner, reference_info, root: Path, *, kills: int, seed: int, slow_ms: float,
-              refresh_kills_per_cycle: int = 0, cli: bool = False, points: list | None = None) -> dict:
+              refresh_kills_per_cycle: int = 0, cli: bool = False, points: list | None = None,
+              one_object: bool = False) -> dict:
     """Kill extraction runs until ``kills`` kills happened; check the store after every run.
 
     A cycle starts from the ingested template: runs are killed at random delays, each rerun continuing from what the
     killed one left, until one completes (then its store must equal the reference). With ``refresh_kills_per_cycle``
     the complete store then gets that many ``refresh=True`` runs, also killed: rewrites of outputs that exist must
     never expose a half-written one either. ``points``: kill at exact trace events instead (``die_at``, see conftest),
-    one per run. ``cli``: every run is ``vidpipe extract`` (the command line's code path).
+    one per run. ``cli``: every run is ``vidpipe extract`` (the command line's code path). ``one_object``: the runs
+    commit each output as one object (the object-store commit, see features.objects) on the local root.
     """
     template, reference, (first, total) = reference_info
     rng = random.Random(seed)
@@ -153,8 +155,10 @@ def _campaign(runner, reference_info, root: Path, *, kills: int, seed: int, slow
 
     def launch(refresh: bool, kill: dict):
         if cli:
-            return runner.run("cli", argv=_cli_argv(root) + (["--refresh"] if refresh else []), slow_ms=slow_ms, **kill)
-        return runner.run("extract", kwargs=_extract_kwargs(root, refresh=refresh), slow_ms=slow_ms, **kill)
+            return runner.run("cli", argv=_cli_argv(root) + (["--refresh"] if refresh else []), slow_ms=slow_ms,
+                              one_object=one_object, **kill)
+        return runner.run("extract", kwargs=_extract_kwargs(root, refresh=refresh), slow_ms=slow_ms,
+                          one_object=one_object, **kill)
 
     def finished(out) -> None:
         assert out.exit == 0 and (not cli or out.result["exit"] in (0, None)), out.log[-3000:]
@@ -259,6 +263,25 @@ def test_extraction_survives_kills_during_compaction(runner, extraction_referenc
     assert all(w.startswith("mid-write compact") for w in stats["where"]), stats
     current = json.loads(Path(tmp_path, "root", DATASET, "compact", "CURRENT.json").read_text())
     assert current["generation"] >= 2 and not list(Path(tmp_path, "root", DATASET, "index").glob("*/*.json"))
+
+
+#: kill points with one-object commits: as the second frames output is written (one file: either all of it or none),
+#: after the compaction's first shard, among the removals of folded fresh objects (after the commit)
+ONE_OBJECT_KILLS = [["B", "write:frames", 2], ["E", "compact:shard", 1], ["B", "compact:cleanup", 2]]
+
+
+def test_one_object_commits_survive_kills(runner, extraction_reference, tmp_path):
+    """The object-store commit path (each output one object: record line + arrays) killed mid-extraction and
+    mid-compaction on a local root; the end equals the uninterrupted (Zarr-group) run, output by output."""
+    stats = _campaign(runner, extraction_reference, tmp_path / "root", kills=len(ONE_OBJECT_KILLS), seed=4,
+                      slow_ms=0, points=ONE_OBJECT_KILLS, one_object=True)
+    print("one-object kills:", json.dumps(stats))
+    assert stats["kills"] == len(ONE_OBJECT_KILLS) and stats["completed"] == 1, stats
+    store_dir = Path(tmp_path, "root", DATASET)
+    # every one-object output was folded (a write killed mid-way leaves a ``.tmp-`` sibling no reader follows)
+    assert not [p for p in store_dir.glob("index/*/*.json") if not p.name.startswith(".tmp-")]
+    # no per-video Zarr group was written (dataset-level artifacts keep theirs)
+    assert {p.name for p in store_dir.glob("features.zarr/*") if p.is_dir()} <= {"_artifacts"}
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ def _public_view(store, ids: list[str]) -> dict:
                                                       "seconds")} for v, r in entries.items()}
         view[f"{stage}-fingerprints"] = store.fingerprints(stage)
         view[f"{stage}-read"] = {v: norm(store.read(stage, v)) for v in ids if v in entries}
+        view[f"{stage}-read_many"] = {v: norm(o) for v, o in store.read_many(stage, list(entries)[::-1]).items()}
         view[f"{stage}-entry"] = {v: store.entry(stage, v) is not None for v in ids}
         view[f"{stage}-failure"] = {v: store.failure(stage, v) for v in ids}
         table = store.table(stage)
@@ -60,10 +61,15 @@ def _files(store) -> list[str]:
     return sorted(str(p.relative_to(store.path)) for p in Path(store.path).rglob("*") if p.is_file())
 
 
-def test_public_calls_answer_the_same_before_and_after_compaction(tmp_path):
+@pytest.mark.parametrize("inline", [False, True], ids=["zarr-groups", "one-object"])
+def test_public_calls_answer_the_same_before_and_after_compaction(tmp_path, inline):
     store = open_store(tmp_path, "ds", create=True)
+    store._inline_arrays = inline  # one object per output: the object-store commit (see features.objects)
     ids = _populate(store)
+    if inline:
+        assert store.entry("frames", ids[0]).data == "inline" and not Path(store.path, "features.zarr").exists()
     before = _public_view(store, ids)
+    assert before["frames-read_many"] == before["frames-read"] and len(before["frames-read"]) == 12
     stats = store.compact(shard_videos=5, shard_bytes=200)
     assert stats["folded"] == 24 and stats["failures"] == 2 and stats["shards_written"] == 3, stats  # 12 = 5 + 5 + 2
     assert _public_view(store, ids) == before
@@ -75,6 +81,11 @@ def test_public_calls_answer_the_same_before_and_after_compaction(tmp_path):
     assert not [f for f in _files(store) if f.startswith("features.zarr/") and f.count("/") > 2]
     rec = store.entry("frames", ids[0])
     assert rec.data.startswith("shard:") and rec.params == {"n_segments": 3, "profiles": ["per_second"]}
+    some = store.read_many("frames", [ids[7], ids[0], ids[7]], arrays=["per_second"])  # in order, once each
+    assert list(some) == [ids[7], ids[0]] and set(some[ids[0]]) == {"per_second", "n", "w"}
+    assert np.array_equal(some[ids[7]]["per_second"], _frames(7)["per_second"])
+    with pytest.raises(KeyError, match="no 'frames' output for video 'nope'"):
+        store.read_many("frames", ["nope"])
     assert store.entry("probe", ids[0]).data is None
 
 
@@ -160,7 +171,8 @@ def test_mostly_dead_shards_are_repacked_and_retired_files_deleted_after_the_gra
         assert np.array_equal(store.read("frames", vid)["per_second"], want)
 
 
-def test_a_crash_before_the_commit_leaves_the_previous_view(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["compact", "write_many"])
+def test_a_crash_before_the_commit_leaves_the_previous_view(tmp_path, monkeypatch, how):
     store = open_store(tmp_path, "ds", create=True)
     ids = _populate(store)
     store.compact()
@@ -177,7 +189,11 @@ def test_a_crash_before_the_commit_leaves_the_previous_view(tmp_path, monkeypatc
 
     monkeypatch.setattr(store, "_write_bytes", dies_at_commit)
     with pytest.raises(KeyboardInterrupt):
-        store.compact()
+        if how == "compact":
+            store.compact()
+        else:  # a batch commit dies the same way: its shard and partitions were written, CURRENT.json was not
+            store.write_many("frames", [{"video_id": ids[3], "fingerprint": "h" * 32, "version": 2,
+                                         "arrays": _frames(78)}])
     monkeypatch.undo()
     assert _public_view(open_store(tmp_path, "ds"), ids) == view
     assert json.loads(Path(store.path, "compact", "CURRENT.json").read_text())["generation"] == gen
@@ -259,3 +275,62 @@ def test_copy_entry_from_a_compacted_store(tmp_path):
     assert rec.fingerprint == a.entry("frames", ids[2]).fingerprint and not rec.data.startswith("shard:")
     assert np.array_equal(b.read("frames", ids[2])["per_second"], _frames(2)["per_second"])
     assert os.path.isdir(Path(b.path, "features.zarr", "frames", video_key(ids[2]), rec.data))
+
+
+def test_write_many_commits_a_batch_as_write_then_compact_would(tmp_path):
+    """A batch commit (Store.write_many) answers every public call as per-video writes + a compaction do, replaces
+    fresh outputs and clears failures of its videos, and leaves no per-video file."""
+    ids = [f"v/{i:02d}" for i in range(9)]
+    outputs = [{"video_id": vid, "fingerprint": f"g{i:031x}", "version": 3, "arrays": _frames(i),
+                "record": {"n": i}, "params": {"k": [1, 2]}, "seconds": 0.25} for i, vid in enumerate(ids)]
+    stores = {}
+    for how in ("write", "write_many"):
+        store = stores[how] = open_store(tmp_path / how, "ds", create=True)
+        _populate(store, n=12)  # fresh frames of v/00..v/11, a frames failure on v/04
+        if how == "write":
+            for out in outputs:
+                store.write("frames", out["video_id"], out["fingerprint"], version=out["version"],
+                            arrays=out["arrays"], record=out["record"], params=out["params"], seconds=0.25)
+            store.compact(shard_videos=4)
+        else:
+            stats = store.write_many("frames", outputs, shard_videos=4)
+            assert stats["folded"] == 24 and stats["failures"] == 1, stats  # 12 probe + 3 frames + 9 batch
+        assert not [f for f in _files(store) if f.startswith(("index/", "failures/", "features.zarr/frames/v"))]
+    views = {how: _public_view(s, [*ids, "v/10", "v/11"]) for how, s in stores.items()}
+    for view in views.values():
+        for stage in ("frames", "probe", "audio"):
+            for rec in view[stage].values():
+                rec.pop("created")
+            for failure in filter(None, view[f"{stage}-failure"].values()):
+                failure.pop("time")
+    assert views["write_many"] == views["write"]
+    assert views["write"]["frames-fingerprints"]["v/04"] == f"g{4:031x}"
+    assert views["write"]["frames-failure"]["v/04"] is None  # the batch cleared its failure
+    with pytest.raises(ValueError, match=r"outputs\[1\]: video_id='a' appears twice"):
+        stores["write"].write_many("x", [{"video_id": "a", "fingerprint": "f", "version": 1}] * 2)
+    with pytest.raises(ValueError, match=r"arrays \{'w': '<U1'\} cannot be batch-committed"):
+        stores["write"].write_many("x", [{"video_id": "a", "fingerprint": "f", "version": 1,
+                                          "arrays": {"w": np.array(["a"])}}])
+
+
+def test_consolidate_rewrites_a_compacted_stage_table_only_when_its_index_changed(tmp_path):
+    store = open_store(tmp_path, "ds", create=True)
+    ids = _populate(store)
+    table = Path(store.path, "tables", "frames.parquet")
+
+    def stamp() -> tuple[int, int]:
+        st = table.stat()
+        return st.st_ino, st.st_mtime_ns
+
+    store.consolidate(["frames"])
+    fresh = stamp()
+    store.compact()
+    store.consolidate(["frames"])
+    compacted = stamp()
+    assert compacted != fresh  # the outputs moved into shards: their data changed
+    store.consolidate(["frames"])
+    assert stamp() == compacted  # nothing changed: the digest from the index columns matches, nothing rewritten
+    store.write("frames", ids[0], "z" * 32, version=2, arrays=_frames(50), record={"n": 50})
+    store.consolidate(["frames"])
+    assert stamp() != compacted
+    assert store.read_table("frames").set_index("video_id").loc[ids[0], "n"] == 50

@@ -1,13 +1,13 @@
-"""Plots for the comparison and decision-support reports: matplotlib (Agg backend, no display needed) → PNG files.
+"""Plots for the comparison and decision-support reports: matplotlib (Agg backend, no display needed) → PNG bytes.
 
-Each helper draws one figure from arrays and writes it to the path the calling flow chose inside
-``store.reports_dir()``; nothing here computes a statistic. Figures are small (a few hundred kB at most) so they can be
-linked from Markdown reports and Prefect artifacts.
+Each helper draws one figure from arrays and returns it as PNG bytes, which the calling flow stores with
+:meth:`features.store.Store.write_report`; nothing here computes a statistic or writes a file. Figures are small (a few
+hundred kB at most) so they can be linked from Markdown reports and Prefect artifacts.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -22,17 +22,15 @@ __all__ = ["plot_contributions", "plot_frames", "plot_modality_shares", "plot_re
 _DPI = 110
 
 
-def _save(fig: "plt.Figure", path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=_DPI, bbox_inches="tight")
+def _png(fig: "plt.Figure") -> bytes:
+    """The figure as PNG bytes (the figure is closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)  # readers never see a half-written PNG
-    return path
+    return buf.getvalue()
 
 
-def plot_seconds(path: str | Path, curves: Mapping[str, np.ndarray], *, title: str, last: int = 3) -> Path:
+def plot_seconds(curves: Mapping[str, np.ndarray], *, title: str, last: int = 3) -> bytes:
     """Per-second lift curves aligned to the end (x = seconds before the end; 1 = uniform), last ``last`` shaded.
 
     Shapes:
@@ -49,11 +47,11 @@ def plot_seconds(path: str | Path, curves: Mapping[str, np.ndarray], *, title: s
     ax.set_ylabel("normalised weight (lift)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def plot_modality_shares(path: str | Path, shares: np.ndarray, targets: Sequence[str], modalities: Sequence[str], *,
-                         title: str) -> Path:
+def plot_modality_shares(shares: np.ndarray, targets: Sequence[str], modalities: Sequence[str], *,
+                         title: str) -> bytes:
     """Grouped bars: share of attribution per modality for each output.
 
     Shapes:
@@ -69,11 +67,11 @@ def plot_modality_shares(path: str | Path, shares: np.ndarray, targets: Sequence
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def plot_frames(path: str | Path, frames: np.ndarray, trends: Sequence[tuple[float, float]], targets: Sequence[str], *,
-                title: str) -> Path:
+def plot_frames(frames: np.ndarray, trends: Sequence[tuple[float, float]], targets: Sequence[str], *,
+                title: str) -> bytes:
     """Mean |attribution| per frame position with its fitted trend line, one line per output.
 
     Shapes:
@@ -88,10 +86,10 @@ def plot_frames(path: str | Path, frames: np.ndarray, trends: Sequence[tuple[flo
     ax.set_ylabel("mean |attribution|")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def plot_regions(path: str | Path, regions: np.ndarray, targets: Sequence[str], *, title: str) -> Path:
+def plot_regions(regions: np.ndarray, targets: Sequence[str], *, title: str) -> bytes:
     """One heat-map per output of where in the frame the attribution falls.
 
     Shapes:
@@ -105,11 +103,11 @@ def plot_regions(path: str | Path, regions: np.ndarray, targets: Sequence[str], 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def plot_contributions(path: str | Path, overall: np.ndarray, per_head: np.ndarray, modalities: Sequence[str], *,
-                       title: str) -> Path:
+def plot_contributions(overall: np.ndarray, per_head: np.ndarray, modalities: Sequence[str], *,
+                       title: str) -> bytes:
     """Bar charts of modality contributions: overall, then one panel per head.
 
     Shapes:
@@ -124,11 +122,11 @@ def plot_contributions(path: str | Path, overall: np.ndarray, per_head: np.ndarr
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     axes[0][0].set_ylabel("contribution")
     fig.suptitle(title)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def plot_scree(path: str | Path, observed: np.ndarray, random_mean: np.ndarray, random_quantile: np.ndarray, *,
-               title: str, quantile: float = 0.95) -> Path:
+def plot_scree(observed: np.ndarray, random_mean: np.ndarray, random_quantile: np.ndarray, *,
+               title: str, quantile: float = 0.95) -> bytes:
     """Parallel-analysis scree plot: observed eigenvalues vs random-data eigenvalues.
 
     Shapes:
@@ -144,4 +142,4 @@ def plot_scree(path: str | Path, observed: np.ndarray, random_mean: np.ndarray, 
     ax.set_xticks(x)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _png(fig)

@@ -9,13 +9,20 @@ import contextlib
 import os
 import re
 import sys
-from typing import Any, Iterator, Sequence
+from typing import Annotated, Any, Iterator, Sequence
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import Field
 
+from features.schema import DATASET_PATTERN
 from features.store import Store, open_store
 
-__all__ = ["store_for", "progress", "publish_table", "publish_markdown", "artifact_key", "markdown_table"]
+__all__ = ["DatasetName", "store_for", "progress", "publish_table", "publish_markdown", "artifact_key",
+           "markdown_table"]
+
+
+#: a flow's ``dataset`` parameter: a store name (:data:`features.schema.DATASET_PATTERN`), validated by Prefect
+DatasetName = Annotated[str, Field(pattern=DATASET_PATTERN)]
 
 
 def store_for(root: str | None, dataset: str, *, create: bool = False) -> Store:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from models.outcomes import (
+from models.econometrics import (
     CONTROLS_ONLY,
     fit_binary,
     kmo,

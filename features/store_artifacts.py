@@ -1,0 +1,118 @@
+"""The store's dataset-level artifacts: outputs computed over a whole dataset (vocabulary, graph embeddings, the
+interpretation cache), each under a fingerprint with one of them current.
+
+Layout (under the store, see :mod:`features.store`)::
+
+    artifacts/<name>/current.json              {"fingerprint", "created"}: the artifact readers get
+    artifacts/<name>/<fingerprint>/meta.json   its JSON meta; ``_data`` names its arrays' directory
+    artifacts/<name>/<fingerprint>/<file>      raw files stored with it
+    features.zarr/_artifacts/<name>/<fp>-<random>/   its arrays (one Zarr group)
+
+:class:`ArtifactsPart` is a part of :class:`features.store.Store`: it uses the store's layout (``_p``, ``fs``,
+``_zarr``, ``_write_bytes``) and is not constructed on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from typing import Any, Mapping
+
+import numpy as np
+import zarr
+
+from features.store_encoding import ZARR_COMPRESSOR, json_default, remove_children, utc_now, zarr_chunks
+
+__all__ = ["ArtifactsPart"]
+
+
+class ArtifactsPart:
+    """Dataset-level artifacts of a :class:`features.store.Store` (see the module docstring)."""
+
+    def write_artifact(self, name: str, fingerprint: str, *, arrays: Mapping[str, np.ndarray] | None = None,
+                       meta: Mapping[str, Any] | None = None, files: Mapping[str, bytes] | None = None) -> str:
+        """Commit a dataset-level artifact (arrays in Zarr, JSON meta, raw files) and point ``current`` at it.
+
+        Same protocol as :meth:`write`: the arrays go to a fresh directory ``_artifacts/<name>/<fp>-<random>``, then
+        ``meta.json`` (which names that directory under the reserved key ``_data``) and ``current.json`` are written
+        atomically. Rewriting the same fingerprint (a refresh) therefore never touches the arrays a reader follows.
+        """
+        base = f"artifacts/{name}/{fingerprint}"
+        data = None
+        if arrays:
+            data = f"{fingerprint}-{uuid.uuid4().hex[:8]}"
+            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{data}", mode="w")
+            for k, arr in arrays.items():
+                arr = np.ascontiguousarray(arr)
+                group.create_array(k, data=arr, chunks=zarr_chunks(arr), compressors=ZARR_COMPRESSOR)
+        for fname, blob in (files or {}).items():
+            self._write_bytes(self._p(base, fname), blob)
+        self._write_bytes(self._p(base, "meta.json"),
+                          json.dumps({**dict(meta or {}), "_data": data}, default=json_default).encode())
+        self._write_bytes(self._p("artifacts", name, "current.json"),
+                          json.dumps({"fingerprint": fingerprint, "created": utc_now()}).encode())
+        self._remove_stale_artifact_data(name, fingerprint, keep=data)
+        return self._p(base)
+
+    def _remove_stale_artifact_data(self, name: str, fingerprint: str, keep: str | None) -> None:
+        """Drop earlier array directories of ``name@fingerprint`` (no meta.json names them any more)."""
+        remove_children(self.fs, self._p("features.zarr", "_artifacts", name),
+                        lambda entry: entry != keep and (entry == fingerprint or entry.startswith(f"{fingerprint}-")))
+
+    def artifact_fingerprint(self, name: str) -> str | None:
+        """Fingerprint of the current artifact ``name`` or ``None``."""
+        try:
+            return json.loads(self.fs.cat_file(self._p("artifacts", name, "current.json")))["fingerprint"]
+        except FileNotFoundError:
+            return None
+
+    def read_artifact(self, name: str, fingerprint: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``)."""
+        fp = fingerprint or self.artifact_fingerprint(name)
+        if fp is None or not self.fs.exists(self._p("artifacts", name, fp, "meta.json")):
+            raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
+        meta = json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
+        arrays: dict[str, np.ndarray] = {}
+        if "_data" not in meta:  # written before artifacts had their own data directories: arrays under <fp>
+            with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
+                group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
+                arrays = {k: a[...] for k, a in group.arrays()}
+        elif meta["_data"] is not None:  # committed arrays must exist: a missing group is an error, not "no arrays"
+            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{meta['_data']}", mode="r")
+            arrays = {k: a[...] for k, a in group.arrays()}
+        meta.pop("_data", None)
+        return arrays, meta
+
+    def artifact_file(self, name: str, fname: str, fingerprint: str | None = None) -> bytes:
+        """Raw bytes of a file stored with :meth:`write_artifact`."""
+        fp = fingerprint or self.artifact_fingerprint(name)
+        if fp is None:
+            raise KeyError(f"no artifact {name!r} in {self.url}")
+        return self.fs.cat_file(self._p("artifacts", name, fp, fname))
+
+    def copy_artifact(self, source: "ArtifactsPart", name: str) -> str:
+        """Commit ``source``'s current artifact ``name`` here under the same fingerprint (arrays, meta and files).
+
+        Raises:
+            KeyError: ``source`` has no artifact ``name``.
+        """
+        fp = source.artifact_fingerprint(name)
+        arrays, meta = source.read_artifact(name, fp)
+        folder = source._p("artifacts", name, fp)
+        files = {}
+        for p in source.fs.ls(folder, detail=False):
+            fname = p.rstrip("/").rsplit("/", 1)[-1]
+            if fname != "meta.json":
+                files[fname] = source.fs.cat_file(p)
+        return self.write_artifact(name, fp, arrays=arrays or None, meta=meta, files=files)
+
+    def _dataset_stage_row(self, stage: str, video_id: str) -> dict[str, Any] | None:
+        if self.artifact_fingerprint(stage) is None:
+            return None
+        arrays, meta = self.read_artifact(stage)
+        ids = meta.get("video_ids")
+        if not ids or video_id not in ids:
+            return None
+        i = ids.index(video_id)
+        return {k: v[i] for k, v in arrays.items() if v.shape[:1] == (len(ids),)}
