@@ -50,9 +50,26 @@ def _canon(obj: Any) -> Any:
                     "dataclasses) so the cache key is verifiable")
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
+def _flat(obj: Any) -> bool:
+    """``obj`` is a dict of str keys and plain scalar values (str, int, bool, None, finite float), which
+    :func:`_canon` would return unchanged: the common case of a manifest row or stage parameters."""
+    if type(obj) is not dict:
+        return False
+    for k, v in obj.items():
+        if type(k) is not str:
+            return False
+        t = type(v)
+        if t not in _PLAIN and not (t is float and math.isfinite(v)):
+            return False
+    return True
+
+
 def canonical_json(obj: Any) -> str:
     """JSON text that is identical for equal parameter sets (sorted keys, stable floats, no whitespace)."""
-    return json.dumps(_canon(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps(obj if _flat(obj) else _canon(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def fingerprint(stage: str, version: int | str, params: Any = None, inputs: Iterable[str] = ()) -> str:

@@ -367,6 +367,15 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                 out[vid] = (raw["fingerprint"], raw.get("data"), raw["created"], int(raw["version"]))
         return out
 
+    def commit_digest(self, stage: str, video_ids: Iterable[str] | None = None) -> str:
+        """A digest of the committed outputs of ``stage`` (of ``video_ids`` only, when given; ids without an output
+        are left out): each video's fingerprint, commit time and version, read from the index columns (no record is
+        parsed). Equal digests mean the same committed records: a memo of anything computed from the records can be
+        keyed on it. Compaction moves outputs without recommitting them, so it leaves the digest as it is."""
+        keys = self._commit_keys(stage)
+        wanted = keys if video_ids is None else [v for v in video_ids if v in keys]
+        return _entries_digest({v: (keys[v][0], keys[v][2], keys[v][3]) for v in wanted})
+
     def _committed_ids(self, stage: str) -> set[str]:
         """The video ids :meth:`entries` would return, without building their records."""
         fresh = self._fresh_raw(stage)

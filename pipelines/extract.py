@@ -92,9 +92,20 @@ def recorded_config(entries_by_stage: Mapping[str, Mapping[str, IndexRecord]]) -
     return ExtractConfig(**merged)
 
 
+_NESTED = (list, dict, np.ndarray)
+
+
+def _na_to_none(value: Any) -> Any:
+    """``None`` for a missing scalar (NaN, NaT, ``pd.NA``), else ``value`` (nested values are returned as they are)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or isinstance(value, _NESTED):
+        return value
+    return None if pd.isna(value) else value
+
+
 def _row_digest(row: dict, columns: Sequence[str]) -> str:
-    return fingerprint("row", 1, {c: (None if pd.isna(row.get(c)) else row.get(c)) for c in columns
-                                  if not isinstance(row.get(c), (list, dict, np.ndarray))})
+    return fingerprint("row", 1, {c: _na_to_none(row.get(c)) for c in columns
+                                  if not isinstance(row.get(c), _NESTED)})
 
 
 @functools.lru_cache(maxsize=256)
@@ -155,7 +166,7 @@ def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, st
     counts = {s: {"skipped": 0, "failed": 0} for s in wanted}
     items = []
     for row in manifest.to_dict("records"):
-        row = {k: (None if not isinstance(v, (list, dict, np.ndarray)) and pd.isna(v) else v) for k, v in row.items()}
+        row = {k: _na_to_none(v) for k, v in row.items()}
         path = row.get("source_path")
         try:
             digest = digests.digest(path) if path else None
@@ -262,43 +273,77 @@ def extract_batch(root: Optional[str], dataset: str, items: list[dict], cfg: dic
 
 
 # ---------------------------------------------------------------------------------------------------- text stage
-def _text_plan(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh: bool,
-               transcripts: Mapping[str, IndexRecord]) -> tuple[list[str], str, list[tuple[str, str]], int]:
-    """``(train_ids, vocabulary fingerprint, [(video, text fingerprint) to write], skipped)`` of the text stage."""
+def _text_plan(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh: bool
+               ) -> tuple[list[str], str, list[tuple[str, str]], int, str]:
+    """``(train_ids, vocabulary fingerprint, [(video, text fingerprint) to write], skipped, inputs key)`` of the text
+    stage.
+
+    The vocabulary's fingerprint hashes the training transcripts' text, so it needs their records; the current
+    vocabulary's meta keeps the ``inputs`` key it was built from (:func:`_vocabulary_inputs`: the training
+    transcripts' committed outputs and the text parameters), and when the key is unchanged its fingerprint is
+    taken without parsing a record. Per-video keys need only the transcripts' fingerprints (index columns).
+    """
+    transcripts = store.fingerprints("transcripts")
     ids = [v for v in manifest["video_id"] if v in transcripts]
     train = set(manifest.loc[manifest["split"] == "train", "video_id"])
     train_ids = sorted(v for v in ids if v in train)
-    vocab_fp = fingerprint(VOCABULARY_ARTIFACT, STAGE_VERSIONS["vocabulary"], cfg.stage_params("text"),
-                           [fingerprint("text", 0, transcripts[v].record.get("text", "")) for v in train_ids]
-                           or ["empty"])
+    inputs = _vocabulary_inputs(store, train_ids, cfg)
+    vocab_fp = store.artifact_fingerprint(VOCABULARY_ARTIFACT)
+    if vocab_fp is None or _artifact_meta(store, VOCABULARY_ARTIFACT, vocab_fp).get("inputs") != inputs:
+        records = store.entries("transcripts")
+        vocab_fp = fingerprint(VOCABULARY_ARTIFACT, STAGE_VERSIONS["vocabulary"], cfg.stage_params("text"),
+                               [fingerprint("text", 0, records[v].record.get("text", "")) for v in train_ids]
+                               or ["empty"])
     have = store.fingerprints("text")
     text_key = _keyer("text", STAGE_VERSIONS["text"], cfg)
     todo, skipped = [], 0
     for v in ids:
-        fp = text_key([vocab_fp, transcripts[v].fingerprint])
+        fp = text_key([vocab_fp, transcripts[v]])
         if have.get(v) == fp and not refresh:
             skipped += 1
         else:
             todo.append((v, fp))
-    return train_ids, vocab_fp, todo, skipped
+    return train_ids, vocab_fp, todo, skipped, inputs
+
+
+def _vocabulary_inputs(store: Store, train_ids: Sequence[str], cfg: ExtractConfig) -> str:
+    """What the vocabulary's fingerprint is computed from, as one key: the committed transcripts of ``train_ids``
+    (:meth:`Store.commit_digest`: equal digests, the same records and so the same text) and the text parameters."""
+    return fingerprint(f"{VOCABULARY_ARTIFACT}-inputs", STAGE_VERSIONS["vocabulary"], cfg.stage_params("text"),
+                       [store.commit_digest("transcripts", train_ids)])
+
+
+def _artifact_meta(store: Store, name: str, fp: str) -> dict:
+    """The meta of artifact ``name`` at ``fp`` ({} when it is missing)."""
+    try:
+        return store.read_artifact(name, fp)[1]
+    except KeyError:
+        return {}
 
 
 def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh: bool) -> dict[str, int]:
-    transcripts = store.entries("transcripts")
     # The vocabulary is keyed on the training transcripts' *text*, not on their fingerprints: re-extracting 1 % of
     # the videos re-keys their transcripts even when the text comes out the same, and keying the vocabulary on those
     # fingerprints would rebuild it and so re-key every video's bag of words. Per-video text keys chain from the
     # transcripts' fingerprints, so a transcripts / probe / vocabulary version bump recomputes text.
-    train_ids, vocab_fp, todo, skipped = _text_plan(store, manifest, cfg, refresh, transcripts)
+    train_ids, vocab_fp, todo, skipped, inputs = _text_plan(store, manifest, cfg, refresh)
     counts = {"done": 0, "failed": 0, "skipped": skipped}
-    if store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp or refresh:
+    rebuild = store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp or refresh
+    if not rebuild:
+        meta = _artifact_meta(store, VOCABULARY_ARTIFACT, vocab_fp)
+        if meta.get("inputs") != inputs:  # the same vocabulary from other records: keep the key for the next plan
+            store.write_artifact(VOCABULARY_ARTIFACT, vocab_fp, meta={**meta, "inputs": inputs})
+        if not todo:  # nothing to write: skip parsing the records, loading the vocabulary and the tokenizer (NLTK's
+            return counts  # import takes seconds)
+    transcripts = store.entries("transcripts")
+    if rebuild:
         from features.text import build_vocabulary, tokenize
 
         vocab = build_vocabulary([tokenize(transcripts[v].record.get("text", "")) for v in train_ids],
                                  min_count=cfg.min_token_count, max_size=cfg.max_vocab)
         store.write_artifact(VOCABULARY_ARTIFACT, vocab_fp,
-                             meta={"tokens": list(vocab.tokens), "train_videos": len(train_ids)})
-    if not todo:  # nothing to write: skip loading the vocabulary and the tokenizer (NLTK's import takes seconds)
+                             meta={"tokens": list(vocab.tokens), "train_videos": len(train_ids), "inputs": inputs})
+    if not todo:
         return counts
     from features.text import Vocabulary, bag_of_words, tokenize
 
@@ -342,7 +387,7 @@ def plan_embed_text(store: Store, video_ids: Sequence[str], cfg: ExtractConfig, 
     ``n_segments``); a video without a committed transcript is left out. ``transcripts`` (video id → transcript
     fingerprint) overrides the committed ones, for planning ahead of a transcripts rerun."""
     if transcripts is None:
-        transcripts = {v: r.fingerprint for v, r in store.entries("transcripts").items()}
+        transcripts = store.fingerprints("transcripts")
     key = _embed_keyer("embed_text", cfg)
     have = store.fingerprints("embed_text")
     counts = {"done": 0, "failed": 0, "skipped": 0}
@@ -454,7 +499,7 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
     from pipelines.ingest import missing_sources
 
     current = set(manifest["video_id"])
-    if any(set(store.entries(s)) - current for s in (*STAGES, *EMBED_STAGES)) or missing_sources(manifest):
+    if any(set(store.fingerprints(s)) - current for s in (*STAGES, *EMBED_STAGES)) or missing_sources(manifest):
         return None
     fails = store.failures()
     if len(fails) and (fails["stage"] == SOURCE_STAGE).any():
@@ -470,7 +515,7 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
         summary = {s: {"done": 0, "skipped": 0, "failed": 0, **planned.get(s, {})} for s in wanted}
         if "text" in wanted:
             full = store.manifest()
-            _, vocab_fp, todo, skipped = _text_plan(store, full, cfg, False, store.entries("transcripts"))
+            _, vocab_fp, todo, skipped, _ = _text_plan(store, full, cfg, False)
             if todo or store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp:
                 return None
             summary["text"] = {"done": 0, "failed": 0, "skipped": skipped}
@@ -549,7 +594,7 @@ def extract_features(
         if video_ids is None:
             current = set(manifest["video_id"])
             for stage in (*STAGES, *EMBED_STAGES):
-                for vid in set(store.entries(stage)) - current:
+                for vid in set(store.fingerprints(stage)) - current:  # index columns: no record parsed
                     store.drop(stage, vid)
                     removed += 1
 

@@ -50,3 +50,16 @@ def test_digest_cache_rehashes_only_on_change(tmp_path):
     assert d2 != d1 and cache.hashed == 2
     restored = DigestCache(cache.to_records())
     assert restored.digest(f) == d2 and restored.hashed == 0
+
+
+def test_flat_dicts_render_as_the_generic_canonicaliser_does():
+    import json
+
+    from features.fingerprint import _canon
+
+    rows = [{"b": 1, "a": "é\"x", "c": None, "d": True, "e": 0.1 + 0.2, "f": -0.0, "g": 1e300},
+            {"x": float("nan")}, {"x": float("inf")}, {1: "int key"}, {"n": [1, 2]}, {}]
+    for row in rows:
+        assert canonical_json(row) == json.dumps(_canon(row), sort_keys=True, separators=(",", ":"),
+                                                 ensure_ascii=True), row
+    assert canonical_json({"x": float("nan")}) == '{"x":{"__float__":"nan"}}'

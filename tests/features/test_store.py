@@ -152,3 +152,16 @@ def test_scrape_history_appends_and_replaces_a_recorded_scrape_time(root):
     got = s.scrape_history()
     assert list(zip(got["video_id"], got["scrape_time"], got["play_count"])) == [
         ("a", 20.0, 3), ("b", 20.0, 4), ("a", 10.0, 1), ("b", 10.0, 5)]  # recorded order, the replacement last
+
+
+def test_commit_digest_follows_recommits_not_compaction(root):
+    store = open_store(root, "digest", create=True)
+    for vid in ("a", "b", "c"):
+        store.write("probe", vid, vid * 32, version=1, record={"duration": 1.0})
+    whole, ab = store.commit_digest("probe"), store.commit_digest("probe", ["a", "b", "zz"])
+    assert ab == store.commit_digest("probe", ["a", "b"]) != whole
+    store.compact()
+    assert store.commit_digest("probe") == whole and store.commit_digest("probe", ["b", "a"]) == ab
+    store.write("probe", "b", "b" * 32, version=1, record={"duration": 1.0})  # the same output, committed again
+    assert store.commit_digest("probe", ["a", "b"]) != ab and store.commit_digest("probe", ["a", "c"]) == \
+        open_store(root, "digest").commit_digest("probe", ["c", "a"])

@@ -49,6 +49,7 @@ READERS = {
     "entry": lambda s: s.entry("frames", "v"),
     "entries": lambda s: s.entries("frames"),
     "fingerprints": lambda s: s.fingerprints("frames"),
+    "commit_digest": lambda s: s.commit_digest("frames"),
     "read": lambda s: s.read("frames", "v"),
     "read_many": lambda s: s.read_many("frames", ["v"]),
     "read_many": lambda s: s.read_many("frames", ["v"]),

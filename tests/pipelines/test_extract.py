@@ -204,3 +204,45 @@ def test_meta_pack_carries_log_scaled_uploader_counts(synthetic_copy):
     raw = np.log1p(followers[[list(m["video_id"]).index(v) for v in ids]])
     assert meta.shape[1] == len(META_COLUMNS) and np.corrcoef(meta[:, col], raw)[0, 1] > 0.999  # log, not linear
     assert not meta[:, META_COLUMNS.index("log_author_hearts")].any()  # absent everywhere: zeros, never nan
+
+
+def _text_store(root, texts):
+    """A store with committed dataset transcripts only (no media): the inputs of the text stage."""
+    import pandas as pd
+
+    store = open_store(root, "texts", create=True)
+    ids = [f"t{i}" for i in range(len(texts))]
+    store.write_manifest(pd.DataFrame({"video_id": ids, "source_path": ["/none"] * len(ids),
+                                       "split": ["train"] * (len(ids) - 1) + ["test"], "transcript": texts}))
+    for vid, text in zip(ids, texts):
+        _write_transcript(store, vid, text)
+    return store
+
+
+def _write_transcript(store, vid, text):
+    from features.fingerprint import fingerprint
+    from pipelines.extract import STAGE_VERSIONS
+
+    store.write("transcripts", vid, fingerprint("transcripts", 1, None, [vid, text]),
+                version=STAGE_VERSIONS["transcripts"], record={"text": text, "source": "dataset", "words": []})
+
+
+def test_text_stage_with_nothing_to_do_parses_no_record_and_sees_a_changed_transcript(tmp_path, monkeypatch):
+    from features.store import Store
+    from pipelines.extract import _text_stage
+
+    store = _text_store(tmp_path, ["a cat sat", "a dog ran", "the cat ran", "a bird"])
+    assert _text_stage(store, store.manifest(), CFG, False) == {"done": 4, "failed": 0, "skipped": 0}
+    vocab = store.artifact_fingerprint("vocabulary")
+    parsed = []
+    real_entries = Store.entries
+    monkeypatch.setattr(Store, "entries", lambda self, stage: parsed.append(stage) or real_entries(self, stage))
+    assert _text_stage(store, store.manifest(), CFG, False) == {"done": 0, "failed": 0, "skipped": 4}
+    assert parsed == []  # the vocabulary's fingerprint came from its recorded inputs
+    _write_transcript(store, "t0", "a cat sat")  # recommitted, same text: same vocabulary, its inputs key renewed
+    assert _text_stage(store, store.manifest(), CFG, False) == {"done": 0, "failed": 0, "skipped": 4}
+    assert parsed == ["transcripts"] and store.artifact_fingerprint("vocabulary") == vocab
+    assert _text_stage(store, store.manifest(), CFG, False)["skipped"] == 4 and parsed == ["transcripts"]
+    _write_transcript(store, "t1", "a dog flew")  # new training text: a new vocabulary, every bag of words again
+    assert _text_stage(store, store.manifest(), CFG, False)["done"] == 4
+    assert store.artifact_fingerprint("vocabulary") != vocab
