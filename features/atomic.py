@@ -1,7 +1,8 @@
 """Atomic file writes: a reader sees the old content or the new one, never a half-written file.
 
-Local paths are written to a temporary sibling (``.tmp-<random><suffix>``, so a crash leaves a name
-:meth:`features.store.Store.gc` recognises), flushed and fsynced, then renamed over the target (``os.replace`` is
+Local paths are written to a temporary sibling (``.tmp-<random>.part`` for bytes, ``.tmp-<random><suffix>`` for
+writers that need the suffix; a crash leaves a name :meth:`features.store.Store.gc` recognises and that no
+``*.json`` / ``*.parquet`` listing picks up as a record), flushed and fsynced, then renamed over the target (``os.replace`` is
 atomic on POSIX). Object stores (an fsspec filesystem that is not local) get one PUT, which is atomic there.
 
 :func:`atomic_write` takes the bytes; :func:`atomic_file` hands a writer that needs a real path (h5py, matplotlib,
@@ -49,20 +50,20 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, fs: Any = N
     if fs is not None and not _is_local(fs):
         fs.pipe_file(str(path), bytes(data))
         return
-    with atomic_file(path, fsync=fsync) as tmp, open(tmp, "wb") as fh:
+    with atomic_file(path, fsync=fsync, keep_suffix=False) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
+def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True, keep_suffix: bool = True) -> Iterator[Path]:
     """Yield a temporary local path beside ``path``; when the block ends, fsync it and rename it to ``path``.
 
-    The temporary keeps ``path``'s suffix (writers such as matplotlib choose the format by it). If the block raises,
-    the temporary is removed and ``path`` is left as it was.
+    The temporary keeps ``path``'s suffix when ``keep_suffix`` (writers such as matplotlib choose the format by it),
+    else ends in ``.part``. If the block raises, the temporary is removed and ``path`` is left as it was.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".tmp-{uuid.uuid4().hex}{final.suffix}")
+    tmp = final.with_name(f".tmp-{uuid.uuid4().hex}{final.suffix if keep_suffix else '.part'}")
     try:
         yield tmp
         if fsync:

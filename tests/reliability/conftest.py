@@ -458,9 +458,9 @@ def clean_media(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------------------------------------------- store checks
 def _json_files(folder: Path) -> list[dict]:
     """The JSON records of a folder (of a one-object output, its first line: the arrays follow it); temporaries of
-    an interrupted atomic write (``.tmp-<random>.json``, which pathlib's glob matches) are not records."""
-    return [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in sorted(folder.glob("*.json"))
-            if not p.name.startswith(".tmp-")] if folder.is_dir() else []
+    an interrupted atomic write end in ``.part`` and are not listed."""
+    return [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in sorted(folder.glob("*.json"))] \
+        if folder.is_dir() else []
 
 
 def raw_layers(store_dir: Path) -> tuple[dict[str, dict[str, dict]], dict[str, set[str]]]:
