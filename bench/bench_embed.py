@@ -12,16 +12,23 @@ the weights) and saved with ``save_pretrained``, then loaded and run through :mo
   4 layers) and ``base`` (768, 12 layers; wav2vec2-base), one 1-s segment per item.
 * **stage vs decode floor**: the per-video ``embed_vision`` stage (its own decode at 224² + the ``small`` encoder)
   on a generated 720p clip, against ``ffmpeg -i FILE -f null -`` on the same file (ratio of medians).
-* **epoch time**: forward + backward + Adam over ``N`` videos for ``sec2sec`` (emotion), ``mcat`` (personality) and
-  ``van`` (popularity) at the pipeline's default geometry — raw inputs (64² per-second frames + MFCC; 100 uniform
-  64² frames + clip MFCC + bag of words; 30 uniform 224² frames + clip MFCC + graph) vs cached embeddings (512-wide
-  frame vectors, 768-wide audio and text vectors; MCAT and VAN pool them into tokens by their config's defaults,
-  ``vision_emb_groups=10`` and ``text_emb_groups=1``), same batch size, raw and embedding epochs alternating.
-  Target: raw / embeddings ≥ 10× on CPU.
+* **cross-video batching**: the ``embed_vision`` stage as the flow runs it (``extract_items``, commits included) over
+  N short portrait clips (1 s, 30 frames each; ``tiny``: 4 clips × 8 frames), frames/s with encoder batches filled
+  across the clips vs one clip at a time (ratio of medians, the two alternating).
+* **epoch time**: one training epoch over ``N`` videos as ``vidpipe train`` runs it on CPU (a shuffled
+  ``PackLoader`` over an in-memory pack with uint8 frames, the model's Adam, models.engine's epoch with its default
+  gradient clipping) for ``sec2sec`` (emotion), ``mcat`` (personality) and ``van`` (popularity), each at its default
+  config and the default extraction's geometry — raw inputs (15 per-second 64² frames + 15 × 20 × 101 MFCC; 100
+  uniform 64² frames + 20 × 1,500 clip MFCC + a 5,000-word bag of words; 30 uniform_224 224² frames, of which VAN
+  reads 2, + clip MFCC + the 32-wide graph embedding) vs cached embeddings (512-wide frame vectors, 768-wide audio
+  and text vectors; MCAT and VAN pool them into tokens by their config's defaults, MCAT's text token is the stored
+  sentence vector), same batch size, raw and embedding epochs alternating; the loader's share (its batches without
+  the model) is measured beside each epoch. Target: raw / embeddings ≥ 10× on CPU.
 
-    .venv/bin/python bench/bench_embed.py           # --quick: 64 frames / 16 s of audio per measurement, 32 videos
-    .venv/bin/python bench/bench_embed.py --full    # 512 frames / 128 s, 128 videos
+    .venv/bin/python bench/bench_embed.py           # --quick: 64 frames / 16 s of audio per measurement, 128 videos
+    .venv/bin/python bench/bench_embed.py --full    # 512 frames / 128 s, 512 videos
     .venv/bin/python bench/bench_embed.py --tiny    # seconds-long smoke run (tiny encoders and geometry)
+    .venv/bin/python bench/bench_embed.py --epochs-only --threads 1   # the epoch table alone (128 videos, batch 32)
 """
 
 from __future__ import annotations
@@ -52,8 +59,8 @@ ENCODERS = {
     "base": ((768, 12, 12, 3072), (768, 12, 12, 3072)),
 }
 _SIZES = {"tiny": dict(frames=8, audio_s=4, repeats=1, videos=6, batch=3, encoders=("tiny",), image=32),
-          "quick": dict(frames=64, audio_s=16, repeats=3, videos=32, batch=16, encoders=("small", "base"), image=224),
-          "full": dict(frames=512, audio_s=128, repeats=3, videos=128, batch=16, encoders=("small", "base"),
+          "quick": dict(frames=64, audio_s=16, repeats=3, videos=128, batch=32, encoders=("small", "base"), image=224),
+          "full": dict(frames=512, audio_s=128, repeats=3, videos=512, batch=32, encoders=("small", "base"),
                        image=224)}
 
 
@@ -147,68 +154,160 @@ def _stage_vs_floor(mode: str, size: dict, folder: Path, device: str) -> dict[st
             "floor_s": median(t_floor), "stage_vs_floor": median(t_stage) / median(t_floor)}
 
 
-def _epochs(mode: str, size: dict) -> list[dict[str, Any]]:
+#: per headline model: its task, and the pack geometry of the default extraction (features.extract_video.ExtractConfig:
+#: 20 MFCC at a 10 ms hop, 101 frames a second and 1,500 over a 15-s clip; per_second 64² frames; uniform 100 × 64²;
+#: uniform_224 30 × 224², of which VAN reads 2; the vocabulary at its 5,000-word cap; the GAT's 32-wide embedding)
+_EPOCH_MODELS = {
+    "sec2sec": ("emotion", dict(n_segments=15, frames_per_segment=1, frame_size=64, n_mfcc=20, mfcc_frames=101)),
+    "mcat": ("personality", dict(n_frames=100, frame_size=64, n_mfcc=20, mfcc_frames=1500, vocab_size=5000)),
+    "van": ("popularity", dict(n_frames=30, frame_size=224, n_mfcc=20, mfcc_frames=1500, graph_dim=32)),
+}
+_TINY_GEOMETRY = {
+    "sec2sec": dict(n_segments=3, frame_size=16, n_mfcc=8, mfcc_frames=8, cnn_width=8, lstm_hidden=16, vision_grid=2,
+                    dim=16, heads=2),
+    "mcat": dict(n_frames=4, frame_size=16, patch_size=8, n_mfcc=8, mfcc_frames=16, vocab_size=20, audio_chunk=4,
+                 dim=16, heads=2),
+    "van": dict(n_frames=4, frame_size=32, patch_size=8, n_mfcc=8, mfcc_frames=16, graph_dim=6, audio_chunk=4, dim=16,
+                heads=2),
+}
+#: widths of the cached vectors: CLIP ViT-B/16's 512-wide image projection, wav2vec2-base and a BERT-base text model
+#: (768), 15 one-second audio segments, 64 transcript tokens (ExtractConfig.text_max_tokens)
+_EMBEDDING_GEOMETRY = dict(vision_emb_dim=512, audio_emb_dim=768, text_emb_dim=768, audio_tokens=15, text_tokens=64)
+_TINY_EMBEDDINGS = dict(vision_emb_dim=16, audio_emb_dim=16, text_emb_dim=16, audio_tokens=3, text_tokens=8)
+
+
+def _pack_arrays(model: Any, videos: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random arrays of every key ``model`` reads, with their masks and a target, for ``videos`` videos, in the dtypes
+    of a tensor pack (frames ``uint8``, as features.packs stores them; everything else float32 / bool)."""
+    from models.base import IMAGE_KEYS, example_batch
+
+    shapes = {k: tuple(v.shape[1:]) for k, v in example_batch(model, 1).items()}
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for key, shape in shapes.items():
+        if key.endswith("_mask"):
+            out[key] = np.ones((videos, *shape), dtype=bool)
+        elif key in IMAGE_KEYS:
+            out[key] = rng.integers(0, 256, (videos, *shape), dtype=np.uint8)
+        elif key == "target":
+            y = rng.random((videos, *shape), dtype=np.float32)
+            out[key] = (y > 0.5).astype(np.float32) if model.task == "emotion" else y
+        else:
+            out[key] = rng.standard_normal((videos, *shape), dtype=np.float32)
+    return out
+
+
+def _train_epoch_fn(model: Any, arrays: dict[str, np.ndarray], batch: int):
+    """One training epoch as ``vidpipe train`` runs it on CPU: a shuffled :class:`models.data.PackLoader` over the
+    in-memory pack (uint8 frames scaled to float per batch), the model's own Adam, models.engine's epoch (forward,
+    backward, gradient clipping at TrainConfig's default, step); and the loader's part alone (its batches, no model).
+    Returns (epoch, load) callables."""
     import torch
 
-    from models.base import example_batch
+    from models.data import PackLoader
+    from models.engine import TrainConfig, _train_epoch
+
+    cfg = TrainConfig(batch_size=batch, device="cpu")
+    keys = [*model.inputs, *(f"{k}_mask" for k in model.inputs), "target"]
+    videos = len(arrays["target"])
+    loader = PackLoader(arrays, keys, np.arange(videos), batch_size=batch, shuffle=True, seed=cfg.seed)
+    optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    device = torch.device("cpu")
+    return (lambda: _train_epoch(model, loader, optimizer, scaler, cfg, device, None)), (lambda: list(loader))
+
+
+#: mode → the cross-video batching measurement's short clips: (clips, seconds, frames embedded per clip, encoder)
+_SHORT_CLIPS = {"tiny": (4, 1, 8, "tiny"), "quick": (12, 1, 30, "small"), "full": (48, 1, 30, "small")}
+
+
+def _stage_batching(mode: str, size: dict, folder: Path, device: str, clips: int | None = None,
+                    encoder: str | None = None) -> dict[str, Any]:
+    """The ``embed_vision`` stage over N short clips as the flow runs it (:func:`pipelines.extract.extract_items`,
+    commits included): the clips' frames in encoder batches filled across clips (features.batching, decoding in a
+    prefetch thread), against one clip at a time (each clip's frames alone in their batches). One run, the two ways
+    alternating; frames/s of each and their ratio. ``clips`` / ``encoder`` override the mode's."""
+    from bench._media import ClipSpec, make_clip
+    from features.extract_video import ExtractConfig
+    from features.store import Store
+    from pipelines.extract import extract_items
+
+    n_clips, seconds, n_frames, name = _SHORT_CLIPS[mode]
+    n_clips, name = clips or n_clips, encoder or name
+    paths = [make_clip(ClipSpec(seconds=seconds, width=576, height=1024, variant=i), folder / "short")
+             for i in range(n_clips)]  # portrait 9:16, as TikTok's
+    model = folder / f"vision-{name}"
+    if not model.exists():
+        _save_vision(model, name, 32 if name == "tiny" else 224)
+    cfg = ExtractConfig(vision_model=str(model), embed_device=device, asr="none", profiles=("uniform",),
+                        n_frames=n_frames, embed_batch_size=16 if name == "tiny" else 64)
+    items = [{"row": {"video_id": p.stem, "source_path": str(p)}, "todo": ["embed_vision"],
+              "fps": {"embed_vision": f"bench-{i}"}} for i, p in enumerate(paths)]
+    store = Store(str(folder / "store"), "bench", create=True)
+    ways = {"per_video": lambda: [extract_items(store, [item], cfg) for item in items],
+            "batched": lambda: extract_items(store, items, cfg)}
+    ways["batched"]()  # loads the encoder, warms the decoder and the allocator
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(size["repeats"]):
+        for kind, fn in ways.items():
+            t0 = time.perf_counter()
+            fn()
+            times[kind].append(time.perf_counter() - t0)
+    failed = store.failures()
+    if len(failed):
+        raise RuntimeError(f"benchmark extraction failed: {failed.to_dict('records')[:3]}")
+    frames = n_clips * n_frames
+    t = {k: median(v) for k, v in times.items()}
+    return {"clips": n_clips, "clip": f"{seconds}s 576x1024", "encoder": name, "frames": frames,
+            "batch": cfg.embed_batch_size, "per_video_frames_per_s": frames / t["per_video"],
+            "batched_frames_per_s": frames / t["batched"], "batched_vs_per_video": t["per_video"] / t["batched"]}
+
+
+def _epochs(mode: str, size: dict) -> list[dict[str, Any]]:
+    """Epoch time of each headline model on raw inputs and on cached embeddings (see the module docstring)."""
+    import torch
+
     from models.registry import create_model
 
     tiny = mode == "tiny"
-    common = dict(dim=16, heads=2) if tiny else {}
-    raw_geo = {
-        "sec2sec": dict(n_segments=3, frame_size=16, n_mfcc=8, mfcc_frames=8, cnn_width=8, lstm_hidden=16,
-                        vision_grid=2) if tiny else dict(n_segments=15, n_mfcc=20, mfcc_frames=101),
-        "mcat": dict(n_frames=4, frame_size=16, patch_size=8, n_mfcc=8, mfcc_frames=16, vocab_size=20,
-                     audio_chunk=4) if tiny else dict(n_frames=100, n_mfcc=20, mfcc_frames=256, vocab_size=1000),
-        "van": dict(n_frames=4, frame_size=32, patch_size=8, n_mfcc=8, mfcc_frames=16, graph_dim=6,
-                    audio_chunk=4) if tiny else dict(n_frames=30, n_mfcc=20, mfcc_frames=256, graph_dim=32),
-    }
-    emb = dict(vision_emb_dim=16, audio_emb_dim=16, text_emb_dim=16, audio_tokens=3, text_tokens=8) if tiny else \
-        dict(vision_emb_dim=512, audio_emb_dim=768, text_emb_dim=768, audio_tokens=15, text_tokens=64)
-    tasks = {"sec2sec": "emotion", "mcat": "personality", "van": "popularity"}
+    emb = _TINY_EMBEDDINGS if tiny else _EMBEDDING_GEOMETRY
     rows = []
-    steps = max(1, size["videos"] // size["batch"])
-
-    def make_epoch(model: Any):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        batch = example_batch(model, size["batch"])
-
-        def epoch() -> None:
-            for _ in range(steps):
-                opt.zero_grad(set_to_none=True)
-                model(batch).loss.backward()
-                opt.step()
-
-        return epoch
-
-    for name, task in tasks.items():
-        epochs = {}
+    for name, (task, geometry) in _EPOCH_MODELS.items():
+        epochs, loads, inputs = {}, {}, {}
         for kind in ("raw", "embeddings"):
             extra = {} if kind == "raw" else {k: v for k, v in emb.items()
                                               if name != "sec2sec" or k in ("vision_emb_dim", "audio_emb_dim")}
             torch.manual_seed(0)
-            epochs[kind] = make_epoch(create_model(name, task=task, input_kind=kind, **common, **raw_geo[name],
-                                                   **extra))
+            model = create_model(name, task=task, input_kind=kind, **(_TINY_GEOMETRY[name] if tiny else geometry),
+                                 **extra)
+            arrays = _pack_arrays(model, size["videos"])
+            inputs[kind] = {k: list(arrays[k].shape[1:]) for k in model.inputs}
+            epochs[kind], loads[kind] = _train_epoch_fn(model, arrays, size["batch"])
             epochs[kind]()  # warm-up
         # raw and embedding epochs alternate, so a change in the machine's load hits both sides of the ratio
-        t: dict[str, list[float]] = {kind: [] for kind in epochs}
+        t: dict[str, list[float]] = {f"{kind}{part}": [] for kind in epochs for part in ("", "_load")}
         for _ in range(size["repeats"]):
-            for kind, epoch in epochs.items():
-                t0 = time.perf_counter()
-                epoch()
-                t[kind].append(time.perf_counter() - t0)
+            for kind in epochs:
+                for part, fn in (("", epochs[kind]), ("_load", loads[kind])):
+                    t0 = time.perf_counter()
+                    fn()
+                    t[f"{kind}{part}"].append(time.perf_counter() - t0)
         times = {kind: median(v) for kind, v in t.items()}
-        rows.append({"model": name, "task": task, "videos": steps * size["batch"], "raw_epoch_s": times["raw"],
-                     "embeddings_epoch_s": times["embeddings"],
+        rows.append({"model": name, "task": task, "videos": size["videos"], "batch": size["batch"],
+                     "raw_inputs": inputs["raw"], "embedding_inputs": inputs["embeddings"],
+                     "raw_epoch_s": times["raw"], "embeddings_epoch_s": times["embeddings"],
+                     "raw_loader_s": times["raw_load"], "embeddings_loader_s": times["embeddings_load"],
                      "raw_vs_embeddings": times["raw"] / times["embeddings"]})
+        del epochs, loads
     return rows
 
 
 def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None, stage: bool = True,
-        work_dir: Path = WORK_DIR, **sizes: int) -> dict[str, Any]:
+        epochs_only: bool = False, work_dir: Path = WORK_DIR, **sizes: int) -> dict[str, Any]:
     """Measure every part (see the module docstring); returns the result document.
 
-    ``sizes`` overrides the mode's ``frames``, ``audio_s``, ``repeats``, ``videos`` or ``batch`` (a loaded machine)."""
+    ``epochs_only`` measures the epoch table alone (no encoder throughput, no stage). ``sizes`` overrides the mode's
+    ``frames``, ``audio_s``, ``repeats``, ``videos`` or ``batch`` (a loaded machine)."""
     import torch
 
     if mode not in _SIZES:
@@ -216,25 +315,30 @@ def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None
     unknown = sorted(set(sizes) - {"frames", "audio_s", "repeats", "videos", "batch"})
     if unknown or any(not isinstance(v, int) or v < 1 for v in sizes.values()):
         raise ValueError(f"sizes={sizes!r}: expected positive ints for frames, audio_s, repeats, videos, batch")
+    previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    used_threads = torch.get_num_threads()
     size = {**_SIZES[mode], **sizes}
     load_before = load_average()
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="embed-", dir=work_dir))
     try:
-        encoders = _encoders(mode, size, folder, device)
-        stage_row = _stage_vs_floor(mode, size, folder, device) if stage else None
+        encoders = [] if epochs_only else _encoders(mode, size, folder, device)
+        stage_row = _stage_vs_floor(mode, size, folder, device) if stage and not epochs_only else None
+        batching_row = _stage_batching(mode, size, folder, device) if stage and not epochs_only else None
         epochs = _epochs(mode, size)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        torch.set_num_threads(previous_threads)
     base = next((r for r in encoders if r["encoder"] == "base"), None)
     on_gpu = base is not None and base["device"] == "cuda"
     worst = min(r["raw_vs_embeddings"] for r in epochs)
     return {
-        "benchmark": "embed", "mode": mode, "command": f"python bench/bench_embed.py --{mode}",
+        "benchmark": "embed", "mode": mode, "epochs_only": epochs_only, "threads": used_threads,
+        "command": f"python bench/bench_embed.py --{mode}" + (" --epochs-only" if epochs_only else ""),
         "sizes": {k: size[k] for k in ("frames", "audio_s", "repeats", "videos", "batch")},
-        "encoders": encoders, "stage": stage_row, "epochs": epochs,
+        "encoders": encoders, "stage": stage_row, "stage_batching": batching_row, "epochs": epochs,
         "summary": {"base_frames_per_s": base["frames_per_s"] if base else None,
                     "worst_raw_vs_embeddings": worst},
         "met": {"gpu_base_frames_per_s": (base["frames_per_s"] >= TARGETS["gpu_base_frames_per_s"]) if on_gpu
@@ -246,15 +350,22 @@ def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None
 
 def render(res: dict[str, Any]) -> str:
     """Plain-text tables of a result document."""
-    out = [table(f"encoder throughput ({res['mode']})", res["encoders"],
-                 ["encoder", "device", "image", "frames_per_s", "audio_s_per_s"])]
+    out = [] if res.get("epochs_only") else [table(f"encoder throughput ({res['mode']})", res["encoders"],
+                                                   ["encoder", "device", "image", "frames_per_s", "audio_s_per_s"])]
     if res["stage"]:
         s = res["stage"]
         out.append(f"embed_vision stage on a {s['clip']} clip ({s['encoder']} encoder, {s['frames']} frames): "
                    f"{s['stage_s']:.2f} s vs decode floor {s['floor_s']:.2f} s = {fmt_ratio(s['stage_vs_floor'])}")
-    out.append(table("epoch time: raw inputs vs cached embeddings", [
+    if res.get("stage_batching"):
+        b = res["stage_batching"]
+        out.append(f"embed_vision stage, {b['clips']} clips of {b['clip']} × {b['frames'] // b['clips']} frames "
+                   f"({b['encoder']} encoder, batch {b['batch']}): one clip at a time "
+                   f"{b['per_video_frames_per_s']:.1f} frames/s, batched across clips "
+                   f"{b['batched_frames_per_s']:.1f} frames/s = {fmt_ratio(b['batched_vs_per_video'])}")
+    out.append(table(f"epoch time: raw inputs vs cached embeddings ({res.get('threads')} torch threads)", [
         {**r, "raw/emb": fmt_ratio(r["raw_vs_embeddings"])} for r in res["epochs"]],
-        ["model", "videos", "raw_epoch_s", "embeddings_epoch_s", "raw/emb"]))
+        ["model", "videos", "batch", "raw_epoch_s", "embeddings_epoch_s", "raw/emb", "raw_loader_s",
+         "embeddings_loader_s"]))
     met = res["met"]
     out.append(f"targets: base encoder ≥ {TARGETS['gpu_base_frames_per_s']:.0f} frames/s on GPU: "
                f"{verdict(met['gpu_base_frames_per_s'])}; raw/embeddings epoch ≥ "
@@ -265,12 +376,14 @@ def render(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="64 frames, 16 s of audio, 32 videos (default)")
-    mode.add_argument("--full", action="store_true", help="512 frames, 128 s of audio, 128 videos")
+    mode.add_argument("--quick", action="store_true", help="64 frames, 16 s of audio, 128 videos (default)")
+    mode.add_argument("--full", action="store_true", help="512 frames, 128 s of audio, 512 videos")
     mode.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tiny encoders and geometry)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where encoders run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-stage", action="store_true", help="skip the stage-vs-decode-floor measurement")
+    parser.add_argument("--epochs-only", action="store_true",
+                        help="measure only the epoch table (raw inputs vs cached embeddings); use with --threads 1")
     for opt, what in (("frames", "frames per vision measurement"), ("audio-s", "seconds of audio per measurement"),
                       ("repeats", "timed repeats (medians)"), ("videos", "videos per epoch"),
                       ("batch", "batch size of the epochs")):
@@ -280,7 +393,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     name = "full" if args.full else "tiny" if args.tiny else "quick"
     sizes = {k: v for k, v in (("frames", args.frames), ("audio_s", args.audio_s), ("repeats", args.repeats),
                                ("videos", args.videos), ("batch", args.batch)) if v is not None}
-    res = run(name, device=args.device, threads=args.threads, stage=not args.no_stage, **sizes)
+    res = run(name, device=args.device, threads=args.threads, stage=not args.no_stage, epochs_only=args.epochs_only,
+              **sizes)
     path = write_result("embed", res, args.out)
     print(render(res))
     print(f"wrote {path}")

@@ -188,6 +188,17 @@ class CompactView:
             out.update(zip(part["cols"]["video_id"], part["cols"]["fingerprint"]))
         return out
 
+    def commit_keys(self, stage: str) -> dict[str, tuple]:
+        """video id → (fingerprint, data, created, version) of its row, from those columns only."""
+        out: dict[str, tuple] = {}
+        for part in self._parts(stage):
+            cols = part["cols"]
+            out.update(zip(cols["video_id"], ((fp, f"shard:{shard}:{int(row)}" if shard else None, created, int(ver))
+                                              for fp, shard, row, created, ver in zip(
+                                                  cols["fingerprint"], cols["shard"], cols["row"], cols["created"],
+                                                  cols["version"]))))
+        return out
+
     def rows(self, stage: str) -> dict[str, dict]:
         """video id → its index row (a new dict per call)."""
         out = {}
@@ -385,23 +396,11 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
     The caller holds the store's write lock. Returns ``{"generation", "folded", "dropped", "failures", "shards_written",
     "shards_retired", "removed", "seconds"}``; ``folded`` counts fresh and batch outputs moved into the compacted layer.
     """
-    for name, value, low in (("shard_videos", shard_videos, 1), ("shard_bytes", shard_bytes, 1),
-                             ("part_rows", part_rows, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}={value!r}: expected an int >= {low}")
-    if not grace_seconds >= 0:
-        raise ValueError(f"grace_seconds={grace_seconds!r}: expected a number of seconds >= 0")
+    _check_sizes(shard_videos=shard_videos, shard_bytes=shard_bytes, part_rows=part_rows, grace_seconds=grace_seconds)
     t0 = time.perf_counter()
     cur = read_current(store)
     view = CompactView(store, cur)
-    etags: dict[str, dict[str, str]] = {stage: {} for stage in store._fresh_stages()}  # object stores: see below
-    fresh = {stage: store._fresh_raw(stage, etags=etags[stage]) for stage in etags}
-    superseded: dict[str, list[tuple[str, dict]]] = {}  # fresh records a batch output replaces (removed after)
-    for stage, items in (batch or {}).items():
-        old = fresh.setdefault(stage, {})
-        superseded[stage] = [(vid, old[vid]) for vid in items if vid in old]
-        old.update(items)
-    fresh = {s: items for s, items in fresh.items() if items}
+    fresh, superseded, etags = _read_fresh(store, batch)
     fresh_failures = store._fresh_failures()
     stats = {"generation": cur["generation"], "folded": 0, "dropped": 0, "failures": 0, "shards_written": 0,
              "shards_retired": 0, "removed": 0}
@@ -418,35 +417,9 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
     for stage in sorted(fresh):
         folded[stage] = _compact_stage(store, view, stage, fresh[stage], new, retire, stats, gen,
                                        shard_videos=shard_videos, shard_bytes=shard_bytes, part_rows=part_rows)
-
-    # failures: compacted rows hidden by any fresh index file of their (stage, video), replaced by fresh records
-    compacted_failures = view.failures()
-    merged = {(f["stage"], f["video_id"]): f for f in compacted_failures
-              if f["video_id"] not in fresh.get(f["stage"], {})}
-    for item in fresh_failures:
-        if item["video_id"] not in (batch or {}).get(item["stage"], {}):
-            merged[(item["stage"], item["video_id"])] = {c: item.get(c) for c in _FAILURE_COLUMNS}
-    if fresh_failures or len(merged) != len(compacted_failures):
-        if cur.get("failures"):
-            retire.append(cur["failures"])
-        if merged:
-            rel = f"failures/{gen:06d}-{uuid.uuid4().hex[:8]}.parquet"
-            rows = [merged[k] for k in sorted(merged)]
-            _write_parquet(store, rel, {c: [None if r.get(c) is None else str(r[c]) for r in rows]
-                                        for c in _FAILURE_COLUMNS}, _FAILURE_SCHEMA)
-            new["failures"] = rel
-        else:
-            new["failures"] = None
-    stats["failures"] = len(merged)
-
-    store._ensure_format_version()
-    stamp = _now()
-    new["retired"] += [[rel, stamp] for rel in retire]
-    store._write_bytes(store._p("compact", "CURRENT.json"), json.dumps(new, indent=1).encode())  # the commit
+    _fold_failures(store, view, fresh, fresh_failures, batch or {}, new, retire, stats, gen)
+    _commit_generation(store, new, retire)
     stats["generation"] = gen
-    with _MEMO_LOCK:  # this process's memo of retired partitions: a bulk load commits many generations in one process
-        for rel in retire:
-            _PARTS.pop(store._p("compact", rel), None)
 
     # the folded fresh files: removed only while they still hold what was folded
     for stage, items in folded.items():
@@ -459,11 +432,92 @@ def compact(store: Any, *, shard_videos: int = SHARD_VIDEOS, shard_bytes: int = 
     return stats
 
 
+def _check_sizes(*, grace_seconds: float, **sizes: int) -> None:
+    """Refuse a size that is not an int >= 1 and a grace period that is not a number >= 0, naming the argument."""
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected an int >= 1")
+    if not grace_seconds >= 0:
+        raise ValueError(f"grace_seconds={grace_seconds!r}: expected a number of seconds >= 0")
+
+
+def _read_fresh(store: Any, batch: Mapping[str, Mapping[str, dict]] | None
+                ) -> tuple[dict[str, dict[str, dict]], dict[str, list[tuple[str, dict]]], dict[str, dict[str, str]]]:
+    """``(fresh, superseded, etags)``: stage → video id → fresh record, with ``batch``'s outputs over them; the fresh
+    records a batch output replaces (removed after the commit); object stores: stage → path → ETag of the listing
+    (a folded object is deleted only while its ETag is unchanged)."""
+    etags: dict[str, dict[str, str]] = {stage: {} for stage in store._fresh_stages()}
+    fresh = {stage: store._fresh_raw(stage, etags=etags[stage]) for stage in etags}
+    superseded: dict[str, list[tuple[str, dict]]] = {}
+    for stage, items in (batch or {}).items():
+        old = fresh.setdefault(stage, {})
+        superseded[stage] = [(vid, old[vid]) for vid in items if vid in old]
+        old.update(items)
+    return {s: items for s, items in fresh.items() if items}, superseded, etags
+
+
+def _fold_failures(store: Any, view: CompactView, fresh: Mapping[str, Mapping[str, dict]], fresh_failures: list[dict],
+                   batch: Mapping[str, Mapping[str, dict]], new: dict, retire: list[str], stats: dict,
+                   gen: int) -> None:
+    """The failure table of generation ``gen``: compacted rows hidden by any fresh index file of their (stage,
+    video), replaced by fresh records (except where a batch output clears them); rewritten only when it changed."""
+    compacted_failures = view.failures()
+    merged = {(f["stage"], f["video_id"]): f for f in compacted_failures
+              if f["video_id"] not in fresh.get(f["stage"], {})}
+    for item in fresh_failures:
+        if item["video_id"] not in batch.get(item["stage"], {}):
+            merged[(item["stage"], item["video_id"])] = {c: item.get(c) for c in _FAILURE_COLUMNS}
+    if fresh_failures or len(merged) != len(compacted_failures):
+        if view.current.get("failures"):
+            retire.append(view.current["failures"])
+        if merged:
+            rel = f"failures/{gen:06d}-{uuid.uuid4().hex[:8]}.parquet"
+            rows = [merged[k] for k in sorted(merged)]
+            _write_parquet(store, rel, {c: [None if r.get(c) is None else str(r[c]) for r in rows]
+                                        for c in _FAILURE_COLUMNS}, _FAILURE_SCHEMA)
+            new["failures"] = rel
+        else:
+            new["failures"] = None
+    stats["failures"] = len(merged)
+
+
+def _commit_generation(store: Any, new: dict, retire: list[str]) -> None:
+    """Replace ``CURRENT.json`` by ``new`` (the commit: one atomic write), with ``retire`` listed as retired now."""
+    store._ensure_format_version()
+    stamp = _now()
+    new["retired"] += [[rel, stamp] for rel in retire]
+    store._write_bytes(store._p("compact", "CURRENT.json"), json.dumps(new, indent=1).encode())
+    with _MEMO_LOCK:  # this process's memo of retired partitions: a bulk load commits many generations in one process
+        for rel in retire:
+            _PARTS.pop(store._p("compact", rel), None)
+
+
 def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str, dict], new: dict,
                    retire: list[str], stats: dict, gen: int, *, shard_videos: int, shard_bytes: int,
                    part_rows: int) -> list[tuple[str, dict]]:
     """Merge one stage's fresh items into its rows, write shards and changed partitions; returns the folded items."""
     rows = view.rows(stage)
+    changed, done, newly, pending = _merge_fresh(rows, fresh, stats)
+    _retire_shards(stage, rows, pending, changed, new, retire, stats, shard_videos=shard_videos)
+    kept_fresh = _write_shards(store, view, stage, rows, pending, new, stats, gen, shard_videos=shard_videos,
+                               shard_bytes=shard_bytes)
+    stats["folded"] += len(newly - kept_fresh)
+    for vid in kept_fresh:  # back to the previous compacted row (or none): the fresh record keeps overriding it
+        changed.discard(vid)
+        prev = view.row(stage, vid)
+        if prev is None:
+            rows.pop(vid, None)
+        else:
+            rows[vid] = prev
+    _write_partitions(store, stage, rows, changed, new, retire, gen, part_rows=part_rows)
+    return [(vid, raw) for vid, raw in done if vid not in kept_fresh]
+
+
+def _merge_fresh(rows: dict[str, dict], fresh: Mapping[str, dict], stats: dict
+                 ) -> tuple[set[str], list[tuple[str, dict]], set[str], list[tuple[str, Any]]]:
+    """Overlay a stage's fresh items on its compacted ``rows`` (in place): tombstones remove rows, records replace
+    them. Returns ``(changed ids, folded items, ids folded for the first time, pending arrays)``: each pending entry
+    is ``(video id, ("fresh", record))``, an output whose arrays go into a new shard."""
     changed: set[str] = set()
     done: list[tuple[str, dict]] = []
     newly: set[str] = set()  # fresh records not folded before
@@ -481,18 +535,22 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
                 (raw.get("data"), raw["created"], raw["fingerprint"]):
             done.append((vid, raw))  # folded by an earlier compaction that stopped before removing it
             continue
-        row = {"video_id": vid, "fingerprint": raw["fingerprint"], "version": int(raw["version"]),
-               "params": json.dumps(raw.get("params") or {}, sort_keys=True), "record": json.dumps(raw["record"]),
-               "created": raw["created"], "seconds": float(raw.get("seconds") or 0.0), "origin": raw.get("data"),
-               "shard": None, "row": -1}
+        rows[vid] = {"video_id": vid, "fingerprint": raw["fingerprint"], "version": int(raw["version"]),
+                     "params": json.dumps(raw.get("params") or {}, sort_keys=True), "record": json.dumps(raw["record"]),
+                     "created": raw["created"], "seconds": float(raw.get("seconds") or 0.0), "origin": raw.get("data"),
+                     "shard": None, "row": -1}
         if raw.get("data"):
             pending.append((vid, ("fresh", raw)))
-        rows[vid] = row
         changed.add(vid)
         newly.add(vid)
         done.append((vid, raw))
+    return changed, done, newly, pending
 
-    # shards of this stage: retire the dead ones, re-pack the mostly dead and (when there is other work) the small
+
+def _retire_shards(stage: str, rows: Mapping[str, dict], pending: list[tuple[str, Any]], changed: set[str],
+                   new: dict, retire: list[str], stats: dict, *, shard_videos: int) -> None:
+    """Retire the stage's dead shards and re-pack (append their live rows to ``pending``) the mostly dead ones and,
+    when there is other work, the small ones."""
     live: collections.Counter[str] = collections.Counter(r["shard"] for r in rows.values() if r["shard"])
     small = max(1, shard_videos // 16)
     for key in [k for k in new["shards"] if k.split("/", 1)[0] == stage]:
@@ -507,18 +565,13 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
         retire.append(f"shards.zarr/{stage}/{shard}")
         stats["shards_retired"] += 1
 
-    # write the pending arrays into new shards, one writer per signature
-    writers: dict[tuple, _ShardWriter] = {}
-    kept_fresh: set[str] = set()
-    remaining = collections.Counter()
 
-    def arrays_of(source: Any) -> dict[str, np.ndarray]:
-        if source[0] == "fresh":
-            return source[1]["_arrays"] if "_arrays" in source[1] else store._fresh_arrays(stage, source[1])
-        return view.shard_arrays(stage, source[1], source[2])
-
-    # first pass: signatures only (array metadata), so shards are sized to what they will hold
+def _signatures(store: Any, view: CompactView, stage: str, pending: list[tuple[str, Any]]
+                ) -> tuple[dict[str, tuple], set[str]]:
+    """``(video id → ((name, dtype, shape), ...) of its pending arrays, ids not foldable)`` from array metadata only
+    (so shards are sized to what they will hold); an output with arrays that are not numeric (strings) stays fresh."""
     sigs: dict[str, tuple] = {}
+    kept_fresh: set[str] = set()
     for vid, source in pending:
         if source[0] == "fresh" and "_arrays" in source[1]:
             meta = tuple(sorted((k, v.dtype.str, v.shape) for k, v in source[1]["_arrays"].items()))
@@ -526,10 +579,19 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
             meta = store._fresh_signature(stage, source[1]) if source[0] == "fresh" else \
                 _shard_signature(view, stage, source[1])
         if meta is None or not all(np.dtype(d).kind in "biuf" for _, d, _ in meta):
-            kept_fresh.add(vid)  # not foldable (e.g. strings): it stays a fresh output
+            kept_fresh.add(vid)
             continue
         sigs[vid] = meta
-        remaining[meta] += 1
+    return sigs, kept_fresh
+
+
+def _write_shards(store: Any, view: CompactView, stage: str, rows: dict[str, dict], pending: list[tuple[str, Any]],
+                  new: dict, stats: dict, gen: int, *, shard_videos: int, shard_bytes: int) -> set[str]:
+    """Write the pending arrays into new shards of generation ``gen``, one writer per signature, and point their rows
+    at them; returns the ids left fresh (not foldable)."""
+    sigs, kept_fresh = _signatures(store, view, stage, pending)
+    remaining = collections.Counter(sigs.values())
+    writers: dict[tuple, _ShardWriter] = {}
     n_shard = 0
     for vid, source in pending:
         if vid in kept_fresh:
@@ -543,30 +605,28 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
             n_shard += 1
             writer = writers[sig] = _ShardWriter(store, stage, shard, sig, min(shard_videos, remaining[sig]),
                                                  shard_bytes)
-        arrays = arrays_of(source)
+        if source[0] == "fresh":
+            arrays = source[1]["_arrays"] if "_arrays" in source[1] else store._fresh_arrays(stage, source[1])
+        else:
+            arrays = view.shard_arrays(stage, source[1], source[2])
         rows[vid]["row"] = writer.add(arrays)
         rows[vid]["shard"] = writer.shard
         remaining[sig] -= 1
     for writer in writers.values():
         _close(writer, new, stage, stats)
-    stats["folded"] += len(newly - kept_fresh)
-    for vid in kept_fresh:  # back to the previous compacted row (or none): the fresh record keeps overriding it
-        changed.discard(vid)
-        prev = view.row(stage, vid)
-        if prev is None:
-            rows.pop(vid, None)
-        else:
-            rows[vid] = prev
-    done = [(vid, raw) for vid, raw in done if vid not in kept_fresh]
+    return kept_fresh
 
-    # index partitions: rewrite those holding a changed row (all of them when the partition count changes)
+
+def _write_partitions(store: Any, stage: str, rows: Mapping[str, dict], changed: set[str], new: dict,
+                      retire: list[str], gen: int, *, part_rows: int) -> None:
+    """Rewrite the stage's index partitions that hold a changed row (all of them when the partition count changes:
+    a power of two near ``len(rows) / part_rows``) and record them in ``new``."""
     info = new["stages"].get(stage)
     n = len(rows)
     want = 1 << max(0, math.ceil(math.log2(max(1, math.ceil(n / part_rows)))))
     if info is None or not (info["buckets"] <= want * 2 and info["buckets"] * 2 >= want):
         buckets, dirty = want, set(range(want))
-        old_parts = list(info["parts"]) if info else []
-        retire.extend(p for p in old_parts if p)
+        retire.extend(p for p in (info["parts"] if info else []) if p)
         parts: list[str | None] = [None] * buckets
     else:
         buckets, parts = info["buckets"], list(info["parts"])
@@ -574,7 +634,7 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
     if not n:
         retire.extend(p for p in parts if p)
         new["stages"].pop(stage, None)
-        return done
+        return
     by_bucket: dict[int, list[dict]] = collections.defaultdict(list)
     for vid in sorted(rows):
         b = _bucket(vid, buckets)
@@ -591,7 +651,6 @@ def _compact_stage(store: Any, view: CompactView, stage: str, fresh: Mapping[str
         _write_parquet(store, rel, {c: [r[c] for r in members] for c in _INDEX_COLUMNS}, _INDEX_SCHEMA)
         parts[b] = rel
     new["stages"][stage] = {"buckets": buckets, "parts": parts, "rows": n}
-    return done
 
 
 def _close(writer: _ShardWriter, new: dict, stage: str, stats: dict) -> None:

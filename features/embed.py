@@ -8,8 +8,8 @@ Three encoders, each loaded from a **local** path only (nothing is ever download
 * :class:`AudioEncoder` — a Hugging Face waveform model directory (wav2vec 2.0, HuBERT, WavLM, data2vec-audio: models
   whose input is ``input_values``). One vector per 1-second segment: the mean of the encoder's output frames.
 * :class:`TextEncoder` — a Hugging Face text model directory (BERT, MPNet, MiniLM, …: WordPiece fast tokenizers), a
-  sentence-transformers directory (``modules.json`` + Transformer + Pooling [+ Normalize]) or a GloVe / word2vec text
-  file (``word v1 v2 …`` lines).
+  sentence-transformers directory (``modules.json`` + Transformer + Pooling [+ Normalize]) or a GloVe / word2vec /
+  fastText ``.vec`` text file (``word v1 v2 …`` lines, plain or gzip-compressed).
   A sentence vector (mean-pooled, or the sentence-transformers pooling), the token sequence with its mask, and one
   vector per second from the words whose timings fall in it.
 
@@ -21,23 +21,28 @@ masked (not valid), never encoded as a zero or whole frame.
 Preprocessing is numpy/OpenCV (``torchvision`` cannot be imported beside this project's CPU torch): images are
 resized so the short side is the checkpoint's ``size`` (shortest edge) and centre-cropped to its ``crop_size`` — done
 by the frame sampler (:mod:`features.video`, area filter) — then rescaled and normalised with the checkpoint's
-``image_mean`` / ``image_std`` from ``preprocessor_config.json`` (defaults 0.5 / 0.5 without one). Checkpoints whose
+``image_mean`` / ``image_std`` (:func:`processor_config`: ``preprocessor_config.json``, or the ``image_processor``
+entry of ``processor_config.json``; defaults 0.5 / 0.5 without either). Checkpoints whose
 processor squashes the frame to a square without cropping get the centre crop instead. Audio is resampled from the
 audio stage's PCM to the encoder's ``sampling_rate`` (``scipy.signal.resample_poly``) and, when the checkpoint's
 processor says ``do_normalize``, each segment is scaled to zero mean and unit variance.
 
-:func:`encoder_digest` hashes every weight, config and vocabulary file of a checkpoint (relative name, size and
-content), so swapping a checkpoint changes the fingerprint of exactly the stage that reads it.
+:func:`encoder_digest` hashes exactly the files a checkpoint's loader reads (weights, configs, processor configs,
+tokenizer files; relative name and sha256), so swapping a checkpoint changes the fingerprint of exactly the stage
+that reads it, and a README or a TensorFlow copy beside the weights changes nothing.
 
 Inference runs under ``torch.inference_mode`` in batches of ``batch_size`` items, bf16 autocast and pinned-memory
 transfers on CUDA; one forward at a time per loaded encoder (a lock), so worker threads that share an encoder do not
-oversubscribe the CPU, and memory is bounded by the batch, never by the video's length.
+oversubscribe the CPU, and memory is bounded by the batch, never by the video's length. ``VisionEncoder.rows`` and
+``AudioEncoder.rows`` give the encoder to :mod:`features.batching`, which fills the batches with the rows of many
+videos; ``embed`` runs one video's rows through the same batcher.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
@@ -49,7 +54,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from features.fingerprint import DigestCache, fingerprint
+from features.batching import RowBatcher, RowEncoder, RowItem
+from features.fingerprint import fingerprint
 
 __all__ = [
     "AudioEncoder",
@@ -67,15 +73,25 @@ __all__ = [
     "load_face_detector",
     "load_text_encoder",
     "load_vision_encoder",
+    "processor_config",
     "read_glove",
     "register_face_detector",
     "resample",
     "segment_valid",
 ]
 
-# Files that decide what a checkpoint computes: weights, configs, vocabularies, GloVe text.
-_DIGEST_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model", ".vec", ".msgpack", ".h5")
-_DIGESTS = DigestCache()  # checkpoint files' digests, memoised on stat for the life of the process
+# Weight files transformers' ``from_pretrained`` reads from a local directory, in its order of preference (a config
+# may name another with ``transformers_weights``); TensorFlow / Flax files, ONNX / OpenVINO exports, ``*.fp16``
+# variants and Trainer state (optimizer.pt, training_args.bin) are never read, so they are not part of the digest.
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+# Files besides the weights that decide what a checkpoint computes: model config, image / audio processor configs
+# (``processor_config.json`` nests them in checkpoints saved by transformers 5), tokenizers.
+_CONFIG_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+                 "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_SHA256: dict[str, tuple[tuple[int, int, int], str]] = {}  # absolute path → (size, mtime_ns, inode), sha256
 _DIGEST_LOCK = threading.Lock()
 
 
@@ -95,44 +111,180 @@ def _hf_dir(path: Any, arg: str, what: str) -> Path:
     if not p.is_dir() or not (p / "config.json").is_file():
         raise ValueError(f"{arg}={str(path)!r} is not a Hugging Face model directory (no config.json in it); "
                          f"expected {what}")
+    _weight_files(p, arg)  # no weights, or a shard missing: said here, in the argument's words
     return p
 
 
-def _stat_digest(path: Path) -> str:
-    with _DIGEST_LOCK:  # DigestCache is not thread-safe; extraction plans from several threads
-        return _DIGESTS.digest(path.resolve())
+@functools.lru_cache(maxsize=64)
+def _index_shards(index: str, stamp: tuple[int, int, int]) -> tuple[str, ...]:
+    """The shard file names a ``*.index.json`` lists (its ``weight_map`` values), memoised on the index's stat."""
+    data = _json(Path(index))
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, Mapping) or not weight_map:
+        raise ValueError(f"{index!r} has no weight_map; expected a sharded checkpoint's index "
+                         '({"metadata": …, "weight_map": {"tensor name": "shard file", …}})')
+    return tuple(sorted({str(v) for v in weight_map.values()}))
+
+
+def _weight_files(root: Path, arg: str) -> list[Path]:
+    """The weight files ``from_pretrained(root)`` loads: ``model.safetensors``, else the sharded safetensors index
+    and every shard it lists, else ``pytorch_model.bin`` (or its index and shards).
+
+    Raises:
+        ValueError: none of them. FileNotFoundError: a shard the index lists is missing.
+    """
+    config = _json(root / "config.json", arg=arg)
+    explicit = config.get("transformers_weights") if isinstance(config, Mapping) else None
+    names = set(os.listdir(root))  # one listing instead of a stat per candidate name (planning calls this per video)
+    for name in [explicit] if isinstance(explicit, str) and explicit else _WEIGHT_FILES:
+        f = root / name
+        if (name not in names and "/" not in name) or not f.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return [f]
+        st = f.stat()
+        shards = [root / s for s in _index_shards(str(f), (st.st_size, st.st_mtime_ns, st.st_ino))]
+        for s in shards:
+            if not s.is_file():
+                raise FileNotFoundError(f"{arg}={str(root)!r}: {name} lists the shard {s.name!r}, which is missing "
+                                        "(an interrupted download?); expected every shard the index names")
+        return [f, *shards]
+    wanted = repr(explicit) if isinstance(explicit, str) and explicit else (
+        "model.safetensors, model.safetensors.index.json with its shards, or pytorch_model.bin")
+    raise ValueError(f"{arg}={str(root)!r} holds no PyTorch weights: expected {wanted} (TensorFlow / Flax-only "
+                     "checkpoints, tf_model.h5 or flax_model.msgpack, cannot be loaded)")
+
+
+def _st_modules(root: Path, arg: str) -> list[tuple[str, Path, str]]:
+    """``(kind, folder, type)`` of each module a sentence-transformers ``modules.json`` lists, in order; ``kind`` is
+    the last part of the module's class name ``type`` (``Transformer``, ``Pooling``, ``Normalize``, ``Dense``, …)."""
+    modules = _json(root / "modules.json", arg=arg)
+    if not isinstance(modules, list) or not all(isinstance(m, Mapping) for m in modules):
+        raise ValueError(f"{arg}={str(root)!r}: modules.json is not a list of modules; expected "
+                         '[{"idx": 0, "name": "0", "path": "", '
+                         '"type": "sentence_transformers.models.Transformer"}, …]')
+    return [(str(m.get("type", "")).rsplit(".", 1)[-1], root / str(m.get("path", "")), str(m.get("type", "")))
+            for m in modules]
+
+
+def _hf_files(root: Path, arg: str) -> list[Path]:
+    names = set(os.listdir(root))
+    return [root / n for n in _CONFIG_FILES if n in names and (root / n).is_file()] + _weight_files(root, arg)
+
+
+def _checkpoint_files(p: Path, arg: str) -> list[Path]:
+    """The files that decide what the encoder at ``p`` computes, which are the files its loader reads."""
+    if p.is_file():
+        return [p]
+    if (p / "modules.json").is_file():  # sentence-transformers: modules.json, then each module's folder
+        files = [p / "modules.json"]
+        for kind, folder, _ in _st_modules(p, arg):
+            if kind == "Transformer":
+                files += _hf_files(folder, arg) + [f for f in [folder / "sentence_bert_config.json"] if f.is_file()]
+            else:
+                files += [folder / n for n in ("config.json", "model.safetensors", "pytorch_model.bin")
+                          if (folder / n).is_file()]
+        return list(dict.fromkeys(files))
+    if (p / "config.json").is_file():
+        return _hf_files(p, arg)
+    raise ValueError(f"{arg}={str(p)!r} is neither a Hugging Face model directory (no config.json) nor a "
+                     "sentence-transformers directory (no modules.json); it holds no weight or config files "
+                     "vidpipe can load: expected a local model directory or a GloVe text file")
+
+
+def _hub_sha256(root: Path, f: Path, real: Path, mtime: float) -> str | None:
+    """The sha256 of ``f``'s content that a Hugging Face download already recorded, or None.
+
+    A hub-cache snapshot file is a link to ``blobs/<sha256 of its content>`` (large, LFS-stored files); a
+    ``hf download --local-dir`` file has ``.cache/huggingface/download/<name>.metadata`` (commit, etag = the sha256
+    of an LFS file, download time), which huggingface_hub trusts while the file is not newer than the download
+    (one second of slack): so does this.
+    """
+    if real != f.absolute() and real.parent.name == "blobs" and _SHA256_HEX.fullmatch(real.name):
+        return real.name
+    try:
+        rel = f.relative_to(root).as_posix()
+        meta = (root / ".cache" / "huggingface" / "download" / f"{rel}.metadata").read_text().splitlines()
+        etag, stamp = meta[1].strip().strip('"'), float(meta[2])
+    except (ValueError, IndexError, OSError):
+        return None
+    return etag if _SHA256_HEX.fullmatch(etag) and mtime - 1 <= stamp else None
+
+
+def _read_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (memory does not grow with the file)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _file_sha256(root: Path, f: Path) -> str:
+    key = os.path.abspath(f)
+    st = os.stat(key)  # the link's target, for a hub-cache snapshot
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+    with _DIGEST_LOCK:
+        hit = _SHA256.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    real = f.resolve()
+    value = _hub_sha256(root, f, real, st.st_mtime) or _read_sha256(real)
+    with _DIGEST_LOCK:
+        _SHA256[key] = (stamp, value)
+    return value
 
 
 def encoder_digest(path: str | os.PathLike[str], *, arg: str = "path") -> str:
-    """Content digest of a checkpoint: every weight / config / vocabulary file (relative name, size, blake2b).
+    """Content digest of a checkpoint: the sha256 of each file its loader reads, with the file's relative name.
 
-    A directory is walked recursively (hidden entries such as ``.cache`` skipped); a single file (GloVe) is hashed
-    alone. Digests are memoised on ``(path, size, mtime_ns, inode)``, so re-planning costs a ``stat`` per file.
+    Which files: a single file (GloVe, a face detector) alone; a Hugging Face directory's configs, processor
+    configs, tokenizer files and exactly the weight files ``from_pretrained`` loads (``model.safetensors``, else
+    a sharded index and its shards, else ``pytorch_model.bin``); a sentence-transformers directory's
+    ``modules.json``, its Transformer folder as above with ``sentence_bert_config.json``, and each other module's
+    config and weights. READMEs, TensorFlow / Flax / ONNX copies, ``.cache`` and Trainer state are left out, so
+    they neither cost a read nor change the fingerprint.
+
+    Cost: planning calls this once per video, so a file's sha256 is memoised for the life of the process on its
+    ``(size, mtime_ns, inode)`` (re-planning costs a ``stat`` per file). A fresh process reads each weight file
+    once (sha256: 1.4 GB/s of CPU time, measured at load 19 on a 2-core machine), except files whose sha256 a
+    Hugging Face download already recorded (hub-cache blobs, ``--local-dir`` metadata; see :func:`_hub_sha256`),
+    which are not read at all. The digest is the same whichever way the same bytes arrived.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: a directory without any weight or config file.
+        FileNotFoundError: ``path`` does not exist, or a shard its index lists is missing.
+        ValueError: neither a file, a Hugging Face directory nor a sentence-transformers directory; no weights.
     """
     p = Path(path)
     if not p.exists():
         raise _missing(arg, path, "a local model directory or file")
-    if p.is_file():
-        files = [(p.name, p)]
-    else:
-        files = sorted((f.relative_to(p).as_posix(), f) for f in p.rglob("*")
-                       if f.is_file() and f.name.endswith(_DIGEST_SUFFIXES)
-                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        if not files:
-            raise ValueError(f"{arg}={str(path)!r} holds no weight or config files ({', '.join(_DIGEST_SUFFIXES)})")
-    parts = [f"{rel}:{f.stat().st_size}:{_stat_digest(f)}" for rel, f in files]
-    return fingerprint("encoder-weights", 1, None, parts)
+    root = p if p.is_dir() else p.parent
+    parts = [f"{f.relative_to(root).as_posix()}:{_file_sha256(root, f)}" for f in _checkpoint_files(p, arg)]
+    return fingerprint("encoder-weights", 2, None, parts)
 
 
-def _json(path: Path) -> dict:
+def _json(path: Path, *, arg: str | None = None) -> Any:
+    """A JSON file's content; ``{}`` when there is no such file."""
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+        where = f"{arg}: " if arg else ""
+        raise ValueError(f"{where}{str(path)!r} is not valid JSON ({exc}); expected the JSON file a Hugging Face / "
+                         "sentence-transformers save writes there") from exc
+
+
+def processor_config(root: str | os.PathLike[str], kind: str) -> dict:
+    """The image-processor (``kind="image"``) or feature-extractor (``kind="audio"``) settings of a checkpoint, read
+    as transformers reads them: the nested ``image_processor`` / ``feature_extractor`` (or ``audio_processor``)
+    entry of ``processor_config.json`` (a processor saved by transformers 5 writes only that file), else
+    ``preprocessor_config.json``; ``{}`` without either."""
+    root = Path(root)
+    keys = {"image": ("image_processor",), "audio": ("feature_extractor", "audio_processor")}.get(kind)
+    if keys is None:
+        raise ValueError(f"kind={kind!r}: expected 'image' or 'audio'")
+    nested = _json(root / "processor_config.json")
+    for key in keys:
+        if isinstance(nested, Mapping) and isinstance(nested.get(key), Mapping):
+            return dict(nested[key])
+    flat = _json(root / "preprocessor_config.json")
+    return dict(flat) if isinstance(flat, Mapping) else {}
 
 
 def _device(device: str) -> str:
@@ -270,9 +422,10 @@ class VisionEncoder:
         self.kind = kind
         image_size = getattr(vision_cfg, "image_size", None)
         image_size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
-        self.preprocessing = image_preprocessing(_json(root / "preprocessor_config.json"), image_size)
+        self.preprocessing = image_preprocessing(processor_config(root, "image"), image_size)
         self.runner = _Runner(model, device, batch_size)
-        vec, patches = self._forward(np.zeros((1, self.preprocessing.crop, self.preprocessing.crop, 3), np.uint8))
+        crop = self.preprocessing.crop
+        vec, patches = self._forward(np.zeros((1, crop, crop, 3), np.uint8), patches=True)
         self.dim = int(vec.shape[1])
         self.patch_shape = None if patches is None else tuple(int(s) for s in patches.shape[1:])
 
@@ -283,7 +436,9 @@ class VisionEncoder:
         x = (x - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
         return np.ascontiguousarray(np.moveaxis(x, -1, 1))
 
-    def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _forward(self, frames: np.ndarray, *, patches: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors (B, D) and, with ``patches``, the patch tokens (B, P, D_h) of a batch of frames; the patch
+        tokens are copied off the device only when asked for."""
         import torch
 
         r = self.runner
@@ -295,9 +450,36 @@ class VisionEncoder:
         hidden = getattr(out, "last_hidden_state", None)
         if vec is None:
             vec = hidden[:, 0] if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
-        patches = hidden[:, 1:] if hidden is not None and hidden.dim() == 3 and hidden.shape[1] > 1 else None
+        tokens = hidden[:, 1:] if patches and hidden is not None and hidden.dim() == 3 and hidden.shape[1] > 1 \
+            else None
         vec = vec.reshape(vec.shape[0], -1).float().cpu().numpy()
-        return vec, None if patches is None else patches.float().cpu().numpy()
+        return vec, None if tokens is None else tokens.float().cpu().numpy()
+
+    def check_frames(self, frames: np.ndarray) -> None:
+        """Raise ``ValueError`` unless ``frames`` is uint8 (N, crop, crop, 3), the encoder's input."""
+        crop = self.preprocessing.crop
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (crop, crop, 3):
+            raise ValueError(f"frames: expected uint8 (N, {crop}, {crop}, 3), got {frames.dtype} {frames.shape}")
+
+    def rows(self, *, patches: bool = False) -> RowEncoder:
+        """This encoder for :mod:`features.batching`: frames in; the vector (D,) float32 and, with ``patches``, the
+        patch tokens (P, D_h) float16 of each frame out.
+
+        Raises:
+            ValueError: ``patches`` for a model without patch tokens.
+        """
+        if patches and self.patch_shape is None:
+            raise ValueError(f"vision_model={self.path!r} ({self.kind}) returns no patch tokens")
+        outputs: tuple = (((self.dim,), np.float32),)
+        if patches:
+            outputs += ((self.patch_shape, np.float16),)
+
+        def forward(frames: np.ndarray) -> tuple[np.ndarray, ...]:
+            vec, tokens = self._forward(frames, patches=patches)
+            return (vec, tokens) if patches else (vec,)
+
+        return RowEncoder(forward=forward, outputs=outputs, batch_size=self.runner.batch_size,
+                          check=self.check_frames)
 
     def embed(self, frames: np.ndarray, valid: np.ndarray | None = None, *,
               patches: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -308,25 +490,11 @@ class VisionEncoder:
             patch tokens (N, P, D_h) float16 or None
         """
         frames = np.asarray(frames)
-        crop = self.preprocessing.crop
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (crop, crop, 3):
-            raise ValueError(f"frames: expected uint8 (N, {crop}, {crop}, 3), got {frames.dtype} {frames.shape}")
-        n = len(frames)
-        valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
-        vectors = np.zeros((n, self.dim), np.float32)
-        tokens = None
-        if patches:
-            if self.patch_shape is None:
-                raise ValueError(f"vision_model={self.path!r} ({self.kind}) returns no patch tokens")
-            tokens = np.zeros((n, *self.patch_shape), np.float16)
-        idx = np.flatnonzero(valid)
-        for start in range(0, len(idx), self.runner.batch_size):
-            rows = idx[start:start + self.runner.batch_size]
-            vec, pt = self._forward(frames[rows])
-            vectors[rows] = vec
-            if tokens is not None and pt is not None:
-                tokens[rows] = pt.astype(np.float16)
-        return vectors, tokens
+        self.check_frames(frames)
+        res = RowBatcher(self.rows(patches=patches)).run_one(RowItem(key=0, rows=frames, valid=valid))
+        if res.error is not None:
+            raise res.error
+        return res.outputs[0], res.outputs[1] if patches else None
 
 
 # ---------------------------------------------------------------------------------------------------- faces
@@ -531,7 +699,7 @@ class AudioEncoder:
                 f"audio_model={str(path)!r} is a {model.config.model_type!r} model taking "
                 f"{getattr(model, 'main_input_name', '?')!r}; expected a raw-waveform model (input_values): "
                 "wav2vec 2.0, HuBERT, WavLM or data2vec-audio")
-        pp = _json(root / "preprocessor_config.json")
+        pp = processor_config(root, "audio")
         self.path = str(path)
         self.kind = model.config.model_type
         self.sampling_rate = int(pp.get("sampling_rate") or getattr(model.config, "sampling_rate", 16000) or 16000)
@@ -550,6 +718,36 @@ class AudioEncoder:
             out = r.model(input_values=r.to_device(x))
         return out.last_hidden_state.float().mean(dim=1).cpu().numpy()
 
+    def segments(self, y: np.ndarray | None, sr: int, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's input rows: each 1-second segment of ``y`` resampled to the encoder's rate (a partial last
+        segment zero-padded to one second), zeros where masked by :func:`segment_valid`.
+
+        Shapes:
+            y (n,) float at ``sr`` (None: no audio track) → segments (S, sampling_rate) float32, mask (S,) bool
+        """
+        if not isinstance(n_segments, int) or n_segments < 1:
+            raise ValueError(f"n_segments={n_segments!r}: expected an int >= 1")
+        rate = self.sampling_rate
+        mask = segment_valid(y, sr, n_segments)
+        segs = np.zeros((n_segments, rate), np.float32)
+        if mask.any():
+            y = resample(np.asarray(y)[: n_segments * sr], sr, rate)
+            for s in np.flatnonzero(mask):
+                piece = y[s * rate:(s + 1) * rate]
+                segs[s, :piece.size] = piece
+        return segs, mask
+
+    def check_segments(self, segments: np.ndarray) -> None:
+        """Raise ``ValueError`` unless ``segments`` is float32 (S, sampling_rate), the encoder's input."""
+        if segments.dtype != np.float32 or segments.ndim != 2 or segments.shape[1] != self.sampling_rate:
+            raise ValueError(f"segments: expected float32 (S, {self.sampling_rate}), got {segments.dtype} "
+                             f"{segments.shape}")
+
+    def rows(self) -> RowEncoder:
+        """This encoder for :mod:`features.batching`: 1-s segments in, one (D,) float32 vector per segment out."""
+        return RowEncoder(forward=lambda segs: (self._forward(segs),), outputs=(((self.dim,), np.float32),),
+                          batch_size=self.runner.batch_size, check=self.check_segments)
+
     def embed(self, y: np.ndarray | None, sr: int, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
         """One vector per 1-second segment of ``y`` (resampled to the encoder's rate); masked segments are zeros.
 
@@ -558,70 +756,103 @@ class AudioEncoder:
         Shapes:
             y (n,) float at ``sr`` (None: no audio track) → vectors (S, D) float32, mask (S,) bool
         """
-        if not isinstance(n_segments, int) or n_segments < 1:
-            raise ValueError(f"n_segments={n_segments!r}: expected an int >= 1")
-        vectors = np.zeros((n_segments, self.dim), np.float32)
-        mask = segment_valid(y, sr, n_segments)
-        if not mask.any():
-            return vectors, mask
-        rate = self.sampling_rate
-        y = resample(np.asarray(y)[: n_segments * sr], sr, rate)
-        rows = np.flatnonzero(mask)
-        segs = np.zeros((len(rows), rate), np.float32)
-        for i, s in enumerate(rows):
-            piece = y[s * rate:(s + 1) * rate]
-            segs[i, :piece.size] = piece
-        step = self.runner.batch_size
-        for start in range(0, len(rows), step):
-            vectors[rows[start:start + step]] = self._forward(segs[start:start + step])
-        return vectors, mask
+        segs, mask = self.segments(y, sr, n_segments)
+        res = RowBatcher(self.rows()).run_one(RowItem(key=0, rows=segs, valid=mask))
+        if res.error is not None:
+            raise res.error
+        return res.outputs[0], mask
 
 
 # ---------------------------------------------------------------------------------------------------- text
 _GLOVE_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
-def read_glove(path: str | os.PathLike[str], *, arg: str = "text_model") -> tuple[dict[str, int], np.ndarray]:
-    """Read a GloVe (``word v1 … vD``) or word2vec text file (the same lines after a ``count D`` header).
+def _open_vectors(p: Path, arg: str):
+    """A text handle on a word-vector file, gunzipped when it is gzip (by its magic bytes, whatever its name)."""
+    import gzip
 
-    Words may contain spaces in some releases (Common Crawl's 840B file): the last D fields are the vector, the
-    rest is the word. Blank lines are skipped; the first occurrence of a repeated word wins.
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ValueError(f"{arg}={str(p)!r} is a zip archive; expected the text file inside it: unzip it and pass "
+                         "one file (glove.6B.zip holds glove.6B.50d.txt … glove.6B.300d.txt)")
+    # newline="\n": only LF ends a line (a stray CR or U+2028 inside a token does not split it); CRLF's CR is stripped
+    kw = dict(encoding="utf-8", errors="replace", newline="\n")
+    return gzip.open(p, "rt", **kw) if magic[:2] == b"\x1f\x8b" else open(p, **kw)
+
+
+def _vector_width(fields: list[str]) -> int:
+    """D of a word-vector line without a header: its trailing numbers, leaving at least one field for the word."""
+    n = 0
+    for f in reversed(fields[1:]):
+        try:
+            float(f)
+        except ValueError:
+            break
+        n += 1
+    return n
+
+
+def read_glove(path: str | os.PathLike[str], *, arg: str = "text_model") -> tuple[dict[str, int], np.ndarray]:
+    """Read a GloVe (``word v1 … vD``) or word2vec / fastText ``.vec`` text file (the same lines after a
+    ``count D`` header), plain or gzip-compressed (``.gz``).
+
+    As the released files are: fields are separated by single spaces and the last D fields are the vector, the rest
+    is the word, so tokens containing spaces (Common Crawl 840B's ``. . .``, ``at name@domain.com``) or made of
+    other whitespace (U+00A0) keep their vectors; trailing spaces (fastText) and CRLF line ends are ignored; a
+    byte sequence that is not UTF-8 (word2vec.c truncates words mid-character) is replaced, not fatal; the first
+    occurrence of a repeated word wins. Malformed lines (too few fields, a field that is not a number) are skipped
+    with one warning when they are rare (at most 1 line in 1,000, as in a few real releases); more than that means
+    the file is not a word-vector text file, which raises.
 
     Returns:
         ``(index, vectors)``: word → row, and the (V, D) float32 matrix.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: inconsistent widths or non-numeric values (line number given).
+        FileNotFoundError: no such file. ValueError: a zip archive, or not a word-vector text file (the first bad
+        line is named).
     """
+    import warnings
+
     p = Path(path)
     if not p.is_file():
-        raise _missing(arg, path, "a GloVe text file (e.g. glove.6B.100d.txt) or a model directory")
+        raise _missing(arg, path, "a GloVe text file (e.g. glove.6B.100d.txt), a word2vec / fastText .vec file or "
+                       "a model directory")
     index: dict[str, int] = {}
     rows: list[np.ndarray] = []
-    dim = None
-    with open(p, encoding="utf-8", errors="strict") as fh:
+    dim, lines, bad, first_bad = None, 0, 0, ""
+    with _open_vectors(p, arg) as fh:
         for lineno, line in enumerate(fh, 1):
             fields = line.rstrip("\n").rstrip("\r").rstrip(" ").split(" ")
-            if not fields or fields == [""]:
+            if fields == [""]:
                 continue
+            lines += 1
             if lineno == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
-                dim = int(fields[1])  # word2vec header: count, width
+                dim = int(fields[1])  # word2vec / fastText header: count, width
                 continue
-            if dim is None:
-                dim = len(fields) - 1
-            if len(fields) < dim + 1 or dim < 1:
-                raise ValueError(f"{str(path)!r} line {lineno}: expected a word and {dim} numbers, got "
-                                 f"{len(fields)} fields")
+            dim = dim or _vector_width(fields)
+            vec = None
+            if dim >= 1 and len(fields) >= dim + 1:
+                with contextlib.suppress(ValueError):
+                    vec = np.asarray(fields[len(fields) - dim:], dtype=np.float32)
+            if vec is None:
+                bad += 1
+                first_bad = first_bad or (f"line {lineno}: expected a word and {dim} numbers, got {len(fields)} "
+                                          f"fields starting {line[:40]!r}")
+                if bad > 10 + lines // 1000:  # fail fast on a file that is not word vectors at all
+                    break
+                continue
             word = " ".join(fields[: len(fields) - dim])
-            try:
-                vec = np.asarray(fields[len(fields) - dim:], dtype=np.float32)
-            except ValueError as exc:
-                raise ValueError(f"{str(path)!r} line {lineno}: {exc}") from exc
             if word not in index:
                 index[word] = len(rows)
                 rows.append(vec)
+    if bad and (bad * 1000 > lines or not rows):
+        raise ValueError(f"{arg}={str(path)!r} is not a GloVe / word2vec text file ('word v1 … vD' lines): "
+                         f"{first_bad}")
     if not rows:
-        raise ValueError(f"{str(path)!r} holds no word vectors")
+        raise ValueError(f"{arg}={str(path)!r} holds no word vectors; expected 'word v1 … vD' lines")
+    if bad:
+        warnings.warn(f"{arg}={str(path)!r}: skipped {bad} malformed line(s) of {lines} ({first_bad})", stacklevel=2)
     return index, np.stack(rows)
 
 
@@ -651,6 +882,52 @@ def _per_second(vectors: np.ndarray, seconds: np.ndarray, n_segments: int) -> tu
     return out, mask
 
 
+#: sentence-transformers pooling modes and the Pooling config flag of each (its default: mean on, the others off)
+_POOLING_FLAGS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
+                  "mean": "pooling_mode_mean_tokens", "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+                  "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+
+
+def _st_pooling(cfg: Any, folder: Path) -> str:
+    """The one pooling mode a sentence-transformers Pooling ``config.json`` sets (its ``pooling_mode`` string, or
+    the ``pooling_mode_*`` flags with sentence-transformers' defaults)."""
+    where = f"text_model: {str(folder / 'config.json')!r}"
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{where} is not a JSON object; expected the Pooling module's config")
+    mode = cfg.get("pooling_mode")
+    if isinstance(mode, str):
+        if mode.lower() not in _POOLING_FLAGS:
+            raise ValueError(f"{where}: pooling_mode={mode!r}; expected one of {sorted(_POOLING_FLAGS)}")
+        return mode.lower()
+    on = [m for m, flag in _POOLING_FLAGS.items() if cfg.get(flag, m == "mean")]
+    if len(on) != 1:
+        raise ValueError(f"{where} sets the pooling modes {on}; expected exactly one of {sorted(_POOLING_FLAGS)} "
+                         "(several are concatenated by sentence-transformers, a width vidpipe does not store)")
+    return on[0]
+
+
+def _pool(tok: np.ndarray, mode: str) -> np.ndarray:
+    """The sentence vector of a transcript's token vectors ``h_1 … h_n``, as sentence-transformers pools them:
+    cls ``h_1``; lasttoken ``h_n``; max ``max_i h_i``; mean ``Σ h_i / n``; mean_sqrt_len_tokens ``Σ h_i / √n``;
+    weightedmean ``Σ i·h_i / Σ i``.
+
+    Shapes:
+        tok (n, D) → (D,)
+    """
+    if mode == "cls":
+        return tok[0]
+    if mode == "lasttoken":
+        return tok[-1]
+    if mode == "max":
+        return tok.max(axis=0)
+    if mode == "mean_sqrt_len_tokens":
+        return tok.sum(axis=0) / np.float32(math.sqrt(len(tok)))
+    if mode == "weightedmean":
+        w = np.arange(1, len(tok) + 1, dtype=np.float32)
+        return (tok * w[:, None]).sum(axis=0) / w.sum()
+    return tok.mean(axis=0)
+
+
 class TextEncoder:
     """Transcript → sentence vector, token sequence and per-second vectors (see the module docstring).
 
@@ -673,17 +950,17 @@ class TextEncoder:
                            "sentence-transformers/all-MiniLM-L6-v2) or a GloVe text file")
         self.path = str(path)
         self.max_tokens = max_tokens
-        self.pooling, self.normalize = "mean", False
+        self.pooling, self.normalize, self.lowercase = "mean", False, False
+        self.max_seq_length: int | None = None  # sentence-transformers' truncation length, when it sets one
         if p.is_file():
             self.kind = "glove"
             self.index, self.vectors = read_glove(p)
             self.dim = int(self.vectors.shape[1])
             return
         model_dir = p
-        modules = _json(p / "modules.json") if (p / "modules.json").is_file() else None
-        if modules is not None:
+        if (p / "modules.json").is_file():
             self.kind = "sentence-transformers"
-            model_dir = self._sentence_transformers(p, modules)
+            model_dir = self._sentence_transformers(p)
         else:
             self.kind = "transformers"
         _hf_dir(model_dir, "text_model", "a text model directory")
@@ -696,36 +973,38 @@ class TextEncoder:
                              "word timings need word ids: save the tokenizer with tokenizers installed")
         with _quiet_loading():
             model = AutoModel.from_pretrained(model_dir, local_files_only=True)
-        self.limit = int(min(getattr(self.tokenizer, "model_max_length", 512) or 512,
-                             getattr(model.config, "max_position_embeddings", 512) or 512, 4096))
+        positions = getattr(model.config, "max_position_embeddings", 512) or 512
+        self.limit = int(min(self.max_seq_length or getattr(self.tokenizer, "model_max_length", 512) or 512,
+                             positions, 4096))
         self.runner = _Runner(model, device, batch_size)
         self.dim = int(model.config.hidden_size)
 
-    def _sentence_transformers(self, root: Path, modules: Any) -> Path:
-        """Read ``modules.json``: the Transformer's folder, the Pooling mode, whether a Normalize step follows."""
-        if not isinstance(modules, list):
-            raise ValueError(f"text_model={self.path!r}: modules.json is not a list of modules")
+    def _sentence_transformers(self, root: Path) -> Path:
+        """Read a sentence-transformers directory as sentence-transformers does: the Transformer's folder and its
+        ``sentence_bert_config.json`` (``max_seq_length``, ``do_lower_case``), the Pooling mode, whether a Normalize
+        step follows. Other modules (Dense, …) change the sentence vector's width and are refused."""
         model_dir = None
-        for m in modules:
-            kind = str(m.get("type", ""))
-            sub = root / str(m.get("path", ""))
-            if kind.endswith(".Transformer"):
-                model_dir = sub
-            elif kind.endswith(".Pooling"):
-                cfg = _json(sub / "config.json")
-                if cfg.get("pooling_mode_cls_token"):
-                    self.pooling = "cls"
-                elif cfg.get("pooling_mode_max_tokens"):
-                    self.pooling = "max"
-                elif cfg.get("pooling_mode_mean_tokens", True):
-                    self.pooling = "mean"
-            elif kind.endswith(".Normalize"):
+        for kind, folder, full in _st_modules(root, "text_model"):
+            if kind == "Transformer" and model_dir is None:
+                model_dir = folder
+                cfg = _json(folder / "sentence_bert_config.json", arg="text_model")
+                length = cfg.get("max_seq_length") if isinstance(cfg, Mapping) else None
+                if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+                    raise ValueError(f"text_model={self.path!r}: sentence_bert_config.json max_seq_length={length!r}; "
+                                     "expected an int >= 1")
+                self.max_seq_length = length
+                self.lowercase = bool(cfg.get("do_lower_case", False)) if isinstance(cfg, Mapping) else False
+            elif kind == "Pooling":
+                self.pooling = _st_pooling(_json(folder / "config.json", arg="text_model"), folder)
+            elif kind == "Normalize":
                 self.normalize = True
             else:
-                raise ValueError(f"text_model={self.path!r}: sentence-transformers module {kind!r} is not supported; "
-                                 "supported: Transformer, Pooling, Normalize")
+                raise ValueError(f"text_model={self.path!r}: sentence-transformers module {full!r} is not supported "
+                                 f"({folder.name}/); expected Transformer, Pooling and optionally Normalize "
+                                 "(a Dense layer changes the sentence vector's width)")
         if model_dir is None:
-            raise ValueError(f"text_model={self.path!r}: modules.json lists no Transformer module")
+            raise ValueError(f"text_model={self.path!r}: modules.json lists no Transformer module; expected "
+                             "sentence_transformers.models.Transformer first")
         return model_dir
 
     def embed(self, texts: Sequence[str], words: Sequence[Sequence[Sequence[Any]]] | None = None,
@@ -790,6 +1069,8 @@ class TextEncoder:
         import torch
 
         texts = [[str(w[0]).strip() for w in timed] if timed else text.split() for text, timed in items]
+        if self.lowercase:  # sentence-transformers' do_lower_case
+            texts = [[w.lower() for w in t] for t in texts]
         nonempty = [i for i, t in enumerate(texts) if t]
         results: list[dict[str, np.ndarray] | None] = [None] * len(items)
         if nonempty:
@@ -803,12 +1084,7 @@ class TextEncoder:
             for j, i in enumerate(nonempty):
                 _, timed = items[i]
                 tok = hidden[j][attn[j]]
-                if self.pooling == "cls":
-                    sentence = tok[0]
-                elif self.pooling == "max":
-                    sentence = tok.max(axis=0)
-                else:
-                    sentence = tok.mean(axis=0)
+                sentence = _pool(tok, self.pooling)
                 word_ids = enc.word_ids(j)
                 word_sec = align_words(timed, n_segments) if timed else np.full(len(texts[i]), -1)
                 seconds = np.asarray([word_sec[w] if w is not None else -1

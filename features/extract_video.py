@@ -5,6 +5,11 @@ calls :func:`iter_extract_video` and commits what it yields; the benchmarks call
 Inside one video the stages share the probe result and the decoded PCM: the frames stage decodes the audio in the
 same ffmpeg pass when the audio, embed_audio or speech-recognition work needs it. Every output is checked against its
 declaration in :mod:`features.schema` before it is yielded (a mismatch is that stage's failure).
+
+``embed_vision`` and ``embed_audio`` are a row preparation (decode, face crops, resampling: :class:`EmbedRows`) and an
+encoder pass over those rows. :func:`extract_video` runs both for the one video; the flow asks
+:func:`iter_extract_video` to ``defer`` the encoder pass and batches the rows of many videos
+(:mod:`features.batching`), then completes each video with :func:`finish_embed`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from features.metadata import metadata_record
 from features.schema import EMBED_STAGES, STAGES, schema
 
 __all__ = ["ExtractConfig", "StageOutput", "StageFailure", "PER_VIDEO_STAGES", "extract_video", "iter_extract_video",
-           "checked_output", "audio_params", "frame_profiles", "describe_error", "require_opensmile"]
+           "checked_output", "audio_params", "frame_profiles", "describe_error", "require_opensmile", "EmbedRows",
+           "EMBED_ROWS", "embed_rows_encoder", "finish_embed"]
 
 #: the stages :func:`extract_video` runs (``text`` needs the dataset's vocabulary, ``embed_text`` batches transcripts
 #: across videos: both run in the flow)
@@ -82,6 +88,10 @@ class ExtractConfig(BaseModel):
             "embed_text": ["n_segments", "text_max_tokens"],
         }[stage]
         out = {k: p[k] for k in keys}
+        if stage == "text":  # what tokenize() returns: a bump re-keys the vocabulary and every bag of words
+            from features import text  # read at call time (the module loads NLTK only when it tokenises)
+
+            out["tokenizer_version"] = text.TOKENIZER_VERSION
         if stage in EMBED_STAGES:
             # the checkpoint's content (weights, config, preprocessing, vocabulary), not its path
             kind = stage.split("_", 1)[1]
@@ -288,7 +298,64 @@ def _metadata(v: _Video, todo: Sequence[str], asr_cache: dict):
     return None, metadata_record(v.row, v.info().to_record())
 
 
-def _embed_vision(v: _Video, todo: Sequence[str], asr_cache: dict):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EmbedRows:
+    """An embedding stage's work for one video up to its encoder: the encoder's input rows, and the rest of the
+    stage's output. :func:`finish_embed` completes it from the encoder's outputs for those rows (the flow batches the
+    rows of many videos with :mod:`features.batching`; :func:`extract_video` runs them on their own)."""
+
+    stage: str  # "embed_vision" or "embed_audio"
+    rows: np.ndarray  # (N, crop, crop, 3) uint8 frames of every profile in row order, or (S, rate) float32 segments
+    valid: np.ndarray  # (N,) bool: the rows the encoder sees (the others' vectors are zeros)
+    arrays: dict[str, np.ndarray]  # the stage's arrays other than the encoder's (validity, times, face boxes)
+    record: dict[str, Any]
+    profiles: tuple[tuple[str, int], ...] = ()  # embed_vision: (profile, frames) in row order
+    seconds: float = 0.0  # time spent decoding and preparing the rows
+
+    def detached(self) -> "EmbedRows":
+        """This job without its input rows (:func:`finish_embed` does not read them), so that holding it until the
+        encoder is done does not hold the frames."""
+        return dataclasses.replace(self, rows=np.empty((0, *self.rows.shape[1:]), self.rows.dtype),
+                                   valid=np.zeros(0, bool))
+
+
+def embed_rows_encoder(stage: str, cfg: ExtractConfig):
+    """The encoder of ``stage`` (loaded once per checkpoint) as a :class:`features.batching.RowEncoder`."""
+    if stage == "embed_vision":
+        from features.embed import load_vision_encoder
+
+        enc = load_vision_encoder(cfg.vision_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size)
+        return enc.rows(patches=cfg.vision_patch_tokens)
+    if stage == "embed_audio":
+        from features.embed import load_audio_encoder
+
+        return load_audio_encoder(cfg.audio_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size).rows()
+    raise ValueError(f"stage={stage!r}: expected 'embed_vision' or 'embed_audio'")
+
+
+def _embed_arrays(job: EmbedRows, outputs: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The stage's arrays and record from ``job`` and the encoder's outputs for its rows (vectors, [patch tokens])."""
+    arrays = dict(job.arrays)
+    if job.stage == "embed_audio":
+        arrays["segments"] = outputs[0]
+        return arrays, job.record
+    sch = schema("embed_vision")
+    start = 0
+    for name, n in job.profiles:
+        arrays[sch.name("{profile}", name)] = outputs[0][start:start + n]
+        if len(outputs) > 1:
+            arrays[sch.name("{profile}_patches", name)] = outputs[1][start:start + n]
+        start += n
+    return arrays, job.record
+
+
+def finish_embed(job: EmbedRows, outputs: Sequence[np.ndarray], seconds: float = 0.0) -> StageOutput | StageFailure:
+    """``job``'s stage output from the encoder's outputs for its rows (``seconds``: its share of encoder time),
+    checked against the stage's declaration."""
+    return checked_output(job.stage, *_embed_arrays(job, outputs), job.seconds + seconds)
+
+
+def _vision_rows(v: _Video, todo: Sequence[str], asr_cache: dict) -> EmbedRows:
     from features.embed import load_vision_encoder
     from features.video import extract_frames
 
@@ -312,50 +379,75 @@ def _embed_vision(v: _Video, todo: Sequence[str], asr_cache: dict):
             results[name] = dataclasses.replace(res, frames=crops, valid=res.valid & found,
                                                 times=np.where(found, res.times, np.nan).astype(res.times.dtype))
     arrays, profile_fields = _frame_arrays(results)
-    for name, res in results.items():
-        vectors, patches = enc.embed(res.frames, res.valid, patches=cfg.vision_patch_tokens)
-        arrays[sch.name("{profile}", name)] = vectors
-        if patches is not None:
-            arrays[sch.name("{profile}_patches", name)] = patches
+    for name in results:
+        del arrays[sch.name("{profile}", name)]  # the frames are the rows; the encoder's vectors take their name
         if name in boxes:
             arrays[sch.name("{profile}_face_box", name)] = boxes[name]
     record = {"model": cfg.vision_model, "encoder": enc.kind, "dim": enc.dim, "image_size": pre.crop, **profile_fields}
     if detector is not None:
         record["face_detector"] = detector.name
-    return arrays, record
+    empty = np.zeros((0, pre.crop, pre.crop, 3), np.uint8)
+    return EmbedRows(stage="embed_vision", rows=np.concatenate([empty, *(r.frames for r in results.values())]),
+                     valid=np.concatenate([np.zeros(0, bool), *(r.valid for r in results.values())]),
+                     arrays=arrays, record=record, profiles=tuple((k, len(r.frames)) for k, r in results.items()))
 
 
-def _embed_audio(v: _Video, todo: Sequence[str], asr_cache: dict):
+def _audio_rows(v: _Video, todo: Sequence[str], asr_cache: dict) -> EmbedRows:
     from features.embed import load_audio_encoder
 
     cfg = v.cfg
     enc = load_audio_encoder(cfg.audio_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size)
-    y = v.audio(cfg.sample_rate)  # the audio stage's PCM, resampled to the encoder's rate inside embed()
-    vectors, mask = enc.embed(y, cfg.sample_rate, cfg.n_segments)
-    return ({"segments": vectors, "segments_mask": mask},
-            {"model": cfg.audio_model, "encoder": enc.kind, "dim": enc.dim, "sampling_rate": enc.sampling_rate,
-             "has_audio": y is not None})
+    y = v.audio(cfg.sample_rate)  # the audio stage's PCM, resampled to the encoder's rate
+    segments, mask = enc.segments(y, cfg.sample_rate, cfg.n_segments)
+    return EmbedRows(stage="embed_audio", rows=segments, valid=mask, arrays={"segments_mask": mask},
+                     record={"model": cfg.audio_model, "encoder": enc.kind, "dim": enc.dim,
+                             "sampling_rate": enc.sampling_rate, "has_audio": y is not None})
+
+
+def _embedded(prepare):
+    """A stage runner that prepares one video's rows and runs its encoder on them alone."""
+
+    def run(v: _Video, todo: Sequence[str], asr_cache: dict):
+        from features.batching import RowBatcher, RowItem
+
+        job = prepare(v, todo, asr_cache)
+        res = RowBatcher(embed_rows_encoder(job.stage, v.cfg)).run_one(RowItem(key=0, rows=job.rows,
+                                                                                valid=job.valid))
+        if res.error is not None:
+            raise res.error
+        return _embed_arrays(job, res.outputs)
+
+    return run
+
+
+#: embedding stages whose encoder work the flow batches across videos: stage → its row preparation
+EMBED_ROWS = {"embed_vision": _vision_rows, "embed_audio": _audio_rows}
+_embed_vision, _embed_audio = _embedded(_vision_rows), _embedded(_audio_rows)
 
 
 _RUNNERS = {"probe": _probe, "frames": _frames, "audio": _audio, "transcripts": _transcripts,
             "metadata": _metadata, "embed_vision": _embed_vision, "embed_audio": _embed_audio}
 
 
-def iter_extract_video(row: dict, stages: Sequence[str], cfg: ExtractConfig, *,
-                       asr_cache: Optional[dict] = None) -> Iterator[tuple[str, StageOutput | StageFailure]]:
+def iter_extract_video(row: dict, stages: Sequence[str], cfg: ExtractConfig, *, asr_cache: Optional[dict] = None,
+                       defer: Sequence[str] = ()) -> Iterator[tuple[str, StageOutput | StageFailure | EmbedRows]]:
     """Run ``stages`` for the video of manifest ``row`` (its ``source_path``, ``transcript`` and metadata columns),
     in :data:`PER_VIDEO_STAGES` order, yielding ``(stage, output or failure)`` as each finishes.
 
     Any exception of a stage becomes its :class:`StageFailure`; when ``probe`` is asked for and fails, every later
     stage that needs the probe fails with "skipped: probe failed" without running. ``asr_cache`` keeps the speech
-    recogniser loaded across the videos of a batch (a dict owned by the caller).
+    recogniser loaded across the videos of a batch (a dict owned by the caller). A stage in ``defer`` (some of
+    :data:`EMBED_ROWS`) stops before its encoder: it yields its :class:`EmbedRows` (or its failure), which the caller
+    completes with :func:`finish_embed`.
 
     Raises:
-        ValueError: a stage that is not a per-video stage.
+        ValueError: a stage that is not a per-video stage, or a deferred stage without row preparation.
     """
     unknown = [s for s in stages if s not in PER_VIDEO_STAGES]
     if unknown:
         raise ValueError(f"stages: {unknown} are not per-video stages; expected some of {list(PER_VIDEO_STAGES)}")
+    if not set(defer) <= set(EMBED_ROWS):
+        raise ValueError(f"defer={list(defer)}: expected some of {list(EMBED_ROWS)}")
     video = _Video(row, cfg)
     cache = {} if asr_cache is None else asr_cache
     todo = [s for s in PER_VIDEO_STAGES if s in stages]
@@ -366,11 +458,15 @@ def iter_extract_video(row: dict, stages: Sequence[str], cfg: ExtractConfig, *,
             continue
         t0 = time.perf_counter()
         try:
-            arrays, record = _RUNNERS[stage](video, todo, cache)
+            if stage in defer:
+                job = EMBED_ROWS[stage](video, todo, cache)
+            else:
+                arrays, record = _RUNNERS[stage](video, todo, cache)
         except Exception as exc:  # noqa: BLE001 - every failure is reported per video, never raised
-            result: StageOutput | StageFailure = StageFailure(error=describe_error(exc))
+            result: StageOutput | StageFailure | EmbedRows = StageFailure(error=describe_error(exc))
         else:
-            result = checked_output(stage, arrays, record, time.perf_counter() - t0)
+            result = dataclasses.replace(job, seconds=time.perf_counter() - t0) if stage in defer \
+                else checked_output(stage, arrays, record, time.perf_counter() - t0)
         probe_failed = stage == "probe" and isinstance(result, StageFailure)
         yield stage, result
 

@@ -15,6 +15,7 @@ same stat → the same content is the assumption ``make`` and ``rsync`` make; ``
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "DigestCache"]
+__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "frame_digest", "stat_digest",
+           "DigestCache"]
 
 _CHUNK = 1 << 20
 
@@ -114,6 +116,41 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def frame_digest(df: Any) -> str | None:
+    """blake2b-128 of a pandas DataFrame's columns, dtypes and values (its rows in order, the index left out), from
+    its Arrow IPC stream: one pass in C over the columns instead of a canonical JSON per row. ``None`` when Arrow
+    cannot convert a column (an object column of mixed types): such a frame gets no memo keyed on it."""
+    import pyarrow as pa
+
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.blake2b(sink.getvalue(), digest_size=16).hexdigest()
+
+
+def stat_digest(paths: Iterable[Any]) -> str:
+    """blake2b-128 of each path's ``(size, mtime_ns, inode)`` in order (what :class:`DigestCache` keys a file's
+    content on), with the working directory when a path is relative. A path that cannot be stat-ed (missing, not a
+    string) counts as ``(-1, -1, -1)``."""
+    stamps = array.array("q")
+    relative = False
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamps.extend((st.st_size, st.st_mtime_ns, st.st_ino))
+            relative = relative or not os.path.isabs(path)
+        except (OSError, TypeError, ValueError):
+            stamps.extend((-1, -1, -1))
+    h = hashlib.blake2b(stamps.tobytes(), digest_size=16)
+    if relative:
+        h.update(b"\x00" + os.getcwd().encode())
     return h.hexdigest()
 
 

@@ -21,6 +21,7 @@ Shapes (N videos in the pack):
     vision_emb (N, T, D_v) float32 · vision_emb_mask (N, T)   (the ``vision_profile`` frames)
     audio_seg_emb, audio_emb (N, S, D_a) float32 · masks (N, S)
     text_emb (N, L, D_t) float32 · text_emb_mask (N, L)   (token vectors)
+    text_sentence_emb (N, D_t) float32 · text_sentence_emb_mask (N,)   (the transcript's sentence vector)
     target (N, K) float32 · video_id (N,) str · split (N,) str
 """
 
@@ -47,6 +48,7 @@ PACK_VERSION = 2  # code version of a pack's layout: bump when its arrays change
 _STAGE_OF = {"vision_seg": "frames", "vision": "frames", "audio_seg": "audio", "audio": "audio", "text": "text",
              "meta": "metadata", "vision_seg_emb": "embed_vision", "vision_emb": "embed_vision",
              "audio_seg_emb": "embed_audio", "audio_emb": "embed_audio", "text_emb": "embed_text",
+             "text_sentence_emb": "embed_text",
              "egemaps": "audio"}
 #: inputs read from a dataset-level artifact or table instead of a per-video stage
 _NOT_STAGES = (GRAPH_ARTIFACT, TREND_KEY)
@@ -240,6 +242,10 @@ def _fill_embeddings(g: _Gather, inputs: Sequence[str], vision_profile: str) -> 
         tokens, tokens_mask = _EMB_TEXT.name("tokens"), _EMB_TEXT.name("tokens_mask")
         shape = g.first("embed_text", lambda o: o[tokens].shape)
         g.fill("text_emb", per_video("embed_text", tokens, tokens_mask, shape), shape, np.float32, shape[:1])
+    if "text_sentence_emb" in inputs:
+        sentence, sentence_valid = _EMB_TEXT.name("sentence"), _EMB_TEXT.name("sentence_valid")
+        shape = g.first("embed_text", lambda o: o[sentence].shape)
+        g.fill("text_sentence_emb", per_video("embed_text", sentence, sentence_valid, shape), shape, np.float32, ())
 
 
 class _Gather:

@@ -20,6 +20,8 @@ One store per dataset, at ``<root>/<dataset>/`` where ``root`` is a local path o
     reports/                            Markdown + PNG reports (:meth:`Store.write_report`)
     cache/index/<stage>.json            local stores: every index record of a stage, parsed, with its file's stat —
                                         a cache that lets ``entries()`` read only changed records (safe to delete)
+    cache/<name>.json                   memos keyed on what they were computed from (:meth:`Store.read_memo`): the
+                                        entries digests of index views, the extraction's last no-op plans (a cache)
 
 ``<key>`` is :func:`video_key` of the video id: path-safe, collision-free, never a traversal.
 
@@ -52,7 +54,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import fsspec
 import numpy as np
@@ -357,9 +359,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         """video id → (fingerprint, data, created, version) of what :meth:`entries` would return, from the index
         columns and fresh records only (no compacted record is parsed)."""
         fresh = self._fresh_raw(stage)
-        rows = _compaction.read_view(self).rows(stage)
-        out = {vid: (row["fingerprint"], f"shard:{row['shard']}:{int(row['row'])}" if row["shard"] else None,
-                     row["created"], int(row["version"])) for vid, row in rows.items()}
+        out = _compaction.read_view(self).commit_keys(stage)
         for vid, raw in fresh.items():
             if raw.get("dropped"):
                 out.pop(vid, None)
@@ -372,9 +372,15 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         are left out): each video's fingerprint, commit time and version, read from the index columns (no record is
         parsed). Equal digests mean the same committed records: a memo of anything computed from the records can be
         keyed on it. Compaction moves outputs without recommitting them, so it leaves the digest as it is."""
-        keys = self._commit_keys(stage)
-        wanted = keys if video_ids is None else [v for v in video_ids if v in keys]
-        return _entries_digest({v: (keys[v][0], keys[v][2], keys[v][3]) for v in wanted})
+        ids = None if video_ids is None else list(video_ids)
+        subset = "all" if ids is None else hashlib.blake2b("\n".join(ids).encode(), digest_size=16).hexdigest()
+
+        def compute() -> str:
+            keys = self._commit_keys(stage)
+            wanted = keys if ids is None else [v for v in ids if v in keys]
+            return _entries_digest({v: (keys[v][0], keys[v][2], keys[v][3]) for v in wanted})
+
+        return self._memo_digest(f"commit:{self.view_key(stage)}:{subset}", compute)
 
     def _committed_ids(self, stage: str) -> set[str]:
         """The video ids :meth:`entries` would return, without building their records."""
@@ -724,13 +730,69 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         nothing (for speed).
         """
         for stage in stages if stages is not None else self.stages():
-            if self._table_digest(stage) == _entries_digest(self._commit_keys(stage)):
-                continue  # checked from the index columns: no record is parsed
+            current = self._memo_digest(f"entries:{self.view_key(stage)}",
+                                        lambda: _entries_digest(self._commit_keys(stage)))
+            if self._table_digest(stage) == current:
+                continue  # checked from the index columns (or their memo): no record is parsed
             entries = self.entries(stage)
             digest = _entries_digest({v: (r.fingerprint, r.data, r.created, r.version) for v, r in entries.items()})
             df = _table_of(entries)
             if len(df):
                 self.write_table(stage, _parquet_safe(df), metadata={_TABLE_DIGEST_KEY: digest})
+
+    # ------------------------------------------------------------------ memos
+    def view_key(self, stage: str) -> str:
+        """A key of what :meth:`entries` of ``stage`` returns: the live generation's index partitions of the stage
+        and the stage's fresh records. Partitions are immutable files with unique names, so equal keys mean equal
+        entries (a compaction that moves outputs changes the key, as it changes their ``data``)."""
+        fresh = self._fresh_raw(stage)  # the fresh layer first, the generation second (see features.compaction)
+        info = _compaction.read_current(self)["stages"].get(stage) or {}
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([_MEMO_FORMAT, stage, info.get("parts")]).encode())
+        for vid in sorted(fresh):
+            h.update(b"\n" + json.dumps(fresh[vid], sort_keys=True, default=_json_default).encode())
+        return h.hexdigest()
+
+    def failures_key(self) -> str:
+        """A key of what :meth:`failures` and :meth:`failure` return, given the index (:meth:`view_key`): the live
+        generation's failure table and the fresh failure records."""
+        fresh = sorted(json.dumps(f, sort_keys=True) for f in self._fresh_failures())
+        rel = _compaction.read_current(self).get("failures")
+        return hashlib.blake2b(json.dumps([_MEMO_FORMAT, rel, fresh]).encode(), digest_size=16).hexdigest()
+
+    def read_memo(self, name: str) -> dict | None:
+        """The memo ``cache/<name>.json`` (a JSON object written by :meth:`write_memo`), or ``None`` when it is
+        missing or unreadable: a memo is a cache, never the source of truth."""
+        try:
+            doc = json.loads(self.fs.cat_file(self._memo_path(name), start=0))
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and doc.get("format") == _MEMO_FORMAT else None
+
+    def write_memo(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Replace the memo ``cache/<name>.json`` atomically (no fsync: losing a memo costs only time). A read-only
+        store keeps its memos as they are."""
+        if self.read_only:
+            return
+        atomic_write(self._memo_path(name), json.dumps({**doc, "format": _MEMO_FORMAT}, default=_json_default),
+                     fs=self.fs, fsync=False)
+
+    def _memo_path(self, name: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            raise ValueError(f"name={name!r}: expected letters, digits, '_', '.', '-'")
+        return self._p("cache", f"{name}.json")
+
+    def _memo_digest(self, key: str, compute: Callable[[], str]) -> str:
+        """``compute()`` memoised under ``key`` in ``cache/digests.json`` (the last :data:`_MEMO_DIGESTS` keys)."""
+        memo = self.read_memo("digests") or {}
+        known = memo.get("digests") if isinstance(memo.get("digests"), dict) else {}
+        hit = known.get(key)
+        if isinstance(hit, str):
+            return hit
+        value = compute()
+        kept = list(known.items())[-(_MEMO_DIGESTS - 1):]
+        self.write_memo("digests", {"digests": {**dict(kept), key: value}})
+        return value
 
     def _table_digest(self, name: str) -> str | None:
         """The entries digest a consolidated table was written from (None: missing, unreadable or not recorded)."""
@@ -1053,8 +1115,8 @@ def open_store(root: str | os.PathLike[str] | None, dataset: str, *, create: boo
 #: read-only store refuses them. tests/features/test_store_read_only.py calls every other public method on a
 #: read-only store and checks that nothing on disk changed, so a new writer missing here fails that test.
 _WRITERS = ("write_manifest", "write_table", "append_scrape_history", "write", "copy_entry", "drop", "consolidate",
-            "compact", "write_many", "record_failure", "write_artifact", "copy_artifact", "local_dir", "write_pack",
-            "checkpoint_dir", "save_run", "write_report", "lock", "gc")
+            "compact", "write_many", "record_failure", "write_artifact", "copy_artifact", "update_artifact_meta",
+            "local_dir", "write_pack", "checkpoint_dir", "save_run", "write_report", "lock", "gc")
 
 
 def _refuse_when_read_only(method: Any) -> Any:
@@ -1088,6 +1150,8 @@ def _jsonable(value: Any) -> Any:
 
 
 _TABLE_DIGEST_KEY = "vidpipe.entries_digest"
+_MEMO_FORMAT = 1  # of cache/<name>.json and of the keys in them: bump when either changes meaning
+_MEMO_DIGESTS = 256  # entries digests kept in cache/digests.json (a few per stage and generation)
 #: process-wide memo of parsed index snapshots: path → ((inode, size, mtime_ns) of the snapshot file, records)
 _SNAPSHOTS: dict[str, tuple[tuple[int, int, int], dict[str, tuple[list[int], dict]]]] = {}
 _SNAPSHOTS_LOCK = threading.Lock()

@@ -26,6 +26,8 @@ from features.store_encoding import ZARR_COMPRESSOR, json_default, remove_childr
 
 __all__ = ["ArtifactsPart"]
 
+_RESERVED_META = frozenset({"_data"})  # meta.json keys the store writes itself; no caller may set them
+
 
 class ArtifactsPart:
     """Dataset-level artifacts of a :class:`features.store.Store` (see the module docstring)."""
@@ -54,6 +56,33 @@ class ArtifactsPart:
                           json.dumps({"fingerprint": fingerprint, "created": utc_now()}).encode())
         self._remove_stale_artifact_data(name, fingerprint, keep=data)
         return self._p(base)
+
+    def update_artifact_meta(self, name: str, fingerprint: str, updates: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``updates`` into the meta of artifact ``name@fingerprint``; returns the meta as
+        :meth:`read_artifact` gives it.
+
+        Only ``meta.json`` is rewritten (atomically); the arrays, the files and ``current.json`` are left as they are,
+        so a reader following the artifact sees the same data before and after.
+
+        Raises:
+            TypeError: ``updates`` is not a mapping.
+            ValueError: ``updates`` sets a reserved key (``_data``: the store's name for the arrays' directory).
+            KeyError: there is no artifact ``name@fingerprint``.
+        """
+        if not isinstance(updates, Mapping):
+            raise TypeError(f"updates: expected a mapping of meta keys to values, got {type(updates).__name__}")
+        reserved = sorted(_RESERVED_META.intersection(updates))
+        if reserved:
+            raise ValueError(f"updates: keys {reserved} are reserved by the store (the arrays' directory); "
+                             "expected meta keys other than " + ", ".join(sorted(_RESERVED_META)))
+        path = self._p("artifacts", name, fingerprint, "meta.json")
+        try:
+            meta = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            raise KeyError(f"no artifact {name!r} @{fingerprint} in {self.url}") from None
+        blob = json.dumps({**meta, **updates}, default=json_default)
+        self._write_bytes(path, blob.encode())
+        return {k: v for k, v in json.loads(blob).items() if k not in _RESERVED_META}
 
     def _remove_stale_artifact_data(self, name: str, fingerprint: str, keep: str | None) -> None:
         """Drop earlier array directories of ``name@fingerprint`` (no meta.json names them any more)."""

@@ -1,38 +1,43 @@
-"""Transcript text → tokens → a fingerprinted vocabulary → bag-of-words vectors (the models' ``text`` input).
+"""Transcript text → tokens → a vocabulary → bag-of-words vectors (the models' ``text`` input).
 
 Tokenisation needs no downloaded data: transcriber markers in square brackets removed (``[inaudible 00:00:16]``,
 ``[laughs]``: they annotate the recording, they are not what was said; the stored transcript keeps them), lowercase,
 apostrophes inside words removed (``don't`` → ``dont``), words =
 runs of letters (digits and punctuation split words; any alphabet), words shorter than two letters dropped,
 scikit-learn's English stop-word list applied to the unstemmed words, then NLTK's Porter stemmer (pure code, no
-corpus). The vocabulary is built on the training split only (by the pipeline) and fingerprinted, so a bag-of-words
-vector is only ever read against the vocabulary it was made with.
+corpus). The pipeline builds the vocabulary on the training split only and stores it under a fingerprint of the
+training transcripts, the text parameters and :data:`TOKENIZER_VERSION`; each bag of words' fingerprint chains from
+it, so a bag-of-words vector is only ever read against the vocabulary it was made with.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
-from nltk.stem import PorterStemmer
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-from features.fingerprint import fingerprint as _fingerprint
 
 __all__ = ["TOKENIZER_VERSION", "Vocabulary", "bag_of_words", "build_vocabulary", "tokenize"]
 
-# Bump when tokenize() changes what it returns: it is part of every vocabulary's fingerprint.
+# Bump when tokenize() changes what it returns: ExtractConfig.stage_params("text") carries it, so it is part of the
+# vocabulary's fingerprint and of every bag of words'.
 TOKENIZER_VERSION = 2
-_FORMAT = "vidpipe.vocabulary"
 _MARKER = re.compile(r"\[[^\[\]\n]{0,80}\]")  # a transcriber's note, e.g. [inaudible 00:00:16], [crosstalk]
 _APOSTROPHE = re.compile(r"(?<=[^\W\d_])['’](?=[^\W\d_])")
 _WORD = re.compile(r"[^\W\d_]+")
-_STEMMER = PorterStemmer()
+
+
+@cache
+def _stemmer_and_stop_words() -> tuple[Callable[[str], str], frozenset[str]]:
+    """NLTK's Porter stemmer and scikit-learn's English stop words, imported on first use: reading
+    :data:`TOKENIZER_VERSION` (every extraction plan does) does not load NLTK and scikit-learn."""
+    from nltk.stem import PorterStemmer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return PorterStemmer().stem, ENGLISH_STOP_WORDS
 
 
 def tokenize(text: str) -> list[str]:
@@ -48,8 +53,9 @@ def tokenize(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise ValueError(f"text: expected a str, got {type(text).__name__}")
+    stem, stop_words = _stemmer_and_stop_words()
     words = _WORD.findall(_APOSTROPHE.sub("", _MARKER.sub(" ", text).lower()))
-    return [_STEMMER.stem(w) for w in words if len(w) >= 2 and w not in ENGLISH_STOP_WORDS]
+    return [stem(w) for w in words if len(w) >= 2 and w not in stop_words]
 
 
 @dataclass(frozen=True)
@@ -72,42 +78,6 @@ class Vocabulary:
     def index(self) -> dict[str, int]:
         """token → dimension."""
         return {t: i for i, t in enumerate(self.tokens)}
-
-    def fingerprint(self) -> str:
-        """Content hash (32 hex chars) of the tokens, their order and the tokenizer version."""
-        return _fingerprint("vocabulary", TOKENIZER_VERSION, {"tokens": list(self.tokens)})
-
-    def to_json(self) -> str:
-        """JSON text with the tokens and the fingerprint (checked again by :meth:`from_json`)."""
-        return json.dumps({"format": _FORMAT, "tokenizer_version": TOKENIZER_VERSION,
-                           "fingerprint": self.fingerprint(), "tokens": list(self.tokens)}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> "Vocabulary":
-        """Inverse of :meth:`to_json`.
-
-        Raises:
-            ValueError: not a vocabulary document, a different tokenizer version, or a fingerprint mismatch
-                (edited or corrupted file).
-        """
-        try:
-            doc = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"text: not JSON ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("format") != _FORMAT or not isinstance(doc.get("tokens"), list):
-            raise ValueError(f"text: not a {_FORMAT} document")
-        if doc.get("tokenizer_version") != TOKENIZER_VERSION:
-            raise ValueError(
-                f"tokenizer_version={doc.get('tokenizer_version')!r}: this code tokenises as version "
-                f"{TOKENIZER_VERSION}; rebuild the vocabulary"
-            )
-        vocab = cls(tuple(doc["tokens"]))
-        if doc.get("fingerprint") != vocab.fingerprint():
-            raise ValueError(
-                f"fingerprint={doc.get('fingerprint')!r} does not match the tokens ({vocab.fingerprint()}); the file "
-                "was edited or damaged — rebuild the vocabulary"
-            )
-        return vocab
 
 
 def _check_tokens(tokens: object, name: str) -> Sequence[str]:

@@ -6,6 +6,8 @@ grows after release — and predicts the score on day 6 (§2.4). A scrape sees a
 vidpipe records every scrape of a dataset as **snapshots** (:func:`scrape_snapshots`: one row per post and scrape,
 stored by :meth:`features.store.Store.append_scrape_history` at each ``vidpipe ingest`` / ``vidpipe refresh``) and
 turns a post's snapshots into the series at fixed hours after posting (:func:`trend_series`, :func:`early_trend`).
+The synthetic source's ``rescrapes`` option writes such a history, with a planted growth curve per post
+(:mod:`features.sources.synthetic`, "Early popularity trend"), so MTAF's Table 4 runs without a real re-scrape.
 
 Where vidpipe departs from the paper (which does not say how its series was sampled):
 

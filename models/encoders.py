@@ -10,6 +10,9 @@ Pretrained weights are only ever read from a local file (``load_pretrained``); n
 With ``input_kind="embeddings"`` the vision, audio and text encoders read the cached vectors of pretrained encoders
 (``vision_emb`` (B, T, D_v), ``audio_emb`` (B, S, D_a), ``text_emb`` (B, L, D_t); :mod:`features.embed`) through an
 :class:`EmbeddingProjection` instead of raw frames / MFCC / bag of words; graph and metadata are vectors either way.
+A one-token text modality (``text_emb_groups=1``) reads the transcript's stored sentence vector
+``text_sentence_emb`` (B, D_t) — the text encoder's own pooling (sentence-transformers pooling and normalisation) —
+instead of averaging its token vectors.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "MODALITY_KEYS",
     "EMBEDDING_KEYS",
     "INPUT_KINDS",
+    "TEXT_SENTENCE_KEY",
     "ClipConfig",
     "EmbeddingProjection",
     "FrameCNN",
@@ -340,11 +344,18 @@ class EmbeddingProjection(nn.Module):
 INPUT_KINDS: tuple[str, ...] = ("raw", "embeddings")
 #: whole-clip modality → the pack key of its cached embeddings (input_kind="embeddings")
 EMBEDDING_KEYS: Mapping[str, str] = {"vision": "vision_emb", "audio": "audio_emb", "text": "text_emb"}
+#: the pack key of the transcript's sentence vector (stage ``embed_text``'s ``sentence``), read by a one-token text
+#: modality on embeddings (``text_emb_groups=1``) in place of ``text_emb``
+TEXT_SENTENCE_KEY = "text_sentence_emb"
 
 
 def input_key(modality: str, cfg: "ClipConfig") -> str:
-    """The batch key a whole-clip modality is read from under ``cfg.input_kind``."""
+    """The batch key a whole-clip modality is read from under ``cfg.input_kind``: the modality itself (raw), its
+    cached vectors (:data:`EMBEDDING_KEYS`), or for text pooled to one token the sentence vector
+    (:data:`TEXT_SENTENCE_KEY`)."""
     if getattr(cfg, "input_kind", "raw") == "embeddings" and modality in EMBEDDING_KEYS:
+        if modality == "text" and getattr(cfg, "text_emb_groups", None) == 1:
+            return TEXT_SENTENCE_KEY
         return EMBEDDING_KEYS[modality]
     return modality
 
@@ -371,15 +382,16 @@ class ClipConfig(ModelConfig):
     vision_emb_dim: int = 512  # D_v of ``vision_emb`` (one vector per frame; T = n_frames)
     audio_emb_dim: int = 768  # D_a of ``audio_emb`` (one vector per 1-second segment)
     audio_tokens: int = 15  # S, segments in ``audio_emb``
-    text_emb_dim: int = 768  # D_t of ``text_emb`` (one vector per token)
+    text_emb_dim: int = 768  # D_t of ``text_emb`` (one vector per token) and of ``text_sentence_emb``
     text_tokens: int = 64  # L, tokens in ``text_emb``
     # Model tokens made from the cached vectors (contiguous runs, mask-aware mean; see EmbeddingProjection). Fewer
     # tokens keep a head on embeddings cheap: attention over 100 frame + 64 word vectors costs more than the
     # whole raw front end. vision_emb_groups=10 gives MCAT's 100 frames 10 tokens (one per ~1.5 s of a 15-s clip);
-    # text_emb_groups=1 is the transcript's mean token vector (one sentence token). >= T (or L) keeps every vector.
+    # text_emb_groups=1 is one sentence token, read from the stored sentence vector ``text_sentence_emb`` (the text
+    # encoder's own pooling), not from ``text_emb``. >= T (or L) keeps every vector.
     vision_emb_groups: int = 10  # tokens from the T frame vectors of ``vision_emb``
     audio_emb_groups: int = 15  # tokens from the S segment vectors of ``audio_emb`` (15 = one per second)
-    text_emb_groups: int = 1  # tokens from the L token vectors of ``text_emb``
+    text_emb_groups: int = 1  # tokens from the L token vectors of ``text_emb``; 1 = the sentence vector instead
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -416,8 +428,9 @@ class ModalityEncoder(nn.Module):
         batch[key]: vision (B, T, 3, H, W) | audio (B, n_mfcc, F) (mask (B, F) per frame or (B,)) | text/graph/meta
         (B, V)
         | vision_emb (B, T, D_v) | audio_emb (B, S, D_a) | text_emb (B, L, D_t) (masks (B, T) / (B, S) / (B, L))
-        → tokens (B, N, D), token mask (B, N); N = 1 in token_mode="pooled"; for an embedding key N is at most its
-        ``*_emb_groups`` (EmbeddingProjection)
+        | text_sentence_emb (B, D_t) (mask (B,))
+        → tokens (B, N, D), token mask (B, N); N = 1 in token_mode="pooled" and for text_sentence_emb; for another
+        embedding key N is at most its ``*_emb_groups`` (EmbeddingProjection)
     """
 
     def __init__(self, key: str, cfg: ClipConfig) -> None:
@@ -427,7 +440,10 @@ class ModalityEncoder(nn.Module):
         self.key = key
         self.input_key = input_key(key, cfg)
         self.pooled = cfg.token_mode == "pooled"
-        if self.input_key != key:
+        if self.input_key == TEXT_SENTENCE_KEY:  # one vector per clip → one token
+            self.expected = (None, cfg.text_emb_dim)
+            self.net = EmbeddingProjection(in_dim=cfg.text_emb_dim, dim=cfg.dim, n_positions=1)
+        elif self.input_key != key:
             n, width, groups = {
                 "vision": (cfg.n_frames, cfg.vision_emb_dim, cfg.vision_emb_groups),
                 "audio": (cfg.audio_tokens, cfg.audio_emb_dim, cfg.audio_emb_groups),
@@ -454,6 +470,8 @@ class ModalityEncoder(nn.Module):
         key = self.input_key
         x = batch[key]
         check_shape(key, x, self.expected)
+        if key == TEXT_SENTENCE_KEY:
+            return self._sentence(x, batch.get(f"{key}_mask"))
         mask_shape = tuple(x.shape[:2]) if key == "vision" or key != self.key else (x.shape[0],)
         frame_mask = key == "audio" and key == self.key  # raw MFCC: a flag per frame (B, F) or one per clip (B,)
         allowed = [mask_shape, (x.shape[0], x.shape[2])] if frame_mask else [mask_shape]
@@ -472,6 +490,16 @@ class ModalityEncoder(nn.Module):
         if self.pooled and tokens.shape[1] > 1:
             tokens, tmask = pool_tokens(tokens, tmask)
         return tokens, tmask
+
+    def _sentence(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The sentence vector as a sequence of one token: x (B, D_t), mask (B,) or None → (B, 1, D), (B, 1)."""
+        if mask is None:
+            mask = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        elif tuple(mask.shape) != (x.shape[0],):
+            raise ValueError(f"batch[{TEXT_SENTENCE_KEY + '_mask'!r}] has shape {tuple(mask.shape)}; expected "
+                             f"{(x.shape[0],)}")
+        mask = mask.to(device=x.device, dtype=torch.bool)[:, None]
+        return self.net((x * mask.to(x.dtype))[:, None], mask)
 
 
 def build_modality_encoder(key: str, cfg: ClipConfig) -> ModalityEncoder:

@@ -346,11 +346,11 @@ def _load_resume(path: Path, key: str) -> dict[str, Any] | None:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         resume = payload["extra"]["resume"]
     except Exception as err:  # unreadable or foreign file: start afresh, but say so
-        warnings.warn(f"cannot resume from {str(path)!r} ({err}); training from scratch", stacklevel=3)
+        warnings.warn(f"cannot resume from {str(path)!r} ({err}); training from scratch", stacklevel=4)
         return None
     if resume.get("key") != key:
         warnings.warn(
-            f"{str(path)!r} was written with another model/training config; training from scratch", stacklevel=3
+            f"{str(path)!r} was written with another model/training config; training from scratch", stacklevel=4
         )
         return None
     return {"state_dict": payload["state_dict"], **resume}
@@ -388,69 +388,121 @@ def fit(
     best_weights: dict[str, Tensor] | None = None
 
     if ckdir is not None and resume and (ckdir / "last.pt").is_file():
-        saved = _load_resume(ckdir / "last.pt", key)
-        if saved is not None:
-            model.load_state_dict(saved["state_dict"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scaler.load_state_dict(saved["scaler"])
-            stopper = EarlyStopping(**saved["stopper"])
-            state = _RunState(history=saved["history"], best_value=saved["best_value"], best_epoch=saved["best_epoch"],
-                              best_metrics=saved["best_metrics"], top_k=[tuple(t) for t in saved["top_k"]],
-                              stop_reason=saved["stop_reason"])
-            _set_rng_state(saved["rng"])
+        restored = _restore_run(ckdir / "last.pt", key, model, optimizer, scaler)
+        if restored is not None:
+            stopper, state = restored
     net, train_loader, rank = _data_parallel(model, train_loader, device)
     if rank > 0:  # DDP: rank 0 alone writes checkpoints; the other ranks hold the same weights and keep them in memory
         ckdir = None
     if ckdir is not None and not state.history:  # a fresh run: checkpoints of an earlier run must not pass as ours
-        for stale in (*ckdir.glob("epoch_*.pt"), ckdir / "best.pt", ckdir / "last.pt"):
-            stale.unlink(missing_ok=True)
+        _remove_checkpoints(ckdir)
 
     for epoch in range(len(state.history) + 1, cfg.epochs + 1):
         if state.stop_reason is not None:
             break
-        t0 = time.perf_counter()
-        if hasattr(train_loader, "set_epoch"):  # epoch-seeded shuffling (PackLoader, DistributedSampler): resumable
-            train_loader.set_epoch(epoch)
-        train_loss = _train_epoch(model, train_loader, optimizer, scaler, cfg, device, amp_dtype, net)
-        if net is not model:  # the record holds the mean over every rank's share, not rank 0's alone
-            train_loss = _mean_over_ranks(train_loss, device)
-        val_loss, y_true, y_pred = _eval_pass(model, val_loader, device, amp_dtype)
-        metrics = compute_metrics(model.task, y_true, y_pred, targets=model.spec.targets)
-        seconds = time.perf_counter() - t0
-        if monitor not in metrics:
-            raise ValueError(
-                f"monitor={monitor!r} is not a metric of task {model.task!r}; expected one of {sorted(metrics)}"
-            )
-        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds,
-                  **{f"val_{k}": v for k, v in metrics.items()}}
+        record, metrics = _train_and_validate(model, net, train_loader, val_loader, optimizer, scaler, cfg, device,
+                                              amp_dtype, epoch, monitor)
         state.history.append(record)
         value = metrics[monitor] if math.isfinite(metrics[monitor]) else -math.inf
         ck_extra = {**extra_base, "epoch": epoch, "metrics": metrics, "monitor": monitor}
         if state.best_epoch is None or value > state.best_value:  # ties keep the earlier epoch
             state.best_value, state.best_epoch, state.best_metrics = value, epoch, metrics
-            if ckdir is not None:
-                save_checkpoint(ckdir / "best.pt", model, ck_extra)
-            else:
-                best_weights = copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
+            best_weights = _keep_best(model, ckdir, ck_extra)
         if ckdir is not None and cfg.top_k > 0:
             _update_top_k(state, ckdir, model, value, epoch, cfg.top_k, ck_extra)
-        state.stop_reason = stopper.update(val_loss)  # only early stops persist; more epochs may resume a finished run
+        # only early stops persist; more epochs may resume a finished run
+        state.stop_reason = stopper.update(record["val_loss"])
         if ckdir is not None:
-            resume_state = {
-                "key": key, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "stopper": dataclasses.asdict(stopper), "history": state.history, "best_value": state.best_value,
-                "best_epoch": state.best_epoch, "best_metrics": state.best_metrics, "top_k": state.top_k,
-                "stop_reason": state.stop_reason, "rng": _rng_state(),
-            }
-            save_checkpoint(ckdir / "last.pt", model, {**ck_extra, "resume": resume_state})
+            _save_last(ckdir, model, ck_extra, key, optimizer, scaler, stopper, state)
         if on_epoch is not None:
             on_epoch(dict(record))
 
+    _load_best(model, ckdir, state, best_weights)
+    return _fit_result(model, state, monitor, ckdir, device)
+
+
+def _restore_run(path: Path, key: str, model: VidModel, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler) -> tuple[EarlyStopping, _RunState] | None:
+    """Load ``last.pt`` into the model, optimizer, scaler and RNGs and return its stopper and run state; ``None``
+    (after a warning) when the file cannot be continued."""
+    saved = _load_resume(path, key)
+    if saved is None:
+        return None
+    model.load_state_dict(saved["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scaler.load_state_dict(saved["scaler"])
+    state = _RunState(history=saved["history"], best_value=saved["best_value"], best_epoch=saved["best_epoch"],
+                      best_metrics=saved["best_metrics"], top_k=[tuple(t) for t in saved["top_k"]],
+                      stop_reason=saved["stop_reason"])
+    _set_rng_state(saved["rng"])
+    return EarlyStopping(**saved["stopper"]), state
+
+
+def _remove_checkpoints(ckdir: Path) -> None:
+    """Delete the folder's ``epoch_*.pt``, ``best.pt`` and ``last.pt``."""
+    for stale in (*ckdir.glob("epoch_*.pt"), ckdir / "best.pt", ckdir / "last.pt"):
+        stale.unlink(missing_ok=True)
+
+
+def _train_and_validate(
+    model: VidModel, net: torch.nn.Module, train_loader: Any, val_loader: Iterable[Mapping[str, Any]],
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device,
+    amp_dtype: torch.dtype | None, epoch: int, monitor: str,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One epoch of training then validation: ``(record, validation metrics)``; the record is the history row
+    (epoch, train_loss, val_loss, seconds, val_<metric>…)."""
+    t0 = time.perf_counter()
+    if hasattr(train_loader, "set_epoch"):  # epoch-seeded shuffling (PackLoader, DistributedSampler): resumable
+        train_loader.set_epoch(epoch)
+    train_loss = _train_epoch(model, train_loader, optimizer, scaler, cfg, device, amp_dtype, net)
+    if net is not model:  # the record holds the mean over every rank's share, not rank 0's alone
+        train_loss = _mean_over_ranks(train_loss, device)
+    val_loss, y_true, y_pred = _eval_pass(model, val_loader, device, amp_dtype)
+    metrics = compute_metrics(model.task, y_true, y_pred, targets=model.spec.targets)
+    seconds = time.perf_counter() - t0
+    if monitor not in metrics:
+        raise ValueError(
+            f"monitor={monitor!r} is not a metric of task {model.task!r}; expected one of {sorted(metrics)}"
+        )
+    record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds,
+              **{f"val_{k}": v for k, v in metrics.items()}}
+    return record, metrics
+
+
+def _keep_best(model: VidModel, ckdir: Path | None, extra: Mapping[str, Any]) -> dict[str, Tensor] | None:
+    """Keep the current weights as the best epoch's: ``best.pt`` in ``ckdir`` (returns ``None``), or, without a
+    folder, a copy in memory (returned)."""
+    if ckdir is not None:
+        save_checkpoint(ckdir / "best.pt", model, extra)
+        return None
+    return copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
+
+
+def _save_last(ckdir: Path, model: VidModel, extra: Mapping[str, Any], key: str, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, stopper: EarlyStopping, state: _RunState) -> None:
+    """Write ``last.pt``: the weights plus everything a resume needs (optimizer, scaler, stopper, history, RNGs)."""
+    resume_state = {
+        "key": key, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        "stopper": dataclasses.asdict(stopper), "history": state.history, "best_value": state.best_value,
+        "best_epoch": state.best_epoch, "best_metrics": state.best_metrics, "top_k": state.top_k,
+        "stop_reason": state.stop_reason, "rng": _rng_state(),
+    }
+    save_checkpoint(ckdir / "last.pt", model, {**extra, "resume": resume_state})
+
+
+def _load_best(model: VidModel, ckdir: Path | None, state: _RunState,
+               best_weights: Mapping[str, Tensor] | None) -> None:
+    """Put the best epoch's weights back into ``model``: from ``best.pt``, else from the copy kept in memory."""
     if ckdir is not None and (ckdir / "best.pt").is_file() and state.best_epoch is not None:
         best = torch.load(ckdir / "best.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(best["state_dict"])
     elif best_weights is not None:
         model.load_state_dict(best_weights)
+
+
+def _fit_result(model: VidModel, state: _RunState, monitor: str, ckdir: Path | None,
+                device: torch.device) -> FitResult:
+    """The run's outcome from its state (history, best epoch, kept checkpoints) and the model's size."""
     total = float(sum(r["seconds"] for r in state.history))
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return FitResult(

@@ -84,9 +84,9 @@ def mlp_head(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Seque
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
 
-def _check_modalities(modalities: Sequence[str]) -> None:
+def _check_modalities(modalities: Sequence[str], *, allow_empty: bool = False) -> None:
     mods = tuple(modalities)
-    if not mods or len(set(mods)) != len(mods) or any(m not in MODALITY_KEYS for m in mods):
+    if (not mods and not allow_empty) or len(set(mods)) != len(mods) or any(m not in MODALITY_KEYS for m in mods):
         raise ValueError(f"modalities={modalities!r}; expected distinct keys from {list(MODALITY_KEYS)}")
 
 
@@ -104,11 +104,15 @@ class FusionConfig(ClipConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_modalities(self.modalities)
+        _check_modalities(self.modalities, allow_empty=self.other_inputs())
         if self.modality_layers < 0:
             raise ValueError(f"modality_layers={self.modality_layers}; expected >= 0")
         if self.hidden < 1:
             raise ValueError(f"hidden={self.hidden}; expected >= 1")
+
+    def other_inputs(self) -> bool:
+        """Whether the model reads an input besides ``modalities`` (then ``modalities`` may be empty)."""
+        return False
 
 
 # ------------------------------------------------------------------------------------------------------- base model

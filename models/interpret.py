@@ -19,6 +19,10 @@ answer is known:
   IG_i(x) = (x_i − x'_i) · ∫_0^1 ∂F(x' + α(x − x'))/∂x_i dα, with the baseline x' = 0 for every input — exactly what
   the model sees for a missing modality (docs/ARCHITECTURE.md: "missing modality = mask False + zeros"), i.e. the
   paper's "absence of input". Completeness: Σ_i IG_i = F(x) − F(x'). Masks are held fixed (not attributed).
+  "Absence" is far from every real input for some features (MFCC c0 of the synthetic clips is about -230, of
+  the zero baseline 0), which hands that modality attribution for merely being present; ``baselines=`` (e.g.
+  :func:`mean_baselines`: the training set's mean image, mean MFCC frame, mean word counts) asks instead what moved
+  the prediction away from the average video's.
   Aggregations: modality level (signed sum over a modality's inputs per video), frame level (signed sum per frame
   position, with a least-squares trend line — the paper's "linear regression fitted for each trait"), region level
   (signed sum over frames and channels per pixel, resampled to a 64×64 heat-map). Averages over videos are of
@@ -63,6 +67,7 @@ __all__ = [
     "fit_trend",
     "frame_attribution",
     "integrated_gradients",
+    "mean_baselines",
     "modality_ablation",
     "modality_attribution",
     "modality_contributions",
@@ -76,6 +81,10 @@ __all__ = [
 ]
 
 _SEG_KEYS = ("vision_seg", "audio_seg")
+#: per input key: the axes (after the batch axis) that run over time, averaged by :func:`mean_baselines`, and the
+#: axis a 2-D mask (B, T|F|S) lines up with; keys not listed are vectors (B, D) with a per-video mask (B,)
+_TIME_AXES: dict[str, tuple[tuple[int, ...], int]] = {
+    "vision": ((1,), 1), "audio": ((-1,), -1), "vision_seg": ((1, 2), 1), "audio_seg": ((1, -1), 1)}
 #: interpolated inputs per forward/backward pass of Integrated Gradients in the collect steps (bounds their memory)
 IG_CHUNK = 64
 
@@ -234,6 +243,69 @@ def collect_segment_attention(model: VidModel, loader: Iterable[Mapping[str, Ten
 # ------------------------------------------------------------------------------------------- integrated gradients
 
 
+def _ig_baselines(baselines: Mapping[str, Tensor] | None, keys: Sequence[str],
+                  data: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+    """The IG starting point of each attributed key: ``baselines[key]`` broadcast to the input, else zeros."""
+    baselines = dict(baselines or {})
+    unknown = sorted(set(baselines) - set(keys))
+    if unknown:
+        raise ValueError(f"baselines has key(s) {unknown} that are not attributed; expected some of {list(keys)}")
+    out = []
+    for key in keys:
+        x = data[key].float()
+        if key not in baselines:
+            out.append(torch.zeros_like(x))
+            continue
+        b = torch.as_tensor(baselines[key], dtype=torch.float32, device=x.device)
+        try:
+            out.append(b.expand_as(x).contiguous())
+        except RuntimeError:
+            raise ValueError(f"baselines[{key!r}] has shape {tuple(b.shape)}; expected one that broadcasts to the "
+                             f"input's {tuple(x.shape)}") from None
+    return tuple(out)
+
+
+def mean_baselines(loader: Iterable[Mapping[str, Tensor]], keys: Sequence[str]) -> dict[str, Tensor]:
+    """The mean input over ``loader``'s real positions, per key: an Integrated-Gradients baseline "the average
+    video" instead of "no input" (a zero MFCC frame is far from any real one: c0 of the synthetic clips is about -230).
+
+    Time is averaged away so the baseline carries no temporal pattern: the mean image for ``vision`` (over real
+    frames), the mean MFCC frame for ``audio`` (over frames its mask marks real; with a per-clip mask over clips
+    that have audio), the mean per-second clip / MFCC frame for ``vision_seg`` / ``audio_seg``; other keys (vectors)
+    are averaged over the videos whose mask is True. Positions and videos a mask marks absent do not count.
+
+    Shapes:
+        vision (B, T, 3, H, W) → (1, 3, H, W); audio (B, n_mfcc, F) → (n_mfcc, 1);
+        vision_seg (B, S, T, 3, H, W) → (1, 1, 3, H, W); audio_seg (B, S, 3, n_mfcc, F) → (1, 3, n_mfcc, 1);
+        other (B, D) → (D,)
+    """
+    sums: dict[str, Tensor] = {}
+    counts: dict[str, Tensor] = {}
+    for batch in loader:
+        for key in keys:
+            x = batch[key].detach().cpu().double()
+            axes, mask_axis = _TIME_AXES.get(key, ((), 1))
+            w = _mask_weights(batch.get(f"{key}_mask"), x, mask_axis)
+            dims = (0, *(a % x.dim() for a in axes))
+            sums[key] = sums.get(key, 0) + (x * w).sum(dim=dims, keepdim=True)
+            counts[key] = counts.get(key, 0) + w.expand_as(x).sum(dim=dims, keepdim=True)
+    missing = [k for k in keys if k not in sums]
+    if missing:
+        raise ValueError(f"loader yielded no batch for key(s) {missing}")
+    return {k: (sums[k] / counts[k].clamp(min=1)).squeeze(0).float() for k in keys}
+
+
+def _mask_weights(mask: Tensor | None, x: Tensor, axis: int) -> Tensor:
+    """A 0/1 weight broadcastable to ``x`` (B, ...) from a mask (B,) or (B, n) lined up with ``x``'s ``axis``."""
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    if mask is None:
+        return torch.ones(shape, dtype=x.dtype)
+    m = mask.detach().cpu().to(x.dtype)
+    if m.dim() == 2:
+        shape[axis % x.dim()] = m.shape[1]
+    return m.reshape(shape)
+
+
 def integrated_gradients(
     model: VidModel,
     batch: Mapping[str, Tensor],
@@ -243,17 +315,20 @@ def integrated_gradients(
     steps: int = 32,
     internal_batch_size: int | None = None,
     return_delta: bool = False,
+    baselines: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], Tensor]:
-    """Integrated Gradients (captum) of output ``target`` w.r.t. the model's input tensors, zero baseline.
+    """Integrated Gradients (captum) of output ``target`` w.r.t. the model's input tensors.
 
-    IG_i(x) = (x_i − 0) · ∫_0^1 ∂F_target(α x)/∂x_i dα (eq. 3.12; captum's Gauss–Legendre quadrature with ``steps``
-    points approximates the integral more accurately than the paper's right Riemann sum with as many steps).
-    Masks are passed through unchanged. With ``return_delta`` also the completeness error
-    Σ_i IG_i − (F(x) − F(0)) per video.
+    IG_i(x) = (x_i − x'_i) · ∫_0^1 ∂F_target(x' + α (x − x'))/∂x_i dα (eq. 3.12; captum's Gauss–Legendre quadrature
+    with ``steps`` points approximates the integral more accurately than the paper's right Riemann sum with as many
+    steps). The baseline x' is ``baselines[key]`` (broadcast to the input, e.g. the training mean of
+    :func:`mean_baselines`) for the keys it holds and zero (= a missing input) for the others. Masks are passed
+    through unchanged, so padded positions read as padding along the whole path. With ``return_delta`` also the
+    completeness error Σ_i IG_i − (F(x) − F(x')) per video.
 
     Shapes:
-        batch[key] per docs/ARCHITECTURE.md → {key: attribution of the same shape as batch[key]} (CPU, float32);
-        delta (B,)
+        batch[key] per docs/ARCHITECTURE.md, baselines[key] broadcastable to batch[key] → {key: attribution of the
+        same shape as batch[key]} (CPU, float32); delta (B,)
     """
     from captum.attr import IntegratedGradients
 
@@ -267,6 +342,7 @@ def integrated_gradients(
     if unknown:
         raise ValueError(f"keys={list(unknown)}: not inputs of the model; expected some of {list(model.inputs)}")
     data = _model_batch(model, batch)
+    start = _ig_baselines(baselines, keys, data)
     fixed_names = [name for name in data if name not in keys]
     fixed = tuple(data[name] for name in fixed_names)
     inputs = tuple(data[key].float() for key in keys)
@@ -281,7 +357,7 @@ def integrated_gradients(
     try:
         with torch.enable_grad():
             ig = IntegratedGradients(forward)
-            out = ig.attribute(inputs, baselines=tuple(torch.zeros_like(x) for x in inputs), target=target,
+            out = ig.attribute(inputs, baselines=start, target=target,
                                additional_forward_args=fixed or None, n_steps=steps,
                                internal_batch_size=internal_batch_size, return_convergence_delta=return_delta)
     finally:
@@ -400,9 +476,11 @@ def summarise_attributions(
     max_videos: int | None = None,
     size: int = 64,
     internal_batch_size: int | None = None,
+    baselines: Mapping[str, Tensor] | None = None,
 ) -> AttributionSummary:
     """Integrated Gradients of every output of a whole-clip model (MCAT, VAN, fusion baselines) over ``loader``,
-    aggregated at modality, frame and region level (see the module docstring).
+    aggregated at modality, frame and region level (see the module docstring); ``baselines`` as for
+    :func:`integrated_gradients` (None: zeros).
 
     Shapes:
         loader yields batches with the model's inputs → AttributionSummary with K outputs, M = len(model.inputs)
@@ -427,7 +505,8 @@ def summarise_attributions(
         if vmask is not None:
             frame_masks.append(vmask)
         for j in range(spec.k):
-            attr = integrated_gradients(model, batch, target=j, steps=steps, internal_batch_size=internal_batch_size)
+            attr = integrated_gradients(model, batch, target=j, steps=steps, internal_batch_size=internal_batch_size,
+                                        baselines=baselines)
             mods[j].append(modality_attribution(attr))
             if vmask is not None:
                 frames[j].append(frame_attribution(attr["vision"], vmask))
@@ -452,8 +531,10 @@ def summarise_attributions(
 
 
 def segment_attributions(model: VidModel, batch: Mapping[str, Tensor], *, target: int, steps: int = 32,
-                         internal_batch_size: int | None = None) -> tuple[Tensor, Tensor]:
-    """Per-second Integrated Gradients of a Sec2Sec model: |signed sum over both streams| per second.
+                         internal_batch_size: int | None = None,
+                         baselines: Mapping[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Per-second Integrated Gradients of a Sec2Sec model: |signed sum over both streams| per second (``baselines``
+    as for :func:`integrated_gradients`; None: zeros).
 
     Feed the result to :func:`second_profile` to see which seconds the prediction of ``target`` depends on.
 
@@ -464,14 +545,15 @@ def segment_attributions(model: VidModel, batch: Mapping[str, Tensor], *, target
     mask = _segment_mask(model, batch)
     keys = [k for k in _SEG_KEYS if k in model.inputs]
     attr = integrated_gradients(model, batch, target=target, keys=keys, steps=steps,
-                                internal_batch_size=internal_batch_size)
+                                internal_batch_size=internal_batch_size, baselines=baselines)
     per = sum(attr[k].flatten(2).sum(dim=2) for k in keys)
     return per.abs() * mask, mask
 
 
 def collect_segment_attributions(model: VidModel, batches: Iterable[Mapping[str, Tensor]], *, target: int,
                                  steps: int = 32, max_videos: int | None = None,
-                                 internal_batch_size: int | None = IG_CHUNK) -> tuple[Tensor, Tensor]:
+                                 internal_batch_size: int | None = IG_CHUNK,
+                                 baselines: Mapping[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """:func:`segment_attributions` over the first ``max_videos`` videos of ``batches`` (all when None), one batch at
     a time with at most ``internal_batch_size`` interpolated inputs per forward/backward pass (bounds the memory of
     Integrated Gradients).
@@ -486,7 +568,8 @@ def collect_segment_attributions(model: VidModel, batches: Iterable[Mapping[str,
         if max_videos is not None and seen >= max_videos:
             break
         part = batch if max_videos is None else {k: v[: max_videos - seen] for k, v in batch.items()}
-        m, mk = segment_attributions(model, part, target=target, steps=steps, internal_batch_size=internal_batch_size)
+        m, mk = segment_attributions(model, part, target=target, steps=steps, internal_batch_size=internal_batch_size,
+                                     baselines=baselines)
         mags.append(m)
         masks.append(mk)
         seen += len(m)

@@ -14,7 +14,8 @@ a token axis (one token per frame — or per patch —, one per chunk of ``audio
 learned tokens for the bag of words) and the sub-block output is a mask-aware mean over tokens.
 ``token_mode="pooled"`` restores the paper's one-token reading (audio is then exactly one FC over the flattened MFCC).
 On cached embeddings (``input_kind="embeddings"``) the 100 frame vectors are mean-pooled into ``vision_emb_groups=10``
-tokens and the transcript's token vectors into ``text_emb_groups=1`` sentence token (models.encoders.ClipConfig):
+tokens, and the text is ``text_emb_groups=1`` token, the transcript's stored sentence vector
+(models.encoders.ClipConfig):
 attention over 100 + 15 + 64 embedding tokens cost more per epoch than MCAT's whole raw front end (a linear patch
 projection), which left nothing for the frozen encoder to save.
 The paper's FC(Norm(·)) sub-layers are our post-norm AttentionBlock (see models.attention).

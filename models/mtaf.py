@@ -22,6 +22,8 @@ Choices where the paper is vague (written down so they can be changed knowingly)
   window, gets a masked key and the prediction comes from the other groups alone. With ``trend_len = 0`` (default:
   most datasets have no scrape history) the model reads no ``early_trend`` at all, which is the paper's "predict
   before release" setting (its Tables 2–3).
+* Table 4's time-series baselines are the trend branch alone: ``modalities=()`` with ``trend_len`` > 0 (the fusion
+  then attends over the one trend vector), with ``trend_rnn="gru"`` (Bi-GRU) or ``"lstm"`` (Bi-LSTM).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class MTAFConfig(FusionConfig):
     modality_layers: int = 0  # MTAF has no per-modality attention: encoder → mean → FC
     trend_len: int = 0  # T_e, steps of ``early_trend``; 0 = no early trend, the BiGRU branch is off
     gru_hidden: int = 32  # BiGRU hidden width per direction (paper: a 256-d hidden vector, i.e. 2 × 128)
+    trend_rnn: str = "gru"  # recurrent cell of the trend branch: "gru" (MTAF) or "lstm" (Table 4's Bi-LSTM baseline)
     dense_layers: int = 3  # dense layers after the attention fusion, the last one outputs K
 
     def __post_init__(self) -> None:
@@ -60,8 +63,14 @@ class MTAFConfig(FusionConfig):
             raise ValueError(f"trend_len={self.trend_len}; expected >= 0 (0 = no early trend)")
         if self.gru_hidden < 1:
             raise ValueError(f"gru_hidden={self.gru_hidden}; expected >= 1")
+        if self.trend_rnn not in ("gru", "lstm"):
+            raise ValueError(f"trend_rnn={self.trend_rnn!r}; expected 'gru' or 'lstm'")
         if self.dense_layers < 1:
             raise ValueError(f"dense_layers={self.dense_layers}; expected >= 1")
+
+    def other_inputs(self) -> bool:
+        """The early trend is an input besides ``modalities``: with it, ``modalities`` may be empty."""
+        return self.trend_len > 0
 
 
 class MTAF(FusionModel):
@@ -83,7 +92,8 @@ class MTAF(FusionModel):
         self.fc = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout)) for m in self.modalities})
         if cfg.trend_len:
             self.inputs = (*self.inputs, TREND_KEY)
-            self.gru = nn.GRU(1, cfg.gru_hidden, batch_first=True, bidirectional=True)
+            rnn = nn.LSTM if cfg.trend_rnn == "lstm" else nn.GRU  # named ``gru`` after MTAF's BiGRU either way
+            self.gru = rnn(1, cfg.gru_hidden, batch_first=True, bidirectional=True)
             self.trend_fc = nn.Sequential(nn.Linear(2 * cfg.gru_hidden, d), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.fusion = Attention(d, cfg.heads, dropout=cfg.dropout)
@@ -106,12 +116,18 @@ class MTAF(FusionModel):
         present = self.mask(batch, TREND_KEY, (x.shape[0],))
         x = x * present[:, None].to(x.dtype)  # a missing trend is zeros whatever the caller sent
         with torch.autocast(device_type=x.device.type, enabled=False):  # GRU in float32
-            _, h_n = self.gru(x.float().unsqueeze(-1))  # h_n (2, B, hidden): forward last step, backward first step
+            _, state = self.gru(x.float().unsqueeze(-1))  # an LSTM's state is (h_n, c_n)
+        h_n = state[0] if isinstance(state, tuple) else state  # (2, B, hidden): forward last step, backward first
         return self.trend_fc(torch.cat([h_n[0], h_n[1]], dim=-1)), present
 
     def compute_logits(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        rows, present = self.embed(batch)  # (B, M, D), (B, M)
-        groups = torch.stack([self.fc[m](rows[:, i]) for i, m in enumerate(self.modalities)], dim=1)
+        if self.modalities:
+            rows, present = self.embed(batch)  # (B, M, D), (B, M)
+            groups = torch.stack([self.fc[m](rows[:, i]) for i, m in enumerate(self.modalities)], dim=1)
+        else:  # the trend alone (Table 4's time-series rows): no content group
+            x = batch[TREND_KEY]
+            groups = x.new_zeros(x.shape[0], 0, self.query.shape[-1])
+            present = torch.zeros(x.shape[0], 0, dtype=torch.bool, device=x.device)
         if self.config.trend_len:  # type: ignore[attr-defined]
             g_trend, p_trend = self._trend(batch)
             groups = torch.cat([groups, g_trend.to(groups.dtype).unsqueeze(1)], dim=1)

@@ -93,6 +93,7 @@ class VAN(VidModel):
         cfg = config
         self.modalities = tuple(cfg.modalities)
         self.frame_indices = cfg.frame_indices
+        self.register_buffer("frame_index", torch.tensor(self.frame_indices), persistent=False)  # (n,) into T
         # the vision encoder sees only the selected frames (its frame positions are 0..n−1)
         seen = dataclasses.replace(cfg, n_frames=len(self.frame_indices))
         self.encoders = nn.ModuleDict({m: build_modality_encoder(m, seen if m == "vision" else cfg)
@@ -115,7 +116,7 @@ class VAN(VidModel):
             if x.dim() < 2 or x.shape[1] != self.config.n_frames:
                 raise ValueError(f"batch[{key!r}] has shape {tuple(x.shape)}; expected {self.config.n_frames} frames "
                                  "on axis 1")
-            idx = torch.tensor(self.frame_indices, device=x.device)
+            idx = self.frame_index.to(x.device)
             batch = {**batch, key: x.index_select(1, idx)}
             if batch.get(f"{key}_mask") is not None:
                 m = batch[f"{key}_mask"]

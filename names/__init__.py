@@ -29,7 +29,8 @@ PAPER_TASKS: tuple[str, ...] = ("emotion", "personality", "popularity")
 EARLY_TREND = "early_trend"
 #: the modality keys a pack can hold and a model can read (shapes in docs/ARCHITECTURE.md, "Modality tensors")
 MODALITIES: tuple[str, ...] = ("vision_seg", "vision", "audio_seg", "audio", "text", "graph", "meta", "egemaps",
-                               "vision_seg_emb", "vision_emb", "audio_seg_emb", "audio_emb", "text_emb", EARLY_TREND)
+                               "vision_seg_emb", "vision_emb", "audio_seg_emb", "audio_emb", "text_emb",
+                               "text_sentence_emb", EARLY_TREND)
 
 #: node types of the song–video graph
 SONG = "song"

@@ -80,6 +80,7 @@ def ingest(
     path: Optional[str] = typer.Argument(None, help="Dataset folder (tiktok: a post file, or a folder of them). Synthetic: optional."),
     videos: int = typer.Option(100, help="Synthetic: number of videos to generate."),
     seed: int = typer.Option(0, help="Synthetic: random seed."),
+    rescrapes: int = typer.Option(0, help="Synthetic: early re-scrapes per post (the scrape history of MTAF's early trend)."),
     threshold: Optional[float] = typer.Option(None, help="LIRIS-ACCEDE: high/low threshold (default 3.0)."),
     split: str = typer.Option("official", "--split", help="LIRIS-ACCEDE: official (ACCEDEsets.txt) or hashed (70/10/20 by video id)."),
     scrape_time: Optional[float] = typer.Option(None, help="TikTok: scrape time (epoch s) if the files lack it."),
@@ -96,7 +97,7 @@ def ingest(
     from pipelines.ingest import ingest as flow
 
     result = run_flow(flow, dataset=dataset, source=source, path=path, root=root, videos=videos, seed=seed,
-                  threshold=threshold, split=split, scrape_time=scrape_time, columns=columns)
+                  threshold=threshold, split=split, scrape_time=scrape_time, columns=columns, rescrapes=rescrapes)
     _emit(result, as_json, f"ingest {dataset}")
     if result.get("missing_files"):
         _err.print(f"[yellow]{result['missing_files']} of {result['videos']} listed video(s) have no file (e.g. "
@@ -399,6 +400,7 @@ def demo(
     videos: int = typer.Option(120, help="Synthetic videos to generate."),
     epochs: int = typer.Option(12, help="Training epochs per model."),
     seed: int = typer.Option(0, help="Random seed."),
+    workers: Optional[int] = typer.Option(None, help="Processes training models at once (default: the cores available)."),
     root: Optional[str] = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -408,7 +410,7 @@ def demo(
     """
     from pipelines.demo import demo as flow
 
-    result = run_flow(flow, root=root, dataset=dataset, videos=videos, epochs=epochs, seed=seed)
+    result = run_flow(flow, root=root, dataset=dataset, videos=videos, epochs=epochs, seed=seed, workers=workers)
     if as_json:
         print(json.dumps(result, default=str))
         return
@@ -432,8 +434,13 @@ def demo(
                   f"{len(g['test_auc_seeds'])} link splits")
     for name, line in result.get("mechanisms", {}).items():
         console.print(f"[bold]planted mechanism, {name}:[/bold] {line}")
-    console.print(f"timings (s): {result['timings']}; total {result['seconds']:.0f}s; CPU (s): "
-                  f"{result.get('cpu_seconds', {})}")
+    stages = Table(title="time per stage (CPU = this process and its workers, whatever else shares the machine)")
+    for col in ("stage", "wall s", "CPU s", "CPU / wall"):
+        stages.add_column(col, no_wrap=col != "stage")
+    for st in result["stages"]:
+        ratio = f"{st['cpu_s'] / st['wall_s']:.2f}" if st["wall_s"] > 0 else ""
+        stages.add_row(st["stage"], f"{st['wall_s']:.1f}", f"{st['cpu_s']:.1f}", ratio)
+    console.print(stages)
     console.print(f"[bold]report:[/bold] {result['report']}")
 
 

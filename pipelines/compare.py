@@ -31,10 +31,15 @@ Flow :func:`compare_models`, per selected task:
    artifact; the numbers as Parquet tables ``interpret-<task>-*``), on ``interpret_split`` with :mod:`models.interpret`:
    emotion — ``sec2sec-attn``'s normalised attention per second and per-second Integrated Gradients per target;
    personality — Integrated Gradients for ``mcat`` at modality, frame (with trend lines) and region (64×64) level per
-   trait; popularity — ``van``'s modality contributions overall and per head, next to the modality-ablation check.
+   trait (both Integrated-Gradients analyses start from ``ig_baseline``: all-zero inputs, or the training split's
+   mean input); popularity — ``van``'s modality contributions overall and per head, next to the modality-ablation
+   check.
+
+With ``workers`` > 1 the main tables' models are first trained in that many processes at once (step 1 then finds
+them trained).
 
 Returns ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
-"skipped": {task: [names]}}``.
+"skipped": {task: [names]}, "parallel_training": {"workers", "runs", "wall_s", "cpu_s"} or None}``.
 """
 
 from __future__ import annotations
@@ -162,15 +167,17 @@ def _train_one(root: Optional[str], dataset: str, name: str, task_name: str, ove
 
 
 def _train_model(root: Optional[str], dataset: str, name: str, task_name: str, overrides: dict, train: dict,
-                 device: str, retrain: bool, separate_targets: bool) -> dict:
-    """:func:`_train_one`, or with ``separate_targets`` one run per target of the task (each reused or trained on its
-    own, each with its own best epoch) merged by :func:`pipelines.train.each_target`."""
+                 device: str, retrain: bool, separate_targets: bool, *, one: Callable[..., dict] = _train_one
+                 ) -> dict:
+    """``one`` (:func:`_train_one`; its plain function in a worker process, outside any flow), or with
+    ``separate_targets`` one run per target of the task (each reused or trained on its own, each with its own best
+    epoch) merged by :func:`pipelines.train.each_target`."""
     if not separate_targets:
-        return _train_one(root, dataset, name, task_name, overrides, train, device, retrain)
+        return one(root, dataset, name, task_name, overrides, train, device, retrain)
     cached: list[bool] = []
 
     def one_target(target: str) -> dict:
-        run = _train_one(root, dataset, name, task_name, {**overrides, "targets": (target,)}, train, device, retrain)
+        run = one(root, dataset, name, task_name, {**overrides, "targets": (target,)}, train, device, retrain)
         cached.append(bool(run.get("cached")))
         return run
 
@@ -188,14 +195,80 @@ class _Request:
     device: str
     retrain: bool  # never reuse a recorded run
     separate_targets: bool  # one model per target column
+    done: dict[str, dict] = dataclasses.field(default_factory=dict)  # runs trained by worker processes, by _job_key
 
     def train_model(self, dataset: str, name: str, task_name: str, own: Mapping[str, Any], *,
                     varied: Mapping[str, Any] | None = None) -> dict:
         """Train (or reuse) ``name`` on ``dataset``: its own overrides ``own``, under the shared ones, under what an
-        ablation varies (``varied``)."""
-        config = {**own, **self.overrides, **(varied or {})}
-        return _train_model(self.root, dataset, name, task_name, _sized(name, config), self.train,
+        ablation varies (``varied``); a run the worker processes already trained is returned as they recorded it."""
+        config = _sized(name, {**own, **self.overrides, **(varied or {})})
+        done = self.done.get(_job_key(dataset, name, task_name, config))
+        if done is not None:
+            return done
+        return _train_model(self.root, dataset, name, task_name, config, self.train,
                             self.device, self.retrain, self.separate_targets)
+
+
+def _job_key(dataset: str, name: str, task_name: str, config: Mapping[str, Any]) -> str:
+    return json.dumps([dataset, name, task_name, _json(config)], sort_keys=True)
+
+
+def _one_thread() -> None:
+    """Worker-process initialiser: one torch thread per process (the processes are the parallelism)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _train_in_worker(job: dict[str, Any]) -> dict:
+    """Worker-process entry: :func:`_train_model` with the plain function of :func:`_train_one` (no flow here)."""
+    return _train_model(**job, one=_train_one.fn)
+
+
+def _train_parallel(req: _Request, jobs: list[tuple[str, str, Mapping[str, Any]]], workers: int
+                    ) -> dict[str, float]:
+    """Train the ``(model, task, own overrides)`` jobs in ``workers`` spawned processes (in the order given, so put
+    the longest first), recording each run in ``req.done``. Runs already recorded are left to the sequential pass,
+    which reuses them; the tensor packs are built here first, once each; a job that fails is left out, so the
+    sequential pass meets (and reports) its error. Returns the processes, the runs they trained, and the wall and
+    CPU seconds (the workers' and this process's) this took."""
+    import multiprocessing
+    import resource
+    from concurrent.futures import ProcessPoolExecutor
+
+    from features.packs import build_pack
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
+    store = store_for(req.root, req.dataset)
+    todo: dict[str, dict[str, Any]] = {}
+    for name, task_name, own in jobs:
+        config = _sized(name, {**own, **req.overrides})
+        try:
+            settings = _settings(name, task_name, config, req.train, store)
+            if not req.retrain and not req.separate_targets and _find_run(store, name, task_name, settings,
+                                                                          req.train) is not None:
+                continue
+            build_pack(store, settings["inputs"], task_name, split_seed=req.train["seed"],
+                       vision_profile=req.train.get("vision_profile", "uniform"))
+        except ValueError:
+            continue
+        todo[_job_key(req.dataset, name, task_name, config)] = {
+            "root": req.root, "dataset": req.dataset, "name": name, "task_name": task_name, "overrides": config,
+            "train": req.train, "device": req.device, "retrain": req.retrain,
+            "separate_targets": req.separate_targets}
+    if todo:
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_one_thread,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {key: pool.submit(_train_in_worker, job) for key, job in todo.items()}
+            for key, future in futures.items():
+                if future.exception() is None:
+                    req.done[key] = future.result()
+    return {"workers": min(workers, len(todo)), "runs": len(req.done), "wall_s": time.perf_counter() - t0,
+            "cpu_s": cpu() - c0}
 
 
 def _train_settings(*, epochs: int, seed: int, lr: float, batch_size: int, weight_decay: float, hflip: float,
@@ -354,6 +427,20 @@ def _open_run(store: Store, run: Mapping[str, Any], batch_size: int, split: str)
     return model, loader
 
 
+def _ig_baselines(store: Store, run: Mapping[str, Any], model: Any, baseline: str, batch_size: int
+                  ) -> dict[str, Any] | None:
+    """The Integrated-Gradients baselines ``baseline`` names: None for "zero" (a missing input), the training
+    split's mean input per key (:func:`models.interpret.mean_baselines`) for "mean"."""
+    if baseline == "zero":
+        return None
+    if baseline != "mean":
+        raise ValueError(f"ig_baseline={baseline!r}: expected 'zero' or 'mean'")
+    from models.interpret import mean_baselines
+
+    _, train = _open_run(store, run, batch_size, "train")
+    return mean_baselines(train, model.inputs)
+
+
 def _profile_rows(profiles: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per source × alignment × position of :class:`models.interpret.SecondProfile` s."""
     rows = []
@@ -368,7 +455,7 @@ def _profile_rows(profiles: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _interpret_emotion(store: Store, run: Mapping[str, Any], *, batch_size: int, split: str, steps: int,
-                       max_videos: int) -> tuple[str, dict]:
+                       max_videos: int, baseline: str = "zero") -> tuple[str, dict]:
     from models.interpret import collect_segment_attention, collect_segment_attributions, second_profile
     from pipelines.plots import plot_seconds
 
@@ -376,9 +463,11 @@ def _interpret_emotion(store: Store, run: Mapping[str, Any], *, batch_size: int,
     att, mask = collect_segment_attention(model, loader)
     profiles = {"attention": second_profile(att, mask)}
     batches = list(loader)
+    start = _ig_baselines(store, run, model, baseline, batch_size)
     for j, name in enumerate(model.spec.targets):  # the model's targets (a subset when trained on some of them)
         profiles[f"IG {name}"] = second_profile(*collect_segment_attributions(model, batches, target=j, steps=steps,
-                                                                              max_videos=max_videos))
+                                                                              max_videos=max_videos,
+                                                                              baselines=start))
     store.write_table("interpret-emotion-seconds", pd.DataFrame(_profile_rows(profiles)))
     png = "compare-emotion-seconds.png"
     store.write_report(png, plot_seconds({k: p.from_end for k, p in profiles.items()},
@@ -403,19 +492,20 @@ def _region_table(targets: tuple[str, ...], regions: np.ndarray) -> pd.DataFrame
 
 
 def _interpret_personality(store: Store, run: Mapping[str, Any], *, batch_size: int, split: str, steps: int,
-                           max_videos: int) -> tuple[str, dict]:
+                           max_videos: int, baseline: str = "zero") -> tuple[str, dict]:
     from models.interpret import IG_CHUNK, summarise_attributions
     from pipelines.plots import plot_modality_shares
 
     model, loader = _open_run(store, run, batch_size, split)
     s = summarise_attributions(model, loader, steps=steps, max_videos=max_videos, size=64,
-                               internal_batch_size=IG_CHUNK)
+                               internal_batch_size=IG_CHUNK,
+                               baselines=_ig_baselines(store, run, model, baseline, batch_size))
     mod_rows = [{"trait": t, "modality": m, "share": float(s.modality_share[i, j]),
                  "magnitude": float(s.modality[i, j]), "signed": float(s.modality_signed[i, j])}
                 for i, t in enumerate(s.targets) for j, m in enumerate(s.modalities)]
     store.write_table("interpret-personality-modality", pd.DataFrame(mod_rows))
-    md = [f"**Integrated Gradients** ({run['model']}, run `{run['run_id']}`, {s.n_videos} {split} videos, zero "
-          "baseline = missing input).\n"]
+    start = "zero baseline = missing input" if baseline == "zero" else "baseline = the training split's mean input"
+    md = [f"**Integrated Gradients** ({run['model']}, run `{run['run_id']}`, {s.n_videos} {split} videos, {start}).\n"]
     pngs = ["compare-personality-modality.png"]
     store.write_report(pngs[0], plot_modality_shares(s.modality_share, s.targets, s.modalities,
                                                      title="share of attribution per modality"))
@@ -680,8 +770,8 @@ def _ablation_rows(req: _Request, store: Store, task_name: str, plan: list[tuple
 
 
 def _interpret_section(store: Store, req: _Request, task_name: str, runs: Mapping[str, dict], *,
-                       inputs: str, split: str, steps: int, max_videos: int, batch_size: int
-                       ) -> tuple[list[str], dict | None]:
+                       inputs: str, split: str, steps: int, max_videos: int, batch_size: int,
+                       ig_baseline: str = "zero") -> tuple[list[str], dict | None]:
     """The report's interpretability lines for the task and the summary (None when no analysis ran: one model per
     target, embedding inputs, or the interpreted model not compared)."""
     target_model, interpreter = _INTERPRETERS[task_name]
@@ -693,18 +783,19 @@ def _interpret_section(store: Store, req: _Request, task_name: str, runs: Mappin
     if target_model not in runs:
         return [f"_No interpretability for {task_name}: `{target_model}` is not among the compared models._\n"], None
     md, summary = _interpret_cached(store, task_name, runs[target_model], interpreter, split=split,
-                                    steps=steps, max_videos=max_videos, batch_size=batch_size)
+                                    steps=steps, max_videos=max_videos, batch_size=batch_size, baseline=ig_baseline)
     return [f"### Interpretability ({task_name})\n", md], summary
 
 
 def _interpret_cached(store: Store, task_name: str, run: Mapping[str, Any], interpreter: Callable, *,
-                      split: str, steps: int, max_videos: int, batch_size: int) -> tuple[str, dict]:
+                      split: str, steps: int, max_videos: int, batch_size: int,
+                      baseline: str = "zero") -> tuple[str, dict]:
     """``interpreter``'s Markdown and summary for ``run``, reused when the interpreted run (its id pins its pack and
     weights) and the analysis settings are unchanged and its plots are still among the store's reports: Integrated
     Gradients dominate a rerun's time. An analysis the run cannot support gives a one-line note and an empty
     summary."""
     key = fingerprint("interpret", 1, {"task": task_name, "run": run["run_id"], "split": split, "steps": steps,
-                                       "max_videos": max_videos, "batch": batch_size})
+                                       "max_videos": max_videos, "batch": batch_size, "baseline": baseline})
     if store.artifact_fingerprint(f"interpret-{task_name}") == key:
         _, meta = store.read_artifact(f"interpret-{task_name}")
         if set(meta.get("pngs", [])) <= set(store.report_names(f"compare-{task_name}-*.png")):
@@ -714,7 +805,7 @@ def _interpret_cached(store: Store, task_name: str, run: Mapping[str, Any], inte
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # captum's "requires_grad" notices
             md, summary = interpreter(store, run, batch_size=batch_size, split=split, steps=steps,
-                                      max_videos=max_videos)
+                                      max_videos=max_videos, baseline=baseline)
         pngs = sorted(set(store.report_names(f"compare-{task_name}-*.png")) | before)
         store.write_artifact(f"interpret-{task_name}", key, meta={"md": md, "summary": _json(summary), "pngs": pngs})
     except ValueError as err:
@@ -752,11 +843,13 @@ def compare_models(
     ig_steps: Annotated[int, Field(ge=2, le=1024)] = 32,
     max_videos: Annotated[int, Field(ge=1)] = 64,
     interpret_split: Literal["train", "val", "test"] = "test",
+    ig_baseline: Literal["zero", "mean"] = "zero",
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0,
     hflip: Annotated[float, Field(ge=0, le=1)] = 0.0,
     vision_profile: Literal["uniform", "uniform_224"] = "uniform",
     separate_targets: bool = False,
     inputs: Literal["raw", "embeddings"] = "raw",
+    workers: Annotated[int, Field(ge=1, le=64)] = 1,
 ) -> dict:
     """Train or reuse each selected model per task, evaluate all on the same test split, write the comparison tables
     and the interpretability report.
@@ -778,6 +871,10 @@ def compare_models(
         interpret_split: the split the interpretability analyses run on. The dissertation averaged Integrated
             Gradients over the training set (what the model learned) and attention over the test set; one split for
             all keeps the three analyses comparable — ``train`` shows what a model fitted, ``test`` what generalises.
+        ig_baseline: where Integrated Gradients start: ``zero`` (all-zero inputs, what the models see for a missing
+            modality: the paper's "absence of input") or ``mean`` (the training split's mean image, mean MFCC frame
+            and mean word counts: attribution then measures the departure from the average video, which an input
+            far from zero in every real clip, like MFCC c0, does not dominate by being present).
         weight_decay, hflip: L2 weight decay and the probability of mirroring a training video (engine settings).
         vision_profile: the frame profile feeding ``vision`` inputs (``uniform`` 64², ``uniform_224`` 224²).
         separate_targets: train one model per target column (e.g. valence and arousal apart, each with its own best
@@ -785,10 +882,13 @@ def compare_models(
         inputs: ``embeddings`` trains every model on the cached pretrained-encoder vectors (``input_kind``;
             interpretability is then skipped); for "from pixels" and "from embeddings" rows side by side keep ``raw``
             and add the ablation ``{"input_kind": "embeddings", "label": "from embeddings"}``.
+        workers: processes that train the main tables' models at once (one torch thread each) before the tables
+            are assembled; 1 trains them one after another in this process. The runs are the same either way,
+            up to floating-point summation order.
 
     Returns:
         ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
-        "skipped": {task: [...]}}``.
+        "skipped": {task: [...]}, "parallel_training": {...} or None}``.
     """
     from models.registry import list_models
 
@@ -804,6 +904,12 @@ def compare_models(
                    separate_targets=separate_targets,
                    train=_train_settings(epochs=epochs, seed=seed, lr=lr, batch_size=batch_size,
                                          weight_decay=weight_decay, hflip=hflip, vision_profile=vision_profile))
+    parallel = None
+    if workers > 1:
+        parallel = _train_parallel(req, [(name, t, own) for t in tasks for name, own in _wanted(models, t).items()
+                                         if name in registered], workers)
+        logger.info("compare on %s: %d models trained in %d processes in %.1fs (%.1f CPU s)", dataset,
+                    parallel["runs"], parallel["workers"], parallel["wall_s"], parallel["cpu_s"])
     stem = "compare" if task == "all" else f"compare-{task}"
     tables: dict[str, list[dict]] = {}
     ablation_tables: dict[str, list[dict]] = {}
@@ -831,7 +937,8 @@ def compare_models(
 
         if interpret:
             md, summary = _interpret_section(store, req, t, runs, inputs=inputs, split=interpret_split,
-                                             steps=ig_steps, max_videos=max_videos, batch_size=batch_size)
+                                             steps=ig_steps, max_videos=max_videos, batch_size=batch_size,
+                                             ig_baseline=ig_baseline)
             sections += md
             if summary is not None:
                 interpretation[t] = summary
@@ -842,4 +949,4 @@ def compare_models(
     report = store.write_report(f"{stem}.md", text)
     publish_markdown(f"{dataset}-{stem}-report", text, f"model comparison and interpretability on {dataset}")
     return {"tables": tables, "ablations": ablation_tables, "interpretation": interpretation, "report": str(report),
-            "skipped": skipped}
+            "skipped": skipped, "parallel_training": parallel}

@@ -8,6 +8,8 @@ Plan → run → report:
    last failure has the same fingerprint is not retried (a corrupt file stays corrupt) unless ``refresh``. A video
    whose source file is missing (a partial download) is not planned at all: it gets one failure record of the
    pseudo-stage :data:`SOURCE_STAGE` (written once, cleared when the file is back) and no per-stage record or work.
+   A plan with nothing to do (and a text stage with nothing to write) is memoised in the store under a key of
+   everything it reads, so a rerun with nothing changed is a stat per file and a few reads (:func:`plan_extraction`).
 2. **Run**: videos go to Prefect tasks in batches (``batch_size`` videos per task, to keep Prefect's per-task overhead
    small), ``workers`` at a time. Inside a batch each video goes through the pure per-video function
    :func:`features.extract_video.iter_extract_video` (its stages in order, sharing the probe result and the decoded
@@ -21,7 +23,9 @@ Pretrained-encoder stages (:mod:`features.embed`; each runs when its encoder pat
 and frame counts) in its own decode at the encoder's input size: the frames stage keeps 64² frames, too small for 224²
 encoders, and decoding both sizes in one ffmpeg pass would make the frames stage's pixels depend on whether an encoder
 is configured. ``embed_audio`` reads the PCM the audio stage decodes (one decode per video) and resamples it to the
-encoder's rate. ``embed_text`` runs after the pass over the committed transcripts, batched across videos.
+encoder's rate. The rows of both go to their encoder in batches filled across the videos of a task
+(:mod:`features.batching`), while a background thread decodes the next videos; each video is still committed on its
+own. ``embed_text`` runs after the pass over the committed transcripts, batched across videos.
 
 Stage versions live in :data:`STAGE_VERSIONS`: bump one when its output changes for the same inputs, and exactly that
 stage (and what depends on it) is recomputed.
@@ -37,7 +41,7 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterator, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,9 +52,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from features.extract_video import (PER_VIDEO_STAGES, ExtractConfig, StageFailure, StageOutput, checked_output,
-                                    describe_error, iter_extract_video, require_opensmile)
-from features.fingerprint import DigestCache, fingerprint, fingerprinter
+from features.batching import RowEncoder, RowItem, batched_rows
+from features.extract_video import (EMBED_ROWS, PER_VIDEO_STAGES, EmbedRows, ExtractConfig, StageFailure, StageOutput,
+                                    checked_output, describe_error, embed_rows_encoder, finish_embed,
+                                    iter_extract_video, require_opensmile)
+from features.fingerprint import DigestCache, fingerprint, fingerprinter, frame_digest, stat_digest
 from features.metadata import MANIFEST_COLUMNS
 from features.schema import EMBED_STAGES, SOURCE_STAGE, STAGES, VOCABULARY_ARTIFACT, schema
 from features.store import IndexRecord, Store, StoreError
@@ -159,8 +165,53 @@ def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, st
     retried unless ``refresh``), and how many files had to be (re-)hashed. The digest memo is saved to the store.
     Videos whose source file is missing or unreadable are left out of all three (:func:`extract_features` records
     them as missing sources).
+
+    A plan with nothing to do is memoised in the store (``cache/plan.json``) under :func:`_plan_key`; the next plan
+    with the same key (same manifest, source files, configuration, stage versions and index) returns its counts
+    after a stat of each file and a few reads, without a fingerprint per video. ``refresh`` skips the memo.
     """
     wanted = [s for s in PER_VIDEO_STAGES if s in stages]
+    key = None if refresh else _plan_key(store, manifest, cfg, wanted)
+    memo = store.read_memo(_PLAN_MEMO) if key is not None else None
+    if memo is not None and memo.get("key") == key and isinstance(memo.get("counts"), dict):
+        return [], memo["counts"], 0
+    items, counts, hashed = _plan_videos(store, manifest, cfg, wanted, refresh)
+    if key is not None and not items:
+        store.write_memo(_PLAN_MEMO, {"key": key, "counts": counts})
+    return items, counts, hashed
+
+
+#: ``cache/plan.json``: the last plan with nothing to do, under :func:`_plan_key`
+_PLAN_MEMO = "plan"
+#: part of the plan memo's key: bump when planning decides otherwise for the same manifest, files, config and index
+_PLAN_MEMO_VERSION = 1
+
+
+def _plan_key(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: Sequence[str]) -> Optional[str]:
+    """What a plan of ``wanted`` decides from, as one key (``None``: the manifest cannot be digested, no memo).
+
+    The manifest's rows (:func:`features.fingerprint.frame_digest`), every source file's size, mtime and inode (what
+    the content-digest memo trusts; :func:`features.fingerprint.stat_digest`), the configuration (with the encoders'
+    weight digests), the stage versions, and the committed index and failure records of the planned stages
+    (:meth:`Store.view_key`, :meth:`Store.failures_key`). Any change to one of them gives another key."""
+    frame = frame_digest(manifest)
+    if frame is None:
+        return None
+    paths = manifest["source_path"] if "source_path" in manifest.columns else [None] * len(manifest)
+    encoders = {s: cfg.stage_params(s) for s in ("embed_vision", "embed_audio")
+                if getattr(cfg, f"{s.split('_', 1)[1]}_model") is not None}
+    try:
+        keyer = fingerprinter("extract-plan", _PLAN_MEMO_VERSION, {"config": cfg.model_dump(), "encoders": encoders,
+                                                                  "versions": STAGE_VERSIONS, "stages": list(wanted)})
+    except TypeError:  # a parameter that cannot be rendered: no memo
+        return None
+    return keyer([frame, stat_digest(paths), *(store.view_key(s) for s in wanted), store.failures_key()])
+
+
+def _plan_videos(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: Sequence[str], refresh: bool
+                 ) -> tuple[list[dict], dict[str, dict[str, int]], int]:
+    """:func:`plan_extraction` video by video: each file's content digest, each stage's fingerprint, compared with
+    the committed one and the recorded failure."""
     digests = DigestCache(store.read_table("digests", missing_ok=True).to_dict("records"))
     have = {s: store.fingerprints(s) for s in wanted}
     counts = {s: {"skipped": 0, "failed": 0} for s in wanted}
@@ -217,7 +268,8 @@ def _record_missing_sources(store: Store, manifest: pd.DataFrame, *, prune: bool
     fails = store.failures()
     source_fails = fails[fails["stage"] == SOURCE_STAGE]
     recorded = dict(zip(source_fails["video_id"], source_fails["error"]))
-    paths = dict(zip(manifest["video_id"], manifest["source_path"])) if "source_path" in manifest.columns else {}
+    paths = dict(zip(manifest["video_id"].tolist(), manifest["source_path"].tolist())) \
+        if missing and "source_path" in manifest.columns else {}
     per_stage = fails[fails["stage"].isin((*STAGES, *EMBED_STAGES)) & fails["video_id"].isin(missing)]
     stale = per_stage.groupby("video_id")["stage"].agg(list).to_dict() if len(per_stage) else {}
     new = {vid: error for vid in sorted(missing)
@@ -232,7 +284,7 @@ def _record_missing_sources(store: Store, manifest: pd.DataFrame, *, prune: bool
     # each record is one small durable write that mostly waits on the disk (fsync): a few at a time overlap
     with ThreadPoolExecutor(max_workers=_RECORD_THREADS) as pool:
         list(pool.map(record, new))
-    current = set(manifest["video_id"])
+    current = set(manifest["video_id"].tolist())
     for vid in recorded:
         if vid not in missing and (vid in current or prune):
             store.drop(SOURCE_STAGE, vid)
@@ -251,19 +303,63 @@ def _commit(store: Store, stage: str, vid: str, fp: str, result: StageOutput | S
     return "done"
 
 
+#: the embedding rows prefetched ahead of the encoders per batch of videos: at most this many videos' rows ...
+_EMBED_QUEUE_ITEMS = 4
+#: ... and this many bytes of them (a video larger than that is admitted alone), so memory stays bounded
+_EMBED_QUEUE_BYTES = 256 << 20
+
+
 def extract_items(store: Store, items: Sequence[dict], cfg: ExtractConfig) -> dict[str, dict[str, int]]:
     """Run and commit the planned per-video stages of ``items`` (``{"row", "todo", "fps"}`` each, from
-    :func:`plan_extraction`) one video after the other; returns per-stage ``{"done", "failed"}`` counts.
+    :func:`plan_extraction`); returns per-stage ``{"done", "failed"}`` counts.
 
-    Each video runs through :func:`features.extract_video.iter_extract_video`; each stage is committed as soon as it
-    finishes, so a crash loses at most the stage in progress."""
+    Each video runs through :func:`features.extract_video.iter_extract_video`, one after the other; each stage is
+    committed as soon as it finishes, so a crash loses at most the stage in progress. ``embed_vision`` and
+    ``embed_audio`` run their encoders on batches filled with the rows of several videos
+    (:func:`features.batching.batched_rows`): the videos are decoded and prepared in a background thread, a few ahead
+    of the encoders, and each video's embedding is committed on its own, with its own fingerprint, as soon as its rows
+    are done; an encoder error on a video's rows fails that video only."""
     counts: dict[str, dict[str, int]] = {s: {"done": 0, "failed": 0} for s in PER_VIDEO_STAGES}
     asr_cache: dict = {}  # the speech recogniser, loaded once per call
-    for item in items:
-        vid = item["row"]["video_id"]
-        for stage, result in iter_extract_video(item["row"], item["todo"], cfg, asr_cache=asr_cache):
-            counts[stage][_commit(store, stage, vid, item["fps"][stage], result, cfg)] += 1
+    lanes = _embed_lanes(items, cfg)
+
+    def run() -> Iterator[RowItem]:
+        for item in items:
+            vid = item["row"]["video_id"]
+            for stage, result in iter_extract_video(item["row"], item["todo"], cfg, asr_cache=asr_cache,
+                                                    defer=tuple(lanes)):
+                if isinstance(result, EmbedRows):
+                    yield RowItem(key=vid, rows=result.rows, valid=result.valid, lane=stage,
+                                  context=(item["fps"][stage], result.detached()))
+                else:
+                    counts[stage][_commit(store, stage, vid, item["fps"][stage], result, cfg)] += 1
+
+    if not lanes:  # no encoder to batch for: nothing is deferred, every stage commits in this thread
+        for _ in run():
+            pass
+        return counts
+    # closing: a commit that raises stops the producer thread before the error leaves this function
+    with contextlib.closing(batched_rows(run(), lanes, max_items=_EMBED_QUEUE_ITEMS,
+                                         max_bytes=_EMBED_QUEUE_BYTES)) as results:
+        for res in results:
+            fp, job = res.context
+            result = StageFailure(error=describe_error(res.error)) if res.error is not None \
+                else finish_embed(job, res.outputs, res.seconds)
+            counts[res.lane][_commit(store, res.lane, res.key, fp, result, cfg)] += 1
     return counts
+
+
+def _embed_lanes(items: Sequence[dict], cfg: ExtractConfig) -> dict[str, RowEncoder]:
+    """The encoder of each embedding stage some of ``items`` run, for batching across videos. A stage whose encoder
+    does not load is left out: it then runs per video, where the load error becomes each video's recorded failure."""
+    lanes = {}
+    for stage in EMBED_ROWS:
+        if any(stage in item["todo"] for item in items):
+            try:
+                lanes[stage] = embed_rows_encoder(stage, cfg)
+            except Exception:  # noqa: BLE001 - recorded per video by the per-video path
+                continue
+    return lanes
 
 
 @task(cache_policy=NONE, persist_result=False, name="extract-batch")
@@ -284,7 +380,7 @@ def _text_plan(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh
     taken without parsing a record. Per-video keys need only the transcripts' fingerprints (index columns).
     """
     transcripts = store.fingerprints("transcripts")
-    ids = [v for v in manifest["video_id"] if v in transcripts]
+    ids = [v for v in manifest["video_id"].tolist() if v in transcripts]
     train = set(manifest.loc[manifest["split"] == "train", "video_id"])
     train_ids = sorted(v for v in ids if v in train)
     inputs = _vocabulary_inputs(store, train_ids, cfg)
@@ -321,20 +417,54 @@ def _artifact_meta(store: Store, name: str, fp: str) -> dict:
         return {}
 
 
+#: ``cache/text-plan.json``: the last text stage with nothing to write, under :func:`_text_memo_key`
+_TEXT_MEMO = "text-plan"
+
+
+def _text_memo_key(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig) -> Optional[str]:
+    """What the text stage decides from, as one key (``None``: no memo): the manifest's ids and splits, the committed
+    transcripts and bags of words (:meth:`Store.view_key`), the current vocabulary, the text parameters and the
+    stage versions (the plan memo's version included)."""
+    cols = [c for c in ("video_id", "split") if c in manifest.columns]
+    frame = frame_digest(manifest[cols])
+    if frame is None:
+        return None
+    return fingerprint("text-plan", _PLAN_MEMO_VERSION, {"params": cfg.stage_params("text"), "versions": {
+        s: STAGE_VERSIONS[s] for s in ("text", "vocabulary")}}, [frame, store.view_key("transcripts"),
+        store.view_key("text"), store.artifact_fingerprint(VOCABULARY_ARTIFACT) or "none"])
+
+
+def _text_memo(store: Store, key: Optional[str]) -> Optional[int]:
+    """How many videos the memoised text stage skipped, when its memo holds ``key``; else ``None``."""
+    memo = store.read_memo(_TEXT_MEMO) if key is not None else None
+    if memo is None or memo.get("key") != key or not isinstance(memo.get("skipped"), int):
+        return None
+    return memo["skipped"]
+
+
 def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh: bool) -> dict[str, int]:
     # The vocabulary is keyed on the training transcripts' *text*, not on their fingerprints: re-extracting 1 % of
     # the videos re-keys their transcripts even when the text comes out the same, and keying the vocabulary on those
     # fingerprints would rebuild it and so re-key every video's bag of words. Per-video text keys chain from the
     # transcripts' fingerprints, so a transcripts / probe / vocabulary version bump recomputes text.
+    # A run with nothing to write is memoised (cache/text-plan.json) under _text_memo_key.
+    key = None if refresh else _text_memo_key(store, manifest, cfg)
+    memo = _text_memo(store, key)
+    if memo is not None:
+        return {"done": 0, "failed": 0, "skipped": memo}
     train_ids, vocab_fp, todo, skipped, inputs = _text_plan(store, manifest, cfg, refresh)
     counts = {"done": 0, "failed": 0, "skipped": skipped}
     rebuild = store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp or refresh
     if not rebuild:
         meta = _artifact_meta(store, VOCABULARY_ARTIFACT, vocab_fp)
         if meta.get("inputs") != inputs:  # the same vocabulary from other records: keep the key for the next plan
-            store.write_artifact(VOCABULARY_ARTIFACT, vocab_fp, meta={**meta, "inputs": inputs})
-        if not todo:  # nothing to write: skip parsing the records, loading the vocabulary and the tokenizer (NLTK's
-            return counts  # import takes seconds)
+            store.update_artifact_meta(VOCABULARY_ARTIFACT, vocab_fp, {"inputs": inputs})
+        if not todo:
+            # nothing to write: skip parsing the records, loading the vocabulary and the tokenizer (NLTK's import
+            # takes seconds), and remember it for the next run with the same inputs
+            if key is not None:
+                store.write_memo(_TEXT_MEMO, {"key": key, "skipped": skipped})
+            return counts
     transcripts = store.entries("transcripts")
     if rebuild:
         from features.text import build_vocabulary, tokenize
@@ -498,7 +628,7 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
         raise ValueError(f"dataset={dataset!r}: the manifest is empty: run `vidpipe ingest {dataset} ...` first")
     from pipelines.ingest import missing_sources
 
-    current = set(manifest["video_id"])
+    current = set(manifest["video_id"].tolist())
     if any(set(store.fingerprints(s)) - current for s in (*STAGES, *EMBED_STAGES)) or missing_sources(manifest):
         return None
     fails = store.failures()
@@ -515,9 +645,11 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
         summary = {s: {"done": 0, "skipped": 0, "failed": 0, **planned.get(s, {})} for s in wanted}
         if "text" in wanted:
             full = store.manifest()
-            _, vocab_fp, todo, skipped, _ = _text_plan(store, full, cfg, False)
-            if todo or store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp:
-                return None
+            skipped = _text_memo(store, _text_memo_key(store, full, cfg))
+            if skipped is None:
+                _, vocab_fp, todo, skipped, _ = _text_plan(store, full, cfg, False)
+                if todo or store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp:
+                    return None
             summary["text"] = {"done": 0, "failed": 0, "skipped": skipped}
     fails = fails[fails["video_id"].isin(current) & (fails["stage"] != SOURCE_STAGE)] if len(fails) else fails
     return {"dataset": dataset, "videos": int(len(manifest)), "stages": summary,
@@ -578,25 +710,11 @@ def extract_features(
     wanted = _wanted_stages(stages, cfg)
     if cfg.egemaps and "audio" in wanted:
         require_opensmile()
-    manifest = store.manifest()
-    if manifest.empty:
-        raise ValueError(f"dataset={dataset!r}: the manifest is empty: run `vidpipe ingest {dataset} ...` first")
-    if video_ids is not None:
-        unknown = sorted(set(video_ids) - set(manifest["video_id"]))
-        if unknown:
-            raise ValueError(f"video_ids: {unknown[:5]} are not in the manifest of {dataset!r}")
-        manifest = manifest[manifest["video_id"].isin(video_ids)]
+    manifest = _flow_manifest(store, dataset, video_ids)
     summary: dict[str, dict[str, int]] = {s: {"done": 0, "skipped": 0, "failed": 0} for s in wanted}
 
     with store.lock():
-        # removed videos: drop their outputs from the index
-        removed = 0
-        if video_ids is None:
-            current = set(manifest["video_id"])
-            for stage in (*STAGES, *EMBED_STAGES):
-                for vid in set(store.fingerprints(stage)) - current:  # index columns: no record parsed
-                    store.drop(stage, vid)
-                    removed += 1
+        removed = _drop_removed(store, manifest) if video_ids is None else 0
 
         # missing source files: one record per video, no per-stage work
         missing = _record_missing_sources(store, manifest, prune=video_ids is None)
@@ -610,37 +728,84 @@ def extract_features(
             summary[stage].update(counts)
         logger.info("extract %s: %d videos to process, %d files hashed", dataset, len(items), hashed)
 
-        # run
         if items:
-            n_workers = workers or os.cpu_count() or 1
-            batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-            # OpenBLAS called from several threads at once can livelock inside exec_blas (seen here with librosa's
-            # mel einsum in two extraction threads); videos are the unit of parallelism, so BLAS runs single-threaded
-            # while the batches run. threadpool_limits is process-wide and restored afterwards.
-            with progress(f"extract {dataset}", len(items)) as bar, threadpool_limits(limits=1, user_api="blas"), \
-                    _task_runner(n_workers, dask_address, dask_workers) as runner:
-                futures = {runner.submit(extract_batch, parameters={"root": root, "dataset": dataset, "items": b,
-                                                                   "cfg": cfg.model_dump()}): len(b)
-                           for b in batches}
-                for fut in as_completed(futures):
-                    for stage, c in fut.result().items():
-                        if stage in summary:
-                            summary[stage]["done"] += c.get("done", 0)
-                            summary[stage]["failed"] += c.get("failed", 0)
-                    bar.advance(futures[fut])
+            _run_batches(items, summary, root=root, dataset=dataset, cfg=cfg, workers=workers, batch_size=batch_size,
+                         dask_address=dask_address, dask_workers=dask_workers)
 
         if "text" in wanted:
             # the vocabulary is built on the whole training split, even when only some videos were extracted
-            summary["text"] = _text_stage(store, store.manifest(), cfg, refresh)
+            summary["text"] = _text_stage(store, manifest if video_ids is None else store.manifest(), cfg, refresh)
         if "embed_text" in wanted:
             summary["embed_text"] = _embed_text_stage(store, manifest, cfg, refresh)
-        # fold this run's per-video commits into the compacted layer (a few shards; see features.compaction)
-        compaction = store.compact(locked=True)
-        if compaction["folded"] or compaction["dropped"]:
-            logger.info("extract %s: compacted %d outputs (%d dropped) into generation %d", dataset,
-                        compaction["folded"], compaction["dropped"], compaction["generation"])
-        store.consolidate([s for s in wanted if s != "text"] + (["text"] if "text" in wanted else []))
+        _compact_and_consolidate(store, dataset, wanted)
 
+    return _report(store, dataset, manifest, summary, missing=missing, removed=removed, t0=t0)
+
+
+def _flow_manifest(store: Store, dataset: str, video_ids: Optional[Sequence[str]]) -> pd.DataFrame:
+    """The manifest rows :func:`extract_features` works on (all, or those of ``video_ids``).
+
+    Raises:
+        ValueError: an empty manifest, or a video id it does not hold.
+    """
+    manifest = store.manifest()
+    if manifest.empty:
+        raise ValueError(f"dataset={dataset!r}: the manifest is empty: run `vidpipe ingest {dataset} ...` first")
+    if video_ids is not None:
+        unknown = sorted(set(video_ids) - set(manifest["video_id"]))
+        if unknown:
+            raise ValueError(f"video_ids: {unknown[:5]} are not in the manifest of {dataset!r}")
+        manifest = manifest[manifest["video_id"].isin(video_ids)]
+    return manifest
+
+
+def _drop_removed(store: Store, manifest: pd.DataFrame) -> int:
+    """Drop the outputs of videos no longer in ``manifest`` from the index; returns how many outputs."""
+    removed = 0
+    current = set(manifest["video_id"].tolist())
+    for stage in (*STAGES, *EMBED_STAGES):
+        for vid in set(store.fingerprints(stage)) - current:  # index columns: no record parsed
+            store.drop(stage, vid)
+            removed += 1
+    return removed
+
+
+def _run_batches(items: list[dict], summary: dict[str, dict[str, int]], *, root: Optional[str], dataset: str,
+                 cfg: ExtractConfig, workers: Optional[int], batch_size: int, dask_address: Optional[str],
+                 dask_workers: Optional[int]) -> None:
+    """Run the planned ``items`` as Prefect tasks of ``batch_size`` videos, ``workers`` at a time; adds their
+    per-stage done / failed counts to ``summary``."""
+    n_workers = workers or os.cpu_count() or 1
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    # OpenBLAS called from several threads at once can livelock inside exec_blas (seen here with librosa's mel
+    # einsum in two extraction threads); videos are the unit of parallelism, so BLAS runs single-threaded while the
+    # batches run. threadpool_limits is process-wide and restored afterwards.
+    with progress(f"extract {dataset}", len(items)) as bar, threadpool_limits(limits=1, user_api="blas"), \
+            _task_runner(n_workers, dask_address, dask_workers) as runner:
+        futures = {runner.submit(extract_batch, parameters={"root": root, "dataset": dataset, "items": b,
+                                                           "cfg": cfg.model_dump()}): len(b)
+                   for b in batches}
+        for fut in as_completed(futures):
+            for stage, c in fut.result().items():
+                if stage in summary:
+                    summary[stage]["done"] += c.get("done", 0)
+                    summary[stage]["failed"] += c.get("failed", 0)
+            bar.advance(futures[fut])
+
+
+def _compact_and_consolidate(store: Store, dataset: str, wanted: Sequence[str]) -> None:
+    """Fold the run's per-video commits into the compacted layer (a few shards; see :mod:`features.compaction`), then
+    bring the ``wanted`` stages' tables up to date. The caller holds the store's lock."""
+    compaction = store.compact(locked=True)
+    if compaction["folded"] or compaction["dropped"]:
+        get_run_logger().info("extract %s: compacted %d outputs (%d dropped) into generation %d", dataset,
+                              compaction["folded"], compaction["dropped"], compaction["generation"])
+    store.consolidate([s for s in wanted if s != "text"] + (["text"] if "text" in wanted else []))
+
+
+def _report(store: Store, dataset: str, manifest: pd.DataFrame, summary: dict[str, dict[str, int]], *,
+            missing: list[str], removed: int, t0: float) -> dict:
+    """:func:`extract_features`'s result; publishes the summary table (and the failures, when any) as artifacts."""
     all_fails = store.failures()
     fails = all_fails[all_fails["video_id"].isin(manifest["video_id"]) & (all_fails["stage"] != SOURCE_STAGE)]
     failed_videos = sorted(set(fails["video_id"]))
@@ -652,8 +817,8 @@ def extract_features(
     if failed_videos:
         publish_markdown(f"{dataset}-extract-failures", markdown_table(fails.head(200).to_dict("records")),
                          f"{len(failed_videos)} videos failed at least one stage")
-        logger.warning("extract %s: %d videos failed at least one stage (see `vidpipe inspect %s`)",
-                       dataset, len(failed_videos), dataset)
+        get_run_logger().warning("extract %s: %d videos failed at least one stage (see `vidpipe inspect %s`)",
+                                 dataset, len(failed_videos), dataset)
     return result
 
 

@@ -74,17 +74,20 @@ def manifest_diff(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[str]]:
 
 @task(cache_policy=NONE, persist_result=False)
 def _commit(root: Optional[str], dataset: str, manifest: Manifest, source: dict) -> tuple[dict, int, list[str]]:
-    """Write the manifest and add the scrape's count snapshots to the scrape history (TikTok; MTAF's early trend);
-    returns the manifest diff, how many snapshots are new and the posts whose counts restate a recorded scrape time
-    (:func:`features.trend.restated_snapshots`)."""
+    """Write the manifest and add the scrape's count snapshots to the scrape history (TikTok; MTAF's early trend) —
+    first those of the manifest's earlier scrapes (``Manifest.rescrapes``, oldest first), each as if re-ingested in
+    turn; returns the manifest diff, how many snapshots are new and the posts whose counts restate a recorded scrape
+    time (:func:`features.trend.restated_snapshots`)."""
     store = store_for(root, dataset, create=True)
+    new, restated = 0, set()
     with store.lock():
         diff = manifest_diff(store.manifest(), manifest.videos)
         store.write_manifest(manifest.videos, manifest.edges, source=source)
-        snapshots = scrape_snapshots(manifest.videos)
-        restated = restated_snapshots(store.scrape_history(), snapshots) if len(snapshots) else []
-        new = store.append_scrape_history(snapshots)
-    return diff, new, restated
+        for videos in (*manifest.rescrapes, manifest.videos):
+            snapshots = scrape_snapshots(videos)
+            restated |= set(restated_snapshots(store.scrape_history(), snapshots) if len(snapshots) else [])
+            new += store.append_scrape_history(snapshots)
+    return diff, new, sorted(restated)
 
 
 @flow(name="ingest", validate_parameters=True)
@@ -103,6 +106,7 @@ def ingest(
     min_duration: Annotated[float, Field(ge=1, le=600)] = 3.0,
     max_duration: Annotated[float, Field(ge=1, le=600)] = 15.0,
     sync_weight: Optional[Annotated[float, Field(ge=0, le=1)]] = None,
+    rescrapes: Annotated[int, Field(ge=0, le=48)] = 0,
 ) -> dict:
     """Record a dataset's manifest (one row per video: id, source path, split, labels, metadata) in its store.
 
@@ -115,6 +119,8 @@ def ingest(
             transcripts with espeak-ng, clip length range in seconds. Regenerated only when these change.
         sync_weight: synthetic only — share of arousal carried by the synchrony plant (default: the generator's
             design); 0 isolates the recency plant.
+        rescrapes: synthetic only — early re-scrapes of every post to generate (:mod:`features.sources.synthetic`,
+            "Early popularity trend"); their counts enter the scrape history, the input of MTAF's early trend.
         threshold: liris-accede only — high/low threshold on the [1, 5] scale (default 3.0).
         split: liris-accede only — ``official`` (``ACCEDEsets.txt``) or ``hashed`` (70/10/20 by a hash of the id).
         scrape_time: tiktok only — epoch seconds of the scrape when the files do not record it.
@@ -124,19 +130,22 @@ def ingest(
     Returns:
         ``{"dataset", "videos", "edges", "songs", "added", "removed", "changed", "snapshots", "missing_files",
         "missing_examples"}``: added / removed / changed are counts; ``snapshots`` counts the posts whose counts at
-        this scrape time were not yet in the scrape history (tiktok only: each scrape's counts are kept there, the
-        input of MTAF's early trend, :mod:`features.trend`); ``missing_files`` counts the listed videos that have no
-        file on disk and ``missing_examples`` names up to five of them.
+        this scrape time were not yet in the scrape history (tiktok and synthetic, re-scrapes included: each
+        scrape's counts are kept there, the input of MTAF's early trend, :mod:`features.trend`); ``missing_files``
+        counts the listed videos that have no file on disk and ``missing_examples`` names up to five of them.
 
     Raises:
-        ValueError: no ``path`` for a source that needs one, or ``split="hashed"`` for a source other than
-            liris-accede.
+        ValueError: no ``path`` for a source that needs one, ``split="hashed"`` for a source other than
+            liris-accede, or ``rescrapes`` for a source other than synthetic.
     """
     if split != "official" and source != "liris-accede":
         raise ValueError(f"split={split!r}: only the liris-accede source has a choice of split; the {source!r} "
                          "source uses its own (leave --split out)")
     if columns is not None and source != "tiktok":
         raise ValueError(f"columns={columns!r}: only the tiktok source reads CSV exports with a column mapping")
+    if rescrapes and source != "synthetic":
+        raise ValueError(f"rescrapes={rescrapes!r}: only the synthetic source generates re-scrapes; a real dataset's "
+                         "re-scrapes are ingested one by one (`vidpipe refresh` after each new scrape)")
     store = store_for(root, dataset, create=True)
     if path is None:
         if source != "synthetic":
@@ -146,6 +155,8 @@ def ingest(
                 "max_duration": max_duration} if source == "synthetic" else {})
     if source == "synthetic" and sync_weight is not None:
         options["sync_weight"] = sync_weight
+    if rescrapes:
+        options["rescrapes"] = rescrapes
     if source == "liris-accede":
         options["threshold"] = threshold
         options["split"] = split

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -56,6 +56,9 @@ from pipelines.extract import (EMBED_STAGES, STAGES, ExtractConfig, extract_feat
 from pipelines.graph import pretrain_graph
 from pipelines.ingest import ingest, manifest_diff
 from pipelines.train import VISION_PROFILES
+
+if TYPE_CHECKING:
+    from features.sources import Manifest
 
 __all__ = ["refresh", "describe_refresh"]
 
@@ -110,92 +113,128 @@ def _pack_selections(store: Store) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------- planning
-@task(cache_policy=NONE, persist_result=False, name="plan-refresh")
-def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[list[str]],
-          config: Optional[dict]) -> dict:
+def _train_ids(manifest: pd.DataFrame) -> set[str]:
+    if "split" not in manifest.columns or not len(manifest):
+        return set()
+    return set(manifest.loc[manifest["split"] == "train", "video_id"])
+
+
+def _read_source(store: Store, dataset: str) -> tuple[dict, Manifest]:
+    """The source the store records (kind, path, options) and that source re-read in memory with its adapter."""
     from features.sources import load_source
 
-    store = store_for(root, dataset)
-    if dry_run:  # every writer raises: a dry run cannot change the store (the digest memo stays in memory)
-        store = store.as_read_only()
     source = store.source_info()
     if not source.get("kind"):
         raise ValueError(f"dataset={dataset!r}: the store does not record how it was ingested: run "
                          f"`vidpipe ingest {dataset} --source KIND PATH` once, then refresh")
-    old = store.manifest()
-    new = load_source(source["kind"], source.get("path"), **(source.get("options") or {}))
-    diff = manifest_diff(old, new.videos)
-    added, removed, rows_changed = diff["added"], diff["removed"], diff["changed"]
-    entries = {s: store.entries(s) for s in (*STAGES, *EMBED_STAGES)}
+    return source, load_source(source["kind"], source.get("path"), **(source.get("options") or {}))
+
+
+def _wanted_stages(entries: dict[str, dict], stages: Optional[list[str]],
+                   config: Optional[dict]) -> tuple[ExtractConfig, list[str], list[str]]:
+    """``(cfg, wanted, kept)``: the extraction parameters (given, else those the store was extracted with), the stages
+    to keep fresh (given, else those the store has, else all) and the ``embed_*`` stages left as they are because
+    their encoder path no longer exists."""
     cfg = ExtractConfig(**config) if config is not None else recorded_config(entries)
     present = [s for s in (*STAGES, *EMBED_STAGES) if entries[s]]
     keep = stages if stages is not None else (present or STAGES)
     cfg, kept = usable_encoders(cfg, [s for s in EMBED_STAGES if s in keep], "refresh")
     wanted = [s for s in (*STAGES, *EMBED_STAGES) if s in keep and s not in kept]
+    return cfg, wanted, kept
 
-    # per-video stages: the extraction planner itself, against the new manifest (no decoding, no store writes)
-    items, _, _ = plan_extraction(store, new.videos, cfg, wanted)
+
+def _plan_per_video(store: Store, videos: pd.DataFrame, cfg: ExtractConfig,
+                    wanted: list[str]) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """``(todo, extract)``: the extraction planner's items by video id, against the new manifest (no decoding, no
+    store writes), and per stage (``text`` aside) the videos that stage will run for."""
+    items, _, _ = plan_extraction(store, videos, cfg, wanted)
     todo = {item["row"]["video_id"]: item for item in items}
-    probes = {v: r.fingerprint for v, r in entries["probe"].items()}
-    content_changed = {v for v, it in todo.items() if v in probes and probes[v] != it["fps"]["probe"]}
-    changed = sorted((set(rows_changed) | content_changed) - set(added))
-    pending = set(todo) - set(added) - set(changed)
     extract = {s: sorted(v for v, it in todo.items() if s in it["todo"]) for s in wanted
                if s not in ("text", "embed_text")}
     if "embed_text" in wanted:
         # keyed on the transcript (as it will be after this refresh) and the text encoder's current weights
         transcripts = {v: r.fingerprint for v, r in store.entries("transcripts").items()}
         transcripts.update({v: it["fps"]["transcripts"] for v, it in todo.items() if "transcripts" in it["todo"]})
-        pending_text, _ = plan_embed_text(store, list(new.videos["video_id"]), cfg, transcripts=transcripts)
+        pending_text, _ = plan_embed_text(store, list(videos["video_id"]), cfg, transcripts=transcripts)
         extract["embed_text"] = sorted(v for v, _ in pending_text)
+    return todo, extract
 
-    # text: bags follow transcripts; the vocabulary follows the training split's transcripts
-    vocabulary = False
-    if "text" in wanted:
-        def train_ids(m: pd.DataFrame) -> set[str]:
-            return set(m.loc[m["split"] == "train", "video_id"]) if "split" in m.columns and len(m) else set()
-        new_train, old_train = train_ids(new.videos), train_ids(old)
-        vocabulary = bool(new_train ^ old_train) or any("transcripts" in todo[v]["todo"] for v in new_train & set(todo))
-        text_ids = set(new.videos["video_id"]) if vocabulary else {v for v, it in todo.items()
-                                                                   if "transcripts" in it["todo"]}
-        extract["text"] = sorted(text_ids)
 
-    pending = sorted((pending | set(extract.get("embed_text", []))) - set(added) - set(changed))
+def _plan_text(old: pd.DataFrame, new: pd.DataFrame, todo: dict[str, dict]) -> tuple[bool, list[str]]:
+    """``(vocabulary, ids)``: whether the vocabulary is rebuilt (the training split's videos or their transcripts
+    change) and the videos whose bag of words is recomputed (every video then, else those with a new transcript)."""
+    new_train, old_train = _train_ids(new), _train_ids(old)
+    vocabulary = bool(new_train ^ old_train) or any("transcripts" in todo[v]["todo"] for v in new_train & set(todo))
+    if vocabulary:
+        return True, sorted(set(new["video_id"]))
+    return False, sorted(v for v, it in todo.items() if "transcripts" in it["todo"])
 
-    # graph
-    graph_fp = store.artifact_fingerprint(GRAPH_ARTIFACT)
-    edges_before, edges_after = _edge_set(store.edges()), _edge_set(new.edges)
-    graph: dict[str, Any] = {"action": "none", "reason": "no graph embeddings yet (run `vidpipe pretrain-graph`)",
-                             "params": None}
-    if graph_fp is not None:
-        _, meta = store.read_artifact(GRAPH_ARTIFACT)
-        feature_stage = _GRAPH_FEATURE_STAGE.get(meta.get("features", "none"))
-        reasons = []
-        if added or removed:
-            reasons.append(f"videos +{len(added)} / -{len(removed)}")
-        if edges_before != edges_after:
-            reasons.append(f"edges +{len(edges_after - edges_before)} / -{len(edges_before - edges_after)}")
-        if feature_stage and extract.get(feature_stage):
-            reasons.append(f"node features ({feature_stage}) of {len(extract[feature_stage])} videos")
-        accepted = set(inspect.signature(pretrain_graph.fn).parameters)
-        params = {k: v for k, v in (meta.get("config") or {}).items() if k in accepted}
-        params["features"] = meta.get("features", "none")
-        graph = {"action": "retrain" if reasons else "unchanged", "reason": "; ".join(reasons) or "same inputs",
-                 "params": params}
 
-    # packs of recorded runs (prediction; exact after the run)
-    touched = set(added) | set(removed) | set(changed) | set(pending)
+def _plan_graph(store: Store, added: list[str], removed: list[str], edges_before: set[tuple[str, str]],
+                edges_after: set[tuple[str, str]], extract: dict[str, list[str]]) -> dict[str, Any]:
+    """``{"action", "reason", "params"}``: whether the stored graph embeddings retrain (videos, edges or the stage
+    their node features read changed) and the ``pretrain_graph`` parameters of the stored artifact."""
+    if store.artifact_fingerprint(GRAPH_ARTIFACT) is None:
+        return {"action": "none", "reason": "no graph embeddings yet (run `vidpipe pretrain-graph`)", "params": None}
+    _, meta = store.read_artifact(GRAPH_ARTIFACT)
+    feature_stage = _GRAPH_FEATURE_STAGE.get(meta.get("features", "none"))
+    reasons = []
+    if added or removed:
+        reasons.append(f"videos +{len(added)} / -{len(removed)}")
+    if edges_before != edges_after:
+        reasons.append(f"edges +{len(edges_after - edges_before)} / -{len(edges_before - edges_after)}")
+    if feature_stage and extract.get(feature_stage):
+        reasons.append(f"node features ({feature_stage}) of {len(extract[feature_stage])} videos")
+    accepted = set(inspect.signature(pretrain_graph.fn).parameters)
+    params = {k: v for k, v in (meta.get("config") or {}).items() if k in accepted}
+    params["features"] = meta.get("features", "none")
+    return {"action": "retrain" if reasons else "unchanged", "reason": "; ".join(reasons) or "same inputs",
+            "params": params}
+
+
+def _plan_packs(store: Store, old: pd.DataFrame, new: pd.DataFrame, touched: set[str], graph_retrains: bool,
+                vocabulary: bool) -> list[dict]:
+    """The packs of recorded runs, each with a predicted ``state``: "already stale", "will be stale" (a labelled video
+    of its task is touched, its graph input retrains or its text input gets a new vocabulary) or "fresh"."""
     packs = []
     for p in _pack_selections(store):
         if p["selection"] is None:
             state = "already stale"
         else:
-            labelled = _labelled(old, p["task"]) | _labelled(new.videos, p["task"])
-            hit = (bool(touched & labelled) or ("graph" in p["inputs"] and graph["action"] == "retrain")
+            labelled = _labelled(old, p["task"]) | _labelled(new, p["task"])
+            hit = (bool(touched & labelled) or ("graph" in p["inputs"] and graph_retrains)
                    or ("text" in p["inputs"] and vocabulary))
             state = "will be stale" if hit else "fresh"
         packs.append({**p, "state": state})
+    return packs
 
+
+@task(cache_policy=NONE, persist_result=False, name="plan-refresh")
+def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[list[str]],
+          config: Optional[dict]) -> dict:
+    store = store_for(root, dataset)
+    if dry_run:  # every writer raises: a dry run cannot change the store (the digest memo stays in memory)
+        store = store.as_read_only()
+    source, new = _read_source(store, dataset)
+    old = store.manifest()
+    diff = manifest_diff(old, new.videos)
+    added, removed, rows_changed = diff["added"], diff["removed"], diff["changed"]
+    entries = {s: store.entries(s) for s in (*STAGES, *EMBED_STAGES)}
+    cfg, wanted, kept = _wanted_stages(entries, stages, config)
+
+    todo, extract = _plan_per_video(store, new.videos, cfg, wanted)
+    probes = {v: r.fingerprint for v, r in entries["probe"].items()}
+    content_changed = {v for v, it in todo.items() if v in probes and probes[v] != it["fps"]["probe"]}
+    changed = sorted((set(rows_changed) | content_changed) - set(added))
+    vocabulary = False
+    if "text" in wanted:  # bags follow transcripts; the vocabulary follows the training split's transcripts
+        vocabulary, extract["text"] = _plan_text(old, new.videos, todo)
+    pending = sorted((set(todo) | set(extract.get("embed_text", []))) - set(added) - set(changed))
+
+    edges_before, edges_after = _edge_set(store.edges()), _edge_set(new.edges)
+    graph = _plan_graph(store, added, removed, edges_before, edges_after, extract)
+    touched = set(added) | set(removed) | set(changed) | set(pending)  # packs: predicted here, exact after the run
+    packs = _plan_packs(store, old, new.videos, touched, graph["action"] == "retrain", vocabulary)
     nothing = not (added or removed or changed or pending or any(extract.values())
                    or graph["action"] == "retrain")
     return {

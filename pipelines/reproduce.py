@@ -103,17 +103,8 @@ def _first_error(err: Exception) -> str:
     return " ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
 
 
-def load_preset(name: str) -> Preset:
-    """Read and validate a preset by name (see :func:`list_presets`) or path to a ``.toml`` file.
-
-    Raises:
-        ValueError: unknown name, unreadable TOML, or a field that is missing, unknown or of the wrong kind (the
-            message names the file and the field); models must be registered and extraction settings valid.
-    """
-    from models.base import TASKS
-    from models.registry import list_models
-    from pipelines.extract import ExtractConfig
-
+def _read_toml(name: str) -> tuple[Path, dict[str, Any]]:
+    """The preset file of ``name`` (a shipped name or a ``.toml`` path) and its parsed content."""
     path = Path(name) if name.endswith(".toml") else PRESET_DIR / f"{name}.toml"
     if not path.is_file():
         raise ValueError(f"preset={name!r}: no such preset; expected one of {list_presets()} or a path to a .toml file")
@@ -121,27 +112,35 @@ def load_preset(name: str) -> Preset:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"preset {str(path)!r} is not valid TOML: {err}") from None
-    where = str(path)
     unknown = sorted(set(data) - {"preset", "extract", "graph", "train", "rows", "quick", "departures"})
     if unknown:
-        raise ValueError(f"{where}: unknown section(s) {unknown}")
-    head = _require(data, "preset", dict, where)
-    task = _require(head, "task", str, f"{where} [preset]")
-    if task not in TASKS:
-        raise ValueError(f"{where} [preset]: task={task!r}; expected one of {sorted(TASKS)}")
-    extract = dict(data.get("extract", {}))
+        raise ValueError(f"{path}: unknown section(s) {unknown}")
+    return path, data
+
+
+def _extract_settings(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``table`` as :class:`pipelines.extract.ExtractConfig` fields, checked by building the config."""
+    from pipelines.extract import ExtractConfig
+
     try:
-        ExtractConfig(**extract)
+        ExtractConfig(**table)
     except Exception as err:  # pydantic.ValidationError: name the file, then the field and what it expects
-        raise ValueError(f"{where} [extract]: {_first_error(err)}") from None
-    train = dict(data.get("train", {}))
-    bad = sorted(set(train) - _TRAIN_KEYS)
+        raise ValueError(f"{where}: {_first_error(err)}") from None
+    return dict(table)
+
+
+def _keys_in(table: Mapping[str, Any], allowed: set[str], where: str) -> dict[str, Any]:
+    """``table`` as a dict, refused when it has a key outside ``allowed``."""
+    bad = sorted(set(table) - allowed)
     if bad:
-        raise ValueError(f"{where} [train]: unknown key(s) {bad}; expected some of {sorted(_TRAIN_KEYS)}")
-    quick = dict(data.get("quick", {}))
-    bad = sorted(set(quick) - _QUICK_KEYS)
-    if bad:
-        raise ValueError(f"{where} [quick]: unknown key(s) {bad}; expected some of {sorted(_QUICK_KEYS)}")
+        raise ValueError(f"{where}: unknown key(s) {bad}; expected some of {sorted(allowed)}")
+    return dict(table)
+
+
+def _read_rows(data: Mapping[str, Any], extract: Mapping[str, Any], where: str) -> tuple[PresetRow, ...]:
+    """The ``[[rows]]`` of a preset: registered models, known keys, valid per-row extraction settings."""
+    from models.registry import list_models
+
     registered = set(list_models())
     rows = []
     for i, r in enumerate(_require(data, "rows", list, where)):
@@ -153,16 +152,35 @@ def load_preset(name: str) -> Preset:
         if unknown:
             raise ValueError(f"{at}: unknown key(s) {unknown}")
         if r.get("features"):
-            try:
-                ExtractConfig(**{**extract, **r["features"]})
-            except Exception as err:
-                raise ValueError(f"{at} features: {_first_error(err)}") from None
+            _extract_settings({**extract, **r["features"]}, f"{at} features")
         rows.append(PresetRow(label=_require(r, "label", str, at), model=model, overrides=r.get("overrides", {}),
                               features=r.get("features", {}), paper=r.get("paper", {}),
                               paper_params=r.get("paper_params"), params_note=r.get("params_note", ""),
                               params_reading=r.get("params_reading"), params_geometry=r.get("params_geometry", {})))
     if not rows:
         raise ValueError(f"{where}: expected at least one [[rows]] entry")
+    return tuple(rows)
+
+
+def load_preset(name: str) -> Preset:
+    """Read and validate a preset by name (see :func:`list_presets`) or path to a ``.toml`` file.
+
+    Raises:
+        ValueError: unknown name, unreadable TOML, or a field that is missing, unknown or of the wrong kind (the
+            message names the file and the field); models must be registered and extraction settings valid.
+    """
+    from models.base import TASKS
+
+    path, data = _read_toml(name)
+    where = str(path)
+    head = _require(data, "preset", dict, where)
+    task = _require(head, "task", str, f"{where} [preset]")
+    if task not in TASKS:
+        raise ValueError(f"{where} [preset]: task={task!r}; expected one of {sorted(TASKS)}")
+    extract = _extract_settings(data.get("extract", {}), f"{where} [extract]")
+    train = _keys_in(data.get("train", {}), _TRAIN_KEYS, f"{where} [train]")
+    quick = _keys_in(data.get("quick", {}), _QUICK_KEYS, f"{where} [quick]")
+    rows = _read_rows(data, extract, where)
     metrics = tuple(_require(head, "metrics", list, f"{where} [preset]"))
     for row in rows:
         extra = sorted(set(row.paper) - set(metrics))
@@ -172,7 +190,7 @@ def load_preset(name: str) -> Preset:
                   paper=_require(head, "paper", str, f"{where} [preset]"), task=task,
                   dataset=_require(head, "dataset", str, f"{where} [preset]"), metrics=metrics,
                   metric_definitions=head.get("metric_definitions", {}), extract=extract, train=train,
-                  rows=tuple(rows), quick=quick, departures=tuple(data.get("departures", [])),
+                  rows=rows, quick=quick, departures=tuple(data.get("departures", [])),
                   graph=dict(data.get("graph", {})), extreme_classes=bool(head.get("extreme_classes", False)))
 
 
@@ -211,6 +229,18 @@ def _model_inputs(model: str, task: str, overrides: Mapping[str, Any]) -> tuple[
 
     with torch.device("meta"):
         return tuple(create_model(model, task=task, **dict(overrides)).inputs)
+
+
+def _lacks_scrape_history(store: Any, preset: Preset, quick: bool) -> bool:
+    """Whether a row reads MTAF's early trend while no post of the dataset was scraped twice: every series would be
+    masked, and the trend rows would learn nothing from it."""
+    from features.trend import TREND_KEY
+
+    if not any(TREND_KEY in _model_inputs(r.model, preset.task, row_overrides(preset, r, quick=quick))
+               for r in preset.rows):
+        return False
+    history = store.scrape_history()
+    return history.empty or int(history.groupby("video_id")["scrape_time"].nunique().max()) < 2
 
 
 def count_parameters(model: str, task: str, overrides: Mapping[str, Any]) -> int:
@@ -325,6 +355,10 @@ def reproduce(
     store = store_for(root, dataset)
     if store.manifest().empty:
         raise ValueError(f"dataset={dataset!r}: the manifest is empty: run `vidpipe ingest {dataset} ...` first")
+    if _lacks_scrape_history(store, p, quick):
+        logger.warning("reproduce %s: rows read the early trend, but no post of %s was scraped more than once, so "
+                       "every series is masked; re-scrape the posts and `vidpipe refresh` (docs/REPRODUCING.md, "
+                       "MTAF's early trend)", p.name, dataset)
     extract = {**p.extract, **(p.quick.get("extract", {}) if quick else {})}
     extract_features(dataset=dataset, root=root, config=ExtractConfig(**extract))
     epochs = int(p.quick.get("epochs", 1)) if quick else max(1, round(int(p.train.get("epochs", 30)) * epochs_scale))

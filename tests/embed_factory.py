@@ -17,8 +17,10 @@ WORDS = ["hello", "world", "happy", "sad", "video", "music", "dance", "talk", "g
 
 
 def tiny_clip_vision(path: Path, *, seed: int = 0, image_size: int = 32, crop: int | None = None,
-                     short: int | None = None, full_clip: bool = True) -> Path:
-    """A CLIP checkpoint (full ``CLIPModel`` by default, as openai/clip-* ship) with a 32² input."""
+                     short: int | None = None, full_clip: bool = True, max_shard_size: str | None = None) -> Path:
+    """A CLIP checkpoint (full ``CLIPModel`` by default, as openai/clip-* ship) with a 32² input; with
+    ``max_shard_size`` (e.g. "40KB") saved sharded, as large checkpoints are: ``model.safetensors.index.json`` +
+    ``model-0000i-of-0000n.safetensors``."""
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
 
@@ -30,9 +32,10 @@ def tiny_clip_vision(path: Path, *, seed: int = 0, image_size: int = 32, crop: i
                                                                 num_hidden_layers=1, num_attention_heads=4,
                                                                 vocab_size=100, max_position_embeddings=16),
                          projection_dim=16)
-        CLIPModel(cfg).save_pretrained(path)
+        model = CLIPModel(cfg)
     else:
-        CLIPVisionModel(CLIPVisionConfig(**vision)).save_pretrained(path)
+        model = CLIPVisionModel(CLIPVisionConfig(**vision))
+    model.save_pretrained(path, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     crop = crop or image_size
     pp = {"crop_size": {"height": crop, "width": crop}, "do_center_crop": True, "do_normalize": True,
           "do_rescale": True, "do_resize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
@@ -81,29 +84,89 @@ def tiny_bert(path: Path, *, seed: int = 0, hidden: int = 16) -> Path:
     return path
 
 
-def tiny_sentence_transformers(path: Path, *, seed: int = 0, normalize: bool = True) -> Path:
-    """A sentence-transformers directory as v2/v3 write it: the model at the root, ``1_Pooling``, ``2_Normalize``."""
-    tiny_bert(path, seed=seed)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+
+
+def tiny_sentence_transformers(path: Path, *, seed: int = 0, normalize: bool = True, pooling: str = "mean",
+                               transformer_dir: str = "", max_seq_length: int = 64,
+                               do_lower_case: bool = False) -> Path:
+    """A sentence-transformers directory in its documented layout: ``modules.json``; the Transformer's files (at
+    the root as v2+ save it, or in ``transformer_dir`` such as ``0_Transformer`` as older releases did) with
+    ``sentence_bert_config.json``; ``1_Pooling/config.json`` with every ``pooling_mode_*`` flag (v3 writes all
+    six and ``include_prompt``); ``2_Normalize`` (an empty folder); ``config_sentence_transformers.json`` and a
+    README as the hub repos have."""
+    model_dir = path / transformer_dir if transformer_dir else path
+    tiny_bert(model_dir, seed=seed)
+    modules = [{"idx": 0, "name": "0", "path": transformer_dir, "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
     if normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
         (path / "2_Normalize").mkdir()
     (path / "modules.json").write_text(json.dumps(modules, indent=2))
     (path / "1_Pooling").mkdir()
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": 16, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
-    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    flags = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens",
+             "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+             "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+    cfg = {"word_embedding_dimension": 16, **{flag: mode == pooling for mode, flag in flags.items()},
+           "include_prompt": True}
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(cfg, indent=2))
+    (model_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                    "do_lower_case": do_lower_case}))
+    (path / "config_sentence_transformers.json").write_text(json.dumps(
+        {"__version__": {"sentence_transformers": "3.0.1", "transformers": "4.41.2", "pytorch": "2.3.0"},
+         "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))
+    (path / "README.md").write_text("---\ntags:\n- sentence-transformers\n---\n# tiny\n")
     return path
 
 
-def tiny_glove(path: Path, *, dim: int = 6, seed: int = 0, header: bool = False) -> Path:
+def tiny_glove(path: Path, *, dim: int = 6, seed: int = 0, header: bool = False, gz: bool = False) -> Path:
     """A GloVe text file (``word v1 … vD``, 5-decimal floats as the Stanford releases), optionally with word2vec's
-    ``count dim`` header line."""
+    ``count dim`` header line, optionally gzip-compressed (as fastText ships ``cc.en.300.vec.gz``)."""
+    import gzip
+
     rng = np.random.default_rng(seed)
     lines = [f"{len(WORDS)} {dim}"] if header else []
     for w in WORDS:
         lines.append(" ".join([w, *(f"{v:.5f}" for v in rng.standard_normal(dim))]))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    path.write_bytes(gzip.compress(data) if gz else data)
     return path
+
+
+def hub_cache_snapshot(src: Path, cache: Path, repo: str = "org/tiny", revision: str = "a" * 40) -> Path:
+    """``src``'s files laid out as huggingface_hub's cache keeps a download: ``models--org--tiny/blobs/<id>`` with
+    id = the sha256 of a weight file (LFS) or the git blob sha1 of a small file, ``snapshots/<revision>/<name>``
+    relative symlinks to the blobs, ``refs/main`` holding the revision. Returns the snapshot folder (what
+    ``snapshot_download`` returns and users pass)."""
+    import hashlib
+    import os
+
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    snap = repo_dir / "snapshots" / revision
+    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    for f in sorted(x for x in src.rglob("*") if x.is_file()):
+        data = f.read_bytes()
+        lfs = f.suffix in (".safetensors", ".bin", ".h5", ".msgpack", ".onnx")
+        blob = hashlib.sha256(data).hexdigest() if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        (repo_dir / "blobs" / blob).write_bytes(data)
+        link = snap / f.relative_to(src)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(repo_dir / "blobs" / blob, link.parent))
+    return snap
+
+
+def local_dir_metadata(root: Path, name: str, *, etag: str | None = None, timestamp: float | None = None) -> Path:
+    """The record ``hf download --local-dir`` keeps of one downloaded file:
+    ``.cache/huggingface/download/<name>.metadata`` = commit hash, etag (the sha256 of an LFS file), download time
+    (seconds since the epoch), one per line."""
+    import hashlib
+
+    f = root / name
+    etag = etag or hashlib.sha256(f.read_bytes()).hexdigest()
+    timestamp = f.stat().st_mtime + 0.5 if timestamp is None else timestamp
+    meta = root / ".cache" / "huggingface" / "download" / f"{name}.metadata"
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(f"{'b' * 40}\n{etag}\n{timestamp}\n")
+    return meta

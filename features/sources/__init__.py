@@ -27,7 +27,8 @@ from features.sources.first_impressions import TRAITS, read_first_impressions
 from features.sources.liris import read_liris_accede
 from features.sources.tiktok import read_tiktok
 
-__all__ = ["Manifest", "SourceError", "SOURCE_KINDS", "LABEL_COLUMNS", "load_source", "read_folder", "read_synthetic"]
+__all__ = ["Manifest", "SourceError", "SOURCE_KINDS", "LABEL_COLUMNS", "load_source", "read_folder", "read_synthetic",
+           "read_synthetic_rescrapes"]
 
 #: every label column any adapter may fill
 LABEL_COLUMNS = ("valence", "arousal", "valence_value", "arousal_value", *TRAITS, "interview",
@@ -40,6 +41,9 @@ class Manifest:
 
     videos: pd.DataFrame  # one row per video, canonical columns (see module docstring)
     edges: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["video_id", "song_id"]))  # video→song
+    #: earlier scrapes of the same posts, oldest first, each as the TikTok adapter reads a scrape; ingest records their
+    #: counts in the scrape history before the manifest's own (the synthetic source's early re-scrapes)
+    rescrapes: tuple[pd.DataFrame, ...] = ()
 
 
 def _canonical(videos: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -103,9 +107,18 @@ def read_synthetic(path: str | Path) -> pd.DataFrame:
     return merged
 
 
+def read_synthetic_rescrapes(path: str | Path) -> tuple[pd.DataFrame, ...]:
+    """The early re-scrapes of a generated synthetic dataset (``tiktok_rescrapes/scrape_*.jsonl``, oldest first),
+    each read by the TikTok adapter as a real re-scrape's dump is; empty when it was generated without them."""
+    from features.sources.synthetic import RESCRAPE_DIR
+
+    return tuple(read_tiktok(f)[0] for f in sorted((Path(path) / RESCRAPE_DIR).glob("scrape_*.jsonl")))
+
+
 def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: bool = True,
                workers: int = 2, min_duration: float = 3.0, max_duration: float = 15.0,
-               sync_weight: float | None = None, **_: Any) -> pd.DataFrame:
+               sync_weight: float | None = None, rescrapes: int = 0,
+               **_: Any) -> tuple[pd.DataFrame, None, tuple[pd.DataFrame, ...]]:
     from features.sources.synthetic import generate_synthetic  # heavy: ffmpeg pipelines
 
     if path is None:
@@ -115,14 +128,18 @@ def _synthetic(path: Path | None, *, videos: int = 100, seed: int = 0, speech: b
               "max_duration": max_duration}
     if sync_weight is not None:  # recorded only when set, so stores generated with the default design stay valid
         wanted["sync_weight"] = sync_weight
+    if rescrapes:
+        wanted["rescrapes"] = rescrapes
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
         generate_synthetic(path, n_videos=videos, seed=seed, speech=speech, workers=workers,
-                           min_duration=min_duration, max_duration=max_duration, sync_weight=sync_weight)
+                           min_duration=min_duration, max_duration=max_duration, sync_weight=sync_weight,
+                           rescrapes=rescrapes)
         stamp.write_text(json.dumps(wanted))
-    return read_synthetic(path)
+    return read_synthetic(path), None, read_synthetic_rescrapes(path)
 
 
-_READERS: dict[str, Callable[..., pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]]] = {
+#: kind → reader returning the videos, or (videos, edges or None[, earlier scrapes])
+_READERS: dict[str, Callable[..., pd.DataFrame | tuple[Any, ...]]] = {
     "folder": lambda path, **_: read_folder(path),
     "first-impressions": lambda path, **_: read_first_impressions(path),
     "liris-accede": lambda path, threshold=None, split="official", **_: read_liris_accede(path, threshold=threshold,
@@ -144,6 +161,7 @@ def load_source(kind: str, path: str | Path | None, **options: Any) -> Manifest:
     if kind not in _READERS:
         raise ValueError(f"kind={kind!r}: expected one of {list(SOURCE_KINDS)}")
     result = _READERS[kind](Path(path) if path is not None else None, **options)
-    videos, edges = result if isinstance(result, tuple) else (result, None)
+    videos, edges, *rest = result if isinstance(result, tuple) else (result, None)
     videos = _canonical(videos, kind)
-    return Manifest(videos=videos, edges=edges if edges is not None else _edges_from(videos))
+    return Manifest(videos=videos, edges=edges if edges is not None else _edges_from(videos),
+                    rescrapes=tuple(rest[0]) if rest else ())

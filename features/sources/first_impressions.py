@@ -276,51 +276,8 @@ def read_first_impressions(path: str | Path) -> pd.DataFrame:
     if not root.is_dir():
         raise SourceError(f"path={str(root)!r}: expected a folder holding annotation_*.pkl files and the videos")
     media = find_media(root)
-    rows: dict[str, dict[str, Any]] = {}
-    found = False
-    for tag, split in SPLIT_FILES.items():
-        for ann_path in sorted(root.rglob(f"annotation_{tag}.pkl")):
-            found = True
-            ann = safe_load_pickle(ann_path)
-            if not isinstance(ann, dict):
-                raise SourceError(f"{ann_path}: expected a dict trait -> {{video: score}}, got {type(ann).__name__}")
-            ann = {_text(k, ann_path): v for k, v in ann.items()}
-            missing = [t for t in _ALL_TRAITS if t not in ann]
-            if missing:
-                raise SourceError(f"{ann_path}: missing trait(s) {missing}; expected all of {list(_ALL_TRAITS)}")
-            for trait in _ALL_TRAITS:
-                scores = ann[trait]
-                if not isinstance(scores, dict):
-                    raise SourceError(f"{ann_path}: trait {trait!r} must map video -> score, "
-                                      f"got {type(scores).__name__}")
-                for raw_name, score in scores.items():
-                    name = _text(raw_name, ann_path)
-                    if not _is_score(score):
-                        raise label_error(ann_path, name, trait, score, "a finite number in [0, 1]")
-                    row = rows.setdefault(name, {"split": split, "_file": ann_path})
-                    if row["split"] != split:
-                        raise SourceError(
-                            f"{ann_path}: video {name!r} is also listed in {row['_file']} (split {row['split']!r}); "
-                            "each video must belong to one split"
-                        )
-                    row[trait] = float(score)
-    if not found:
-        zips = sum(1 for z in root.rglob("*") if z.suffix.lower() == ".zip")
-        hint = (f"; it holds {zips} .zip archive(s): unpack them first with `vidpipe unpack {root} DEST` and ingest DEST"
-                if zips else "")
-        raise SourceError(f"path={str(root)!r}: no annotation_{{training,validation,test}}.pkl found (searched "
-                          f"recursively){hint}")
-    transcripts: dict[str, str] = {}
-    for tag in SPLIT_FILES:
-        for tr_path in sorted(root.rglob(f"transcription_{tag}.pkl")):
-            tr = safe_load_pickle(tr_path)
-            if not isinstance(tr, dict):
-                raise SourceError(f"{tr_path}: expected a dict video -> transcript, got {type(tr).__name__}")
-            for k, v in tr.items():
-                name = _text(k, tr_path)
-                if not isinstance(v, (str, bytes)):  # a transcript is text, never str() of an arbitrary object
-                    raise label_error(tr_path, name, "transcript", type(v).__name__, "a string")
-                transcripts[name] = _text(v, tr_path)
+    rows = _read_annotations(root)
+    transcripts = _read_transcripts(root)
     records = []
     for name, row in sorted(rows.items()):
         incomplete = [t for t in _ALL_TRAITS if t not in row]
@@ -334,3 +291,63 @@ def read_first_impressions(path: str | Path) -> pd.DataFrame:
             "transcript": transcripts.get(name),
         })
     return pd.DataFrame.from_records(records)
+
+
+def _read_annotations(root: Path) -> dict[str, dict[str, Any]]:
+    """video file name → ``{"split", "_file" (the pickle that listed it first), trait: score, ...}`` from every
+    ``annotation_*.pkl`` under ``root``."""
+    rows: dict[str, dict[str, Any]] = {}
+    found = False
+    for tag, split in SPLIT_FILES.items():
+        for ann_path in sorted(root.rglob(f"annotation_{tag}.pkl")):
+            found = True
+            _add_annotation(ann_path, split, rows)
+    if not found:
+        zips = sum(1 for z in root.rglob("*") if z.suffix.lower() == ".zip")
+        hint = (f"; it holds {zips} .zip archive(s): unpack them first with `vidpipe unpack {root} DEST` and ingest DEST"
+                if zips else "")
+        raise SourceError(f"path={str(root)!r}: no annotation_{{training,validation,test}}.pkl found (searched "
+                          f"recursively){hint}")
+    return rows
+
+
+def _add_annotation(ann_path: Path, split: str, rows: dict[str, dict[str, Any]]) -> None:
+    """Add the scores of one annotation pickle (of ``split``) to ``rows``, checking its structure and scores."""
+    ann = safe_load_pickle(ann_path)
+    if not isinstance(ann, dict):
+        raise SourceError(f"{ann_path}: expected a dict trait -> {{video: score}}, got {type(ann).__name__}")
+    ann = {_text(k, ann_path): v for k, v in ann.items()}
+    missing = [t for t in _ALL_TRAITS if t not in ann]
+    if missing:
+        raise SourceError(f"{ann_path}: missing trait(s) {missing}; expected all of {list(_ALL_TRAITS)}")
+    for trait in _ALL_TRAITS:
+        scores = ann[trait]
+        if not isinstance(scores, dict):
+            raise SourceError(f"{ann_path}: trait {trait!r} must map video -> score, got {type(scores).__name__}")
+        for raw_name, score in scores.items():
+            name = _text(raw_name, ann_path)
+            if not _is_score(score):
+                raise label_error(ann_path, name, trait, score, "a finite number in [0, 1]")
+            row = rows.setdefault(name, {"split": split, "_file": ann_path})
+            if row["split"] != split:
+                raise SourceError(
+                    f"{ann_path}: video {name!r} is also listed in {row['_file']} (split {row['split']!r}); "
+                    "each video must belong to one split"
+                )
+            row[trait] = float(score)
+
+
+def _read_transcripts(root: Path) -> dict[str, str]:
+    """video file name → transcript, from every ``transcription_*.pkl`` under ``root``."""
+    transcripts: dict[str, str] = {}
+    for tag in SPLIT_FILES:
+        for tr_path in sorted(root.rglob(f"transcription_{tag}.pkl")):
+            tr = safe_load_pickle(tr_path)
+            if not isinstance(tr, dict):
+                raise SourceError(f"{tr_path}: expected a dict video -> transcript, got {type(tr).__name__}")
+            for k, v in tr.items():
+                name = _text(k, tr_path)
+                if not isinstance(v, (str, bytes)):  # a transcript is text, never str() of an arbitrary object
+                    raise label_error(tr_path, name, "transcript", type(v).__name__, "a string")
+                transcripts[name] = _text(v, tr_path)
+    return transcripts

@@ -15,6 +15,8 @@ Layout of ``out_dir``::
     ACCEDEranking.txt, ACCEDEsets.txt            LIRIS-ACCEDE (tab-separated; set 1 = train, 2 = val, 0 = test)
     tiktok_scrape.json                           {"scrape_time": epoch s}
     ground_truth.parquet, ground_truth.json      one row per video (cues, planted labels, effects); the planting
+    tiktok_rescrapes/scrape_{01..K}.jsonl        only with ``rescrapes`` = K > 0: the same posts re-scraped in their
+                                                 first days, each record with its own ``scrapeTime`` (see below)
     tiktok_posts.jsonl                           TikTok post records -- written LAST: it marks a complete dataset
 
 The split (60/20/20 by a seeded shuffle) is the same in every format; ``ground_truth.split`` uses vidpipe's names
@@ -81,6 +83,25 @@ reproducible exactly from the ground truth):
 
   TikTok counts are chosen so that ``log((plays + shares + comments + 1) / t_days) = p`` up to rounding the total
   count to an integer: ``|Δp| <= 0.5 / (e^p t_days)`` (< 3e-3 here).
+* **Early popularity trend** (MTAF, paper 003, Table 4; only with ``rescrapes`` = K > 0): the scrape history a
+  crawler that revisits each post at fixed ages would record. Post i, ``A_i`` hours old at the final scrape, gains
+  its final counts along a saturating curve ``G_i(h) = 1 - e^{-h/τ_i}`` with a growth time constant ``τ_i``
+  log-uniform on 24-240 h (fast posts have nearly all their counts by day 5, slow ones under half). It is re-scraped
+  at hours ``h_ij = 120 · j / K ± 3`` (only those before ``A_i``, so posts 2-5 days old have fewer), showing
+  ``floor(s_ij · final count)`` of each of its four counts, ``s_ij = min(1, G_i(h_ij) / G_i(A_i) · e^{ε_ij})``,
+  ``ε_ij ~ N(0, 0.05)`` reading noise, made non-decreasing over j (cumulative counts never fall). The final counts,
+  and with them every label above, are untouched: the re-scrapes are drawn from a generator of their own. The
+  ground truth keeps ``growth_tau_hours``, ``rescrape_hours`` and ``rescrape_share`` (lists per post), and MTAF's
+  label before normalising, ``mtaf_label_log = log(1 + 0.2 digg + 0.3 comments + 0.5 shares)`` at the final scrape,
+  split into ``mtaf_early_part`` (the noise-free value at hour ``min(A_i, 120)``: what the series' last point reads)
+  and ``mtaf_late_growth_part`` (the growth after it). On 4,000 planned videos with K = 5 (seed 0) the early part
+  carries 99 % of the label's variance and alone explains 96 % of it (R²); the late growth carries 4 % (the parts
+  are negatively correlated), and only the series' shape (how fast it flattens, i.e. ``τ_i``) hints at it. The
+  planted popularity ``p`` (song + content) explains 60 % and the post's age 35 %: what a model without the trend
+  can reach is bounded by what it sees of ``p``. ``ground_truth.json["early_trend"]`` holds the rule and the shares
+  on the generated dataset. Ingest reads each re-scrape file with the TikTok adapter and records its counts in the
+  store's scrape history before the final scrape's, as successive re-scrapes of a real dataset are recorded
+  (:mod:`features.trend`).
 * Speech: when ``speech`` and espeak-ng (or espeak) is on PATH, the transcript is spoken into the audio at a peak of
   0.12 (its energy mostly below 1.5 kHz, where the cue noise is not), so the cue stays dominant in its band; the
   parts' peaks sum to at most 0.48 + 0.05 + 0.05 + 0.25 (beat) + 0.12 = 0.95, so the mix cannot clip.
@@ -115,8 +136,9 @@ The paper's recency finding is an attention pattern, not a formula; the 1:6 step
 weighting in which "the last 3 seconds weigh most" (72 % of the mass for a 10-second clip).
 
 Determinism: every random draw happens in the calling thread from ``numpy.random.default_rng(seed)`` before any
-encoding, so labels and cue arrays depend only on the arguments (not on ``workers`` or ``speech``); ffmpeg runs
-single-threaded with ``+bitexact`` and no metadata, so the same machine writes identical bytes.
+encoding (the re-scrapes' from ``default_rng([seed, 0x7E5D])``, after it), so labels and cue arrays depend only on
+the arguments (not on ``workers`` or ``speech``); ffmpeg runs single-threaded with ``+bitexact`` and no metadata, so
+the same machine writes identical bytes.
 
 Crash safety: label files from an earlier run are removed first; each video is encoded to a hidden ``.<name>.partial``
 file and renamed; the label files are written (temporary name + rename) only after every video exists, and
@@ -147,7 +169,7 @@ import scipy.signal
 from scipy.ndimage import uniform_filter1d
 from scipy.stats import rankdata
 
-__all__ = ["SyntheticDataset", "generate_synthetic"]
+__all__ = ["RESCRAPE_DIR", "SyntheticDataset", "generate_synthetic"]
 
 _TRAITS = ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness")
 _FI_SPLIT_TAGS = {"train": "training", "val": "validation", "test": "test"}
@@ -232,6 +254,10 @@ class _Design:
     comment_rate: tuple[float, float] = (0.002, 0.02)  # comments / (plays + shares + comments)
     like_rate: tuple[float, float] = (0.05, 0.15)  # likes (diggCount) / plays
     variance_range: tuple[float, float] = (0.05, 0.35)  # LIRIS-ACCEDE valence/arousal variances
+    rescrape_window_h: float = 120.0  # early re-scrapes are spread over a post's first hours (days 1-5: MTAF's trend)
+    rescrape_jitter_h: float = 3.0  # a re-scrape lands up to this many hours before or after its slot
+    growth_tau_h: tuple[float, float] = (24.0, 240.0)  # log-uniform range of a post's growth time constant τ (hours)
+    rescrape_noise_sd: float = 0.05  # SD of the log-normal reading noise on a re-scrape's share of the final counts
 
 
 _DESIGN = _Design()
@@ -550,6 +576,58 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
     return plans, songs
 
 
+#: second seed word of the re-scrape generator: its draws never shift the dataset's other draws
+_RESCRAPE_STREAM = 0x7E5D
+_COUNT_COLUMNS = ("play_count", "share_count", "comment_count", "digg_count")
+
+
+def _plan_rescrapes(gt: pd.DataFrame, rescrapes: int, seed: int,
+                    design: _Design) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The early re-scrapes of every post (module docstring, "Early popularity trend") and their ground-truth columns.
+
+    Drawn from a generator of their own (``seed`` plus a fixed stream word), so a dataset with re-scrapes has the same
+    videos, labels and final counts as one without. Post i (age ``A_i`` hours at the final scrape, growth constant
+    ``τ_i``) is re-scraped at hours ``h_ij`` (slot ``window · j / K`` ± jitter, sorted, only those before ``A_i``)
+    and shows the share ``s_ij = min(1, G_i(h_ij) / G_i(A_i) · e^{ε_ij})``, ``G_i(h) = 1 - e^{-h/τ_i}``, made
+    non-decreasing over j, of each of its final counts (floored to integers).
+
+    Shapes:
+        → one row per re-scrape made: ``video_id``, ``round`` (1..K), ``scrape_time`` (epoch s), the four counts;
+        a dict of ground-truth columns, one value per post (lists for the per-scrape ``rescrape_hours`` /
+        ``rescrape_share``)
+    """
+    rng = np.random.default_rng([seed, _RESCRAPE_STREAM])
+    n, k = len(gt), rescrapes
+    age_h = gt["t_days"].to_numpy(dtype=np.float64) * 24.0
+    lo, hi = np.log(design.growth_tau_h[0]), np.log(design.growth_tau_h[1])
+    tau = np.exp(rng.uniform(lo, hi, size=n))
+    slots = design.rescrape_window_h * np.arange(1, k + 1) / k
+    jitter = rng.uniform(-design.rescrape_jitter_h, design.rescrape_jitter_h, size=(n, k))
+    hours = np.sort(np.round(np.maximum(slots[None, :] + jitter, 1.0) * 3600.0) / 3600.0, axis=1)  # whole seconds
+    noise = rng.normal(0.0, design.rescrape_noise_sd, size=(n, k))
+
+    def growth(h: np.ndarray) -> np.ndarray:  # G_i(h) = 1 - exp(-h / τ_i), rows = posts
+        return -np.expm1(-h / tau.reshape(-1, *([1] * (h.ndim - 1))))
+
+    share = np.maximum.accumulate(np.minimum(1.0, growth(hours) / growth(age_h)[:, None] * np.exp(noise)), axis=1)
+    made = hours < age_h[:, None]
+    final = gt[list(_COUNT_COLUMNS)].to_numpy(dtype=np.float64)
+    post, rnd = np.nonzero(made)
+    rows = pd.DataFrame({"video_id": gt["video_id"].to_numpy()[post], "round": rnd + 1,
+                         "scrape_time": gt["create_time"].to_numpy()[post] + np.round(hours[post, rnd] * 3600.0)})
+    for c, col in enumerate(_COUNT_COLUMNS):
+        rows[col] = np.floor(share[post, rnd] * final[post, c]).astype(np.int64)
+    fav, comments, shares = gt["digg_count"], gt["comment_count"], gt["share_count"]
+    y = 0.2 * fav + 0.3 * comments + 0.5 * shares  # MTAF eq. 1 at the final scrape (favourites = likes here)
+    early = np.minimum(age_h, design.rescrape_window_h)
+    label = np.log1p(y.to_numpy(dtype=np.float64))
+    early_part = np.log1p(y.to_numpy(dtype=np.float64) * growth(early) / growth(age_h))
+    columns = {"growth_tau_hours": tau, "rescrape_hours": [hours[i][made[i]].tolist() for i in range(n)],
+               "rescrape_share": [share[i][made[i]].tolist() for i in range(n)], "mtaf_score": y.to_numpy(),
+               "mtaf_label_log": label, "mtaf_early_part": early_part, "mtaf_late_growth_part": label - early_part}
+    return rows, columns
+
+
 # ---------------------------------------------------------------------------------------------------------- rendering
 
 def _level(x: float, design: _Design) -> float:
@@ -754,6 +832,16 @@ def _label_files(out_dir: Path) -> dict[str, Path]:
     return files
 
 
+#: folder of the early re-scrapes (``scrape_01.jsonl`` …, oldest first)
+RESCRAPE_DIR = "tiktok_rescrapes"
+
+
+def _rescrape_files(out_dir: Path, rescrapes: int) -> dict[str, Path]:
+    """Role -> path of each early re-scrape file (written before ``tiktok_posts.jsonl``)."""
+    return {f"tiktok_rescrape_{j:02d}": out_dir / RESCRAPE_DIR / f"scrape_{j:02d}.jsonl"
+            for j in range(1, rescrapes + 1)}
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write under a hidden temporary name in the same folder, then rename (no fsync: guards against interruption,
     not power loss)."""
@@ -795,18 +883,39 @@ def _liris_files(gt: pd.DataFrame) -> dict[str, bytes]:
     return {"liris_ranking": ("\n".join(ranking) + "\n").encode(), "liris_sets": ("\n".join(sets) + "\n").encode()}
 
 
-def _tiktok_posts(gt: pd.DataFrame, songs: list[_Song]) -> bytes:
+def _tiktok_posts(gt: pd.DataFrame, songs: list[_Song], scrapes: pd.DataFrame | None = None) -> bytes:
+    """TikTok JSON Lines: every post at the final scrape (its time in ``tiktok_scrape.json``), or, with ``scrapes``
+    (rows of :func:`_plan_rescrapes`), the posts of one re-scrape with those counts and each record's own
+    ``scrapeTime``, as a crawler that revisits posts at fixed ages writes them."""
     titles = {s.song_id: s.title for s in songs}
+    by_id = gt.set_index("video_id", drop=False)
+    rows = gt if scrapes is None else scrapes
     lines = []
-    for r in gt.itertuples(index=False):
-        song = r.song_id if isinstance(r.song_id, str) else None  # pandas reads a missing id back as None or NaN
-        rec = {"id": r.video_id, "createTime": int(r.create_time),
+    for r in rows.itertuples(index=False):
+        v = by_id.loc[r.video_id]
+        song = v.song_id if isinstance(v.song_id, str) else None  # pandas reads a missing id back as None or NaN
+        rec = {"id": v.video_id, "createTime": int(v.create_time),
                "stats": {"playCount": int(r.play_count), "shareCount": int(r.share_count),
                          "commentCount": int(r.comment_count), "diggCount": int(r.digg_count)},
                "music": {"id": song or "", "title": titles[song] if song else "original sound"},
-               "desc": f"synthetic clip {r.video_id} #vidpipe #synthetic", "video": {"duration": round(r.duration)}}
+               "desc": f"synthetic clip {v.video_id} #vidpipe #synthetic", "video": {"duration": round(v.duration)}}
+        if scrapes is not None:
+            rec["scrapeTime"] = int(r.scrape_time)
         lines.append(json.dumps(rec))
     return ("\n".join(lines) + "\n").encode()
+
+
+def _with_rescrapes(gt: pd.DataFrame, songs: list[_Song], out_dir: Path, rescrapes: int, seed: int,
+                    design: _Design) -> tuple[pd.DataFrame, dict[str, Path], dict[str, bytes]]:
+    """The ground truth with the re-scrape columns (:func:`_plan_rescrapes`), and the re-scrape files' paths and
+    contents by role; ``gt`` itself and no files when ``rescrapes`` is 0."""
+    if not rescrapes:
+        return gt, {}, {}
+    rows, columns = _plan_rescrapes(gt, rescrapes, seed, design)
+    files = _rescrape_files(out_dir, rescrapes)
+    contents = {role: _tiktok_posts(gt, songs, rows[rows["round"] == j])
+                for j, role in enumerate(files, start=1)}
+    return gt.assign(**columns), files, contents
 
 
 def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, Any], design: _Design) -> bytes:
@@ -864,6 +973,7 @@ def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, A
             "flash": "a flash_rgb bar at flash_box (relative to the centre, in short sides) in a flash second",
         },
         "components": _components(gt),
+        **({"early_trend": _early_trend_doc(gt, params["rescrapes"])} if "rescrapes" in params else {}),
         "recency_weights": {
             "rule": "w_t ∝ 0 if t < S - recency_window_s; recency_late_weight if t >= S - recency_last_s; "
                     "else recency_early_weight; normalised to sum 1",
@@ -912,6 +1022,30 @@ def _components(gt: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _early_trend_doc(gt: pd.DataFrame, rescrapes: int) -> dict[str, Any]:
+    """The re-scrape plant in ``ground_truth.json``: the rule, and the two parts of MTAF's label (log(1 + eq. 1) at
+    the final scrape) with their shares of its variance on this dataset and what can see them."""
+    var = float(gt["mtaf_label_log"].var()) if len(gt) > 1 else 0.0
+    seen = {"mtaf_early_part": ("the early trend (its value at the window's end, or at the final scrape when that "
+                                "comes first)", "nothing else directly; content and graph see the planted popularity "
+                                "p it grows from"),
+            "mtaf_late_growth_part": ("the trend's shape hints at it (τ_i sets how fast the series flattens); the "
+                                      "post's age A_i, which no input carries", "the early trend's level")}
+    parts = {}
+    for column, (can, cannot) in seen.items():
+        share = float(gt[column].var()) / var if var > 0 else float("nan")
+        parts[column] = {"variance_share": share if math.isfinite(share) else None, "seen_by": can,
+                         "not_seen_by": cannot}
+    return {"rescrapes": rescrapes, "files": f"{RESCRAPE_DIR}/scrape_01.jsonl .. scrape_{rescrapes:02d}.jsonl",
+            "rule": "post i re-scraped at hours h_ij = rescrape_window_h * j / K +- rescrape_jitter_h (only those "
+                    "before its age A_i at the final scrape) showing floor(s_ij * final count) of each count, "
+                    "s_ij = cummax_j min(1, G_i(h_ij) / G_i(A_i) * exp(eps_ij)), G_i(h) = 1 - exp(-h / tau_i), "
+                    "tau_i log-uniform on growth_tau_h, eps_ij ~ N(0, rescrape_noise_sd)",
+            "label": "mtaf_label_log = log(1 + 0.2 digg_count + 0.3 comment_count + 0.5 share_count) at the final "
+                     "scrape = mtaf_early_part + mtaf_late_growth_part",
+            "components": parts}
+
+
 def _min_max(p: np.ndarray) -> np.ndarray:
     """(p - min p) / (max p - min p) over the whole generated dataset; a constant vector maps to 0.5."""
     lo, hi = float(p.min()), float(p.max())
@@ -936,7 +1070,8 @@ def _check_float(name: str, value: Any, minimum: float, *, strict: bool = False)
 
 def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: int = 0, workers: int = 2,
                        speech: bool = True, min_duration: float = 3.0, max_duration: float = 15.0,
-                       size_scale: float = 1.0, sync_weight: float | None = None) -> SyntheticDataset:
+                       size_scale: float = 1.0, sync_weight: float | None = None,
+                       rescrapes: int = 0) -> SyntheticDataset:
     """Write a planted-truth synthetic dataset (videos + First Impressions, LIRIS-ACCEDE and TikTok labels).
 
     See the module docstring for the layout, the planted signals and their formulas. Existing label files in
@@ -954,6 +1089,8 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
         sync_weight: share of the arousal score carried by the synchrony plant, in [0, 1] (default: the design's
             0.35); 0 draws no beat and no flash (``sync_cue`` recorded as 0) and leaves arousal to the recency plant
             alone, for experiments that isolate recency (tests/pipelines/test_recency_flow.py).
+        rescrapes: early re-scrapes per post K (>= 0), written to ``tiktok_rescrapes/scrape_01.jsonl`` … (module
+            docstring, "Early popularity trend"): the scrape history of MTAF's early trend. 0 writes none.
 
     Returns:
         :class:`SyntheticDataset` with the video paths, the ground truth and the label files.
@@ -968,6 +1105,7 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
     min_duration = _check_float("min_duration", min_duration, 1.0)
     max_duration = _check_float("max_duration", max_duration, min_duration)
     size_scale = _check_float("size_scale", size_scale, 0.0, strict=True)
+    rescrapes = _check_int("rescrapes", rescrapes, 0)
     if not isinstance(speech, bool):
         raise ValueError(f"speech={speech!r}: expected True or False")
     design = _DESIGN
@@ -989,8 +1127,8 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
     videos_dir = out / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
     files = _label_files(out)
-    for path in files.values():  # labels of an earlier run must never describe this run's videos
-        path.unlink(missing_ok=True)
+    for path in [*files.values(), *(out / RESCRAPE_DIR).glob("scrape_*.jsonl")]:  # labels of an earlier run must
+        path.unlink(missing_ok=True)  # never describe this run's videos
     names = {p.name for p in plans}
     for stale in videos_dir.iterdir():
         if (re.fullmatch(r"syn_\d+\.(mp4|mkv|avi|webm)", stale.name) and stale.name not in names) or \
@@ -1010,6 +1148,9 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
     gt["popularity_norm"] = _min_max(gt["popularity"].to_numpy())
     params = {"n_videos": n_videos, "seed": seed, "speech": speech, "min_duration": min_duration,
               "max_duration": max_duration, "size_scale": size_scale}
+    gt, rescrape_files, rescrape_contents = _with_rescrapes(gt, songs, out, rescrapes, seed, design)
+    if rescrapes:
+        params["rescrapes"] = rescrapes
     # ground_truth.parquet is source data beside the label files (like them, read by tests and adapters), not a store
     # table, so it is written here rather than through features.store.
     parquet = io.BytesIO()
@@ -1018,8 +1159,11 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
                 "tiktok_scrape": json.dumps({"scrape_time": design.scrape_time}).encode(),
                 "ground_truth_parquet": parquet.getvalue(),
                 "ground_truth_json": _ground_truth_json(gt, songs, params, design),
-                "tiktok_posts": _tiktok_posts(gt, songs)}
+                "tiktok_posts": _tiktok_posts(gt, songs), **rescrape_contents}
+    files = {**{r: p for r, p in files.items() if r != "tiktok_posts"}, **rescrape_files,
+             "tiktok_posts": files["tiktok_posts"]}
     for role, path in files.items():  # dict order = writing order; tiktok_posts.jsonl last
+        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, contents[role])
     return SyntheticDataset(out_dir=out, video_paths=video_paths, ground_truth=gt, files=files)
 

@@ -155,15 +155,7 @@ def read_tiktok(path: str | Path, *, scrape_time: float | None = None,
         ValueError: ``columns`` is malformed, or given for a source that holds no CSV file.
     """
     p = Path(path)
-    if p.is_dir():
-        files, root = _post_files(p), p
-        if not files:
-            raise SourceError(f"path={str(p)!r}: no post files in the folder; expected "
-                              f"{', '.join('*' + s for s in POST_FILE_SUFFIXES)} holding one of: {'; '.join(SHAPES)}")
-    elif p.is_file():
-        files, root = [p], p.parent
-    else:
-        raise SourceError(f"path={str(p)!r}: no such post file or folder")
+    files, root = _source_files(p)
     mapping = parse_columns(columns)
     if mapping and not any(f.suffix.lower() == ".csv" for f in files):
         raise ValueError(f"columns={columns!r}: maps CSV columns, but path={str(p)!r} holds no .csv file")
@@ -175,57 +167,92 @@ def read_tiktok(path: str | Path, *, scrape_time: float | None = None,
     for file in files:
         for raw in iter_posts(file, mapping):
             post = normalise_post(raw)
-            if post.id in seen:
-                first_file, first_place = seen[post.id]
-                where = first_place if first_file == post.file else f"{first_file}, {first_place}"
-                raise SourceError(f"{post.file}: {_place(post)}: duplicate id {post.id!r} (first in {where})")
-            seen[post.id] = (post.file, _place(post))
-            scrape = post.scrape_time if post.scrape_time is not None else default_scrape
-            if scrape is None:
-                raise SourceError(f"{post.file}: no scrape time: add tiktok_scrape.json ({{\"scrape_time\": <epoch "
-                                  f"s>}}) beside the posts, or pass scrape_time (--scrape-time)")
-            age = (scrape - post.create_time) / 86400.0
-            if age < 0:
-                raise label_error(post.file, post.row, post.create_time_field, post.create_time,
-                                  f"a time before the scrape ({scrape})")
+            _check_first(post, seen)
             media = by_stem.get(post.media_stem) if post.media_stem is not None else None
-            media = media or by_id.get(post.id)
-            tags = _hashtags(post)
-            rows.append({
-                "video_id": post.id,
-                "source_path": str(media) if media is not None else None,
-                "split": hashed_split(post.id),
-                "popularity_raw": popularity_score(post.plays, post.shares, post.comments, age),
-                "song_id": post.song_id,
-                "song_title": post.song_title,
-                "song_artist": post.song_artist,
-                "desc": post.caption,
-                "create_time": post.create_time,
-                "scrape_time": scrape,
-                "age_days": age,
-                "play_count": post.plays, "share_count": post.shares, "comment_count": post.comments,
-                "digg_count": post.diggs, "collect_count": post.collects,
-                "duration_meta": post.duration,
-                "author": post.author,
-                "author_followers": post.author_followers, "author_following": post.author_following,
-                "author_hearts": post.author_hearts, "author_videos": post.author_videos,
-                "author_verified": post.author_verified,
-                "hashtag_list": json.dumps(tags, ensure_ascii=False),
-                "hashtag_count": len(tags),
-                "caption_length": len(post.caption or ""),
-                "post_shape": post.shape,
-            })
-    videos = pd.DataFrame.from_records(rows)
-    if videos.empty:
+            rows.append(_post_row(post, _scrape_of(post, default_scrape), media or by_id.get(post.id)))
+    if not rows:
         raise SourceError(f"{p}: no post records")
+    videos = _videos_frame(rows)
+    edges = videos.loc[videos["song_id"].notna(), ["video_id", "song_id"]].reset_index(drop=True)
+    return videos, edges
+
+
+def _source_files(p: Path) -> tuple[list[Path], Path]:
+    """``(post files, folder searched for media)`` of the ``path`` argument: a folder's post files, or the one file."""
+    if p.is_dir():
+        files = _post_files(p)
+        if not files:
+            raise SourceError(f"path={str(p)!r}: no post files in the folder; expected "
+                              f"{', '.join('*' + s for s in POST_FILE_SUFFIXES)} holding one of: {'; '.join(SHAPES)}")
+        return files, p
+    if p.is_file():
+        return [p], p.parent
+    raise SourceError(f"path={str(p)!r}: no such post file or folder")
+
+
+def _check_first(post: Post, seen: dict[str, tuple[Path, Any]]) -> None:
+    """Record where ``post`` is in ``seen``; raise when its id was seen before (naming both places)."""
+    if post.id in seen:
+        first_file, first_place = seen[post.id]
+        where = first_place if first_file == post.file else f"{first_file}, {first_place}"
+        raise SourceError(f"{post.file}: {_place(post)}: duplicate id {post.id!r} (first in {where})")
+    seen[post.id] = (post.file, _place(post))
+
+
+def _scrape_of(post: Post, default_scrape: float | None) -> float:
+    """The scrape time of ``post``: its own, else ``default_scrape`` (the sidecar's or the argument); never before
+    the post was created."""
+    scrape = post.scrape_time if post.scrape_time is not None else default_scrape
+    if scrape is None:
+        raise SourceError(f"{post.file}: no scrape time: add tiktok_scrape.json ({{\"scrape_time\": <epoch "
+                          f"s>}}) beside the posts, or pass scrape_time (--scrape-time)")
+    if scrape < post.create_time:
+        raise label_error(post.file, post.row, post.create_time_field, post.create_time,
+                          f"a time before the scrape ({scrape})")
+    return scrape
+
+
+def _post_row(post: Post, scrape: float, media: Path | None) -> dict[str, Any]:
+    """The manifest row of one post (all columns of :func:`read_tiktok` but ``popularity``)."""
+    age = (scrape - post.create_time) / 86400.0
+    tags = _hashtags(post)
+    return {
+        "video_id": post.id,
+        "source_path": str(media) if media is not None else None,
+        "split": hashed_split(post.id),
+        "popularity_raw": popularity_score(post.plays, post.shares, post.comments, age),
+        "song_id": post.song_id,
+        "song_title": post.song_title,
+        "song_artist": post.song_artist,
+        "desc": post.caption,
+        "create_time": post.create_time,
+        "scrape_time": scrape,
+        "age_days": age,
+        "play_count": post.plays, "share_count": post.shares, "comment_count": post.comments,
+        "digg_count": post.diggs, "collect_count": post.collects,
+        "duration_meta": post.duration,
+        "author": post.author,
+        "author_followers": post.author_followers, "author_following": post.author_following,
+        "author_hearts": post.author_hearts, "author_videos": post.author_videos,
+        "author_verified": post.author_verified,
+        "hashtag_list": json.dumps(tags, ensure_ascii=False),
+        "hashtag_count": len(tags),
+        "caption_length": len(post.caption or ""),
+        "post_shape": post.shape,
+    }
+
+
+def _videos_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The manifest of ``rows``: nullable counts and flags, ``None`` for missing text, ``popularity`` min-max
+    normalised over every row."""
+    videos = pd.DataFrame.from_records(rows)
     for col in _OPTIONAL_COUNTS:
         videos[col] = videos[col].astype("Int64")
     videos["author_verified"] = videos["author_verified"].astype("boolean")
     for col in ("source_path", "song_id", "song_title", "song_artist", "desc", "author"):  # missing text is None
         videos[col] = videos[col].astype(object).where(videos[col].notna(), None)
     videos["popularity"] = normalise_popularity(videos["popularity_raw"].to_numpy())
-    edges = videos.loc[videos["song_id"].notna(), ["video_id", "song_id"]].reset_index(drop=True)
-    return videos, edges
+    return videos
 
 
 #: manifest columns of counts a record may lack (nullable integers)

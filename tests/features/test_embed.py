@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -137,6 +138,61 @@ def test_audio_vectors_per_second_with_resampling_and_masks(models):
     assert cos.min() > 0.95
     none_vec, none_mask = enc.embed(None, 16000, 3)
     assert none_vec.shape == (3, 24) and not none_mask.any()
+
+
+# ------------------------------------------------------------------------------------------------ cross-video batches
+def _counting(enc, sizes: list):
+    """``enc`` with each forward's row count appended to ``sizes``."""
+
+    def forward(x):
+        sizes.append(len(x))
+        return enc.forward(x)
+
+    return dataclasses.replace(enc, forward=forward)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_batches_across_videos_give_each_video_its_per_video_vectors(models, batch_size):
+    """Frames of 20 videos of 1..20 rows (some masked) in shared batches: each video's vectors and patch tokens equal
+    its own ``embed``; audio segments likewise; every forward but the last of a lane is full."""
+    from features.batching import RowItem, batched_rows
+
+    vision = E.VisionEncoder(models["clip"], device="cpu", batch_size=batch_size)
+    audio = E.AudioEncoder(models["w2v"], device="cpu", batch_size=batch_size)
+    rng = np.random.default_rng(batch_size)
+    videos = {f"v{n}": (_frames(n, seed=n), rng.random(n) > 0.25) for n in range(1, 21)}
+    clips = {f"a{n}": (0.2 * rng.standard_normal(int((n + 0.6) * 16000))).astype(np.float32) for n in range(1, 7)}
+    items = [RowItem(key=k, rows=f, valid=v, lane="vision") for k, (f, v) in videos.items()]
+    for k, y in clips.items():
+        segs, mask = audio.segments(y, 16000, 6)
+        items.append(RowItem(key=k, rows=segs, valid=mask, lane="audio"))
+    rows = {"vision": [], "audio": []}
+    lanes = {"vision": _counting(vision.rows(patches=True), rows["vision"]),
+             "audio": _counting(audio.rows(), rows["audio"])}
+    results = {r.key: r for r in batched_rows(items[::2] + items[1::2], lanes, max_items=3)}
+    assert set(results) == {i.key for i in items} and all(r.error is None for r in results.values())
+    for k, (frames, valid) in videos.items():
+        vec, patches = vision.embed(frames, valid, patches=True)
+        np.testing.assert_allclose(results[k].outputs[0], vec, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(results[k].outputs[1].astype(np.float32), patches.astype(np.float32),
+                                   rtol=1e-2, atol=1e-2)  # float16 tokens
+    for k, y in clips.items():
+        vec, mask = audio.embed(y, 16000, 6)
+        np.testing.assert_allclose(results[k].outputs[0], vec, rtol=1e-5, atol=1e-5)
+    for lane, sizes in rows.items():
+        assert all(s == batch_size for s in sizes[:-1]) and 1 <= sizes[-1] <= batch_size, (lane, sizes)
+    assert sum(rows["vision"]) == sum(int(v.sum()) for _, v in videos.values())
+
+
+def test_on_cpu_inputs_are_not_pinned_or_copied_and_autocast_is_off(models):
+    import torch
+
+    runner = E.VisionEncoder(models["clip"], device="cpu").runner
+    x = np.ones((2, 3), np.float32)
+    t = runner.to_device(x)
+    assert t.device.type == "cpu" and not t.is_pinned() and np.shares_memory(t.numpy(), x)
+    with runner.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32  # no bf16 on CPU
 
 
 # ------------------------------------------------------------------------------------------------ text
@@ -339,3 +395,284 @@ def test_haar_without_a_bundled_cascade_names_the_alternatives():
     with pytest.raises(ValueError, match=r"vision_faces='haar'.*ships no haarcascade_frontalface_default\.xml.*"
                                          r"opencv-python-headless<5.*YuNet \.onnx"):
         E.load_face_detector("haar")
+
+
+# ==================================================================================================================
+# Checkpoints as users have them on disk: sharded and dual-format Hugging Face directories, hub-cache snapshots and
+# `hf download --local-dir` folders, processor configs saved by transformers 5, sentence-transformers layouts,
+# GloVe / word2vec / fastText text files with their quirks. Each is loaded through the user path
+# (VisionEncoder / AudioEncoder / TextEncoder / encoder_digest), and the digest covers exactly the files loaded.
+# ==================================================================================================================
+def _reads(monkeypatch) -> list:
+    """Record which files encoder_digest actually reads (instead of taking a recorded or memoised sha256)."""
+    read = []
+    real = E._read_sha256
+
+    def spy(path):
+        read.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(E, "_read_sha256", spy)
+    return read
+
+
+def _perturb_safetensors(path: Path, key: str = "visual_projection.weight") -> None:
+    """Double tensor ``key`` of a safetensors file, keeping its format metadata (as save_pretrained writes)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        meta = fh.metadata()
+    tensors[key] = tensors[key] * 2
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_sharded_safetensors_load_and_every_shard_is_in_the_digest(tmp_path, monkeypatch):
+    whole = tiny_clip_vision(tmp_path / "whole", seed=3)
+    sharded = tiny_clip_vision(tmp_path / "sharded", seed=3, max_shard_size="40KB")
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 2 and not (sharded / "model.safetensors").exists()
+    assert all((sharded / s).is_file() for s in shards)
+    frames = _frames(2)
+    want = E.VisionEncoder(whole, device="cpu").embed(frames)[0]
+    np.testing.assert_allclose(E.VisionEncoder(sharded, device="cpu").embed(frames)[0], want, atol=1e-6)
+    d = E.encoder_digest(sharded)
+    read = _reads(monkeypatch)
+    assert E.encoder_digest(sharded) == d and read == []  # re-planning: a stat per file, nothing read
+    (sharded / "README.md").write_text("# notes\n")
+    assert E.encoder_digest(sharded) == d
+    owner = index["weight_map"]["visual_projection.weight"]
+    _perturb_safetensors(sharded / owner)
+    assert E.encoder_digest(sharded) != d and read == [owner]  # only the changed shard is read again
+    assert not np.allclose(E.VisionEncoder(sharded, device="cpu").embed(frames)[0], want)  # and it is loaded
+    (sharded / shards[-1]).unlink()
+    with pytest.raises(FileNotFoundError, match=rf"vision_model='.*sharded'.*lists the shard '{shards[-1]}', which "
+                                                 r"is missing.*expected every shard"):
+        E.encoder_digest(sharded, arg="vision_model")
+    with pytest.raises(FileNotFoundError, match=f"shard '{shards[-1]}'"):
+        E.VisionEncoder(sharded, device="cpu")
+
+
+def test_a_hub_snapshot_with_every_format_loads_safetensors_and_digests_only_them(tmp_path, monkeypatch):
+    import torch
+    from transformers import CLIPVisionModelWithProjection
+
+    snap = tiny_clip_vision(tmp_path / "snap", seed=0)
+    other = tiny_clip_vision(tmp_path / "other", seed=7)
+    # what bert-base-uncased / openai/clip-* repos hold beside model.safetensors: the same weights in other formats
+    state = CLIPVisionModelWithProjection.from_pretrained(other, local_files_only=True).state_dict()
+    torch.save(state, snap / "pytorch_model.bin")  # different weights: proves which file is loaded
+    (snap / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    (snap / "flax_model.msgpack").write_bytes(b"\x80" + bytes(32))
+    (snap / "onnx").mkdir()
+    (snap / "onnx" / "model.onnx").write_bytes(b"\x08\x07" + bytes(32))
+    (snap / "training_args.bin").write_bytes(b"PK" + bytes(16))
+    (snap / "README.md").write_text("---\nlicense: mit\n---\n")
+    frames = _frames(2)
+    ref = tiny_clip_vision(tmp_path / "ref", seed=0)  # the same weights, safetensors only
+    np.testing.assert_allclose(E.VisionEncoder(snap, device="cpu").embed(frames)[0],
+                               E.VisionEncoder(ref, device="cpu").embed(frames)[0], atol=1e-6)
+    (snap / "model.safetensors").rename(tmp_path / "aside.safetensors")
+    bin_only = E.VisionEncoder(snap, device="cpu").embed(frames)[0]  # older snapshots: pytorch_model.bin only
+    np.testing.assert_allclose(bin_only, E.VisionEncoder(other, device="cpu").embed(frames)[0], atol=1e-6)
+    d_bin = E.encoder_digest(snap)
+    (tmp_path / "aside.safetensors").rename(snap / "model.safetensors")
+    read = _reads(monkeypatch)
+    d = E.encoder_digest(snap)
+    assert d != d_bin and "pytorch_model.bin" not in read and "tf_model.h5" not in read
+    from features.extract_video import ExtractConfig
+
+    cfg = ExtractConfig(vision_model=str(snap))
+    params = cfg.stage_params("embed_vision")  # what embed_vision's fingerprint hashes
+    for name in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "onnx/model.onnx", "training_args.bin",
+                 "README.md"):
+        (snap / name).write_bytes((snap / name).read_bytes() + b"\0")
+    assert E.encoder_digest(snap) == d and cfg.stage_params("embed_vision") == params  # unread files: no change
+    _perturb_safetensors(snap / "model.safetensors")
+    assert E.encoder_digest(snap) != d and cfg.stage_params("embed_vision") != params
+    tf_only = tmp_path / "tf-only"
+    tf_only.mkdir()
+    shutil.copy(snap / "config.json", tf_only)
+    shutil.copy(snap / "tf_model.h5", tf_only)
+    with pytest.raises(ValueError, match=r"vision_model='.*tf-only' holds no PyTorch weights: expected "
+                                         r"model\.safetensors.*tf_model\.h5"):
+        E.VisionEncoder(tf_only, device="cpu")
+
+
+def test_hub_cache_and_local_dir_downloads_give_the_digest_without_reading_the_weights(tmp_path, monkeypatch):
+    from tests.embed_factory import hub_cache_snapshot, local_dir_metadata
+
+    plain = tiny_clip_vision(tmp_path / "plain", seed=4)
+    (plain / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    want = E.encoder_digest(plain)
+    snap = hub_cache_snapshot(plain, tmp_path / "hub")
+    assert (snap / "model.safetensors").is_symlink()
+    read = _reads(monkeypatch)
+    assert E.encoder_digest(snap) == want  # same bytes, same digest, whichever way they arrived
+    blob = (snap / "model.safetensors").resolve().name  # an LFS blob is named by its sha256: not read
+    assert blob not in read and (snap / "config.json").resolve().name in read
+    assert E.VisionEncoder(snap, device="cpu").dim == 16  # transformers follows the links
+    local = tmp_path / "local"  # `hf download org/tiny --local-dir local`
+    shutil.copytree(plain, local)
+    local_dir_metadata(local, "model.safetensors")
+    read.clear()
+    assert E.encoder_digest(local) == want and "model.safetensors" not in read
+    fresh = tmp_path / "local2"  # a file newer than its download record is read, as huggingface_hub does
+    shutil.copytree(plain, fresh)
+    local_dir_metadata(fresh, "model.safetensors", etag="0" * 64)
+    st = (fresh / "model.safetensors").stat()
+    import os
+    os.utime(fresh / "model.safetensors", (st.st_atime, st.st_mtime + 10))
+    read.clear()
+    assert E.encoder_digest(fresh) == want and "model.safetensors" in read
+
+
+def test_processor_configs_saved_by_transformers_5_are_read(tmp_path):
+    """`Processor.save_pretrained` in transformers 5 writes one processor_config.json with the image processor /
+    feature extractor nested in it, and no preprocessor_config.json."""
+    from transformers import (BertTokenizerFast, CLIPImageProcessor, CLIPProcessor, Wav2Vec2CTCTokenizer,
+                              Wav2Vec2FeatureExtractor, Wav2Vec2Processor)
+
+    clip = tiny_clip_vision(tmp_path / "clip", seed=0)
+    (clip / "preprocessor_config.json").unlink()
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    image = CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32},
+                               image_mean=[0.1, 0.2, 0.3], image_std=[0.4, 0.5, 0.6])
+    CLIPProcessor(image_processor=image, tokenizer=BertTokenizerFast(str(tmp_path / "vocab.txt"))).save_pretrained(
+        clip)
+    assert not (clip / "preprocessor_config.json").exists()
+    pp = E.VisionEncoder(clip, device="cpu").preprocessing
+    assert (pp.short_side, pp.crop, pp.mean, pp.std) == (40, 32, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    d = E.encoder_digest(clip)
+    cfg = json.loads((clip / "processor_config.json").read_text())
+    cfg["image_processor"]["image_std"] = [0.5, 0.5, 0.5]
+    (clip / "processor_config.json").write_text(json.dumps(cfg))
+    assert E.encoder_digest(clip) != d
+    w2v = tiny_wav2vec2(tmp_path / "w2v")
+    (w2v / "preprocessor_config.json").unlink()
+    (tmp_path / "vocab.json").write_text(json.dumps({"<pad>": 0, "<unk>": 1, "|": 2, "a": 3}))
+    Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=8000, do_normalize=False),
+                      tokenizer=Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"))).save_pretrained(w2v)
+    assert not (w2v / "preprocessor_config.json").exists()
+    enc = E.AudioEncoder(w2v, device="cpu")
+    assert enc.sampling_rate == 8000 and not enc.normalize
+    assert E.processor_config(tmp_path / "nothing-here", "image") == {}
+    with pytest.raises(ValueError, match="kind='video'"):
+        E.processor_config(clip, "video")
+
+
+def _bert_hidden(model_dir: Path, words: list[str], max_length: int = 64) -> np.ndarray:
+    """The token vectors (n, D) BertModel gives for ``words`` (a direct forward, the reference)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    enc = tok([words], is_split_into_words=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        return AutoModel.from_pretrained(model_dir, local_files_only=True).eval()(**enc).last_hidden_state[0].numpy()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"])
+def test_sentence_transformers_pooling_modes_match_their_definitions(tmp_path, pooling):
+    st = tiny_sentence_transformers(tmp_path / "st", pooling=pooling, normalize=pooling == "cls")
+    enc = E.TextEncoder(st, device="cpu")
+    assert enc.kind == "sentence-transformers" and enc.pooling == pooling
+    words = ["very", "good", "video", "the", "music"]
+    h = _bert_hidden(st, words)  # [CLS] very good video the music [SEP]
+    n = len(h)
+    want = {"cls": h[0], "max": h.max(0), "mean": h.mean(0), "mean_sqrt_len_tokens": h.sum(0) / np.sqrt(n),
+            "weightedmean": (h * np.arange(1, n + 1)[:, None]).sum(0) / (n * (n + 1) / 2),
+            "lasttoken": h[-1]}[pooling]
+    if pooling == "cls":  # 2_Normalize follows
+        want = want / np.linalg.norm(want)
+    out = enc.embed([" ".join(words)])[0]
+    np.testing.assert_allclose(out["sentence"], want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["tokens"][:n], h, rtol=1e-4, atol=1e-5)
+
+
+def test_sentence_transformers_subfolder_layout_config_and_digest(tmp_path):
+    st = tiny_sentence_transformers(tmp_path / "st", transformer_dir="0_Transformer", max_seq_length=4,
+                                    do_lower_case=True, pooling="cls", normalize=False)
+    assert not (st / "config.json").exists() and (st / "0_Transformer" / "config.json").is_file()
+    enc = E.TextEncoder(st, max_tokens=8, device="cpu")
+    assert enc.limit == 4 and enc.lowercase
+    out = enc.embed(["VERY Good video music dance"])[0]
+    assert out["tokens_mask"].sum() == 4  # max_seq_length: [CLS] very good [SEP]
+    h = _bert_hidden(st / "0_Transformer", ["very", "good", "video", "music", "dance"], max_length=4)
+    np.testing.assert_allclose(out["sentence"], h[0], rtol=1e-4, atol=1e-5)
+    d = E.encoder_digest(st, arg="text_model")
+    for unused in ("README.md", "config_sentence_transformers.json"):
+        (st / unused).write_text((st / unused).read_text() + "\n")
+    (st / "onnx").mkdir()
+    (st / "onnx" / "model.onnx").write_bytes(bytes(8))  # exports the hub repos carry
+    assert E.encoder_digest(st, arg="text_model") == d
+    (st / "0_Transformer" / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8}))
+    d2 = E.encoder_digest(st, arg="text_model")
+    assert d2 != d
+    cfg = json.loads((st / "1_Pooling" / "config.json").read_text())
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({**cfg, "pooling_mode_mean_tokens": True}))
+    assert E.encoder_digest(st, arg="text_model") != d2
+    with pytest.raises(ValueError, match=r"text_model: '.*1_Pooling/config.json' sets the pooling modes "
+                                         r"\['cls', 'mean'\]; expected exactly one"):
+        E.TextEncoder(st, device="cpu")
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 16,
+                                                             "pooling_mode": "lasttoken"}))
+    assert E.TextEncoder(st, device="cpu").pooling == "lasttoken"  # the string form Pooling(**config) accepts
+
+
+def _glove_line(word: str, vec) -> bytes:
+    return (word + " " + " ".join(f"{v:.5f}" for v in vec)).encode("utf-8") + b"\n"
+
+
+def test_glove_840b_quirks_and_rare_malformed_lines(tmp_path):
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(1500)]
+    vecs = rng.standard_normal((len(words), 3)).astype(np.float32)
+    special = {",": 0, ". . .": 1, "at name@domain.com": 2, "\u00a0": 3, "caf\u00e9": 4}
+    body = [_glove_line(w, vecs[i]) for i, w in enumerate(words)]
+    head = [_glove_line(w, vecs[i] + 10) for w, i in special.items()]
+    bad = [b"broken 0.1 0.2\n"]  # one malformed line (too few numbers) among 1,507
+    p = tmp_path / "glove.840B.3d.txt"
+    p.write_bytes(b"".join(head + body[:750] + bad + body[750:] + [b"w7\xe2\x80 1 2 3\n"]))
+    with pytest.warns(UserWarning, match=r"text_model='.*glove.840B.3d.txt': skipped 1 malformed line\(s\) of "
+                                         r"1507 .*line 756: expected a word and 3 numbers, got 3 fields"):
+        index, vectors = E.read_glove(p)
+    assert len(index) == 1506 and "broken" not in index
+    for w, i in special.items():
+        np.testing.assert_allclose(vectors[index[w]], vecs[i] + 10, atol=1e-5)
+    assert "w7\ufffd" in index  # a word cut mid-character (word2vec.c) is kept, its bytes replaced
+    np.testing.assert_allclose(vectors[index["w1499"]], vecs[1499], atol=1e-5)
+    with pytest.warns(UserWarning, match="skipped 1 malformed"):
+        enc = E.TextEncoder(p, device="cpu")
+    np.testing.assert_allclose(enc.embed(["caf\u00e9, hmm"])[0]["sentence"], vecs[4] + 10, atol=1e-5)
+    not_vectors = tmp_path / "notes.txt"
+    not_vectors.write_text("".join(f"line {i} of prose\n" for i in range(50)))
+    with pytest.raises(ValueError, match=r"text_model='.*notes.txt' is not a GloVe / word2vec text file .*line 1"):
+        E.read_glove(not_vectors)
+
+
+def test_vec_header_gzip_and_zip_files(tmp_path):
+    # fastText .vec: "count dim" header, a trailing space after the last number, CRLF from a Windows copy
+    vec = tmp_path / "wiki.tiny.vec"
+    vec.write_bytes(b"3 2\nhello 0.1 0.2 \r\nworld 0.3 0.4 \r\n</s> 0.5 0.6 \r\n")
+    index, vectors = E.read_glove(vec)
+    assert list(index) == ["hello", "world", "</s>"]
+    np.testing.assert_allclose(vectors, [[.1, .2], [.3, .4], [.5, .6]], rtol=1e-6)
+    plain = tiny_glove(tmp_path / "g.txt", header=True)
+    gz = tiny_glove(tmp_path / "cc.tiny.vec.gz", header=True, gz=True)
+    a, b = E.read_glove(plain), E.read_glove(gz)
+    assert a[0] == b[0] and np.array_equal(a[1], b[1])
+    enc = E.TextEncoder(gz, device="cpu")
+    assert enc.kind == "glove" and enc.dim == 6
+    d = E.encoder_digest(gz, arg="text_model")
+    tiny_glove(gz, header=True, gz=True, seed=1)
+    assert E.encoder_digest(gz, arg="text_model") != d
+    import zipfile
+    z = tmp_path / "glove.6B.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(plain, "glove.6B.50d.txt")
+    with pytest.raises(ValueError, match=r"text_model='.*glove.6B.zip' is a zip archive; expected the text file "
+                                         r"inside it"):
+        E.TextEncoder(z, device="cpu")

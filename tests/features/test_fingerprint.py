@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from features.fingerprint import DigestCache, canonical_json, file_digest, fingerprint
+from features.fingerprint import DigestCache, canonical_json, file_digest, fingerprint, fingerprinter
 
 
 def test_same_inputs_same_key_and_order_independent_params():
@@ -63,3 +63,63 @@ def test_flat_dicts_render_as_the_generic_canonicaliser_does():
         assert canonical_json(row) == json.dumps(_canon(row), sort_keys=True, separators=(",", ":"),
                                                  ensure_ascii=True), row
     assert canonical_json({"x": float("nan")}) == '{"x":{"__float__":"nan"}}'
+
+
+def test_frame_digest_follows_every_cell_dtype_and_row_order_and_refuses_mixed_columns():
+    import pandas as pd
+
+    from features.fingerprint import frame_digest
+
+    df = pd.DataFrame({"video_id": ["a", "b"], "n": [1, 2], "x": [0.5, float("nan")], "t": ["hi", None]})
+    base = frame_digest(df)
+    assert base == frame_digest(df.copy()) == frame_digest(df.set_index(pd.Index([7, 9])))  # the index is left out
+    changed = [df.assign(n=[1, 3]), df.assign(n=[1.0, 2.0]), df.assign(t=["hi", "yo"]), df.iloc[::-1],
+               df.assign(x=[0.5, 0.25]), df.drop(columns="t")]
+    digests = {frame_digest(d) for d in changed}
+    assert len(digests) == len(changed) and base not in digests
+    assert frame_digest(pd.DataFrame({"v": [1, "a"]})) is None  # Arrow cannot convert it: no digest, no memo
+
+
+def test_stat_digest_follows_size_mtime_and_missing_files_and_the_working_directory(tmp_path, monkeypatch):
+    import os
+
+    from features.fingerprint import stat_digest
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"12")
+    b.write_bytes(b"34")
+    paths = [str(a), str(b), None, str(tmp_path / "gone")]
+    base = stat_digest(paths)
+    assert base == stat_digest(paths) != stat_digest(paths[::-1])
+    os.utime(a, ns=(1, 1))
+    touched = stat_digest(paths)
+    a.write_bytes(b"123")
+    os.utime(a, ns=(1, 1))
+    assert len({base, touched, stat_digest(paths)}) == 3  # mtime, then size
+    (tmp_path / "gone").write_bytes(b"")
+    assert stat_digest(paths) != stat_digest(paths[:3] + [None])
+    monkeypatch.chdir(tmp_path)
+    here = stat_digest(["a.bin"])
+    (tmp_path / "sub").mkdir()
+    os.link(a, tmp_path / "sub" / "a.bin")  # the same stat under another folder
+    monkeypatch.chdir(tmp_path / "sub")
+    assert stat_digest(["a.bin"]) != here and stat_digest([str(a)]) == stat_digest([str(tmp_path / "sub" / "a.bin")])
+
+
+# ``fingerprinter``: the same keys as ``fingerprint``, with the parameters hashed once
+
+@pytest.mark.parametrize("params", [None, {}, {"b": [1, 2.5], "a": "x"}, {"profiles": ("per_second", "uniform")}])
+def test_keys_equal_fingerprint_for_every_input_list(params):
+    key = fingerprinter("frames", 3, params)
+    for inputs in ([], ["abc"], ["abc", "def"]):
+        assert key(inputs) == fingerprint("frames", 3, params, inputs)
+    assert key(["abc"]) != key(["abd"]) and key(["abc"]) == key(iter(["abc"]))  # no state leaks between calls
+
+
+def test_bad_stage_and_inputs_are_refused_like_fingerprint():
+    with pytest.raises(ValueError, match="stage=''"):
+        fingerprinter("", 1)
+    with pytest.raises(TypeError, match="non-empty strings"):
+        fingerprinter("probe", 1)([""])
+    with pytest.raises(TypeError, match="cannot fingerprint"):
+        fingerprinter("probe", 1, {"f": object()})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
 
-from features.media import MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool, run_tool_capture
+from features.media import SIDE_OUTPUT, MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool, run_tool_capture
 
 
 def test_binaries_found_on_path():
@@ -64,6 +65,19 @@ def test_run_tool_capture_keeps_and_counts_stderr_lines():
     assert result.returncode == 0
     assert len(result.stderr_kept) == 5
     assert result.stderr_counted == 0
+
+
+_CHILD = "import os, sys; os.write(int(sys.argv[1].split(':')[1]), b'side-bytes'); print('out', end='')"
+
+
+def test_side_output_pipe_is_captured_capped_and_required():
+    got = run_tool_capture([sys.executable, "-c", _CHILD, SIDE_OUTPUT], 30, side_output_bytes=100)
+    assert (got.stdout, got.side, got.returncode) == (b"out", b"side-bytes", 0)
+    assert run_tool_capture([sys.executable, "-c", "print('x', end='')"], 30).side == b""
+    with pytest.raises(MediaError, match="more than"):
+        run_tool_capture([sys.executable, "-c", _CHILD, SIDE_OUTPUT], 30, side_output_bytes=4)
+    with pytest.raises(ValueError, match="side_output_bytes"):
+        run_tool_capture([sys.executable, "-c", _CHILD], 30, side_output_bytes=100)
 
 
 @pytest.mark.parametrize("bad", [[], "ffmpeg -v", ["ffmpeg", 3]])

@@ -165,3 +165,94 @@ def test_commit_digest_follows_recommits_not_compaction(root):
     store.write("probe", "b", "b" * 32, version=1, record={"duration": 1.0})  # the same output, committed again
     assert store.commit_digest("probe", ["a", "b"]) != ab and store.commit_digest("probe", ["a", "c"]) == \
         open_store(root, "digest").commit_digest("probe", ["c", "a"])
+
+
+def test_view_and_failure_keys_change_with_every_commit_drop_failure_and_compaction(root):
+    store = open_store(root, "keys", create=True)
+    for vid in ("a", "b"):
+        store.write("probe", vid, vid * 32, version=1, record={"duration": 1.0})
+    seen = [(store.view_key("probe"), store.failures_key())]
+
+    def changed(kind: str) -> None:
+        now = (store.view_key("probe"), store.failures_key())
+        assert now[0] != seen[-1][0] if kind in ("view", "both") else now[0] == seen[-1][0], kind
+        assert now[1] != seen[-1][1] if kind in ("failures", "both") else now[1] == seen[-1][1], kind
+        assert now == (open_store(root, "keys").view_key("probe"), open_store(root, "keys").failures_key())
+        seen.append(now)
+
+    store.write("probe", "b", "b" * 32, version=1, record={"duration": 1.0})  # same output, committed again
+    changed("view")
+    store.record_failure("frames", "a", "boom", fingerprint="f" * 32)
+    changed("failures")
+    store.compact()  # outputs and the failure move into the compacted layer
+    changed("both")
+    store.drop("probe", "a")
+    changed("view")
+    assert store.view_key("frames") != store.view_key("probe")
+
+
+def test_entries_digests_are_memoised_by_view_and_a_damaged_memo_is_recomputed(root, monkeypatch):
+    from features.store import Store
+
+    store = open_store(root, "memo", create=True)
+    for vid in ("a", "b", "c"):
+        store.write("probe", vid, vid * 32, version=1, record={"duration": 1.0})
+    store.compact()
+    whole, ab = store.commit_digest("probe"), store.commit_digest("probe", ["a", "b"])
+    store.consolidate(["probe"])
+    real = Store._commit_keys
+    monkeypatch.setattr(Store, "_commit_keys", lambda self, stage: pytest.fail("the memo should answer"))
+    reader = open_store(root, "memo")  # another handle: the memo is in the store, not in the object
+    assert reader.commit_digest("probe") == whole and reader.commit_digest("probe", ["a", "b"]) == ab
+    reader.consolidate(["probe"])  # the table is current: nothing computed, nothing written
+    monkeypatch.setattr(Store, "_commit_keys", real)
+    memo = root / "memo" / "cache" / "digests.json"
+    for damage in (b"{not json", b'{"format": 1, "digests": {"x": 1}}', None):
+        if damage is None:
+            memo.unlink()
+        else:
+            memo.write_bytes(damage)
+        assert store.commit_digest("probe") == whole and store.commit_digest("probe", ["b", "a"]) == ab
+    store.write("probe", "c", "d" * 32, version=1, record={"duration": 2.0})
+    assert store.commit_digest("probe") != whole and store.commit_digest("probe", ["a", "b"]) == ab
+    store.consolidate(["probe"])
+    assert store.read_table("probe").set_index("video_id").loc["c", "fingerprint"] == "d" * 32
+    view = store.as_read_only()
+    memo.unlink()
+    digest = view.commit_digest("probe")
+    assert not memo.exists() and digest == store.commit_digest("probe") and memo.exists()  # read-only: no memo written
+
+
+# ------------------------------------------------------------------------------------------ artifact meta updates
+def test_update_artifact_meta_rewrites_only_the_meta(root):
+    s = open_store(root, "ds", create=True)
+    s.write_artifact("graph", "g" * 32, arrays={"embedding": np.eye(2, dtype=np.float32)},
+                     meta={"video_ids": ["a", "b"], "inputs": "old"}, files={"encoder.pt": b"weights"})
+    s.write_artifact("graph", "h" * 32, meta={"video_ids": ["c"]})  # the current one; g stays stored
+    folder, data = root / "ds" / "artifacts" / "graph", root / "ds" / "features.zarr" / "_artifacts" / "graph"
+    current, data_dirs = (folder / "current.json").read_bytes(), sorted(p.name for p in data.iterdir())
+    data_dir = json.loads((folder / ("g" * 32) / "meta.json").read_bytes())["_data"]
+    assert data_dir in data_dirs
+    meta = s.update_artifact_meta("graph", "g" * 32, {"inputs": "new", "n": np.int64(3)})
+    assert meta == {"video_ids": ["a", "b"], "inputs": "new", "n": 3}
+    arrays, read = s.read_artifact("graph", "g" * 32)
+    assert read == meta and np.array_equal(arrays["embedding"], np.eye(2))
+    assert (folder / "current.json").read_bytes() == current and s.artifact_fingerprint("graph") == "h" * 32
+    assert sorted(p.name for p in data.iterdir()) == data_dirs
+    assert json.loads((folder / ("g" * 32) / "meta.json").read_bytes())["_data"] == data_dir
+    assert s.artifact_file("graph", "encoder.pt", "g" * 32) == b"weights" and not list(folder.rglob(".tmp-*"))
+
+
+def test_update_artifact_meta_refuses_reserved_keys_and_missing_artifacts(root):
+    s = open_store(root, "ds", create=True)
+    s.write_artifact("vocabulary", "v" * 32, meta={"tokens": ["a"]})
+    before = (root / "ds" / "artifacts" / "vocabulary" / ("v" * 32) / "meta.json").read_bytes()
+    with pytest.raises(ValueError, match=r"updates: keys \['_data'\] are reserved"):
+        s.update_artifact_meta("vocabulary", "v" * 32, {"_data": "elsewhere", "n": 1})
+    with pytest.raises(TypeError, match="updates: expected a mapping"):
+        s.update_artifact_meta("vocabulary", "v" * 32, [("n", 1)])
+    with pytest.raises(KeyError, match=f"no artifact 'vocabulary' @{'w' * 32}"):
+        s.update_artifact_meta("vocabulary", "w" * 32, {"n": 1})
+    with pytest.raises(KeyError, match="no artifact 'graph'"):
+        s.update_artifact_meta("graph", "v" * 32, {"n": 1})
+    assert (root / "ds" / "artifacts" / "vocabulary" / ("v" * 32) / "meta.json").read_bytes() == before

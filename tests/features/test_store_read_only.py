@@ -30,6 +30,7 @@ WRITERS = {
     "record_failure": lambda s, w: s.record_failure("frames", "v", "boom"),
     "write_artifact": lambda s, w: s.write_artifact("vocab", "fp2", meta={"n": 1}),
     "copy_artifact": lambda s, w: s.copy_artifact(w, "vocab"),
+    "update_artifact_meta": lambda s, w: s.update_artifact_meta("vocab", "fp", {"n": 2}),
     "local_dir": lambda s, w: s.local_dir("scratch"),
     "write_pack": lambda s, w: s.write_pack("pk2", {"x": np.zeros((2, 3))}, {}),
     "checkpoint_dir": lambda s, w: s.checkpoint_dir("r2"),
@@ -50,6 +51,10 @@ READERS = {
     "entries": lambda s: s.entries("frames"),
     "fingerprints": lambda s: s.fingerprints("frames"),
     "commit_digest": lambda s: s.commit_digest("frames"),
+    "view_key": lambda s: s.view_key("frames"),
+    "failures_key": lambda s: s.failures_key(),
+    "read_memo": lambda s: s.read_memo("plan"),
+    "write_memo": lambda s: s.write_memo("plan", {"key": "k"}),  # a memo is a cache: read-only stores skip it
     "read": lambda s: s.read("frames", "v"),
     "read_many": lambda s: s.read_many("frames", ["v"]),
     "read_many": lambda s: s.read_many("frames", ["v"]),

@@ -1,8 +1,9 @@
-"""features.text: tokenisation without downloads, the fingerprinted vocabulary, bag-of-words vectors."""
+"""features.text: tokenisation without downloads, the vocabulary, bag-of-words vectors."""
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -55,33 +56,6 @@ def test_vocabulary_index_and_uniqueness():
         Vocabulary(["dog"])  # type: ignore[arg-type]
 
 
-def test_fingerprint_tracks_tokens_and_order():
-    a = Vocabulary(("dog", "cat"))
-    assert a.fingerprint() == Vocabulary(("dog", "cat")).fingerprint()
-    assert len(a.fingerprint()) == 32
-    assert a.fingerprint() != Vocabulary(("cat", "dog")).fingerprint()
-    assert a.fingerprint() != Vocabulary(("dog", "cats")).fingerprint()
-
-
-def test_json_round_trip_and_tamper_check():
-    vocab = Vocabulary(("dog", "café", "run"))
-    text = vocab.to_json()
-    again = Vocabulary.from_json(text)
-    assert again == vocab and again.fingerprint() == vocab.fingerprint()
-    doc = json.loads(text)
-    doc["tokens"] = ["dog", "run", "café"]
-    with pytest.raises(ValueError, match="fingerprint"):
-        Vocabulary.from_json(json.dumps(doc))
-    doc = json.loads(text)
-    doc["tokenizer_version"] = 0
-    with pytest.raises(ValueError, match="tokenizer_version"):
-        Vocabulary.from_json(json.dumps(doc))
-    with pytest.raises(ValueError, match="not JSON"):
-        Vocabulary.from_json("{")
-    with pytest.raises(ValueError, match="not a vidpipe.vocabulary"):
-        Vocabulary.from_json("[1, 2]")
-
-
 def test_bag_of_words_binary_and_counts():
     vocab = Vocabulary(("dog", "cat", "run"))
     tokens = ["dog", "run", "dog", "unknown"]
@@ -110,3 +84,12 @@ def test_tokenize_drops_transcriber_markers_and_keeps_non_ascii():
     assert tokenize(text) == ["think", "caf\u00e9", "cultur", "isnt"]
     assert tokenize("[inaudible 00:00:16]") == [] and tokenize("") == []
     assert tokenize("a [bracket that never closes and talk") == ["bracket", "close", "talk"]
+
+
+def test_reading_the_tokenizer_version_loads_neither_nltk_nor_sklearn():
+    code = ("import sys; from features.extract_video import ExtractConfig; "
+            "from features.text import TOKENIZER_VERSION; "
+            "assert ExtractConfig().stage_params('text')['tokenizer_version'] == TOKENIZER_VERSION; "
+            "print(sorted(m for m in ('nltk', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -219,12 +219,45 @@ def test_clip_config_pools_embeddings_into_few_tokens_by_default():
     vision, text = build_modality_encoder("vision", cfg), build_modality_encoder("text", cfg)
     tok, _ = vision({"vision_emb": torch.randn(2, 100, 12)})
     assert tok.shape == (2, 10, 8)  # 100 frame vectors → 10 tokens of 10 frames
-    tok, mask = text({"text_emb": torch.randn(2, 64, 6), "text_emb_mask": torch.arange(64).expand(2, 64) < 3})
-    assert tok.shape == (2, 1, 8) and mask.tolist() == [[True], [True]]  # one sentence token
+    assert text.input_key == "text_sentence_emb"  # one sentence token: the stored sentence vector
+    tok, mask = text({"text_sentence_emb": torch.randn(2, 6), "text_sentence_emb_mask": torch.tensor([True, False])})
+    assert tok.shape == (2, 1, 8) and mask.tolist() == [[True], [False]]
+    groups = build_modality_encoder("text", ClipConfig(dim=8, heads=2, **{**EMB, "text_tokens": 64,
+                                                                         "text_emb_groups": 4}))
+    assert groups.input_key == "text_emb"  # several tokens: pooled token vectors
+    tok, mask = groups({"text_emb": torch.randn(2, 64, 6), "text_emb_mask": torch.arange(64).expand(2, 64) < 20})
+    assert tok.shape == (2, 4, 8) and mask.tolist() == [[True, True, False, False]] * 2
     keep = ClipConfig(dim=8, heads=2, n_frames=100, vision_emb_groups=100, text_emb_groups=64, **EMB)
     assert build_modality_encoder("vision", keep)({"vision_emb": torch.randn(2, 100, 12)})[0].shape == (2, 100, 8)
     with pytest.raises(ValueError, match="text_emb_groups=0"):
         ClipConfig(text_emb_groups=0)
+
+
+def test_one_text_token_is_a_projection_of_the_stored_sentence_vector_not_the_token_mean():
+    from models.base import example_batch
+    from models.registry import create_model
+
+    torch.manual_seed(0)
+    enc = build_modality_encoder("text", ClipConfig(dim=8, heads=2, **EMB))  # text_emb_groups=1 (default)
+    sentence = torch.nn.functional.normalize(torch.randn(3, 6), dim=-1)
+    tok, mask = enc({"text_sentence_emb": sentence, "text_sentence_emb_mask": torch.tensor([True, True, False])})
+    proj = enc.net
+    want = torch.nn.functional.layer_norm(sentence @ proj.proj.weight.T + proj.proj.bias, (8,), proj.norm.weight,
+                                          proj.norm.bias)
+    torch.testing.assert_close(tok[:2, 0], want[:2])  # the head's text token: LayerNorm(W s + b) of the sentence
+    assert mask.tolist() == [[True], [True], [False]]
+    zeroed = torch.nn.functional.layer_norm(proj.proj.bias, (8,), proj.norm.weight, proj.norm.bias)
+    torch.testing.assert_close(tok[2, 0], zeroed)  # a masked sentence vector is zeroed: its values do not leak
+    with pytest.raises(ValueError, match=r"text_sentence_emb_mask'\] has shape \(3, 1\); expected \(3,\)"):
+        enc({"text_sentence_emb": sentence, "text_sentence_emb_mask": torch.ones(3, 1, dtype=torch.bool)})
+
+    model = create_model("mcat", dim=8, heads=2, n_frames=4, **EMB)
+    assert model.inputs == ("vision_emb", "audio_emb", "text_sentence_emb")  # the token vectors are not read
+    model.eval()
+    batch = example_batch(model, 2)
+    other = {**batch, "text_sentence_emb": batch["text_sentence_emb"].flip(0)}  # only the sentence vectors change
+    with torch.no_grad():
+        assert not torch.allclose(model(batch).pred, model(other).pred)
 
 
 def test_modality_encoder_reads_the_embedding_keys():

@@ -109,8 +109,9 @@ def test_resume_continues_exactly(tmp_path, tiny):
 
 def test_resume_with_other_config_starts_afresh(tmp_path, tiny):
     fit(_model(tiny), *_loaders(), _cfg(epochs=2), tmp_path)
-    with pytest.warns(UserWarning, match="another model/training config"):
+    with pytest.warns(UserWarning, match="another model/training config") as caught:
         res = fit(_model(tiny), *_loaders(), _cfg(epochs=1, lr=1e-3), tmp_path)
+    assert [w.filename for w in caught if "another model" in str(w.message)] == [__file__]  # points at fit's caller
     assert len(res.history) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch_0001.pt", "last.pt"]  # old run's gone
     fresh = fit(_model(tiny), *_loaders(), _cfg(epochs=1), tmp_path / "other", resume=False)

@@ -16,6 +16,7 @@ from models.interpret import (
     fit_trend,
     frame_attribution,
     integrated_gradients,
+    mean_baselines,
     modality_ablation,
     modality_attribution,
     modality_contributions,
@@ -250,6 +251,52 @@ def test_integrated_gradients_are_complete_and_zero_at_the_baseline(mcat_model):
         integrated_gradients(model, small, target=5)
     with pytest.raises(ValueError, match="keys"):
         integrated_gradients(model, small, target=0, keys=["graph"])
+
+
+def test_mean_baselines_average_the_real_frames_and_videos_only():
+    vision = torch.full((2, 3, 3, 2, 2), 50.0)
+    vision[0, 0], vision[0, 1], vision[1, 0] = 1.0, 3.0, 2.0  # real frames; the 50s are padding
+    vision_mask = torch.tensor([[True, True, False], [True, False, False]])
+    audio = torch.zeros(2, 2, 4)
+    audio[0, 0], audio[0, 1] = -200.0, 1.0
+    audio[1, 0, :2], audio[1, 1, :2] = -230.0, 4.0  # frames 2-3 of clip 1 are zero padding
+    audio_mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    text, text_mask = torch.tensor([[1.0, 2.0, 3.0], [9.0, 9.0, 9.0]]), torch.tensor([True, False])
+    batch = {"vision": vision, "vision_mask": vision_mask, "audio": audio, "audio_mask": audio_mask, "text": text,
+             "text_mask": text_mask}
+    one_by_one = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(2)]
+    base = mean_baselines(one_by_one, ("vision", "audio", "text"))
+    assert base["vision"].shape == (1, 3, 2, 2) and torch.allclose(base["vision"], torch.full((1, 3, 2, 2), 2.0))
+    assert base["audio"].shape == (2, 1)  # the mean MFCC frame: (4 x -200 + 2 x -230) / 6, (4 x 1 + 2 x 4) / 6
+    assert torch.allclose(base["audio"][:, 0], torch.tensor([-210.0, 2.0]))
+    assert torch.equal(base["text"], torch.tensor([1.0, 2.0, 3.0]))  # the video without a transcript is left out
+    with pytest.raises(ValueError, match="no batch"):
+        mean_baselines([], ("vision",))
+
+
+def test_integrated_gradients_start_from_the_given_baselines(mcat_model):
+    model, val, batch = mcat_model
+    base = mean_baselines(val, model.inputs)
+    small = {k: v[:3] for k, v in batch.items() if k != "target"}
+    at_base = {**small, **{k: base[k].expand_as(small[k]) for k in model.inputs}}
+    with torch.no_grad():
+        f_x, f_base = model(small).pred[:, 0], model(at_base).pred[:, 0]
+    attr = integrated_gradients(model, small, target=0, steps=64, baselines=base)
+    total = sum(a.flatten(1).sum(1) for a in attr.values())
+    assert torch.allclose(total, f_x - f_base, atol=1e-3)  # completeness with respect to F(baseline), not F(0)
+    zero_total = sum(a.flatten(1).sum(1) for a in integrated_gradients(model, small, target=0, steps=64).values())
+    assert (total - zero_total).abs().max() > 1e-3
+    # a video that is the average one except for its audio: every attribution falls on the audio
+    only_audio = {**at_base, "audio": small["audio"]}
+    with torch.no_grad():
+        f_audio = model(only_audio).pred[:, 0]
+    attr = integrated_gradients(model, only_audio, target=0, steps=64, baselines=base)
+    assert attr["vision"].abs().max() == 0 and attr["text"].abs().max() == 0
+    assert torch.allclose(attr["audio"].flatten(1).sum(1), f_audio - f_base, atol=1e-3)
+    with pytest.raises(ValueError, match="baselines"):
+        integrated_gradients(model, small, target=0, baselines={"vision": torch.zeros(5, 5)})
+    with pytest.raises(ValueError, match="graph"):
+        integrated_gradients(model, small, target=0, baselines={"graph": torch.zeros(3)})
 
 
 def test_integrated_gradients_recover_the_planted_drivers_of_each_trait(mcat_model):

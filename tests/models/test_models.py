@@ -58,6 +58,7 @@ def test_all_masked_modality_is_finite_and_trains(name, tiny):
 @pytest.mark.parametrize("name", MODELS)
 def test_masked_content_carries_no_signal(name, tiny):
     """Whatever sits under a False mask, predictions do not change."""
+    torch.manual_seed(0)  # an unlucky draw can leave a tiny branch dead behind its ReLU (MTAF's meta: 2 seeds in 200)
     model = tiny.model(name).eval()
     batch = tiny.batch(model, b=2)
     ref = model(batch).pred

@@ -34,6 +34,23 @@ def test_trend_branch_is_off_by_default_and_an_input_when_on(tiny):
         tiny.model("mtaf", trend_len=-1)
 
 
+def test_the_trend_alone_is_a_model_with_one_input(tiny):
+    """Table 4's Bi-GRU / Bi-LSTM rows: no content group, the early trend only."""
+    for cell in ("gru", "lstm"):
+        model = tiny.model("mtaf", modalities=(), trend_len=4, trend_rnn=cell).eval()
+        assert model.inputs == (TREND_KEY,) and isinstance(model.gru, torch.nn.LSTM) == (cell == "lstm")
+        batch = {TREND_KEY: torch.rand(3, 4), f"{TREND_KEY}_mask": torch.tensor([True, True, False])}
+        out = model(batch)
+        assert out.pred.shape == (3, 1)
+        torch.testing.assert_close(out.extras["modality_attention"], torch.tensor([[1.0], [1.0], [0.0]]))
+    with pytest.raises(ValueError, match=r"modalities=\(\)"):
+        tiny.model("mtaf", modalities=())  # without the trend there would be nothing to read
+    with pytest.raises(ValueError, match="trend_rnn='rnn'"):
+        tiny.model("mtaf", trend_len=4, trend_rnn="rnn")
+    with pytest.raises(ValueError, match="dense_layers=0"):
+        tiny.model("mtaf", modalities=(), trend_len=4, dense_layers=0)
+
+
 def test_a_missing_trend_is_masked_out_of_the_fusion(tiny):
     model = tiny.model("mtaf", trend_len=6).eval()
     batch = _with_trend(tiny, 2, 6)
@@ -45,8 +62,12 @@ def test_a_missing_trend_is_masked_out_of_the_fusion(tiny):
     torch.testing.assert_close(model(garbage).pred, out.pred)
 
 
-def test_mtaf_learns_popularity_from_the_early_trend_alone(tiny):
-    """Content modalities are noise; popularity = the slope of the early trend (rich-get-richer)."""
+@pytest.mark.parametrize("variant, epochs", [({}, 20), ({"modalities": ()}, 20),
+                                             ({"modalities": (), "trend_rnn": "lstm"}, 40)],
+                         ids=["mtaf", "bi-gru-alone", "bi-lstm-alone"])
+def test_mtaf_learns_popularity_from_the_early_trend_alone(tiny, variant, epochs):
+    """Content modalities are noise; popularity = the slope of the early trend (rich-get-richer). Also Table 4's
+    Bi-GRU and Bi-LSTM rows: the trend branch alone (the LSTM ranks as well after 20 epochs but needs 40 to scale)."""
     n, n_train, t_e = 176, 112, 6
     g = torch.Generator().manual_seed(0)
     slope = torch.rand(n, generator=g)
@@ -56,12 +77,14 @@ def test_mtaf_learns_popularity_from_the_early_trend_alone(tiny):
     rows = [{k: v[i] for k, v in data.items()} for i in range(n)]
     train, val = DataLoader(rows[:n_train], batch_size=32, shuffle=True), DataLoader(rows[n_train:], batch_size=64)
     seed_everything(0)
-    model = tiny.model("mtaf", trend_len=t_e, dropout=0.0)
-    fit(model, train, val, TrainConfig(epochs=20, lr=3e-3, seed=0, device="cpu", patience_no_improve=20, patience_rising=20))
+    model = tiny.model("mtaf", trend_len=t_e, dropout=0.0, **variant)
+    fit(model, train, val, TrainConfig(epochs=epochs, lr=3e-3, seed=0, device="cpu", patience_no_improve=epochs,
+                                       patience_rising=epochs))
     y_true, y_pred = evaluate(model, val)
     got = compute_metrics("popularity", y_true, y_pred)
     base = compute_metrics("popularity", y_true, constant_baseline("popularity", data["target"][:n_train]).predict(len(y_true)))
-    assert got["mse"] <= 0.3 * base["mse"] and got["spearman"] >= 0.85, (got, base)  # observed 0.11 and 0.97
+    # observed MSE / baseline MSE and ρ: MTAF 0.11 and 0.97, Bi-GRU alone 0.03 and 0.99, Bi-LSTM alone 0.01 and 0.99
+    assert got["mse"] <= 0.3 * base["mse"] and got["spearman"] >= 0.85, (got, base)
 
 
 def _planted_scrapes(n: int, seed: int):

@@ -43,3 +43,18 @@ def test_van_reads_only_the_selected_frames():
     other["vision"][:, 1] = 1.0 - other["vision"][:, 1]
     with torch.no_grad():
         assert not torch.equal(every(batch).pred, every(other).pred)  # first_segments=0 reads every frame
+
+
+def test_van_on_embeddings_reads_the_same_frames_and_keeps_no_index_in_its_checkpoint():
+    torch.manual_seed(0)
+    model = create_model("van", n_frames=30, input_kind="embeddings", vision_emb_dim=8, audio_emb_dim=8,
+                         audio_tokens=3, **_TINY).eval()
+    assert model.inputs == ("vision_emb", "audio_emb", "graph") and model.frame_index.tolist() == [0, 2]
+    assert "frame_index" not in model.state_dict()  # derived from the config, not a weight
+    batch = example_batch(model, 2, target=False)
+    changed = {**batch, "vision_emb": batch["vision_emb"].clone()}
+    changed["vision_emb"][:, [1, 3, 29]] = 5.0  # frame vectors VAN does not read
+    with torch.no_grad():
+        assert torch.equal(model(batch).pred, model(changed).pred)
+        changed["vision_emb"][:, 2] = 5.0
+        assert not torch.equal(model(batch).pred, model(changed).pred)

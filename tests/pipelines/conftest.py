@@ -11,6 +11,7 @@ from filelock import FileLock
 
 DATASET = "syn"
 N_VIDEOS = 36
+RESCRAPES = 5  # early re-scrapes per post: the scrape history of MTAF's early trend (preset mtaf-table-4)
 
 
 def _build(root: Path) -> None:
@@ -18,7 +19,7 @@ def _build(root: Path) -> None:
     from pipelines.extract import ExtractConfig
 
     ingest(dataset=DATASET, source="synthetic", root=str(root), videos=N_VIDEOS, seed=7, min_duration=3.0,
-           max_duration=6.0)
+           max_duration=6.0, rescrapes=RESCRAPES)
     extract_features(dataset=DATASET, root=str(root), config=ExtractConfig(n_frames=16, asr="none"), batch_size=6)
     pretrain_graph(dataset=DATASET, root=str(root), epochs=30, out=16, hidden=32)
 

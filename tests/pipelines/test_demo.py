@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.demo import _rho, mechanism_lines
+from pipelines.demo import _partial_rho, _rho, mechanism_lines
 
 
 def test_rho_interval_is_fisher_z():
@@ -22,6 +22,22 @@ def test_rho_interval_is_fisher_z():
     assert _rho(a, np.zeros(40)) == (0.0, pytest.approx(float("nan"), nan_ok=True), pytest.approx(float("nan"),
                                                                                                nan_ok=True))
     assert math.isnan(_rho(a[:3], b[:3])[1])  # too few pairs for an interval
+
+
+def test_partial_rho_removes_what_the_control_explains():
+    rng = np.random.default_rng(0)
+    control = rng.normal(size=200)
+    target = control + 0.2 * rng.normal(size=200)  # correlated with the prediction only through the control
+    prediction = control + 0.2 * rng.normal(size=200)
+    assert _rho(prediction, target)[0] > 0.8
+    r, lo, hi = _partial_rho(prediction, target, control)
+    assert lo < 0 < hi and abs(r) < 0.15
+    own = rng.normal(size=200)  # a part of the target the control does not carry, which the prediction follows
+    r, lo, _ = _partial_rho(prediction + own, target + own, control)
+    assert r > 0.5 and lo > 0.3
+    half = 1.96 / math.sqrt(200 - 4)
+    assert lo == pytest.approx(math.tanh(math.atanh(r) - half))
+    assert math.isnan(_partial_rho(prediction[:4], target[:4], control[:4])[1])  # too few pairs for an interval
 
 
 def test_lines_for_personality_and_graph_without_runs():
@@ -43,7 +59,7 @@ def test_lines_for_personality_and_graph_without_runs():
 @pytest.mark.slow
 def test_demo_end_to_end_prints_intervals_and_mechanism_lines(tmp_path, prefect_harness, capsys):
     """40 videos, 1 epoch: checks the wiring (every task's table with intervals, the GAT interval over 8 link splits,
-    one mechanism line per task), not learning. About 4 min on a loaded 2-core machine."""
+    one mechanism line per task, the per-stage time table), not learning. About 4 min on a loaded 2-core machine."""
     from pipelines.cli import main
 
     with pytest.raises(SystemExit) as exit_:
@@ -54,3 +70,7 @@ def test_demo_end_to_end_prints_intervals_and_mechanism_lines(tmp_path, prefect_
     for name in ("emotion", "personality", "popularity", "graph"):
         assert f"planted mechanism, {name}:" in out, out
     assert "sec2sec synchrony ρ" in out and "van network effect ρ" in out
+    stages = out[out.index("time per stage"):]
+    for stage in ("ingest", "extract", "pretrain-graph", "compare", "of which training", "graph-seeds (7 GATs",
+                  "mechanism lines", "total"):
+        assert stage in stages, stages

@@ -246,3 +246,158 @@ def test_text_stage_with_nothing_to_do_parses_no_record_and_sees_a_changed_trans
     _write_transcript(store, "t1", "a dog flew")  # new training text: a new vocabulary, every bag of words again
     assert _text_stage(store, store.manifest(), CFG, False)["done"] == 4
     assert store.artifact_fingerprint("vocabulary") != vocab
+
+
+def test_a_tokenizer_version_bump_rekeys_the_vocabulary_and_every_bag_of_words_only(tmp_path, monkeypatch):
+    import features.text
+    from pipelines.extract import EMBED_STAGES, _text_plan, _text_stage
+
+    store = _text_store(tmp_path, ["a cat sat", "a dog ran", "the cat ran", "a bird"])
+    assert _text_stage(store, store.manifest(), CFG, False)["done"] == 4
+    vocab, bows = store.artifact_fingerprint("vocabulary"), store.fingerprints("text")
+    params = {s: CFG.stage_params(s) for s in (*STAGES, *EMBED_STAGES)}
+    monkeypatch.setattr(features.text, "TOKENIZER_VERSION", features.text.TOKENIZER_VERSION + 1)
+    assert [s for s, p in params.items() if CFG.stage_params(s) != p] == ["text"]
+    _, bumped, todo, skipped, _ = _text_plan(store, store.manifest(), CFG, False)
+    assert bumped != vocab and skipped == 0 and all(fp != bows[v] for v, fp in todo) and len(todo) == 4
+    assert _text_stage(store, store.manifest(), CFG, False)["done"] == 4
+    assert store.artifact_fingerprint("vocabulary") == bumped
+
+
+def _planned_store(root, n=4):
+    """A store of ``n`` videos (tiny source files, no media decoded) with every per-video stage committed at its
+    planned fingerprint: a plan over it has nothing to do."""
+    import pandas as pd
+
+    from pipelines.extract import STAGE_VERSIONS, plan_extraction
+
+    src = root / "src"
+    src.mkdir()
+    ids = [f"m{i}" for i in range(n)]
+    for i, vid in enumerate(ids):
+        (src / f"{vid}.mp4").write_bytes(bytes([i]) * 64)
+    store = open_store(root, "memo", create=True)
+    store.write_manifest(pd.DataFrame({"video_id": ids, "source_path": [str(src / f"{v}.mp4") for v in ids],
+                                       "split": "train", "transcript": [f"words of {v}" for v in ids],
+                                       "desc": ["a clip"] * n}))
+    items, _, _ = plan_extraction(store, store.manifest(), CFG, _MEMO_STAGES)
+    for item in items:
+        for stage in item["todo"]:
+            store.write(stage, item["row"]["video_id"], item["fps"][stage], version=STAGE_VERSIONS[stage],
+                        record={"n": 1}, params=CFG.stage_params(stage))
+    return store, src
+
+
+_MEMO_STAGES = ["probe", "frames", "audio", "transcripts", "metadata"]
+
+
+def _edit_manifest(store, src):
+    m = store.manifest()
+    m.loc[1, "transcript"] = "other words"
+    store.write_manifest(m)
+
+
+def _touch_source(store, src):
+    import os
+
+    os.utime(src / "m2.mp4", ns=(1, 1))  # same bytes, another mtime: re-hashed, nothing to do
+
+
+def _grow_source(store, src):
+    with open(src / "m2.mp4", "ab") as fh:
+        fh.write(b"x")
+
+
+def _drop_output(store, src):
+    store.drop("audio", "m3")
+
+
+def _record_failure(store, src):
+    """frames of m0 failed at its planned fingerprint (the output dropped with it): counted failed, not retried."""
+    fp = store.fingerprints("frames")["m0"]
+    store.drop("frames", "m0")
+    store.record_failure("frames", "m0", "boom", fingerprint=fp)
+
+
+def _compact(store, src):
+    store.compact()
+
+
+@pytest.mark.parametrize("change", [_edit_manifest, _touch_source, _grow_source, _drop_output, _record_failure,
+                                   _compact, "config", "version", "memo-corrupt", "memo-missing", "refresh"])
+def test_noop_plan_is_memoised_and_every_input_it_depends_on_invalidates_it(tmp_path, monkeypatch, change):
+    """A second no-op plan is answered from ``cache/plan.json``; after each kind of change the plan is made video by
+    video again, and its answer equals a plan made without any memo."""
+    import pipelines.extract as ex
+
+    store, src = _planned_store(tmp_path)
+    cfg, refresh = CFG, False
+    first = ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES)
+    assert first[0] == [] and first[1]["probe"] == {"skipped": 4, "failed": 0}
+    calls = []
+    real = ex._plan_videos
+    monkeypatch.setattr(ex, "_plan_videos", lambda *a: calls.append(1) or real(*a))
+    assert ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES) == ([], first[1], 0) and calls == []
+    memo = tmp_path / "memo" / "cache" / "plan.json"
+    if change == "config":
+        cfg = ExtractConfig(n_frames=17, asr="none")
+    elif change == "version":
+        monkeypatch.setitem(ex.STAGE_VERSIONS, "metadata", ex.STAGE_VERSIONS["metadata"] + 1)
+    elif change == "memo-corrupt":
+        memo.write_bytes(b'{"format": 1, "key": ')
+    elif change == "memo-missing":
+        memo.unlink()
+    elif change == "refresh":
+        refresh = True
+    else:
+        change(store, src)
+    got = ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES, refresh)
+    assert calls == [1]
+    want = real(store, store.manifest(), cfg, _MEMO_STAGES, refresh)
+    assert [(i["row"]["video_id"], i["todo"]) for i in got[0]] == [(i["row"]["video_id"], i["todo"]) for i in want[0]]
+    assert got[1] == want[1]
+    expected_work = {_edit_manifest: [("m1", ["transcripts"])], _drop_output: [("m3", ["audio"])],
+                     _grow_source: [("m2", ["probe", "frames", "audio", "metadata"])]}.get(change)  # text: no file
+    if expected_work is not None:
+        assert [(i["row"]["video_id"], i["todo"]) for i in got[0]] == expected_work
+    elif change in ("config",):
+        assert sorted(i["row"]["video_id"] for i in got[0]) == ["m0", "m1", "m2", "m3"]
+    elif change == "refresh":
+        assert len(got[0]) == 4
+    elif change is _record_failure:
+        assert got[0] == [] and got[1]["frames"] == {"skipped": 3, "failed": 1}
+    elif change != "version":  # a metadata version bump re-keys metadata: work, checked against `want` above
+        assert got[0] == []
+        calls.clear()
+        assert ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES)[0] == [] and calls == []  # memo again
+
+
+@pytest.mark.parametrize("change", ["split", "transcript", "params", "memo-corrupt", "refresh"])
+def test_text_stage_with_nothing_to_write_is_memoised_and_its_inputs_invalidate_it(tmp_path, monkeypatch, change):
+    import pipelines.extract as ex
+
+    store = _text_store(tmp_path, ["a cat sat", "a dog ran", "the cat ran", "a bird"])
+    cfg, refresh = CFG, False
+    assert ex._text_stage(store, store.manifest(), cfg, False)["done"] == 4
+    assert ex._text_stage(store, store.manifest(), cfg, False) == {"done": 0, "failed": 0, "skipped": 4}
+    plans = []
+    real = ex._text_plan
+    monkeypatch.setattr(ex, "_text_plan", lambda *a: plans.append(1) or real(*a))
+    assert ex._text_stage(store, store.manifest(), cfg, False) == {"done": 0, "failed": 0, "skipped": 4}
+    assert plans == []  # answered by cache/text-plan.json
+    if change == "split":  # t1 leaves the training split: another vocabulary, every bag of words again
+        m = store.manifest()
+        m.loc[m["video_id"] == "t1", "split"] = "test"
+        store.write_manifest(m)
+    elif change == "transcript":
+        _write_transcript(store, "t2", "the cat flew")
+    elif change == "params":
+        cfg = ExtractConfig(n_frames=16, asr="none", max_vocab=3)
+    elif change == "memo-corrupt":
+        (tmp_path / "texts" / "cache" / "text-plan.json").write_bytes(b"\x00garbage")
+    else:
+        refresh = True
+    got = ex._text_stage(store, store.manifest(), cfg, refresh)
+    assert plans == [1]
+    assert got == ({"done": 0, "failed": 0, "skipped": 4} if change == "memo-corrupt" else
+                   {"done": 4, "failed": 0, "skipped": 0})

@@ -130,6 +130,63 @@ def test_one_stage_by_name_and_clear_errors(embedded, encoders, tmp_path):
     assert not set(plain["stages"]) & set(EMBED)
 
 
+def test_encoder_batches_mix_videos_and_a_poisoned_video_fails_alone(embedded, encoders, tmp_path, monkeypatch):
+    """The flow batches embed_vision rows across videos; an encoder error on one video's rows and another video's
+    corrupt frames become those two videos' failures, and every other video's vectors equal per-video embedding."""
+    import dataclasses
+
+    from features import embed as E
+    from features import extract_video as X
+
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    store = open_store(root, DATASET)
+    manifest = store.manifest()
+    ids = list(manifest["video_id"])  # plan order: tasks of 3 videos (ids 0-2, then 3-4)
+    poisoned, corrupt = ids[1], ids[3]
+    prepare = X.EMBED_ROWS["embed_vision"]
+
+    def rows_with_faults(v, todo, cache):
+        job = prepare(v, todo, cache)
+        if v.row["video_id"] == poisoned:  # a marker the encoder below raises on
+            return dataclasses.replace(job, rows=np.full_like(job.rows, 7), valid=np.ones_like(job.valid))
+        if v.row["video_id"] == corrupt:  # frames that are not the encoder's input size
+            return dataclasses.replace(job, rows=np.ascontiguousarray(job.rows[:, :5]))
+        return job
+
+    forward, batches = E.VisionEncoder._forward, []
+
+    def raising_forward(self, frames, **kw):
+        marked = (frames.reshape(len(frames), -1) == 7).all(axis=1)
+        batches.append((len(frames), int(marked.sum())))
+        if marked.any():
+            raise RuntimeError("encoder failed on these rows")
+        return forward(self, frames, **kw)
+
+    monkeypatch.setitem(X.EMBED_ROWS, "embed_vision", rows_with_faults)
+    monkeypatch.setattr(E.VisionEncoder, "_forward", raising_forward)
+    cfg = CFG.model_copy(update={"embed_batch_size": 64})  # a whole task's rows fit in one batch
+    res = _extract(root, config=cfg, stages=["embed_vision", "embed_audio"], refresh=True, **encoders)
+    assert res["stages"]["embed_vision"] == {"done": N_VIDEOS - 2, "skipped": 0, "failed": 2}, res
+    assert res["stages"]["embed_audio"]["done"] == N_VIDEOS
+    assert "encoder failed on these rows" in store.failure("embed_vision", poisoned)["error"]
+    assert "frames: expected uint8 (N, 32, 32, 3), got uint8 (12, 5, 32, 3)" in \
+        store.failure("embed_vision", corrupt)["error"]
+    assert any(marked and n > marked for n, marked in batches)  # the poisoned rows shared a batch with others
+    assert max(n for n, _ in batches) > 12  # more than one video's 12 frames per forward
+
+    rows, alone_cfg = manifest.set_index("video_id", drop=False), cfg.model_copy(update=encoders)
+    for vid in ids:
+        if vid in (poisoned, corrupt):
+            continue
+        alone = X.extract_video(rows.loc[vid].to_dict(), ["probe", "embed_vision", "embed_audio"], alone_cfg)
+        got_v, got_a = store.read("embed_vision", vid), store.read("embed_audio", vid)
+        for name, want in alone["embed_vision"].arrays.items():
+            np.testing.assert_allclose(got_v[name], want, rtol=1e-5, atol=1e-5, err_msg=f"{vid} {name}")
+        for name, want in alone["embed_audio"].arrays.items():
+            np.testing.assert_allclose(got_a[name], want, rtol=1e-5, atol=1e-5, err_msg=f"{vid} {name}")
+
+
 def _parity_detector(path):
     """Loader of a face-detector double: a file ``{"size": s}`` gives one s×s "face" at the top left of every frame
     whose pixel sum is even (content-based, so the same frame always gets the same answer)."""
@@ -271,13 +328,18 @@ def test_heads_train_on_the_cached_embeddings(embedded, tmp_path, capsys):
     root = tmp_path / "root"
     shutil.copytree(embedded[0], root, symlinks=True)
     store = open_store(root, DATASET)
-    fp, _ = build_pack(store, ["vision_seg_emb", "audio_seg_emb", "vision_emb", "text_emb"], "emotion")
+    fp, _ = build_pack(store, ["vision_seg_emb", "audio_seg_emb", "vision_emb", "text_emb", "text_sentence_emb"],
+                       "emotion")
     arrays, _ = store.read_pack(fp)
     assert arrays["vision_seg_emb"].shape == (N_VIDEOS, 6, 1, 16) and arrays["vision_seg_emb_mask"].shape == (5, 6)
     assert arrays["audio_seg_emb"].shape == (N_VIDEOS, 6, 24) and arrays["vision_emb"].shape == (N_VIDEOS, 6, 16)
     assert arrays["text_emb"].shape == (N_VIDEOS, 64, 16) and arrays["text_emb_mask"].shape == (N_VIDEOS, 64)
     vid = str(arrays["video_id"][0])
     np.testing.assert_array_equal(arrays["audio_seg_emb"][0], store.read("embed_audio", vid)["segments"])
+    text = store.read("embed_text", vid)  # the sentence vector as embed_text stored it (the text model's pooling)
+    np.testing.assert_array_equal(arrays["text_sentence_emb"][0], text["sentence"])
+    assert arrays["text_sentence_emb_mask"].shape == (N_VIDEOS,) and arrays["text_sentence_emb_mask"][0] == text[
+        "sentence_valid"]
 
     runs = {
         "sec2sec": run_training(store, "sec2sec", "emotion", epochs=1, device="cpu", input_kind="embeddings",
@@ -288,7 +350,7 @@ def test_heads_train_on_the_cached_embeddings(embedded, tmp_path, capsys):
                             overrides={**TINY, "modalities": ["vision", "audio"]}),
     }
     assert runs["sec2sec"]["modalities"] == ["vision_seg_emb", "audio_seg_emb"]
-    assert runs["mcat"]["modalities"] == ["vision_emb", "audio_emb", "text_emb"]
+    assert runs["mcat"]["modalities"] == ["vision_emb", "audio_emb", "text_sentence_emb"]  # text_emb_groups=1
     assert runs["mcat"]["config"]["text_emb_dim"] == 16 and runs["mcat"]["config"]["audio_tokens"] == 6
     assert runs["van"]["config"]["vision_emb_dim"] == 16 and runs["van"]["config"]["n_frames"] == 6
     assert all(r["input_kind"] == "embeddings" and np.isfinite(r["n_params"]) for r in runs.values())

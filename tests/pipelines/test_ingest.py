@@ -5,7 +5,7 @@ import pytest
 
 from features import open_store
 from pipelines.cli import main
-from tests.pipelines.conftest import DATASET, N_VIDEOS
+from tests.pipelines.conftest import DATASET, N_VIDEOS, RESCRAPES
 
 
 def test_synthetic_ingest_reads_back_all_three_formats(synthetic_store):
@@ -27,10 +27,10 @@ def test_reingest_reports_no_change(synthetic_copy, prefect_harness):
 
     src = synthetic_copy / "_sources" / DATASET
     first = ingest(dataset="again", source="synthetic", root=str(synthetic_copy), path=str(src), videos=N_VIDEOS,
-                   seed=7, min_duration=3.0, max_duration=6.0)
+                   seed=7, min_duration=3.0, max_duration=6.0, rescrapes=RESCRAPES)
     assert first["added"] == N_VIDEOS
     second = ingest(dataset="again", source="synthetic", root=str(synthetic_copy), path=str(src), videos=N_VIDEOS,
-                    seed=7, min_duration=3.0, max_duration=6.0)
+                    seed=7, min_duration=3.0, max_duration=6.0, rescrapes=RESCRAPES)
     assert (second["added"], second["removed"], second["changed"]) == (0, 0, 0)
 
 
@@ -42,6 +42,8 @@ def test_bad_parameters_are_refused_before_work(root, prefect_harness):
     with pytest.raises(Exception, match="dataset"):
         ingest(dataset="../escape", source="folder", root=str(root), path=str(root))
     assert not (root.parent / "escape").exists()
+    with pytest.raises(ValueError, match="rescrapes=3: only the synthetic source"):
+        ingest(dataset="x", source="tiktok", root=str(root), path=str(root), rescrapes=3)
 
 
 def test_cli_inspect_json(synthetic_store, capsys):

@@ -1,8 +1,8 @@
 """Planted mechanisms: does each headline model capture the mechanism its paper claims (slow tier)?
 
 One synthetic store (160 videos of 4-9 s, no speech, generated, ingested and extracted by the flows; the GAT
-pre-trained on its song-video graph), three training seeds per model (each seed also draws the train/val/test
-split), and per claim the model with the mechanism against the same family without it:
+pre-trained on its song-video graph), three training seeds per model (five for VAN; each seed also draws the
+train/val/test split), and per claim the model with the mechanism against the same family without it:
 
 * **Sec2Sec synchrony** (``arousal_sync_part``, 67 % of arousal's variance, invisible to time-averaged features):
   ``sec2sec`` (per-second co-attention) vs ``sec2sec-sa-sa`` (per-second self-attention, no cross-modal attention) vs
@@ -13,7 +13,8 @@ split), and per claim the model with the mechanism against the same family witho
   synchrony; the same detectors averaged over the seconds first cannot.
 * **VAN network effect** (``popularity_network_part``, 77 % of popularity's variance, carried by the song): ``van``
   over vision + audio + graph vs ``van`` over vision + audio; the figure is the Spearman correlation of the predicted
-  popularity with the planted network part on the test videos.
+  popularity with the planted network part on the test videos, and the same with the content part
+  (``popularity_content_part``, drawn in the frames) is a test of its own.
 * **GAT link prediction**: test AUC over five link splits against two training-free scores on the same test links,
   preferential attachment ``deg(s)`` and the cosine of the video's whole-clip audio with its candidate song's; the
   GAT without its song-degree input is the ablation.
@@ -22,7 +23,8 @@ Intervals are 95 % Student-t intervals over the seeds (:func:`models.metrics.see
 capture its mechanism the test is an ``xfail`` whose reason carries the measured figures: a failed claim is a
 finding, and the plant is not tuned to hide it. Every figure is printed (``pytest -s``).
 
-Measured (generator seed 11, training seeds 0-2, dims 16, 30 epochs; about 28 min on a heavily loaded 2-core machine):
+Measured (generator seed 11, training seeds 0-2 (VAN 0-4), dims 16, 30 epochs; about 28 min on a heavily loaded
+2-core machine):
 
 * synchrony, ρ with ``sync_cue``, arousal-only models (19 min, load ~20): sec2sec 0.06 [-0.83, 0.95],
   sec2sec-sa-sa 0.31 [-0.03, 0.66], avm 0.23 [0.16, 0.31] (whole-clip audio with its padding masked); arousal
@@ -32,14 +34,28 @@ Measured (generator seed 11, training seeds 0-2, dims 16, 30 epochs; about 28 mi
   synchrony is in the features and the model is wired for it (second s of audio co-attends to second s of vision,
   same index and masks as the controls pair), but no model learns arousal at all here → xfail. What is known:
   arousal's audio path learns slowly -- a sec2sec-audio trained by hand on the recency store (no early stopping)
-  sits at chance for about 8 epochs before reaching 0.8-0.9 test accuracy, and the engine's early stopping (10
-  epochs without a better validation loss) ends the runs around there. Not the cause: the per-segment GroupNorm of
-  the MFCC CNN (BatchNorm in the same hand loop also waited about 7 epochs), MFCC scale (standardised input: slower).
-* network effect, ρ with ``popularity_network_part`` (GAT with its song-degree input; fixture + this test 12 min,
-  load ~10): van + graph 0.910 [0.759, 1.061] (popularity Spearman 0.686 [0.647, 0.724]), van without graph 0.241
-  [-0.360, 0.841] (Spearman 0.146); paired gain 0.670 [-0.060, 1.399], per seed 0.675 / 0.373 / 0.960. The graph
-  helps on every seed, but three seeds do not make the interval clear → xfail. (A song's degree ranks the network
-  part at ρ 0.97 over this catalogue's videos, so the embedding carries nearly all of it.)
+  sits at chance for about 8 epochs before reaching 0.8-0.9 test accuracy. Not the cause: the per-segment GroupNorm
+  of the MFCC CNN (BatchNorm in the same hand loop also waited about 7 epochs), MFCC scale (standardised input:
+  slower), and early stopping: trained 60 epochs without it (seed 0, arousal alone; sec2sec 18 min wall at load
+  ~22), sec2sec reaches ρ 0.006 (test arousal accuracy 0.66; validation accuracy 0.34-0.50 at every epoch but the
+  last, 0.62), sec2sec-sa-sa -0.05 (0.59), avm 0.44 (0.75); sec2sec's training loss falls from 0.69 to
+  0.50-0.55 while its validation loss rises from 0.71 (epoch 1) to 0.82-1.04 (epochs 50-60): it memorises 96
+  training videos, it does not learn the synchrony later. (avm's 0.44 is one split of 26 test videos with audio on
+  which ``sync_cue`` happens to correlate -0.47 with the clip's length and 0.19 with the recency part; with both
+  partialled out 0.31.) Longer training is not a better default here.
+  The demo's "sec2sec synchrony ρ 0.55 [0.17, 0.79] recovered" (``vidpipe demo``, 120 videos, valence and arousal
+  trained together, one seed) is not synchrony either: on its 22 test videos with audio the predicted arousal ranks
+  the videos by valence (ρ 0.91 with the valence label), which correlates 0.49 with ``sync_cue`` there by chance;
+  with valence partialled out ρ is 0.29 (avm 0.36 → 0.03), and the arousal output's test AUC is 0.58 (accuracy
+  0.375). Its interval is over 22 videos of one split, not over seeds.
+* network effect, ρ with ``popularity_network_part`` (GAT with its song-degree input; training seeds 0-4; fixture
+  + both VAN tests 15 min at load 4-20): van + graph 0.912 [0.855, 0.969] (popularity Spearman 0.679
+  [0.651, 0.708]), van without graph 0.198 [-0.031, 0.427] (Spearman 0.086 [-0.111, 0.282]); paired gain 0.714
+  [0.438, 0.990], per seed 0.675 / 0.373 / 0.960 / 0.707 / 0.854 → passes (seeds 0-2 alone: 0.670 [-0.060, 1.399]).
+  A song's degree ranks the network part at ρ 0.97 over this catalogue's videos, so the embedding carries nearly
+  all of it. Neither variant learns the content part: ρ with ``popularity_content_part`` 0.034 [-0.225, 0.294]
+  without the graph (per seed 0.387 / 0.046 / -0.097 / -0.027 / -0.137), 0.034 [-0.045, 0.113] with it → xfail;
+  without the graph, VAN on 96 training videos barely ranks popularity at all.
 * GAT test AUC over 5 link splits (152 links, ~15 test links and ~7 negatives each):
   gat 0.792 [0.651, 0.934], gat-no-degree 0.728 [0.552, 0.903], gat-audio 0.800 [0.649, 0.951]; baselines deg(s)
   0.794 [0.641, 0.947], audio cosine 0.670 [0.524, 0.817] → passes: the GAT learns song popularity (it matches
@@ -57,6 +73,9 @@ import scipy.stats
 
 DATASET = "mech"
 SEEDS = (0, 1, 2)
+#: the network-effect comparison is paired seed by seed; its gain varies 0.37-0.96 over seeds, which 3 seeds leave
+#: unresolved ([-0.06, 1.40]) and 5 resolve
+VAN_SEEDS = (0, 1, 2, 3, 4)
 SIZE = {"dim": 16, "heads": 2, "lstm_hidden": 16, "cnn_width": 8}
 TRAIN = {"epochs": 30, "lr": 3e-3, "batch_size": 16, "device": "cpu"}
 
@@ -187,10 +206,13 @@ def test_sec2sec_synchrony_needs_audio_and_vision_paired_per_second(mech):
         pytest.xfail(f"sec2sec does not recover the planted synchrony at this size (160 videos, 30 epochs): {report}")
 
 
-def test_van_network_effect_needs_the_graph(mech):
+@pytest.fixture(scope="module")
+def van_figures(mech) -> tuple[dict[str, dict[str, list[float]]], str]:
+    """Per variant (``van+graph``, ``van-no-graph``) and figure, one value per seed of :data:`VAN_SEEDS`; and the
+    report line."""
     store, gt = mech
     figures: dict[str, dict[str, list[float]]] = {}
-    for seed in SEEDS:
+    for seed in VAN_SEEDS:
         for label, mods in (("van+graph", ("vision", "audio", "graph")), ("van-no-graph", ("vision", "audio"))):
             ids, pred, run = _fit(store, "van", "popularity", seed, modalities=mods)
             f = figures.setdefault(label, {"r_network": [], "r_content": [], "spearman": []})
@@ -199,14 +221,25 @@ def test_van_network_effect_needs_the_graph(mech):
             f["spearman"].append(run["metrics"]["spearman"])
     report = "; ".join(f"{m}: " + ", ".join(f"{k} {_summary(v)}" for k, v in f.items()) for m, f in figures.items())
     print("\nnetwork effect (mean [95% CI] over seeds):", report)
-    # both variants see the video's own pixels: the content part is learnable without the graph
-    assert _interval(figures["van-no-graph"]["r_content"])[0] > 0.0, report
+    return figures, report
+
+
+def test_van_network_effect_needs_the_graph(van_figures):
+    figures, report = van_figures
     # each seed draws one split for both variants: the comparison is paired, seed by seed
     gain = np.subtract(figures["van+graph"]["r_network"], figures["van-no-graph"]["r_network"])
     report += f"; paired gain in r_network {_summary(gain)} (per seed {np.round(gain, 3).tolist()})"
     print(report)
-    if not _interval(gain)[1] > 0.0:
-        pytest.xfail(f"van does not take the network effect from the graph embedding at this size: {report}")
+    # the graph embedding carries the network effect: the paired gain's interval over the seeds lies above 0
+    assert _interval(gain)[1] > 0.0, report
+
+
+def test_van_learns_the_content_part_from_the_pixels(van_figures):
+    """Both variants see the video's own frames, where the content part (the mean level of the central square) is
+    drawn: without the graph, VAN should rank the test videos by it."""
+    figures, report = van_figures
+    if not _interval(figures["van-no-graph"]["r_content"])[1] > 0.0:
+        pytest.xfail(f"van does not learn the content part from the frames at this size: {report}")
 
 
 def _link_baselines(graph, cfg) -> dict[str, float]:

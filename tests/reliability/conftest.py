@@ -163,6 +163,7 @@ def _instrument(trace: str | None, slow_ms: float, die_at: list | None = None, h
     wrap(Store, "write_table", lambda self, name, *a, **k: f"table:{name}")
     wrap(Store, "write_manifest", "manifest")
     wrap(Store, "write_artifact", lambda self, name, *a, **k: f"artifact:{name}")
+    wrap(Store, "update_artifact_meta", lambda self, name, *a, **k: f"artifact:{name}:meta")
     wrap(Store, "write_pack", "pack")
     wrap(Store, "save_run", "run-record")
     # compaction: the whole fold, each index partition / failure table / shard written before the commit, and the

@@ -474,7 +474,7 @@ def test_failed_encode_leaves_no_labels_and_no_partial_files(tmp_path, monkeypat
     ({"n_videos": 2, "min_duration": 0.5}, "min_duration"),
     ({"n_videos": 2, "min_duration": 5.0, "max_duration": 4.0}, "max_duration"),
     ({"n_videos": 2, "size_scale": 0.0}, "size_scale"), ({"n_videos": 2, "size_scale": float("nan")}, "size_scale"),
-    ({"n_videos": 2, "speech": "yes"}, "speech"),
+    ({"n_videos": 2, "speech": "yes"}, "speech"), ({"n_videos": 2, "rescrapes": -1}, "rescrapes"),
 ])
 def test_bad_arguments_are_named(tmp_path, kwargs, arg):
     with pytest.raises(ValueError, match=rf"^{arg}="):
@@ -502,3 +502,54 @@ def test_sync_weight_zero_draws_no_synchrony_cue_and_keeps_every_other_draw():
 def test_sync_weight_out_of_range_is_refused_naming_it(tmp_path, bad):
     with pytest.raises(ValueError, match="sync_weight"):
         synthetic.generate_synthetic(tmp_path, n_videos=1, sync_weight=bad)
+
+
+def test_rescrape_plant_at_scale_matches_the_docstring():
+    """The early-trend plant on 4,000 planned videos: shares of MTAF's label, monotone counts, scrapes before the
+    final one, and nothing else of the dataset moved (the re-scrapes draw from their own generator)."""
+    plans, _ = synthetic._plan(4000, 0, 3.0, 15.0, 1.0, synthetic._DESIGN)
+    gt = pd.DataFrame([p.row for p in plans])
+    rows, cols = synthetic._plan_rescrapes(gt, 5, 0, synthetic._DESIGN)
+    g = gt.assign(**cols)
+    var = g["mtaf_label_log"].var()
+    assert g["mtaf_early_part"].var() / var == pytest.approx(0.99, abs=0.02)
+    assert g["mtaf_late_growth_part"].var() / var == pytest.approx(0.04, abs=0.01)
+    assert np.corrcoef(g["mtaf_early_part"], g["mtaf_label_log"])[0, 1] ** 2 == pytest.approx(0.96, abs=0.01)
+    np.testing.assert_allclose(g["mtaf_label_log"], np.log1p(0.2 * g["digg_count"] + 0.3 * g["comment_count"]
+                                                              + 0.5 * g["share_count"]))
+    merged = rows.merge(gt[["video_id", "create_time", "t_days", "play_count", "digg_count"]], on="video_id",
+                        suffixes=("", "_final"))
+    hours = (merged["scrape_time"] - merged["create_time"]) / 3600
+    assert (hours < merged["t_days"] * 24).all() and hours.between(1, 123).all()
+    assert (merged["play_count"] <= merged["play_count_final"]).all()
+    assert merged.groupby("video_id")["digg_count"].apply(lambda c: c.is_monotonic_increasing).all()
+    assert (rows.groupby("video_id").size()[gt.loc[gt["t_days"] > 123 / 24, "video_id"]] == 5).all()
+    again, _ = synthetic._plan(4000, 0, 3.0, 15.0, 1.0, synthetic._DESIGN)  # planning ignores re-scrapes entirely
+    assert [p.row["popularity"] for p in again] == gt["popularity"].tolist()
+
+
+def test_rescrape_files_read_back_through_the_tiktok_adapter(tmp_path):
+    from features.sources import read_synthetic, read_synthetic_rescrapes
+
+    ds = generate_synthetic(tmp_path / "data", n_videos=4, seed=5, speech=False, min_duration=1.0, max_duration=1.5,
+                            size_scale=0.25, rescrapes=3)
+    gt = ds.ground_truth
+    assert [p.name for p in sorted((tmp_path / "data" / "tiktok_rescrapes").iterdir())] == \
+        ["scrape_01.jsonl", "scrape_02.jsonl", "scrape_03.jsonl"]
+    assert list(ds.files)[-1] == "tiktok_posts" and "tiktok_rescrape_03" in ds.files
+    scrapes = read_synthetic_rescrapes(tmp_path / "data")
+    assert len(scrapes) == 3
+    for j, frame in enumerate(scrapes):
+        for r in frame.itertuples():
+            planted = gt.set_index("video_id").loc[r.video_id]
+            assert r.scrape_time == pytest.approx(planted["create_time"] + planted["rescrape_hours"][j] * 3600)
+            assert r.digg_count == math.floor(planted["rescrape_share"][j] * planted["digg_count"])
+    final = read_synthetic(tmp_path / "data").set_index("video_id")
+    assert (final["scrape_time"] == synthetic._DESIGN.scrape_time).all()  # the final scrape is untouched
+    doc = json.loads((tmp_path / "data" / "ground_truth.json").read_text())
+    assert doc["params"]["rescrapes"] == 3 and set(doc["early_trend"]["components"]) == {
+        "mtaf_early_part", "mtaf_late_growth_part"}
+    plain = generate_synthetic(tmp_path / "plain", n_videos=4, seed=5, speech=False, min_duration=1.0,
+                               max_duration=1.5, size_scale=0.25)
+    pd.testing.assert_frame_equal(plain.ground_truth, gt[plain.ground_truth.columns])  # same dataset otherwise
+    assert not (tmp_path / "plain" / "tiktok_rescrapes").exists() and read_synthetic_rescrapes(tmp_path / "plain") == ()

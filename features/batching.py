@@ -1,0 +1,319 @@
+"""Cross-video encoder batching: the rows of many videos fill fixed-size encoder batches; each video gets its result.
+
+An embedding stage's encoder input for one video is a few rows (frames, 1-s audio segments) with a validity mask. Run
+one video at a time, a store of short clips runs many small forwards (a 30-frame clip: one batch of 30). Here the rows
+of consecutive videos fill batches of exactly ``batch_size`` rows (the last one of a stream may be short), a long
+video's rows are split over several batches, and a video's result is handed back as soon as the batch holding its
+last row has run — so results come in the order videos finish, not the order they went in.
+
+* :class:`RowBatcher` — one encoder's batches: :meth:`~RowBatcher.add` an item, get back the items that finished.
+* :func:`prefetch` — iterate a producer (decoding, preprocessing) in a background thread through a bounded queue:
+  at most ``max_items`` items and ``max_bytes`` bytes wait for the consumer (one item is always admitted, so an item
+  larger than ``max_bytes`` passes alone).
+* :func:`batched_rows` — both together, with one :class:`RowBatcher` per encoder ("lane"): the producer decodes the
+  next videos while the encoder runs.
+
+Memory is bounded by the queue, one encoder batch and the results of the videos whose rows are in flight, never by the
+number of videos. A failure stays with its video: an item whose rows the encoder's ``check`` refuses fails alone, and
+when a forward raises on a batch holding several videos' rows, each video's rows of that batch are run again on their
+own, so only the video whose rows raise fails. Per-row outputs do not depend on which rows share a batch (encoders in
+eval mode), so the results equal per-video embedding within float tolerance.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import threading
+import time
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["RowEncoder", "RowItem", "RowResult", "RowBatcher", "prefetch", "batched_rows", "item_bytes"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RowEncoder:
+    """One encoder as the batcher sees it."""
+
+    forward: Callable[[np.ndarray], Sequence[np.ndarray]]  # rows (B, ...) → outputs, each (B, *shape)
+    outputs: tuple[tuple[tuple[int, ...], Any], ...]  # per output: (per-row shape, dtype); zeros where not valid
+    batch_size: int  # rows per forward
+    check: Callable[[np.ndarray], None] | None = None  # raises ValueError for rows this encoder cannot take
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r}: expected an int >= 1")
+        if not self.outputs:
+            raise ValueError("outputs: expected at least one (shape, dtype) per-row output")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RowItem:
+    """One video's rows for one encoder."""
+
+    key: Hashable  # the video; unique among the items of a lane in flight
+    rows: np.ndarray  # (N, ...) encoder input
+    valid: np.ndarray | None = None  # (N,) bool: rows to encode (the others' outputs are zeros); None: every row
+    lane: Hashable = None  # which encoder (a key of batched_rows' ``lanes``)
+    context: Any = None  # handed back with the result untouched
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RowResult:
+    """One video's complete result: every output for all of its rows, or the error that failed it."""
+
+    key: Hashable
+    lane: Hashable
+    context: Any
+    outputs: tuple[np.ndarray, ...] | None  # each (N, *shape) as the encoder declares; None on error
+    error: BaseException | None  # why the video failed (its rows were refused, or the encoder raised on them)
+    seconds: float  # this video's share of encoder time: each batch's time split by rows
+
+
+class _Open:
+    """A video whose rows are not all done: its output buffers, rows left, encoder seconds so far. It keeps the
+    item's key and context, not its rows: they are freed once copied into batches."""
+
+    __slots__ = ("key", "context", "outputs", "left", "seconds")
+
+    def __init__(self, item: RowItem, outputs: tuple[np.ndarray, ...], left: int) -> None:
+        self.key, self.context, self.outputs, self.left, self.seconds = item.key, item.context, outputs, left, 0.0
+
+
+class RowBatcher:
+    """Fills ``encoder``'s batches with the rows of successive items (see the module docstring).
+
+    Shapes:
+        item rows (N, ...), valid (N,) → result outputs (N, *shape) per declared output
+    """
+
+    def __init__(self, encoder: RowEncoder, *, lane: Hashable = None) -> None:
+        self.encoder, self.lane = encoder, lane
+        self._open: dict[Hashable, _Open] = {}
+        self._batch: list[tuple[Hashable, np.ndarray, np.ndarray]] = []  # (key, destination rows, input rows)
+        self._filled = 0
+        self._row_spec: tuple[tuple[int, ...], np.dtype] | None = None  # every batch's rows share shape and dtype
+
+    def add(self, item: RowItem) -> list[RowResult]:
+        """Queue ``item``'s valid rows, running every batch they fill; returns the items that finished meanwhile.
+
+        Raises:
+            ValueError: ``item.key`` already has rows in flight (a caller's bug, not the video's).
+        """
+        if item.key in self._open:
+            raise ValueError(f"item key={item.key!r} already has rows in flight in lane {self.lane!r}")
+        done: list[RowResult] = []
+        try:
+            rows, idx = self._accept(item)
+        except Exception as exc:  # noqa: BLE001 - the video's failure, handed back with it
+            return [self._result(item.key, item.context, None, exc, 0.0)]
+        self._open[item.key] = _Open(item, tuple(np.zeros((len(rows), *shape), dtype) for shape, dtype
+                                                 in self.encoder.outputs), len(idx))
+        if not len(idx):
+            done.append(self._close(item.key))
+        start = 0
+        while start < len(idx) and item.key in self._open:
+            take = idx[start:start + self.encoder.batch_size - self._filled]
+            self._batch.append((item.key, take, rows[take]))
+            self._filled += len(take)
+            start += len(take)
+            if self._filled == self.encoder.batch_size:
+                done += self._run()
+        return done
+
+    def flush(self) -> list[RowResult]:
+        """Run the last, partial batch; returns the items it finished (every item added is then finished)."""
+        done = self._run() if self._batch else []
+        assert not self._open, f"items left open after flush: {list(self._open)}"
+        return done
+
+    def run_one(self, item: RowItem) -> RowResult:
+        """``item`` alone (its rows in batches of ``batch_size``): one video embedded on its own."""
+        (result,) = self.add(item) + self.flush()
+        return result
+
+    # ------------------------------------------------------------------ internals
+    def _accept(self, item: RowItem) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray(item.rows)
+        if rows.ndim < 1:
+            raise ValueError(f"rows of {item.key!r}: expected an array of shape (N, ...), got a scalar")
+        valid = np.ones(len(rows), bool) if item.valid is None else np.asarray(item.valid)
+        if valid.shape != (len(rows),) or valid.dtype != bool:
+            raise ValueError(f"valid of {item.key!r}: expected bool ({len(rows)},), got {valid.dtype} {valid.shape}")
+        if self.encoder.check is not None:
+            self.encoder.check(rows)
+        spec = (rows.shape[1:], rows.dtype)
+        if self._row_spec is None:
+            self._row_spec = spec
+        elif spec != self._row_spec:
+            raise ValueError(f"rows of {item.key!r}: expected {self._row_spec[1]} rows of shape "
+                             f"{self._row_spec[0]} like the other items of lane {self.lane!r}, got {rows.dtype} "
+                             f"{rows.shape[1:]}")
+        return rows, np.flatnonzero(valid)
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        out = self.encoder.forward(x)
+        out = (out,) if isinstance(out, np.ndarray) else tuple(out)
+        shapes = [(len(x), *shape) for shape, _ in self.encoder.outputs]
+        if [tuple(np.shape(o)) for o in out] != shapes:
+            raise ValueError(f"the encoder of lane {self.lane!r} returned shapes {[np.shape(o) for o in out]}, "
+                             f"expected {shapes}")
+        return out
+
+    def _run(self) -> list[RowResult]:
+        """Run the current batch; on an exception with several videos in it, each video's rows again on their own."""
+        batch, self._batch, self._filled = self._batch, [], 0
+        keys = list(dict.fromkeys(key for key, _, _ in batch))
+        groups = [batch] if len(keys) == 1 else None
+        if groups is None:
+            try:
+                self._scatter(batch, *self._timed(np.concatenate([rows for _, _, rows in batch])))
+            except Exception:  # noqa: BLE001 - isolated below: only the videos whose rows raise fail
+                groups = [[part for part in batch if part[0] == key] for key in keys]
+        failed: dict[Hashable, BaseException] = {}
+        for group in groups or []:
+            try:
+                x = group[0][2] if len(group) == 1 else np.concatenate([rows for _, _, rows in group])
+                self._scatter(group, *self._timed(x))
+            except Exception as exc:  # noqa: BLE001 - that video's failure
+                failed[group[0][0]] = exc
+        done = [self._result(key, self._open.pop(key).context, None, exc, 0.0) for key, exc in failed.items()]
+        for key in keys:
+            if key in self._open and self._open[key].left == 0:
+                done.append(self._close(key))
+        return done
+
+    def _timed(self, x: np.ndarray) -> tuple[tuple[np.ndarray, ...], float]:
+        t0 = time.perf_counter()
+        out = self._forward(x)
+        return out, time.perf_counter() - t0
+
+    def _scatter(self, parts: list[tuple[Hashable, np.ndarray, np.ndarray]], out: tuple[np.ndarray, ...],
+                 seconds: float) -> None:
+        n = sum(len(dst) for _, dst, _ in parts)
+        at = 0
+        for key, dst, _ in parts:
+            state = self._open[key]
+            for buf, o in zip(state.outputs, out):
+                buf[dst] = o[at:at + len(dst)]
+            at += len(dst)
+            state.left -= len(dst)
+            state.seconds += seconds * len(dst) / n
+
+    def _close(self, key: Hashable) -> RowResult:
+        state = self._open.pop(key)
+        return self._result(key, state.context, state.outputs, None, state.seconds)
+
+    def _result(self, key: Hashable, context: Any, outputs: tuple[np.ndarray, ...] | None,
+                error: BaseException | None, seconds: float) -> RowResult:
+        return RowResult(key=key, lane=self.lane, context=context, outputs=outputs, error=error, seconds=seconds)
+
+
+_END = object()
+
+
+def item_bytes(item: Any) -> int:
+    """Bytes a :class:`RowItem` holds in its rows and mask (0 for anything else)."""
+    if not isinstance(item, RowItem):
+        return 0
+    return int(np.asarray(item.rows).nbytes + (0 if item.valid is None else np.asarray(item.valid).nbytes))
+
+
+def prefetch(items: Iterable[Any], *, max_items: int = 4, max_bytes: int = 256 << 20,
+             nbytes: Callable[[Any], int] = item_bytes) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, at most ``max_items`` items and ``max_bytes`` bytes ahead.
+
+    The producer (``items``' own code: decoding, preprocessing) waits while the queue is full; an item is always
+    admitted into an empty queue, so one larger than ``max_bytes`` passes alone. An exception of the producer is
+    raised here after the items before it. Closing this iterator early stops the producer at its next item and waits
+    for it, so no producer work outlives the consumer.
+
+    Raises:
+        ValueError: ``max_items`` < 1 or ``max_bytes`` < 1.
+    """
+    if not isinstance(max_items, int) or max_items < 1:
+        raise ValueError(f"max_items={max_items!r}: expected an int >= 1")
+    if not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes={max_bytes!r}: expected an int >= 1")
+    return _Prefetch(items, max_items, max_bytes, nbytes).iterate()
+
+
+class _Prefetch:
+    """The bounded queue between :func:`prefetch`'s producer thread and its consumer."""
+
+    def __init__(self, items: Iterable[Any], max_items: int, max_bytes: int, nbytes: Callable[[Any], int]) -> None:
+        self.items, self.max_items, self.max_bytes, self.nbytes = items, max_items, max_bytes, nbytes
+        self.cond = threading.Condition()
+        self.queue: collections.deque[tuple[Any, int]] = collections.deque()
+        self.held = 0  # bytes in the queue
+        self.stop = False
+        self.error: BaseException | None = None
+
+    def _fits(self, size: int) -> bool:
+        return not self.queue or (len(self.queue) < self.max_items and self.held + size <= self.max_bytes)
+
+    def produce(self) -> None:
+        it = iter(self.items)
+        try:
+            for item in it:
+                size = self.nbytes(item)
+                with self.cond:
+                    self.cond.wait_for(lambda: self.stop or self._fits(size))
+                    if self.stop:
+                        break
+                    self.queue.append((item, size))
+                    self.held += size
+                    self.cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - raised in the consumer
+            self.error = exc
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            with self.cond:
+                self.queue.append((_END, 0))
+                self.cond.notify_all()
+
+    def iterate(self) -> Iterator[Any]:
+        thread = threading.Thread(target=self.produce, name="prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                with self.cond:
+                    self.cond.wait_for(lambda: bool(self.queue))
+                    item, size = self.queue.popleft()
+                    self.held -= size
+                    self.cond.notify_all()
+                if item is _END:
+                    if self.error is not None:
+                        raise self.error
+                    return
+                yield item
+        finally:
+            with self.cond:
+                self.stop = True
+                self.queue.clear()
+                self.cond.notify_all()
+            thread.join()
+
+
+def batched_rows(items: Iterable[RowItem], lanes: Mapping[Hashable, RowEncoder], *, max_items: int = 4,
+                 max_bytes: int = 256 << 20) -> Iterator[RowResult]:
+    """Each item's :class:`RowResult` as soon as its rows are done, the items produced by ``items`` in a background
+    thread through a bounded queue (:func:`prefetch`) and batched across videos per encoder (``item.lane`` names its
+    key in ``lanes``). Results come in the order videos finish; after the last item every partial batch runs.
+
+    Raises:
+        ValueError: an item's lane is not in ``lanes``; whatever the producer raises.
+    """
+    batchers = {lane: RowBatcher(enc, lane=lane) for lane, enc in lanes.items()}
+    with contextlib.closing(prefetch(items, max_items=max_items, max_bytes=max_bytes)) as queued:
+        for item in queued:
+            if item.lane not in batchers:
+                raise ValueError(f"item {item.key!r}: lane={item.lane!r} is not one of {list(batchers)}")
+            yield from batchers[item.lane].add(item)
+    for batcher in batchers.values():
+        yield from batcher.flush()

@@ -1,0 +1,212 @@
+"""features.batching: rows of many videos in fixed-size encoder batches, per-video results, a bounded prefetch queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from features.batching import RowBatcher, RowEncoder, RowItem, batched_rows, prefetch
+
+POISON = -1.0  # a row holding this value makes the test encoder raise
+
+
+def _encoder(batch_size: int, calls: list | None = None, **kw) -> RowEncoder:
+    """A row-wise encoder: row (3,) → (sum·2 (1,), row reversed (3,) float16); raises on a batch with POISON."""
+
+    def forward(x: np.ndarray):
+        if calls is not None:
+            calls.append(x.copy())
+        if (x == POISON).any():
+            raise RuntimeError("poisoned rows")
+        return 2 * x.sum(axis=1, keepdims=True), x[:, ::-1]
+
+    return RowEncoder(forward=forward, outputs=(((1,), np.float32), ((3,), np.float16)), batch_size=batch_size, **kw)
+
+
+def _item(key: str, n: int, valid=None, seed: int = 0, **kw) -> RowItem:
+    rows = np.random.default_rng(seed).random((n, 3)).astype(np.float32) + 1
+    return RowItem(key=key, rows=rows, valid=None if valid is None else np.asarray(valid, bool), **kw)
+
+
+def _expected(item: RowItem) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.ones(len(item.rows), bool) if item.valid is None else item.valid
+    return (np.where(valid[:, None], 2 * item.rows.sum(axis=1, keepdims=True), 0),
+            np.where(valid[:, None], item.rows[:, ::-1], 0).astype(np.float16))
+
+
+def test_rows_of_several_videos_fill_each_batch_and_videos_finish_in_the_order_their_last_row_runs():
+    calls: list = []
+    b = RowBatcher(_encoder(4, calls))
+    a, b_, c, d = _item("a", 5, seed=1), _item("b", 2, seed=2), _item("c", 6, seed=3), _item("d", 3, [0, 0, 0])
+    assert b.add(a) == []  # a's first 4 rows run; its 5th waits for the next batch
+    assert b.add(b_) == []  # 3 rows waiting
+    assert [r.key for r in b.add(c)] == ["a", "b"]  # c's first row completes the batch (a4, b0, b1, c0)
+    assert [r.key for r in b.add(d)] == ["d"]  # no valid row: finished at once, zeros
+    assert [r.key for r in b.flush()] == ["c"]  # c's last row ran in the partial batch
+    assert [len(x) for x in calls] == [4, 4, 4, 1]  # c1..c4 filled a batch on their own
+    np.testing.assert_array_equal(calls[1], np.concatenate([a.rows[4:], b_.rows, c.rows[:1]]))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_results_equal_the_rows_own_outputs_for_videos_of_1_to_20_rows(batch_size):
+    rng = np.random.default_rng(batch_size)
+    items = [_item(f"v{n}", n, rng.random(n) > 0.3, seed=n, lane="x") for n in range(1, 21)]
+    calls: list = []
+    results = list(batched_rows(iter(items), {"x": _encoder(batch_size, calls)}, max_items=2))
+    assert sorted(r.key for r in results) == sorted(i.key for i in items)
+    by_key = {r.key: r for r in results}
+    for item in items:
+        res = by_key[item.key]
+        assert res.error is None and res.lane == "x" and res.seconds >= 0
+        vec, rev = _expected(item)
+        np.testing.assert_allclose(res.outputs[0], vec, rtol=1e-6)
+        np.testing.assert_array_equal(res.outputs[1], rev)
+        assert res.outputs[0].dtype == np.float32 and res.outputs[1].dtype == np.float16
+    sizes = [len(x) for x in calls]
+    total = sum(int(i.valid.sum()) for i in items)
+    assert sum(sizes) == total and all(s == batch_size for s in sizes[:-1]) and 1 <= sizes[-1] <= batch_size
+
+
+def test_a_long_video_is_split_into_batches_of_at_most_batch_size_rows():
+    calls: list = []
+    long = _item("long", 50, seed=4)
+    res = RowBatcher(_encoder(8, calls)).run_one(long)
+    assert [len(x) for x in calls] == [8] * 6 + [2]
+    np.testing.assert_allclose(res.outputs[0], _expected(long)[0], rtol=1e-6)
+
+
+def test_an_encoder_error_on_one_videos_rows_fails_that_video_only():
+    calls: list = []
+    batcher = RowBatcher(_encoder(8, calls))
+    bad = _item("bad", 6, seed=5)
+    bad.rows[3, 1] = POISON
+    good = [_item("g1", 3, seed=6), _item("g2", 5, seed=7)]
+    results = batcher.add(good[0]) + batcher.add(bad) + batcher.add(good[1]) + batcher.flush()
+    by_key = {r.key: r for r in results}
+    assert set(by_key) == {"g1", "bad", "g2"}
+    assert isinstance(by_key["bad"].error, RuntimeError) and by_key["bad"].outputs is None
+    for item in good:
+        assert by_key[item.key].error is None
+        np.testing.assert_allclose(by_key[item.key].outputs[0], _expected(item)[0], rtol=1e-6)
+    # the mixed batch (g1, bad, g2's first row) raised; each video's rows ran again on their own; the poisoned
+    # video's later rows were never sent
+    assert [len(x) for x in calls] == [8, 3, 5, 5]
+    np.testing.assert_array_equal(calls[3], good[1].rows)
+
+
+def test_rows_the_encoder_refuses_fail_their_video_and_the_rest_go_on():
+    def check(rows: np.ndarray) -> None:
+        if rows.dtype != np.float32:
+            raise ValueError(f"rows: expected float32, got {rows.dtype}")
+
+    batcher = RowBatcher(_encoder(4, check=check))
+    ok = _item("ok", 3)
+    wrong_dtype = RowItem(key="f64", rows=np.ones((2, 3)))
+    wrong_shape = RowItem(key="wide", rows=np.ones((2, 4), np.float32))
+    wrong_mask = RowItem(key="mask", rows=np.ones((2, 3), np.float32), valid=np.ones(3, bool))
+    results = batcher.add(ok) + batcher.add(wrong_dtype) + batcher.add(wrong_shape) + batcher.add(wrong_mask)
+    errors = {r.key: str(r.error) for r in results}
+    assert "expected float32, got float64" in errors["f64"]
+    assert "rows of 'wide': expected float32 rows of shape (3,)" in errors["wide"]
+    assert "valid of 'mask': expected bool (2,)" in errors["mask"]
+    (done,) = batcher.flush()
+    assert done.key == "ok" and done.error is None
+    with pytest.raises(ValueError, match="batch_size=0: expected an int >= 1"):
+        _encoder(0)
+
+
+def test_an_encoder_returning_the_wrong_shape_fails_the_videos_of_that_batch():
+    enc = RowEncoder(forward=lambda x: (np.zeros((len(x), 2), np.float32),), outputs=(((1,), np.float32),),
+                     batch_size=4)
+    res = RowBatcher(enc, lane="v").run_one(_item("a", 2))
+    assert "the encoder of lane 'v' returned shapes [(2, 2)], expected [(2, 1)]" in str(res.error)
+
+
+def test_a_key_in_flight_twice_is_refused_and_an_unknown_lane_is_named():
+    batcher = RowBatcher(_encoder(4))
+    batcher.add(_item("a", 1))
+    with pytest.raises(ValueError, match="key='a' already has rows in flight"):
+        batcher.add(_item("a", 1))
+    with pytest.raises(ValueError, match="lane='y' is not one of \\['x'\\]"):
+        list(batched_rows([_item("a", 1, lane="y")], {"x": _encoder(4)}))
+
+
+def test_two_encoders_batch_their_own_rows_from_one_stream():
+    items = [_item(f"v{i}", 3, seed=i, lane="x" if i % 2 else "y") for i in range(6)]
+    calls = {"x": [], "y": []}
+    out = list(batched_rows(items, {k: _encoder(4, calls[k]) for k in calls}))
+    assert {(r.key, r.lane) for r in out} == {(i.key, i.lane) for i in items}
+    assert [len(c) for c in calls["x"]] == [4, 4, 1] and [len(c) for c in calls["y"]] == [4, 4, 1]
+
+
+@pytest.mark.parametrize("limit", [{"max_items": 3}, {"max_items": 100, "max_bytes": 3 * 4096}])
+def test_prefetch_keeps_at_most_the_queue_bound_ahead_of_a_slow_consumer(limit):
+    produced = [0]
+
+    def producer():
+        for i in range(30):
+            produced[0] += 1
+            yield np.zeros(1024, np.float32)  # 4 KiB
+
+    ahead = []
+    for consumed, _ in enumerate(prefetch(producer(), nbytes=lambda a: a.nbytes, **limit), 1):
+        time.sleep(0.002)  # a slow encoder: an unbounded producer would run to the end at once
+        ahead.append(produced[0] - consumed)
+    # three queued, plus the item the producer holds while it waits for room
+    assert max(ahead) <= 3 + 1 and produced[0] == 30
+
+
+def test_prefetch_admits_an_item_larger_than_max_bytes_alone():
+    big = [np.zeros(1000, np.uint8) for _ in range(3)]
+    assert len(list(prefetch(iter(big), max_bytes=10, nbytes=lambda a: a.nbytes))) == 3
+    with pytest.raises(ValueError, match="max_items=0: expected an int >= 1"):
+        prefetch([], max_items=0)
+
+
+def test_prefetch_raises_the_producers_error_after_its_items_and_stops_a_producer_left_early():
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for x in prefetch(failing()):
+            seen.append(x)
+    assert seen == [1, 2]
+
+    stopped = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                i += 1
+                yield i
+        finally:
+            stopped.set()
+
+    it = prefetch(endless(), max_items=2)
+    assert next(it) == 1
+    it.close()  # the consumer stops: the producer is stopped and joined, not left running
+    assert stopped.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "prefetch"]
+
+
+def test_closing_the_result_stream_stops_its_producer():
+    stopped = threading.Event()
+
+    def items():
+        try:
+            for i in range(1000):
+                yield _item(f"v{i}", 2, lane="x")
+        finally:
+            stopped.set()
+
+    results = batched_rows(items(), {"x": _encoder(2)}, max_items=2)
+    assert next(results).key == "v0"
+    results.close()  # e.g. a commit raised in the consumer
+    assert stopped.is_set() and not [t for t in threading.enumerate() if t.name == "prefetch"]
