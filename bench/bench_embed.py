@@ -199,9 +199,9 @@ def _pack_arrays(model: Any, videos: int, seed: int = 0) -> dict[str, np.ndarray
 
 def _train_epoch_fn(model: Any, arrays: dict[str, np.ndarray], batch: int):
     """One training epoch as ``vidpipe train`` runs it on CPU: a shuffled :class:`models.data.PackLoader` over the
-    in-memory pack (uint8 frames scaled to float per batch), the model's own Adam, models.engine's epoch (forward,
-    backward, gradient clipping at TrainConfig's default, step); and the loader's part alone (its batches, no model).
-    Returns (epoch, load) callables."""
+    in-memory pack (uint8 frames scaled to float per batch, only those the model reads: ``input_positions``), the
+    model's own Adam, models.engine's epoch (forward, backward, gradient clipping at TrainConfig's default, step); and
+    the loader's part alone (its batches, no model). Returns (epoch, load) callables."""
     import torch
 
     from models.data import PackLoader
@@ -210,7 +210,8 @@ def _train_epoch_fn(model: Any, arrays: dict[str, np.ndarray], batch: int):
     cfg = TrainConfig(batch_size=batch, device="cpu")
     keys = [*model.inputs, *(f"{k}_mask" for k in model.inputs), "target"]
     videos = len(arrays["target"])
-    loader = PackLoader(arrays, keys, np.arange(videos), batch_size=batch, shuffle=True, seed=cfg.seed)
+    loader = PackLoader(arrays, keys, np.arange(videos), batch_size=batch, shuffle=True, seed=cfg.seed,
+                        positions=model.input_positions())
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     device = torch.device("cpu")

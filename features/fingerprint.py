@@ -22,9 +22,9 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "frame_digest", "stat_digest",
+__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "frame_digest", "path_stats", "stat_digest",
            "DigestCache"]
 
 _CHUNK = 1 << 20
@@ -135,19 +135,55 @@ def frame_digest(df: Any) -> str | None:
     return hashlib.blake2b(sink.getvalue(), digest_size=16).hexdigest()
 
 
-def stat_digest(paths: Iterable[Any]) -> str:
-    """blake2b-128 of each path's ``(size, mtime_ns, inode)`` in order (what :class:`DigestCache` keys a file's
-    content on), with the working directory when a path is relative. A path that cannot be stat-ed (missing, not a
-    string) counts as ``(-1, -1, -1)``."""
-    stamps = array.array("q")
-    relative = False
+def path_stats(paths: Iterable[Any]) -> list[os.stat_result | None]:
+    """``os.stat`` of each path in order (symlinks followed), ``None`` where it fails (missing, not a path).
+
+    One pass that :func:`stat_digest` and a caller's own checks (is it a regular file?) can share, so a plan stats
+    each source file once."""
+    out: list[os.stat_result | None] = []
     for path in paths:
         try:
-            st = os.stat(path)
-            stamps.extend((st.st_size, st.st_mtime_ns, st.st_ino))
-            relative = relative or not os.path.isabs(path)
+            out.append(os.stat(path))
         except (OSError, TypeError, ValueError):
+            out.append(None)
+    return out
+
+
+def given_stats(paths: Sequence[Any], stats: Sequence[os.stat_result | None] | None, *,
+                expected: str = "path_stats(paths)") -> Sequence[os.stat_result | None]:
+    """``stats`` when it holds one entry per path, :func:`path_stats` of ``paths`` when it is ``None``.
+
+    Raises:
+        ValueError: ``stats`` does not hold one entry per path (the message names ``expected``).
+    """
+    if stats is None:
+        return path_stats(paths)
+    if len(stats) != len(paths):
+        raise ValueError(f"stats: {len(stats)} entries for {len(paths)} paths; expected {expected}")
+    return stats
+
+
+def stat_digest(paths: Iterable[Any], stats: Sequence[os.stat_result | None] | None = None) -> str:
+    """blake2b-128 of each path's ``(size, mtime_ns, inode)`` in order (what :class:`DigestCache` keys a file's
+    content on), with the working directory when a path is relative. A path that cannot be stat-ed (missing, not a
+    string) counts as ``(-1, -1, -1)``.
+
+    ``stats``: :func:`path_stats` of the same ``paths``, already taken; then no path is stat-ed again.
+
+    Raises:
+        ValueError: ``stats`` does not hold one entry per path.
+    """
+    paths = list(paths)
+    stats = given_stats(paths, stats)
+    stamps = array.array("q")
+    relative = False
+    for path, st in zip(paths, stats):
+        if st is None:
             stamps.extend((-1, -1, -1))
+            continue
+        stamps.extend((st.st_size, st.st_mtime_ns, st.st_ino))
+        if isinstance(path, (str, bytes, os.PathLike)) and not os.path.isabs(path):
+            relative = True
     h = hashlib.blake2b(stamps.tobytes(), digest_size=16)
     if relative:
         h.update(b"\x00" + os.getcwd().encode())

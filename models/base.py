@@ -341,6 +341,16 @@ class VidModel(nn.Module):
             raise ValueError(f"batch[{key + '_mask'!r}] has shape {tuple(m.shape)}; expected {tuple(shape)}")
         return m.to(device=device, dtype=torch.bool)
 
+    def input_positions(self) -> dict[str, tuple[int, ...]]:
+        """Input key → the positions along its first axis after the batch axis (frames, seconds, tokens) that the
+        model reads, for inputs it reads only in part; a key not listed is read whole (the default: every key).
+
+        A loader may hand the model only these positions of the key and of its ``<key>_mask``
+        (:class:`models.data.PackLoader`'s ``positions``), so frames the model never reads are not converted; a
+        model that lists a key accepts that key either whole or already cut to these positions, with the same result.
+        """
+        return {}
+
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
         """Predict, and compute the loss when ``batch`` has ``target``.
 

@@ -3,7 +3,8 @@
 A pack (see :mod:`features.packs`) holds every modality as one array with the video axis first, so a batch is one
 fancy-index per key — no per-sample Python, no collate. Indices inside a batch are sorted, which turns HDF5 reads into
 (near-)contiguous slices when the pack is read lazily. ``uint8`` frames become ``float32`` in [0, 1] here, on the fly,
-so packs stay 4× smaller than float frames.
+so packs stay 4× smaller than float frames. A key the model reads only in part (``VidModel.input_positions``, e.g.
+VAN's 2 of 30 frames) is cut to those positions before that conversion.
 """
 
 from __future__ import annotations
@@ -52,14 +53,18 @@ class PackLoader:
             of ``world_size`` by repeating its first rows (as ``DistributedSampler`` does, so every rank runs the
             same number of batches and no all-reduce waits forever), and keeps rows ``rank::world_size``.
             ``world_size=1`` (default) = all rows.
+        positions: key → the positions along its axis after the video axis to keep (a model's
+            ``input_positions()``), applied to the key and to its ``<key>_mask`` before any dtype conversion; keys not
+            listed are yielded whole.
 
     Shapes:
-        yields {key: (B, ...)} float32 / bool tensors; uint8 frames are scaled to [0, 1] float32.
+        yields {key: (B, ...)} float32 / bool tensors; uint8 frames are scaled to [0, 1] float32; a key in
+        ``positions`` and its mask have len(positions[key]) on axis 1 (e.g. vision (B, n, 3, H, W), mask (B, n)).
     """
 
     def __init__(self, arrays: Mapping[str, Any], keys: Sequence[str], indices: np.ndarray, *, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, pin_memory: bool = False, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, positions: Mapping[str, Sequence[int]] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
         _check_shard(rank, world_size)
@@ -68,6 +73,7 @@ class PackLoader:
             raise ValueError(f"keys {missing} are not in the pack (it has {sorted(arrays)})")
         self.arrays = arrays
         self.keys = [k for k in keys if k in arrays]
+        self.positions = _check_positions(positions or {}, self.keys, arrays)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -101,10 +107,11 @@ class PackLoader:
             order = np.resize(order, -(-len(order) // self.world_size) * self.world_size)[self.rank::self.world_size]
         for start in range(0, len(order), self.batch_size):
             rows = np.sort(order[start:start + self.batch_size])
-            yield {k: self._tensor(self.arrays[k], rows) for k in self.keys}
+            yield {k: self._tensor(self.arrays[k], rows, self.positions.get(k.removesuffix("_mask")))
+                   for k in self.keys}
 
-    def _tensor(self, array: Any, rows: np.ndarray) -> torch.Tensor:
-        part = _take_rows(array, rows)
+    def _tensor(self, array: Any, rows: np.ndarray, cols: np.ndarray | None) -> torch.Tensor:
+        part = _take_rows(array, rows, cols)
         t = torch.from_numpy(part)
         if t.dtype == torch.uint8:
             t = t.to(torch.float32).div_(255.0)
@@ -113,19 +120,42 @@ class PackLoader:
         return t.pin_memory() if self.pin_memory else t
 
 
-def _take_rows(array: Any, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` for sorted ``rows``; a lazy (HDF5) dataset is read as one slice per run of consecutive rows.
+def _check_positions(positions: Mapping[str, Sequence[int]], keys: Sequence[str], arrays: Mapping[str, Any]
+                     ) -> dict[str, np.ndarray]:
+    """``positions`` as index arrays, checked against the arrays of the keys they cut (and of their masks)."""
+    out = {}
+    for key, pos in positions.items():
+        idx = np.asarray(pos, dtype=np.int64).reshape(-1)
+        if key not in keys:
+            raise ValueError(f"positions has key {key!r}, which this loader does not yield; expected keys of {keys}")
+        for k in (key, f"{key}_mask"):
+            shape = np.shape(arrays[k]) if k in keys else None
+            if shape is not None and (len(shape) < 2 or idx.size == 0 or idx.min() < 0 or idx.max() >= shape[1]):
+                raise ValueError(f"positions[{key!r}]={list(pos)}: expected at least one index in [0, axis 1) of "
+                                 f"{k!r}, whose shape is {shape}")
+        out[key] = idx
+    return out
+
+
+def _take_rows(array: Any, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+    """``array[rows]`` for sorted ``rows`` (``array[rows][:, cols]`` when ``cols`` is given, without copying the other
+    positions); a lazy (HDF5) dataset is read as one slice per run of consecutive rows.
 
     h5py's fancy indexing selects row by row and was 20-30× slower than slices for a batch of 224×224 frames
     (lazily read packs trained at a fraction of the in-memory rate). Numpy arrays index as usual.
 
     Shapes:
-        array: (N, ...); rows: (B,) sorted → (B, ...)
+        array: (N, T, ...); rows: (B,) sorted; cols: (n,) or None → (B, n | T, ...)
     """
     if isinstance(array, np.ndarray):
-        return array[rows]
+        return array[rows] if cols is None else array[np.ix_(rows, cols)]
     if rows.size == 0:
-        return np.asarray(array[0:0])
+        part = np.asarray(array[0:0])
+        return part if cols is None else part[:, cols]
     runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-    parts = [np.asarray(array[int(r[0]):int(r[-1]) + 1]) for r in runs]
+    if cols is None:
+        parts = [np.asarray(array[int(r[0]):int(r[-1]) + 1]) for r in runs]
+    else:  # h5py selects a sorted list of distinct positions; reorder / repeat them afterwards
+        wanted, order = np.unique(cols, return_inverse=True)
+        parts = [np.asarray(array[int(r[0]):int(r[-1]) + 1, wanted.tolist()])[:, order] for r in runs]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -658,6 +658,21 @@ def modality_contributions(relation: Any, present: Any | None = None) -> Contrib
     return Contributions(per_head=per_head.numpy(), overall=per_head.mean(dim=0).numpy())  # eq. 4.17 with 1/H
 
 
+def _absent_mask(batch: Mapping[str, Tensor], key: str) -> Tensor:
+    """An all-False ``<key>_mask``: shaped like the batch's own mask of ``key`` when it has one, else per item of the
+    key's second axis for frames, seconds and embedding sequences, and per clip for vectors and raw MFCC.
+
+    Shapes:
+        vision (B, T, 3, H, W) · vision_seg / audio_seg (B, S, ...) · *_emb (B, N, D) → (B, T) / (B, S) / (B, N);
+        audio (B, n_mfcc, F), vectors (B, D) → (B,)
+    """
+    x, m = batch[key], batch.get(f"{key}_mask")
+    if m is not None:
+        return torch.zeros(m.shape, dtype=torch.bool, device=x.device)
+    per_item = x.dim() >= 3 and key != "audio"
+    return torch.zeros(tuple(x.shape[:2]) if per_item else (x.shape[0],), dtype=torch.bool, device=x.device)
+
+
 @torch.no_grad()
 def modality_ablation(model: VidModel, batch: Mapping[str, Tensor]) -> np.ndarray:
     """Mean |Δ prediction| when each input modality in turn is masked out (input zeroed, mask False).
@@ -675,9 +690,7 @@ def modality_ablation(model: VidModel, batch: Mapping[str, Tensor]) -> np.ndarra
         out = []
         for key in model.inputs:
             x = data[key]
-            mask_shape = tuple(x.shape[:2]) if key in ("vision", *_SEG_KEYS) else (x.shape[0],)
-            ablated = {**data, key: torch.zeros_like(x),
-                       f"{key}_mask": torch.zeros(mask_shape, dtype=torch.bool, device=x.device)}
+            ablated = {**data, key: torch.zeros_like(x), f"{key}_mask": _absent_mask(data, key)}
             out.append(float((model(ablated).pred - base).abs().mean()))
     finally:
         model.train(was_training)

@@ -82,7 +82,8 @@ class VAN(VidModel):
     """VAN (see module docstring).
 
     Shapes:
-        batch["vision"] (B, T, 3, H, W) (VAN reads ``frame_indices`` of the T frames);
+        batch["vision"] (B, T, 3, H, W) (VAN reads ``frame_indices`` of the T frames), or (B, n, 3, H, W) already cut
+        to those n (``input_positions``; likewise ``vision_emb`` (B, T | n, D_v) and the masks (B, T | n));
         batch[m] per ``models.encoders.ModalityEncoder`` for m in modalities
         → logits (B, K); extras["modality_attention"] (B, H, M, M) (rows of present modalities sum to 1),
           extras["modality_embeddings"] (B, M, D)
@@ -109,13 +110,21 @@ class VAN(VidModel):
         if cfg.pretrained_path:
             load_pretrained(self.encoders, cfg.pretrained_path)
 
+    def input_positions(self) -> dict[str, tuple[int, ...]]:
+        """``{vision key: frame_indices}`` when VAN reads only some of the T frames (see VidModel.input_positions)."""
+        if "vision" not in self.modalities or len(self.frame_indices) == self.config.n_frames:
+            return {}
+        return {self.encoders["vision"].input_key: self.frame_indices}
+
     def compute_logits(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        if "vision" in self.modalities and len(self.frame_indices) != self.config.n_frames:
-            key = self.encoders["vision"].input_key  # frames (B, T, 3, H, W) or their embeddings (B, T, D)
+        cut = self.input_positions()
+        for key in cut:  # frames (B, T, 3, H, W) or their embeddings (B, T, D); a loader may have cut them already
             x = batch[key]
-            if x.dim() < 2 or x.shape[1] != self.config.n_frames:
+            if x.dim() < 2 or x.shape[1] not in (self.config.n_frames, len(self.frame_indices)):
                 raise ValueError(f"batch[{key!r}] has shape {tuple(x.shape)}; expected {self.config.n_frames} frames "
-                                 "on axis 1")
+                                 f"(or the {len(self.frame_indices)} at frame_indices) on axis 1")
+            if x.shape[1] == len(self.frame_indices):
+                continue
             idx = self.frame_index.to(x.device)
             batch = {**batch, key: x.index_select(1, idx)}
             if batch.get(f"{key}_mask") is not None:

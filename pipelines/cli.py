@@ -475,6 +475,7 @@ def compare(
     vision_profile: str = typer.Option("uniform", help="Frame profile feeding `vision`: uniform (64²) or uniform_224."),
     separate_targets: bool = typer.Option(False, "--separate-targets", help="One model per target (e.g. valence, arousal)."),
     inputs: str = typer.Option("raw", "--inputs", help="raw or embeddings; add --ablation '{\"input_kind\": \"embeddings\"}' for both side by side."),
+    workers: int = typer.Option(1, "--workers", help="Processes training the tables' models at once, one torch thread each (1: one after another in this process)."),
     root: Optional[str] = RootOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the table rows as a JSON list (last line of stdout)."),
 ) -> None:
@@ -482,6 +483,8 @@ def compare(
 
     Example: [cyan]vidpipe compare demo --task personality --json[/cyan]
     """
+    if workers < 1:
+        fail(f"--workers {workers}: expected a number of processes, at least 1")
     from pipelines.compare import compare_models
 
     try:
@@ -495,7 +498,7 @@ def compare(
                   seed=seed, batch_size=batch_size, device=device, overrides=overrides or None,
                   ablations=ablations or None, retrain=retrain, interpret=not no_interpret,
                   weight_decay=weight_decay, hflip=hflip, vision_profile=vision_profile,
-                  separate_targets=separate_targets, inputs=inputs)
+                  separate_targets=separate_targets, inputs=inputs, workers=workers)
     rows = [r for t in result["tables"].values() for r in t] + [r for t in result["ablations"].values() for r in t]
     if as_json:
         print(json.dumps(rows, default=str))

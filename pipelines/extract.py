@@ -157,7 +157,8 @@ def _embed_keyer(stage: str, cfg: ExtractConfig) -> Callable[[Sequence[str]], st
 
 
 def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, stages: Sequence[str],
-                    refresh: bool = False) -> tuple[list[dict], dict[str, dict[str, int]], int]:
+                    refresh: bool = False, *, stats: Optional[Sequence[Optional[os.stat_result]]] = None
+                    ) -> tuple[list[dict], dict[str, dict[str, int]], int]:
     """Decide, without decoding anything, which (video, stage) pairs must run.
 
     Returns ``(items, counts, hashed)``: one ``{"row", "todo", "fps"}`` item per video with work to do, per-stage
@@ -169,9 +170,11 @@ def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, st
     A plan with nothing to do is memoised in the store (``cache/plan.json``) under :func:`_plan_key`; the next plan
     with the same key (same manifest, source files, configuration, stage versions and index) returns its counts
     after a stat of each file and a few reads, without a fingerprint per video. ``refresh`` skips the memo.
+    ``stats``: the source files' stats already taken (:func:`pipelines.ingest.source_stats` of ``manifest``), which
+    the memo's key then uses instead of a stat of its own.
     """
     wanted = [s for s in PER_VIDEO_STAGES if s in stages]
-    key = None if refresh else _plan_key(store, manifest, cfg, wanted)
+    key = None if refresh else _plan_key(store, manifest, cfg, wanted, stats)
     memo = store.read_memo(_PLAN_MEMO) if key is not None else None
     if memo is not None and memo.get("key") == key and isinstance(memo.get("counts"), dict):
         return [], memo["counts"], 0
@@ -187,13 +190,15 @@ _PLAN_MEMO = "plan"
 _PLAN_MEMO_VERSION = 1
 
 
-def _plan_key(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: Sequence[str]) -> Optional[str]:
+def _plan_key(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: Sequence[str],
+              stats: Optional[Sequence[Optional[os.stat_result]]] = None) -> Optional[str]:
     """What a plan of ``wanted`` decides from, as one key (``None``: the manifest cannot be digested, no memo).
 
     The manifest's rows (:func:`features.fingerprint.frame_digest`), every source file's size, mtime and inode (what
     the content-digest memo trusts; :func:`features.fingerprint.stat_digest`), the configuration (with the encoders'
     weight digests), the stage versions, and the committed index and failure records of the planned stages
-    (:meth:`Store.view_key`, :meth:`Store.failures_key`). Any change to one of them gives another key."""
+    (:meth:`Store.view_key`, :meth:`Store.failures_key`). Any change to one of them gives another key. ``stats``:
+    the source files' stats in manifest order, when the caller took them already."""
     frame = frame_digest(manifest)
     if frame is None:
         return None
@@ -205,7 +210,7 @@ def _plan_key(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: 
                                                                   "versions": STAGE_VERSIONS, "stages": list(wanted)})
     except TypeError:  # a parameter that cannot be rendered: no memo
         return None
-    return keyer([frame, stat_digest(paths), *(store.view_key(s) for s in wanted), store.failures_key()])
+    return keyer([frame, stat_digest(paths, stats), *(store.view_key(s) for s in wanted), store.failures_key()])
 
 
 def _plan_videos(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: Sequence[str], refresh: bool
@@ -254,17 +259,19 @@ def _missing_message(video_id: str, path: Any) -> str:
     return f"source file missing: {os.path.basename(path)} (not a readable file at {path!r}; restore it or re-ingest)"
 
 
-def _record_missing_sources(store: Store, manifest: pd.DataFrame, *, prune: bool) -> list[str]:
+def _record_missing_sources(store: Store, manifest: pd.DataFrame, *, prune: bool,
+                            stats: Optional[Sequence[Optional[os.stat_result]]] = None) -> list[str]:
     """Keep exactly one :data:`SOURCE_STAGE` failure per manifest video whose source file is missing.
 
     A record is written only when it is new or its message changed (a rerun writes nothing), and the per-stage
     failure records such a video may hold from extractions that worked on it (stages without an output) are removed
     with it. Videos whose file is back lose their record; with ``prune`` (the whole manifest was planned) so do videos
-    no longer in the manifest. Returns the missing video ids, sorted.
+    no longer in the manifest. ``stats``: :func:`pipelines.ingest.source_stats` of ``manifest``, already taken.
+    Returns the missing video ids, sorted.
     """
     from pipelines.ingest import missing_sources
 
-    missing = set(missing_sources(manifest))
+    missing = set(missing_sources(manifest, stats))
     fails = store.failures()
     source_fails = fails[fails["stage"] == SOURCE_STAGE]
     recorded = dict(zip(source_fails["video_id"], source_fails["error"]))
@@ -626,10 +633,13 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
     manifest = store.manifest()
     if manifest.empty:
         raise ValueError(f"dataset={dataset!r}: the manifest is empty: run `vidpipe ingest {dataset} ...` first")
-    from pipelines.ingest import missing_sources
+    from pipelines.ingest import missing_sources, source_stats
 
     current = set(manifest["video_id"].tolist())
-    if any(set(store.fingerprints(s)) - current for s in (*STAGES, *EMBED_STAGES)) or missing_sources(manifest):
+    if any(set(store.fingerprints(s)) - current for s in (*STAGES, *EMBED_STAGES)):
+        return None
+    stats = source_stats(manifest)  # one stat per source file, for the missing-file check and the plan memo's key
+    if missing_sources(manifest, stats):
         return None
     fails = store.failures()
     if len(fails) and (fails["stage"] == SOURCE_STAGE).any():
@@ -639,7 +649,7 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
             held.enter_context(store.lock(wait=False))
         except StoreError:
             return None  # another writer: the flow waits for it
-        items, planned, _ = plan_extraction(store, manifest, cfg, wanted)
+        items, planned, _ = plan_extraction(store, manifest, cfg, wanted, stats=stats)
         if items:
             return None
         summary = {s: {"done": 0, "skipped": 0, "failed": 0, **planned.get(s, {})} for s in wanted}
@@ -716,14 +726,17 @@ def extract_features(
     with store.lock():
         removed = _drop_removed(store, manifest) if video_ids is None else 0
 
-        # missing source files: one record per video, no per-stage work
-        missing = _record_missing_sources(store, manifest, prune=video_ids is None)
+        # missing source files: one record per video, no per-stage work (one stat per file, shared with the plan)
+        from pipelines.ingest import source_stats
+
+        stats = source_stats(manifest)
+        missing = _record_missing_sources(store, manifest, prune=video_ids is None, stats=stats)
         if missing:
             logger.warning("extract %s: %d videos have no source file (e.g. %s); recorded as missing, not extracted",
                            dataset, len(missing), ", ".join(missing[:5]))
 
         # plan
-        items, planned, hashed = plan_extraction(store, manifest, cfg, wanted, refresh)
+        items, planned, hashed = plan_extraction(store, manifest, cfg, wanted, refresh, stats=stats)
         for stage, counts in planned.items():
             summary[stage].update(counts)
         logger.info("extract %s: %d videos to process, %d files hashed", dataset, len(items), hashed)

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from stat import S_ISREG
+from typing import Annotated, Any, Literal, Optional, Sequence
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from pydantic import Field
 
+from features.fingerprint import given_stats, path_stats
 from features.sources import Manifest, load_source
 from features.store import Store
 from features.trend import restated_snapshots, scrape_snapshots
 from pipelines.flow_io import DatasetName, publish_table, store_for
 
-__all__ = ["ingest", "SourceKind", "SplitKind", "default_source_path", "manifest_diff", "missing_sources"]
+__all__ = ["ingest", "SourceKind", "SplitKind", "default_source_path", "manifest_diff", "missing_sources",
+           "source_stats"]
 
 SourceKind = Literal["folder", "first-impressions", "liris-accede", "tiktok", "synthetic"]
 SplitKind = Literal["official", "hashed"]
@@ -45,10 +48,31 @@ def _load(kind: str, path: Optional[str], options: dict) -> Manifest:
     return load_source(kind, path, **options)
 
 
-def missing_sources(videos: pd.DataFrame) -> list[str]:
-    """Video ids (in manifest order) whose ``source_path`` is empty or is not an existing, readable file."""
-    paths = videos["source_path"] if "source_path" in videos.columns else pd.Series(None, index=videos.index)
-    gone = [not (isinstance(p, str) and p and os.path.isfile(p) and os.access(p, os.R_OK)) for p in paths]
+def _source_paths(videos: pd.DataFrame) -> list[Any]:
+    return videos["source_path"].tolist() if "source_path" in videos.columns else [None] * len(videos)
+
+
+def source_stats(videos: pd.DataFrame) -> list[Optional[os.stat_result]]:
+    """``os.stat`` of each video's ``source_path`` in manifest order, ``None`` where there is no file
+    (:func:`features.fingerprint.path_stats`): one pass that :func:`missing_sources` and the extraction plan's memo
+    key (:func:`features.fingerprint.stat_digest`) share."""
+    return path_stats(_source_paths(videos))
+
+
+def missing_sources(videos: pd.DataFrame, stats: Optional[Sequence[Optional[os.stat_result]]] = None) -> list[str]:
+    """Video ids (in manifest order) whose ``source_path`` is empty or is not an existing, readable file.
+
+    ``stats``: :func:`source_stats` of the same ``videos``, already taken; then no file is stat-ed again. Whether a
+    regular file is readable stays an ``os.access`` call per file: a stat's mode bits cannot answer it exactly (ACLs,
+    root, network file systems).
+
+    Raises:
+        ValueError: ``stats`` does not hold one entry per video.
+    """
+    paths = _source_paths(videos)
+    stats = given_stats(paths, stats, expected="source_stats(videos)")
+    gone = [not (isinstance(p, str) and p and st is not None and S_ISREG(st.st_mode) and os.access(p, os.R_OK))
+            for p, st in zip(paths, stats)]
     return videos.loc[gone, "video_id"].astype(str).tolist()
 
 

@@ -174,9 +174,9 @@ def _split_loaders(store: Store, model: Any, task_name: str, arrays: dict[str, A
     idx = split_sets(arrays["split"])
     if len(idx["train"]) == 0:
         raise ValueError(f"dataset {store.dataset!r} has no labelled training videos for task {task_name!r}")
-    keys = pack_keys(model)
-    loaders = {s: PackLoader(arrays, keys, idx[s], batch_size=batch_size, shuffle=(s == "train"), seed=seed)
-               for s in idx}
+    keys, cut = pack_keys(model), model.input_positions()  # only the frames the model reads become float
+    loaders = {s: PackLoader(arrays, keys, idx[s], batch_size=batch_size, shuffle=(s == "train"), seed=seed,
+                             positions=cut) for s in idx}
     return arrays, idx, loaders
 
 

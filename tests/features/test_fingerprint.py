@@ -106,6 +106,23 @@ def test_stat_digest_follows_size_mtime_and_missing_files_and_the_working_direct
     assert stat_digest(["a.bin"]) != here and stat_digest([str(a)]) == stat_digest([str(tmp_path / "sub" / "a.bin")])
 
 
+def test_stat_digest_of_stats_taken_once_is_the_digest_of_its_own_stats(tmp_path, monkeypatch):
+    import os
+
+    from features.fingerprint import path_stats, stat_digest
+
+    (tmp_path / "a.bin").write_bytes(b"12")
+    monkeypatch.chdir(tmp_path)
+    paths = [str(tmp_path / "a.bin"), "a.bin", None, "", float("nan"), str(tmp_path / "gone")]
+    stats = path_stats(paths)
+    assert [s is not None for s in stats] == [True, True, False, False, False, False]
+    assert stats[0].st_size == 2 and stats[0].st_ino == os.stat(tmp_path / "a.bin").st_ino
+    assert stat_digest(paths, stats) == stat_digest(paths)  # relative path: the working directory counts either way
+    assert stat_digest(paths, stats) != stat_digest(paths, [None] * len(paths))  # the stats given are the ones hashed
+    with pytest.raises(ValueError, match=r"stats: 5 entries for 6 paths"):
+        stat_digest(paths, stats[:5])
+
+
 # ``fingerprinter``: the same keys as ``fingerprint``, with the parameters hashed once
 
 @pytest.mark.parametrize("params", [None, {}, {"b": [1, 2.5], "a": "x"}, {"profiles": ("per_second", "uniform")}])

@@ -359,6 +359,25 @@ def test_contribution_summary_over_batches_equals_the_whole_set(tiny):
         summarise_contributions(model, [])
 
 
+@pytest.mark.parametrize("with_masks", [True, False])
+def test_modality_ablation_masks_embedding_inputs_per_frame_and_per_segment(tiny, with_masks):
+    torch.manual_seed(0)
+    model = tiny.model("van", input_kind="embeddings", vision_emb_dim=8, audio_emb_dim=8, audio_tokens=3).eval()
+    assert model.inputs == ("vision_emb", "audio_emb", "graph")
+    batch = tiny.batch(model, 4, seed=1, target=False)
+    if not with_masks:  # the ablation builds the all-False masks (B, T) / (B, S) / (B,) itself
+        batch = {k: v for k, v in batch.items() if not k.endswith("_mask")}
+    got = modality_ablation(model, batch)
+    with torch.no_grad():
+        base = model(batch).pred
+        want = []
+        for key, mask_shape in (("vision_emb", (4, 4)), ("audio_emb", (4, 3)), ("graph", (4,))):
+            ablated = {**batch, key: torch.zeros_like(batch[key]), f"{key}_mask": torch.zeros(mask_shape, dtype=bool)}
+            want.append(float((model(ablated).pred - base).abs().mean()))
+    assert got.shape == (3,) and (got > 0).all()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def _popularity_data(n: int, seed: int = 1) -> dict[str, torch.Tensor]:
     """Popularity driven by the graph embedding (the network effect); vision and audio carry cues that do not count."""
     g = torch.Generator().manual_seed(seed)

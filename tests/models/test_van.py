@@ -58,3 +58,50 @@ def test_van_on_embeddings_reads_the_same_frames_and_keeps_no_index_in_its_check
         assert torch.equal(model(batch).pred, model(changed).pred)
         changed["vision_emb"][:, 2] = 5.0
         assert not torch.equal(model(batch).pred, model(changed).pred)
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    out = model(batch)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("input_kind", ["raw", "embeddings"])
+def test_a_loader_cut_to_the_frames_van_reads_gives_the_same_loss_and_gradients(input_kind):
+    import numpy as np
+
+    from models.data import PackLoader
+
+    torch.manual_seed(0)
+    model = create_model("van", n_frames=30, frame_size=16, input_kind=input_kind, vision_emb_dim=8, audio_emb_dim=8,
+                         audio_tokens=3, **_TINY)
+    key = model.inputs[0]
+    assert model.input_positions() == {key: (0, 2)}
+    rng = np.random.default_rng(0)
+    example = example_batch(model, 6)
+    arrays = {k: v.numpy() for k, v in example.items()}
+    if input_kind == "raw":
+        arrays[key] = rng.integers(0, 256, arrays[key].shape, dtype=np.uint8)  # as a pack stores frames
+    else:
+        arrays[key][:, [1, 3, 29]] = np.nan  # vectors VAN does not read (it drops them before any arithmetic)
+    arrays[f"{key}_mask"][:, 1::2] = False
+    arrays[f"{key}_mask"][::2, 2] = False  # a frame VAN reads, missing in half the videos
+    keys = [*model.inputs, *(f"{k}_mask" for k in model.inputs), "target"]
+    (whole,) = list(PackLoader(arrays, keys, np.arange(6), batch_size=6))
+    (cut,) = list(PackLoader(arrays, keys, np.arange(6), batch_size=6, positions=model.input_positions()))
+    assert whole[key].shape[1] == 30 and cut[key].shape[1] == 2 and cut[f"{key}_mask"].shape == (6, 2)
+    loss_cut, grads_cut = _loss_and_grads(model, cut)
+    assert torch.isfinite(loss_cut)
+    loss_whole, grads_whole = _loss_and_grads(model, whole)
+    assert torch.equal(loss_cut, loss_whole)
+    assert grads_cut.keys() == grads_whole.keys() and len(grads_cut) > 10
+    assert all(torch.equal(grads_cut[n], grads_whole[n]) for n in grads_cut)
+
+
+def test_van_refuses_a_frame_count_that_is_neither_t_nor_the_frames_it_reads():
+    model = create_model("van", n_frames=30, frame_size=16, modalities=("vision", "audio"), **_TINY)
+    batch = example_batch(model, 2)
+    batch["vision"], batch["vision_mask"] = batch["vision"][:, :5], batch["vision_mask"][:, :5]
+    with pytest.raises(ValueError, match=r"expected 30 frames \(or the 2 at frame_indices\)"):
+        model(batch)

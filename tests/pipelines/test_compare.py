@@ -160,6 +160,30 @@ def test_cli_prints_rows_as_json_and_refuses_unknown_models(synthetic_copy, caps
                        ablations=[{}])
 
 
+def test_cli_workers_refuses_zero_in_one_line_and_trains_in_worker_processes(synthetic_copy, capsys, monkeypatch):
+    """``--workers 0`` is one ``error:`` line naming the option (exit 2); ``--workers 2`` reaches the flow: the model
+    trains in a spawned process, since this process's ``run_training`` refuses."""
+    import pipelines.compare as compare
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", DATASET, "--workers", "0", "--root", str(synthetic_copy)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: --workers 0") and "at least 1" in err
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained in the parent process")
+
+    monkeypatch.setattr(compare, "run_training", refuse)
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", DATASET, "--task", "popularity", "--model", "van", "--epochs", "1", "--set", "dim=16",
+              "--set", "heads=2", "--device", "cpu", "--no-interpret", "--workers", "2", "--root", str(synthetic_copy),
+              "--json"])
+    assert exit_.value.code in (0, None)
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rows[0]["model"] == "van" and rows[0]["cached"] is False and rows[0]["epochs"] == 1
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(raises=AssertionError, strict=False, reason=(
     "finding: MCAT does not learn extraversion on this store (22 training videos): its test accuracy 0.828 is the "

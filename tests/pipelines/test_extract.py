@@ -372,6 +372,45 @@ def test_noop_plan_is_memoised_and_every_input_it_depends_on_invalidates_it(tmp_
         assert ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES)[0] == [] and calls == []  # memo again
 
 
+def test_noop_memo_check_stats_each_source_file_once(tmp_path, monkeypatch, prefect_harness):
+    """A no-op check (``nothing_to_extract``) and a no-op flow stat each source file once: the missing-file check and
+    the plan memo's key share one ``os.stat`` per file (plus the ``os.access`` read check) and decide what they
+    decide alone: a deleted file is missing for both, and a touched file re-keys the memo."""
+    import os
+
+    import pipelines.extract as ex
+
+    store, src = _planned_store(tmp_path)
+    assert ex.nothing_to_extract("memo", str(tmp_path), _MEMO_STAGES, CFG) is not None  # writes the plan memo
+    calls = {"stat": [], "access": []}
+
+    def counted(name, real):
+        def call(path, *args, **kwargs):
+            if isinstance(path, str) and path.startswith(str(src)):
+                calls[name].append(os.path.basename(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "stat", counted("stat", os.stat))
+    monkeypatch.setattr(os, "access", counted("access", os.access))
+    planned = []
+    real_plan = ex._plan_videos
+    monkeypatch.setattr(ex, "_plan_videos", lambda *a: planned.append(1) or real_plan(*a))
+    sources = [f"m{i}.mp4" for i in range(4)]
+    assert ex.nothing_to_extract("memo", str(tmp_path), _MEMO_STAGES, CFG) is not None and planned == []
+    assert calls == {"stat": sources, "access": sources}
+    calls["stat"].clear(), calls["access"].clear()
+    result = ex.extract_features(dataset="memo", root=str(tmp_path), stages=_MEMO_STAGES, config=CFG)
+    assert result["missing_sources"] == 0 and planned == [] and calls == {"stat": sources, "access": sources}
+
+    os.utime(src / "m2.mp4", ns=(1, 1))  # another stat: the memo's key changes, the plan is made video by video
+    assert ex.nothing_to_extract("memo", str(tmp_path), _MEMO_STAGES, CFG) is not None and planned == [1]
+    (src / "m3.mp4").unlink()
+    assert ex.nothing_to_extract("memo", str(tmp_path), _MEMO_STAGES, CFG) is None
+    result = ex.extract_features(dataset="memo", root=str(tmp_path), stages=_MEMO_STAGES, config=CFG)
+    assert result["missing_sources"] == 1 and result["missing_examples"] == ["m3"]
+
+
 @pytest.mark.parametrize("change", ["split", "transcript", "params", "memo-corrupt", "refresh"])
 def test_text_stage_with_nothing_to_write_is_memoised_and_its_inputs_invalidate_it(tmp_path, monkeypatch, change):
     import pipelines.extract as ex

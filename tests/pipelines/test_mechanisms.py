@@ -43,11 +43,11 @@ Measured (generator seed 11, training seeds 0-2 (VAN 0-4), dims 16, 30 epochs; a
   training videos, it does not learn the synchrony later. (avm's 0.44 is one split of 26 test videos with audio on
   which ``sync_cue`` happens to correlate -0.47 with the clip's length and 0.19 with the recency part; with both
   partialled out 0.31.) Longer training is not a better default here.
-  The demo's "sec2sec synchrony ρ 0.55 [0.17, 0.79] recovered" (``vidpipe demo``, 120 videos, valence and arousal
-  trained together, one seed) is not synchrony either: on its 22 test videos with audio the predicted arousal ranks
-  the videos by valence (ρ 0.91 with the valence label), which correlates 0.49 with ``sync_cue`` there by chance;
-  with valence partialled out ρ is 0.29 (avm 0.36 → 0.03), and the arousal output's test AUC is 0.58 (accuracy
-  0.375). Its interval is over 22 videos of one split, not over seeds.
+  The demo (``vidpipe demo``, 120 videos, valence and arousal trained together, one seed) therefore reports a
+  partial ρ with the valence label held fixed: on its 22 test videos with audio the predicted arousal ranks the
+  videos by valence (ρ 0.91 with the valence label), which correlates 0.49 with ``sync_cue`` there by chance, so the
+  plain ρ 0.55 [0.17, 0.79] is not synchrony; the partial ρ is 0.29 [-0.16, 0.64] (avm 0.36 → 0.03), and the
+  arousal output's test AUC is 0.58 (accuracy 0.375).
 * network effect, ρ with ``popularity_network_part`` (GAT with its song-degree input; training seeds 0-4; fixture
   + both VAN tests 15 min at load 4-20): van + graph 0.912 [0.855, 0.969] (popularity Spearman 0.679
   [0.651, 0.708]), van without graph 0.198 [-0.031, 0.427] (Spearman 0.086 [-0.111, 0.282]); paired gain 0.714

@@ -136,3 +136,25 @@ def test_hashed_split_is_refused_for_other_sources(root, tmp_path, prefect_harne
 
     with pytest.raises(ValueError, match="split='hashed'.*liris-accede"):
         ingest(dataset="x", source="folder", path=str(tmp_path), root=str(root), split="hashed")
+
+
+def test_missing_sources_from_stats_taken_once_decide_as_from_the_files(tmp_path, clip):
+    """Each kind of missing source (no path, empty, a folder, gone, unreadable) gives the same answer from
+    ``source_stats`` as from the files; stats of another length are refused."""
+    import os
+
+    import pandas as pd
+
+    from pipelines.ingest import missing_sources, source_stats
+
+    unreadable = tmp_path / "locked.mp4"
+    shutil.copyfile(clip, unreadable)
+    unreadable.chmod(0)
+    paths = [str(clip), None, "", str(tmp_path), str(tmp_path / "gone.mp4"), str(unreadable)]
+    videos = pd.DataFrame({"video_id": [f"v{i}" for i in range(len(paths))], "source_path": paths})
+    expected = ["v1", "v2", "v3", "v4"] + ([] if os.access(unreadable, os.R_OK) else ["v5"])  # root reads anything
+    stats = source_stats(videos)
+    assert missing_sources(videos, stats) == missing_sources(videos) == expected
+    assert missing_sources(videos.drop(columns="source_path"), [None] * len(paths)) == videos["video_id"].tolist()
+    with pytest.raises(ValueError, match=r"stats: 5 entries for 6 paths; expected source_stats\(videos\)"):
+        missing_sources(videos, stats[:5])
