@@ -471,6 +471,155 @@ def _plan_sync(rng: np.random.Generator, n_sec: int, design: _Design) -> tuple[n
     return beat, flash, m / k
 
 
+@dataclass(frozen=True, kw_only=True)
+class _VideoDraws:
+    """Every random draw of one video (:func:`_draw_video`); the labels are computed from these alone."""
+
+    audio_codec: str  # ffprobe name of the drawn audio codec
+    audio_args: tuple[str, ...]  # its encoder options
+    fps: int  # frames per second
+    n_frames: int  # frames in the video
+    duration: float  # n_frames / fps (s)
+    n_seconds: int  # whole seconds S
+    visual: np.ndarray  # v_t, (S,)
+    audio: np.ndarray  # a_t, (S,)
+    extraversion: float  # e
+    neuroticism: float  # n
+    cue_noise_seed: int  # seed of the arousal cue noise
+    background: tuple[int, int, int]  # RGB background
+    k_agree: int  # agreeableness words in the transcript
+    k_consc: int  # conscientiousness words in the transcript
+    transcript: str  # what is said
+    noise: dict[str, float]  # label -> noise draw
+    age_s: int  # the post's age at the scrape (s)
+    share_rate: float  # shares / (plays + shares + comments)
+    comment_rate: float  # comments / (plays + shares + comments)
+    like_rate: float  # likes / plays
+    variances: np.ndarray  # (valence, arousal) annotation variances, (2,)
+    beat: np.ndarray  # b_t, (S,) bool
+    flash: np.ndarray  # f_t, (S,) bool
+    sync: float  # m / k (0 when sync_weight is 0)
+
+
+def _draw_video(rng: np.random.Generator, enc: _Encoding, min_duration: float, max_duration: float,
+                design: _Design) -> _VideoDraws:
+    """Draw every random quantity of one video, in the fixed order that makes a seed's dataset reproducible."""
+    audio_codec, audio_args = enc.audio_codecs[int(rng.integers(len(enc.audio_codecs)))]
+    fps = int(rng.choice(design.fps_choices))
+    n_frames = max(1, _round_half_up(float(rng.uniform(min_duration, max_duration)) * fps))
+    duration = n_frames / fps
+    n_sec = max(1, int(math.floor(duration + 1e-9)))
+    v = (rng.uniform() + rng.uniform(size=n_sec)) / 2  # per-video level + per-second part
+    a = (rng.uniform() + rng.uniform(size=n_sec)) / 2
+    e, n = float(rng.uniform()), float(rng.uniform())
+    cue_noise_seed = int(rng.integers(2**63))
+    background = tuple(int(x) for x in np.round(255 * rng.uniform(*design.background_range, size=3)))
+    k_agree, k_consc = (int(k) for k in rng.integers(0, design.max_words + 1, size=2))
+    transcript = _transcript(rng, k_agree, k_consc, design)
+    noise = {"valence": float(rng.normal(0, design.emotion_noise_sd)),
+             "arousal": float(rng.normal(0, design.emotion_noise_sd)),
+             **{t: float(rng.normal(0, design.trait_noise_sd)) for t in _TRAITS},
+             "popularity": float(rng.normal(0, design.popularity_noise_sd))}
+    age_s = _round_half_up(float(rng.uniform(*design.age_days)) * 86400)
+    share_rate, comment_rate, like_rate = (float(rng.uniform(*r)) for r in
+                                           (design.share_rate, design.comment_rate, design.like_rate))
+    variances = rng.uniform(*design.variance_range, size=2)
+    beat, flash, sync = _plan_sync(rng, n_sec, design)  # drawn always: the other draws stay the same
+    if design.sync_weight == 0:  # no synchrony plant: draw neither cue, so nothing but recency moves arousal
+        beat, flash, sync = np.zeros_like(beat), np.zeros_like(flash), 0.0
+    return _VideoDraws(audio_codec=audio_codec, audio_args=audio_args, fps=fps, n_frames=n_frames,
+                       duration=duration, n_seconds=n_sec, visual=v, audio=a, extraversion=e, neuroticism=n,
+                       cue_noise_seed=cue_noise_seed, background=background, k_agree=k_agree, k_consc=k_consc,
+                       transcript=transcript, noise=noise, age_s=age_s, share_rate=share_rate,
+                       comment_rate=comment_rate, like_rate=like_rate, variances=variances, beat=beat,
+                       flash=flash, sync=sync)
+
+
+def _plan_splits(rng: np.random.Generator, n_videos: int, design: _Design) -> np.ndarray:
+    """Each video's split (``train`` / ``val`` / ``test``) by a seeded shuffle in the design's shares.
+
+    Shapes:
+        returns (n_videos,) object array of split names.
+    """
+    order = rng.permutation(n_videos)
+    n_train = _round_half_up(design.split_shares[0] * n_videos)
+    n_val = min(_round_half_up(design.split_shares[1] * n_videos), n_videos - n_train)
+    split = np.empty(n_videos, dtype=object)
+    split[order[:n_train]] = "train"
+    split[order[n_train:n_train + n_val]] = "val"
+    split[order[n_train + n_val:]] = "test"
+    return split
+
+
+def _emotion_labels(d: _VideoDraws, design: _Design) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
+    """Recency weights ``w`` (S,), the planted valence / arousal components, and the clipped labels on [1, 5]."""
+    w = _recency_weights(d.n_seconds, design)
+    parts = {"valence_recency_part": 4 * float(w @ d.visual),
+             "arousal_recency_part": 4 * (1 - design.sync_weight) * float(w @ d.audio),
+             "arousal_sync_part": 4 * design.sync_weight * d.sync}
+    emotion = {"valence": float(np.clip(1 + parts["valence_recency_part"] + d.noise["valence"], 1, 5)),
+               "arousal": float(np.clip(1 + parts["arousal_recency_part"] + parts["arousal_sync_part"]
+                                        + d.noise["arousal"], 1, 5))}
+    return w, parts, emotion
+
+
+def _trait_labels(d: _VideoDraws, design: _Design) -> dict[str, float]:
+    """The five personality traits and ``interview`` (their mean), each in [0, 1]."""
+    e, n = d.extraversion, d.neuroticism
+    trait_x = {"extraversion": e, "neuroticism": n, "agreeableness": d.k_agree / design.max_words,
+               "conscientiousness": d.k_consc / design.max_words, "openness": (e + n) / 2}
+    traits = {t: float(np.clip(design.trait_base + design.trait_span * trait_x[t] + d.noise[t], 0, 1))
+              for t in _TRAITS}
+    traits["interview"] = float(np.mean([traits[t] for t in _TRAITS]))
+    return traits
+
+
+def _popularity_labels(d: _VideoDraws, song: _Song | None, design: _Design) -> dict[str, Any]:
+    """Song and content effects, the planted popularity ``p`` and the TikTok counts that reproduce it."""
+    # "original sound" videos carry no network information: they get the catalogue's median song effect
+    song_effect = song.effect if song is not None else design.effect_base + 0.5 * design.effect_span
+    content_effect = design.effect_base + design.effect_span * float(np.mean(d.visual))
+    p = design.song_weight * song_effect + (1 - design.song_weight) * content_effect + d.noise["popularity"]
+    create_time = design.scrape_time - d.age_s
+    t_days = (design.scrape_time - create_time) / 86400.0
+    total = max(0, _round_half_up(math.exp(p) * t_days) - 1)  # plays + shares + comments
+    shares, comments = int(total * d.share_rate), int(total * d.comment_rate)
+    plays = total - shares - comments
+    return {"song_effect": song_effect, "content_effect": content_effect, "popularity": p,
+            "create_time": create_time, "t_days": t_days, "play_count": plays, "share_count": shares,
+            "comment_count": comments, "digg_count": int(plays * d.like_rate)}
+
+
+def _ground_truth_row(d: _VideoDraws, *, name: str, split: str, kind: str, width: int, height: int,
+                      portrait: bool, has_audio: bool, song: _Song | None, design: _Design) -> dict[str, Any]:
+    """One video's ground-truth row: its format, cues, planted labels with their components, and TikTok counts."""
+    w, parts, emotion = _emotion_labels(d, design)
+    traits = _trait_labels(d, design)
+    pop = _popularity_labels(d, song, design)
+    return {
+        "name": name, "video_id": Path(name).stem, "split": split, "container": kind,
+        "video_codec": _ENCODINGS[kind].video_codec, "audio_codec": d.audio_codec if has_audio else None,
+        "duration": d.duration, "n_frames": d.n_frames, "fps": d.fps, "width": width, "height": height,
+        "orientation": "portrait" if portrait else "landscape", "has_audio": has_audio,
+        "n_seconds": d.n_seconds, "visual_cue": d.visual.tolist(), "audio_cue": d.audio.tolist(),
+        "recency_weights": w.tolist(), "sync_beat": d.beat.tolist(), "sync_flash": d.flash.tolist(),
+        "sync_cue": d.sync, "extraversion_cue": d.extraversion, "neuroticism_cue": d.neuroticism,
+        "neuroticism_tone_hz": design.tone_lo_hz * 2.0 ** (design.tone_octaves * d.neuroticism),
+        "agreeableness_words": d.k_agree, "conscientiousness_words": d.k_consc, "transcript": d.transcript,
+        "background_rgb": list(d.background),
+        "song_id": song.song_id if song is not None else None,
+        "song_popularity": song.popularity if song is not None else None,
+        "song_effect": pop["song_effect"], "content_effect": pop["content_effect"],
+        **emotion, **parts, **traits, "popularity": pop["popularity"],
+        "popularity_network_part": design.song_weight * (pop["song_effect"] - design.effect_base),
+        "popularity_content_part": (1 - design.song_weight) * (pop["content_effect"] - design.effect_base),
+        **{f"noise_{k}": val for k, val in d.noise.items()},
+        **{k: pop[k] for k in ("create_time", "t_days", "play_count", "share_count", "comment_count",
+                               "digg_count")},
+        "valence_variance": float(d.variances[0]), "arousal_variance": float(d.variances[1]),
+    }
+
+
 def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, size_scale: float,
           design: _Design) -> tuple[list[_VideoPlan], list[_Song]]:
     """Draw every random quantity of the dataset (in one fixed order) and compute the planted labels."""
@@ -480,13 +629,7 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
     no_audio = _quota(rng, n_videos, design.no_audio_share, design, keep_one_out=True)
     no_song = _quota(rng, n_videos, design.no_song_share, design, keep_one_out=True)
     songs, song_of = _plan_songs(rng, n_videos, no_song, design)
-    order = rng.permutation(n_videos)
-    n_train = _round_half_up(design.split_shares[0] * n_videos)
-    n_val = min(_round_half_up(design.split_shares[1] * n_videos), n_videos - n_train)
-    split = np.empty(n_videos, dtype=object)
-    split[order[:n_train]] = "train"
-    split[order[n_train:n_train + n_val]] = "val"
-    split[order[n_train + n_val:]] = "test"
+    split = _plan_splits(rng, n_videos, design)
 
     long_side = 2 * max(8, _round_half_up(design.base_width * size_scale / 2))
     short_side = 2 * max(8, _round_half_up(design.base_height * size_scale / 2))
@@ -494,85 +637,20 @@ def _plan(n_videos: int, seed: int, min_duration: float, max_duration: float, si
     plans = []
     for i in range(n_videos):
         enc = _ENCODINGS[kinds[i]]
-        audio_codec, audio_args = enc.audio_codecs[int(rng.integers(len(enc.audio_codecs)))]
-        fps = int(rng.choice(design.fps_choices))
-        n_frames = max(1, _round_half_up(float(rng.uniform(min_duration, max_duration)) * fps))
-        duration = n_frames / fps
-        n_sec = max(1, int(math.floor(duration + 1e-9)))
-        v = (rng.uniform() + rng.uniform(size=n_sec)) / 2  # per-video level + per-second part
-        a = (rng.uniform() + rng.uniform(size=n_sec)) / 2
-        e, n = float(rng.uniform()), float(rng.uniform())
-        cue_noise_seed = int(rng.integers(2**63))
-        background = tuple(int(x) for x in np.round(255 * rng.uniform(*design.background_range, size=3)))
-        k_agree, k_consc = (int(k) for k in rng.integers(0, design.max_words + 1, size=2))
-        transcript = _transcript(rng, k_agree, k_consc, design)
-        noise = {"valence": float(rng.normal(0, design.emotion_noise_sd)),
-                 "arousal": float(rng.normal(0, design.emotion_noise_sd)),
-                 **{t: float(rng.normal(0, design.trait_noise_sd)) for t in _TRAITS},
-                 "popularity": float(rng.normal(0, design.popularity_noise_sd))}
-        age_s = _round_half_up(float(rng.uniform(*design.age_days)) * 86400)
-        share_rate, comment_rate, like_rate = (float(rng.uniform(*r)) for r in
-                                               (design.share_rate, design.comment_rate, design.like_rate))
-        variances = rng.uniform(*design.variance_range, size=2)
-        beat, flash, sync = _plan_sync(rng, n_sec, design)  # drawn always: the other draws stay the same
-        if design.sync_weight == 0:  # no synchrony plant: draw neither cue, so nothing but recency moves arousal
-            beat, flash, sync = np.zeros_like(beat), np.zeros_like(flash), 0.0
-
-        # --- planted labels (the formulas of the module docstring) ---
-        w = _recency_weights(n_sec, design)
-        parts = {"valence_recency_part": 4 * float(w @ v),
-                 "arousal_recency_part": 4 * (1 - design.sync_weight) * float(w @ a),
-                 "arousal_sync_part": 4 * design.sync_weight * sync}
-        emotion = {"valence": float(np.clip(1 + parts["valence_recency_part"] + noise["valence"], 1, 5)),
-                   "arousal": float(np.clip(1 + parts["arousal_recency_part"] + parts["arousal_sync_part"]
-                                            + noise["arousal"], 1, 5))}
-        trait_x = {"extraversion": e, "neuroticism": n, "agreeableness": k_agree / design.max_words,
-                   "conscientiousness": k_consc / design.max_words, "openness": (e + n) / 2}
-        traits = {t: float(np.clip(design.trait_base + design.trait_span * trait_x[t] + noise[t], 0, 1))
-                  for t in _TRAITS}
-        traits["interview"] = float(np.mean([traits[t] for t in _TRAITS]))
+        d = _draw_video(rng, enc, min_duration, max_duration, design)
         song = songs[song_of[i]] if song_of[i] is not None else None
-        # "original sound" videos carry no network information: they get the catalogue's median song effect
-        song_effect = song.effect if song is not None else design.effect_base + 0.5 * design.effect_span
-        content_effect = design.effect_base + design.effect_span * float(np.mean(v))
-        p = design.song_weight * song_effect + (1 - design.song_weight) * content_effect + noise["popularity"]
-        create_time = design.scrape_time - age_s
-        t_days = (design.scrape_time - create_time) / 86400.0
-        total = max(0, _round_half_up(math.exp(p) * t_days) - 1)  # plays + shares + comments
-        shares, comments = int(total * share_rate), int(total * comment_rate)
-        plays = total - shares - comments
-
         width, height = (short_side, long_side) if portrait[i] else (long_side, short_side)
         name = f"syn_{i:0{digits}d}{enc.ext}"
         has_audio = not bool(no_audio[i])
-        row = {
-            "name": name, "video_id": Path(name).stem, "split": str(split[i]), "container": kinds[i],
-            "video_codec": enc.video_codec, "audio_codec": audio_codec if has_audio else None,
-            "duration": duration, "n_frames": n_frames, "fps": fps, "width": width, "height": height,
-            "orientation": "portrait" if portrait[i] else "landscape", "has_audio": has_audio,
-            "n_seconds": n_sec, "visual_cue": v.tolist(), "audio_cue": a.tolist(), "recency_weights": w.tolist(),
-            "sync_beat": beat.tolist(), "sync_flash": flash.tolist(), "sync_cue": sync,
-            "extraversion_cue": e, "neuroticism_cue": n,
-            "neuroticism_tone_hz": design.tone_lo_hz * 2.0 ** (design.tone_octaves * n),
-            "agreeableness_words": k_agree, "conscientiousness_words": k_consc, "transcript": transcript,
-            "background_rgb": list(background),
-            "song_id": song.song_id if song is not None else None,
-            "song_popularity": song.popularity if song is not None else None,
-            "song_effect": song_effect, "content_effect": content_effect,
-            **emotion, **parts, **traits, "popularity": p,
-            "popularity_network_part": design.song_weight * (song_effect - design.effect_base),
-            "popularity_content_part": (1 - design.song_weight) * (content_effect - design.effect_base),
-            **{f"noise_{k}": val for k, val in noise.items()},
-            "create_time": create_time, "t_days": t_days, "play_count": plays, "share_count": shares,
-            "comment_count": comments, "digg_count": int(plays * like_rate),
-            "valence_variance": float(variances[0]), "arousal_variance": float(variances[1]),
-        }
+        row = _ground_truth_row(d, name=name, split=str(split[i]), kind=kinds[i], width=width, height=height,
+                                portrait=bool(portrait[i]), has_audio=has_audio, song=song, design=design)
         plans.append(_VideoPlan(
-            name=name, encoding=kinds[i], audio_args=audio_args if has_audio else (), width=width, height=height,
-            fps=fps, n_frames=n_frames, n_seconds=n_sec, has_audio=has_audio, visual_cue=tuple(v.tolist()),
-            audio_cue=tuple(a.tolist()), beat=tuple(beat.tolist()), flash=tuple(flash.tolist()), extraversion_cue=e, tone_hz=row["neuroticism_tone_hz"],
-            cue_noise_seed=cue_noise_seed,
-            background=background, transcript=transcript, song=song, row=row))
+            name=name, encoding=kinds[i], audio_args=d.audio_args if has_audio else (), width=width,
+            height=height, fps=d.fps, n_frames=d.n_frames, n_seconds=d.n_seconds, has_audio=has_audio,
+            visual_cue=tuple(d.visual.tolist()), audio_cue=tuple(d.audio.tolist()), beat=tuple(d.beat.tolist()),
+            flash=tuple(d.flash.tolist()), extraversion_cue=d.extraversion, tone_hz=row["neuroticism_tone_hz"],
+            cue_noise_seed=d.cue_noise_seed, background=d.background, transcript=d.transcript, song=song,
+            row=row))
     return plans, songs
 
 
@@ -918,54 +996,62 @@ def _with_rescrapes(gt: pd.DataFrame, songs: list[_Song], out_dir: Path, rescrap
     return gt.assign(**columns), files, contents
 
 
+def _labels_doc(design: _Design) -> dict[str, dict[str, Any]]:
+    """Per label in ``ground_truth.json``: the modalities that carry it, its cue columns, where the cue is in the
+    media and the formula of the label."""
+    return {
+        "valence": {"modality": ["visual"], "cue": "visual_cue",
+                    "where": "grey level of the central square (side = centre_square x short side), per second",
+                    "formula": "clip(1 + 4 * sum_t w_t * visual_cue_t + noise_valence, 1, 5)"},
+        "arousal": {"modality": ["audio", "audio x visual per second"], "cue": ["audio_cue", "sync_cue"],
+                    "where": "loudness of band-pass noise (cue_band_hz), "
+                             "rms = cue_rms * 10^(-cue_range_db * (1 - a_t) / 20); plus the synchrony of the "
+                             "beat (sync_beat) and the flash bar (sync_flash)",
+                    "formula": "clip(1 + 4 * (1 - sync_weight) * sum_t w_t * audio_cue_t + 4 * sync_weight * "
+                               "sync_cue + noise_arousal, 1, 5)",
+                    "sync_cue": "m / k: the share of the k beat seconds that also show the flash (k beat and k "
+                                "flash seconds per clip whatever m is; see 'synchrony')"},
+        "extraversion": {"modality": ["visual"], "cue": "extraversion_cue",
+                         "where": "brightness of the warm top-left quadrant (constant over the video)",
+                         "formula": "clip(trait_base + trait_span * extraversion_cue + noise_extraversion, 0, 1)"},
+        "neuroticism": {"modality": ["audio"], "cue": "neuroticism_cue",
+                        "where": "pitch of the steady background tone, tone_lo_hz * 2^(tone_octaves * n)",
+                        "formula": "clip(trait_base + trait_span * neuroticism_cue + noise_neuroticism, 0, 1)"},
+        "agreeableness": {"modality": ["text"], "cue": "agreeableness_words",
+                          "words": list(design.agreeableness_words),
+                          "formula": "clip(trait_base + trait_span * agreeableness_words / max_words"
+                                     " + noise_agreeableness, 0, 1)"},
+        "conscientiousness": {"modality": ["text"], "cue": "conscientiousness_words",
+                              "words": list(design.conscientiousness_words),
+                              "formula": "clip(trait_base + trait_span * conscientiousness_words / max_words"
+                                         " + noise_conscientiousness, 0, 1)"},
+        "openness": {"modality": ["visual", "audio"], "cue": ["extraversion_cue", "neuroticism_cue"],
+                     "formula": "clip(trait_base + trait_span * (extraversion_cue + neuroticism_cue) / 2"
+                                " + noise_openness, 0, 1)"},
+        "interview": {"modality": ["visual", "audio", "text"],
+                      "formula": "mean(extraversion, neuroticism, agreeableness, conscientiousness, openness)"},
+        "popularity": {"modality": ["graph", "visual"],
+                       "formula": "song_weight * song_effect + (1 - song_weight) * content_effect"
+                                  " + noise_popularity",
+                       "song_effect": "effect_base + effect_span * Phi(z_j), z_j = the song's latent popularity "
+                                      "(song_popularity); no song -> effect_base + effect_span / 2",
+                       "song_choice": "P(video uses song j) ∝ exp(song_choice_beta * z_j)",
+                       "content_effect": "effect_base + effect_span * mean_t(visual_cue_t)",
+                       "tiktok": "log((playCount + shareCount + commentCount + 1) / t_days) = popularity up to "
+                                 "integer rounding; t_days = (scrape_time - createTime) / 86400"},
+    }
+
+
 def _ground_truth_json(gt: pd.DataFrame, songs: list[_Song], params: dict[str, Any], design: _Design) -> bytes:
+    """``ground_truth.json``: the generator's parameters, the splits, every label's rule, the synchrony and recency
+    rules, the components' variance shares on this dataset, the songs and the design constants (UTF-8 JSON)."""
     doc = {
         "generator": _GENERATOR,
         "seed": params["seed"],
         "params": params,
         "splits": {s: gt.loc[gt["split"] == s, "video_id"].tolist() for s in ("train", "val", "test")},
         "seconds": "S = floor(duration) whole seconds carry one cue each; the sub-second tail repeats second S-1",
-        "labels": {
-            "valence": {"modality": ["visual"], "cue": "visual_cue",
-                        "where": "grey level of the central square (side = centre_square x short side), per second",
-                        "formula": "clip(1 + 4 * sum_t w_t * visual_cue_t + noise_valence, 1, 5)"},
-            "arousal": {"modality": ["audio", "audio x visual per second"], "cue": ["audio_cue", "sync_cue"],
-                        "where": "loudness of band-pass noise (cue_band_hz), "
-                                 "rms = cue_rms * 10^(-cue_range_db * (1 - a_t) / 20); plus the synchrony of the "
-                                 "beat (sync_beat) and the flash bar (sync_flash)",
-                        "formula": "clip(1 + 4 * (1 - sync_weight) * sum_t w_t * audio_cue_t + 4 * sync_weight * "
-                                   "sync_cue + noise_arousal, 1, 5)",
-                        "sync_cue": "m / k: the share of the k beat seconds that also show the flash (k beat and k "
-                                    "flash seconds per clip whatever m is; see 'synchrony')"},
-            "extraversion": {"modality": ["visual"], "cue": "extraversion_cue",
-                             "where": "brightness of the warm top-left quadrant (constant over the video)",
-                             "formula": "clip(trait_base + trait_span * extraversion_cue + noise_extraversion, 0, 1)"},
-            "neuroticism": {"modality": ["audio"], "cue": "neuroticism_cue",
-                            "where": "pitch of the steady background tone, tone_lo_hz * 2^(tone_octaves * n)",
-                            "formula": "clip(trait_base + trait_span * neuroticism_cue + noise_neuroticism, 0, 1)"},
-            "agreeableness": {"modality": ["text"], "cue": "agreeableness_words",
-                              "words": list(design.agreeableness_words),
-                              "formula": "clip(trait_base + trait_span * agreeableness_words / max_words"
-                                         " + noise_agreeableness, 0, 1)"},
-            "conscientiousness": {"modality": ["text"], "cue": "conscientiousness_words",
-                                  "words": list(design.conscientiousness_words),
-                                  "formula": "clip(trait_base + trait_span * conscientiousness_words / max_words"
-                                             " + noise_conscientiousness, 0, 1)"},
-            "openness": {"modality": ["visual", "audio"], "cue": ["extraversion_cue", "neuroticism_cue"],
-                         "formula": "clip(trait_base + trait_span * (extraversion_cue + neuroticism_cue) / 2"
-                                    " + noise_openness, 0, 1)"},
-            "interview": {"modality": ["visual", "audio", "text"],
-                          "formula": "mean(extraversion, neuroticism, agreeableness, conscientiousness, openness)"},
-            "popularity": {"modality": ["graph", "visual"],
-                           "formula": "song_weight * song_effect + (1 - song_weight) * content_effect"
-                                      " + noise_popularity",
-                           "song_effect": "effect_base + effect_span * Phi(z_j), z_j = the song's latent popularity "
-                                          "(song_popularity); no song -> effect_base + effect_span / 2",
-                           "song_choice": "P(video uses song j) ∝ exp(song_choice_beta * z_j)",
-                           "content_effect": "effect_base + effect_span * mean_t(visual_cue_t)",
-                           "tiktok": "log((playCount + shareCount + commentCount + 1) / t_days) = popularity up to "
-                                     "integer rounding; t_days = (scrape_time - createTime) / 86400"},
-        },
+        "labels": _labels_doc(design),
         "synchrony": {
             "rule": "inside the last W = min(S, recency_window_s) seconds: k = max(1, W // sync_seconds_per) beat "
                     "seconds and k flash seconds; m of them shared, m uniform on max(0, 2k - W)..k; sync_cue = m / k",
@@ -1068,6 +1154,84 @@ def _check_float(name: str, value: Any, minimum: float, *, strict: bool = False)
     return float(value)
 
 
+def _design_with(sync_weight: float | None) -> _Design:
+    """The design constants, with ``sync_weight`` (checked to lie in [0, 1]) when one is given."""
+    if sync_weight is None:
+        return _DESIGN
+    weight = _check_float("sync_weight", sync_weight, 0.0)
+    if weight > 1.0:
+        raise ValueError(f"sync_weight={sync_weight!r}: expected a number in [0, 1]")
+    return replace(_DESIGN, sync_weight=weight)
+
+
+def _find_tools(speech: bool) -> tuple[str, str | None]:
+    """Paths of ffmpeg (required) and of espeak-ng / espeak (``None`` without ``speech``, or warned once if missing)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg not found on PATH; install it (e.g. `apt-get install ffmpeg`) to generate videos")
+    espeak = (shutil.which("espeak-ng") or shutil.which("espeak")) if speech else None
+    if speech and espeak is None:
+        warnings.warn("speech=True but neither espeak-ng nor espeak is on PATH: the videos will have no speech "
+                      "(transcripts are still written)", stacklevel=3)
+    return ffmpeg, espeak
+
+
+def _clear_earlier_run(out: Path, plans: list[_VideoPlan]) -> tuple[Path, dict[str, Path]]:
+    """Create ``out/videos``; remove an earlier run's label and re-scrape files, its ``syn_*`` videos this run does
+    not write and its ``.partial`` files. Returns the videos folder and the label files by role."""
+    videos_dir = out / "videos"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    files = _label_files(out)
+    for path in [*files.values(), *(out / RESCRAPE_DIR).glob("scrape_*.jsonl")]:  # labels of an earlier run must
+        path.unlink(missing_ok=True)  # never describe this run's videos
+    names = {p.name for p in plans}
+    for stale in videos_dir.iterdir():
+        if (re.fullmatch(r"syn_\d+\.(mp4|mkv|avi|webm)", stale.name) and stale.name not in names) or \
+                re.fullmatch(r"\..+\.partial", stale.name):
+            stale.unlink()
+    return videos_dir, files
+
+
+def _encode_all(plans: list[_VideoPlan], videos_dir: Path, ffmpeg: str, espeak: str | None, design: _Design,
+                workers: int) -> tuple[Path, ...]:
+    """Encode every planned video on ``workers`` threads; the paths in plan order. The first failure cancels the
+    encodes not yet started and is raised."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_encode, plan, videos_dir, ffmpeg, espeak, design) for plan in plans]
+        try:
+            return tuple(f.result() for f in futures)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _write_labels(gt: pd.DataFrame, songs: list[_Song], out: Path, files: dict[str, Path], params: dict[str, Any],
+                  rescrapes: int, design: _Design) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Write the label, re-scrape and ground-truth files (temporary name + rename), ``tiktok_posts.jsonl`` last.
+
+    Returns the ground truth with its re-scrape columns and every written file by role, in writing order.
+    """
+    gt, rescrape_files, rescrape_contents = _with_rescrapes(gt, songs, out, rescrapes, params["seed"], design)
+    if rescrapes:
+        params = {**params, "rescrapes": rescrapes}
+    # ground_truth.parquet is source data beside the label files (like them, read by tests and adapters), not a store
+    # table, so it is written here rather than through features.store.
+    parquet = io.BytesIO()
+    gt.to_parquet(parquet, index=False)
+    contents = {**_first_impressions_files(gt), **_liris_files(gt),
+                "tiktok_scrape": json.dumps({"scrape_time": design.scrape_time}).encode(),
+                "ground_truth_parquet": parquet.getvalue(),
+                "ground_truth_json": _ground_truth_json(gt, songs, params, design),
+                "tiktok_posts": _tiktok_posts(gt, songs), **rescrape_contents}
+    files = {**{r: p for r, p in files.items() if r != "tiktok_posts"}, **rescrape_files,
+             "tiktok_posts": files["tiktok_posts"]}
+    for role, path in files.items():  # dict order = writing order; tiktok_posts.jsonl last
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, contents[role])
+    return gt, files
+
+
 def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: int = 0, workers: int = 2,
                        speech: bool = True, min_duration: float = 3.0, max_duration: float = 15.0,
                        size_scale: float = 1.0, sync_weight: float | None = None,
@@ -1108,62 +1272,16 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
     rescrapes = _check_int("rescrapes", rescrapes, 0)
     if not isinstance(speech, bool):
         raise ValueError(f"speech={speech!r}: expected True or False")
-    design = _DESIGN
-    if sync_weight is not None:
-        weight = _check_float("sync_weight", sync_weight, 0.0)
-        if weight > 1.0:
-            raise ValueError(f"sync_weight={sync_weight!r}: expected a number in [0, 1]")
-        design = replace(design, sync_weight=weight)
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise RuntimeError("ffmpeg not found on PATH; install it (e.g. `apt-get install ffmpeg`) to generate videos")
-    espeak = (shutil.which("espeak-ng") or shutil.which("espeak")) if speech else None
-    if speech and espeak is None:
-        warnings.warn("speech=True but neither espeak-ng nor espeak is on PATH: the videos will have no speech "
-                      "(transcripts are still written)", stacklevel=2)
+    design = _design_with(sync_weight)
+    ffmpeg, espeak = _find_tools(speech)
 
     plans, songs = _plan(n_videos, seed, min_duration, max_duration, size_scale, design)
     out = Path(out_dir)
-    videos_dir = out / "videos"
-    videos_dir.mkdir(parents=True, exist_ok=True)
-    files = _label_files(out)
-    for path in [*files.values(), *(out / RESCRAPE_DIR).glob("scrape_*.jsonl")]:  # labels of an earlier run must
-        path.unlink(missing_ok=True)  # never describe this run's videos
-    names = {p.name for p in plans}
-    for stale in videos_dir.iterdir():
-        if (re.fullmatch(r"syn_\d+\.(mp4|mkv|avi|webm)", stale.name) and stale.name not in names) or \
-                re.fullmatch(r"\..+\.partial", stale.name):
-            stale.unlink()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_encode, plan, videos_dir, ffmpeg, espeak, design) for plan in plans]
-        try:
-            video_paths = tuple(f.result() for f in futures)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-
+    videos_dir, files = _clear_earlier_run(out, plans)
+    video_paths = _encode_all(plans, videos_dir, ffmpeg, espeak, design, workers)
     gt = pd.DataFrame.from_records([{**p.row, "spoken": p.has_audio and espeak is not None} for p in plans])
     gt["popularity_norm"] = _min_max(gt["popularity"].to_numpy())
     params = {"n_videos": n_videos, "seed": seed, "speech": speech, "min_duration": min_duration,
               "max_duration": max_duration, "size_scale": size_scale}
-    gt, rescrape_files, rescrape_contents = _with_rescrapes(gt, songs, out, rescrapes, seed, design)
-    if rescrapes:
-        params["rescrapes"] = rescrapes
-    # ground_truth.parquet is source data beside the label files (like them, read by tests and adapters), not a store
-    # table, so it is written here rather than through features.store.
-    parquet = io.BytesIO()
-    gt.to_parquet(parquet, index=False)
-    contents = {**_first_impressions_files(gt), **_liris_files(gt),
-                "tiktok_scrape": json.dumps({"scrape_time": design.scrape_time}).encode(),
-                "ground_truth_parquet": parquet.getvalue(),
-                "ground_truth_json": _ground_truth_json(gt, songs, params, design),
-                "tiktok_posts": _tiktok_posts(gt, songs), **rescrape_contents}
-    files = {**{r: p for r, p in files.items() if r != "tiktok_posts"}, **rescrape_files,
-             "tiktok_posts": files["tiktok_posts"]}
-    for role, path in files.items():  # dict order = writing order; tiktok_posts.jsonl last
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, contents[role])
+    gt, files = _write_labels(gt, songs, out, files, params, rescrapes, design)
     return SyntheticDataset(out_dir=out, video_paths=video_paths, ground_truth=gt, files=files)
-
