@@ -206,11 +206,11 @@ def _train_epoch_fn(model: Any, arrays: dict[str, np.ndarray], batch: int):
 
     from models.data import PackLoader
     from models.engine import TrainConfig, _train_epoch
+    from pipelines.train import pack_keys
 
     cfg = TrainConfig(batch_size=batch, device="cpu")
-    keys = [*model.inputs, *(f"{k}_mask" for k in model.inputs), "target"]
     videos = len(arrays["target"])
-    loader = PackLoader(arrays, keys, np.arange(videos), batch_size=batch, shuffle=True, seed=cfg.seed,
+    loader = PackLoader(arrays, pack_keys(model), np.arange(videos), batch_size=batch, shuffle=True, seed=cfg.seed,
                         positions=model.input_positions())
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
     scaler = torch.amp.GradScaler("cpu", enabled=False)

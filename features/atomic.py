@@ -17,10 +17,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_write", "atomic_file"]
+__all__ = ["atomic_write", "atomic_file", "is_local"]
 
 
-def _is_local(fs: Any) -> bool:
+def is_local(fs: Any) -> bool:
+    """Whether the fsspec filesystem ``fs`` writes through the OS (its protocols include ``file``)."""
     protocol = getattr(fs, "protocol", "file")
     return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
 
@@ -47,7 +48,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, fs: Any = N
         data = data.encode("utf-8")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data: expected bytes or str, got {type(data).__name__}")
-    if fs is not None and not _is_local(fs):
+    if fs is not None and not is_local(fs):
         fs.pipe_file(str(path), bytes(data))
         return
     with atomic_file(path, fsync=fsync, keep_suffix=False) as tmp, open(tmp, "wb") as fh:

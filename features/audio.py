@@ -96,7 +96,7 @@ class AudioParams:
 
 def clip_frames_for(seconds: float, params: AudioParams = AudioParams()) -> int:
     """F of a whole-clip matrix that spans ``seconds``: ``round(seconds · sr / hop)`` frames (1,500 for 15 s at the
-    10 ms hop), so :func:`clip_mfcc` analyses the first ``seconds`` of the clip.
+    10 ms hop), so :func:`clip_matrix` analyses the first ``seconds`` of the clip.
 
     Raises:
         ValueError: ``seconds`` is not a positive finite number.

@@ -31,7 +31,8 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 
 import numpy as np
 
-__all__ = ["RowEncoder", "RowItem", "RowResult", "RowBatcher", "prefetch", "batched_rows", "item_bytes"]
+__all__ = ["RowEncoder", "RowItem", "RowResult", "RowBatcher", "encode_rows", "prefetch", "batched_rows",
+           "item_bytes"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -167,14 +168,15 @@ class RowBatcher:
         """Run the current batch; on an exception with several videos in it, each video's rows again on their own."""
         batch, self._batch, self._filled = self._batch, [], 0
         keys = list(dict.fromkeys(key for key, _, _ in batch))
-        groups = [batch] if len(keys) == 1 else None
-        if groups is None:
+        groups = [batch]  # one video's rows: its failure is its own
+        if len(keys) > 1:
             try:
                 self._scatter(batch, *self._timed(np.concatenate([rows for _, _, rows in batch])))
+                groups = []
             except Exception:  # noqa: BLE001 - isolated below: only the videos whose rows raise fail
                 groups = [[part for part in batch if part[0] == key] for key in keys]
         failed: dict[Hashable, BaseException] = {}
-        for group in groups or []:
+        for group in groups:
             try:
                 x = group[0][2] if len(group) == 1 else np.concatenate([rows for _, _, rows in group])
                 self._scatter(group, *self._timed(x))
@@ -210,6 +212,19 @@ class RowBatcher:
     def _result(self, key: Hashable, context: Any, outputs: tuple[np.ndarray, ...] | None,
                 error: BaseException | None, seconds: float) -> RowResult:
         return RowResult(key=key, lane=self.lane, context=context, outputs=outputs, error=error, seconds=seconds)
+
+
+def encode_rows(encoder: RowEncoder, rows: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """One video's rows through ``encoder`` on their own (:meth:`RowBatcher.run_one`): each declared output,
+    (N, *shape), zeros where not valid.
+
+    Raises:
+        Whatever the encoder's ``check`` or forward raised on these rows.
+    """
+    result = RowBatcher(encoder).run_one(RowItem(key=0, rows=rows, valid=valid))
+    if result.error is not None:
+        raise result.error
+    return result.outputs
 
 
 _END = object()

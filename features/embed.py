@@ -54,7 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from features.batching import RowBatcher, RowEncoder, RowItem
+from features.batching import RowEncoder, encode_rows
 from features.fingerprint import fingerprint
 
 __all__ = [
@@ -126,7 +126,7 @@ def _index_shards(index: str, stamp: tuple[int, int, int]) -> tuple[str, ...]:
     return tuple(sorted({str(v) for v in weight_map.values()}))
 
 
-def _weight_files(root: Path, arg: str) -> list[Path]:
+def _weight_files(root: Path, arg: str, names: set[str] | None = None) -> list[Path]:
     """The weight files ``from_pretrained(root)`` loads: ``model.safetensors``, else the sharded safetensors index
     and every shard it lists, else ``pytorch_model.bin`` (or its index and shards).
 
@@ -135,7 +135,8 @@ def _weight_files(root: Path, arg: str) -> list[Path]:
     """
     config = _json(root / "config.json", arg=arg)
     explicit = config.get("transformers_weights") if isinstance(config, Mapping) else None
-    names = set(os.listdir(root))  # one listing instead of a stat per candidate name (planning calls this per video)
+    if names is None:  # one listing instead of a stat per candidate name (planning calls this per video)
+        names = set(os.listdir(root))
     for name in [explicit] if isinstance(explicit, str) and explicit else _WEIGHT_FILES:
         f = root / name
         if (name not in names and "/" not in name) or not f.is_file():
@@ -169,7 +170,7 @@ def _st_modules(root: Path, arg: str) -> list[tuple[str, Path, str]]:
 
 def _hf_files(root: Path, arg: str) -> list[Path]:
     names = set(os.listdir(root))
-    return [root / n for n in _CONFIG_FILES if n in names and (root / n).is_file()] + _weight_files(root, arg)
+    return [root / n for n in _CONFIG_FILES if n in names and (root / n).is_file()] + _weight_files(root, arg, names)
 
 
 def _checkpoint_files(p: Path, arg: str) -> list[Path]:
@@ -491,10 +492,8 @@ class VisionEncoder:
         """
         frames = np.asarray(frames)
         self.check_frames(frames)
-        res = RowBatcher(self.rows(patches=patches)).run_one(RowItem(key=0, rows=frames, valid=valid))
-        if res.error is not None:
-            raise res.error
-        return res.outputs[0], res.outputs[1] if patches else None
+        outputs = encode_rows(self.rows(patches=patches), frames, valid)
+        return outputs[0], outputs[1] if patches else None
 
 
 # ---------------------------------------------------------------------------------------------------- faces
@@ -757,10 +756,7 @@ class AudioEncoder:
             y (n,) float at ``sr`` (None: no audio track) → vectors (S, D) float32, mask (S,) bool
         """
         segs, mask = self.segments(y, sr, n_segments)
-        res = RowBatcher(self.rows()).run_one(RowItem(key=0, rows=segs, valid=mask))
-        if res.error is not None:
-            raise res.error
-        return res.outputs[0], mask
+        return encode_rows(self.rows(), segs, mask)[0], mask
 
 
 # ---------------------------------------------------------------------------------------------------- text

@@ -271,7 +271,7 @@ def _audio(v: _Video, todo: Sequence[str], asr_cache: dict):
               "clip_frame_valid": frame_valid}
     if v.cfg.egemaps:  # no track or silence: zeros and a False flag, like the clip matrix
         arrays["egemaps"] = egemaps(y, params.sr) if valid else np.zeros(88, dtype=np.float32)
-        arrays["egemaps_valid"] = np.array(bool(valid))
+        arrays["egemaps_valid"] = np.array(valid)
     return arrays, {"has_audio": y is not None, "silent": not bool(valid), "samples": 0 if y is None else int(len(y))}
 
 
@@ -408,14 +408,10 @@ def _embedded(prepare):
     """A stage runner that prepares one video's rows and runs its encoder on them alone."""
 
     def run(v: _Video, todo: Sequence[str], asr_cache: dict):
-        from features.batching import RowBatcher, RowItem
+        from features.batching import encode_rows
 
         job = prepare(v, todo, asr_cache)
-        res = RowBatcher(embed_rows_encoder(job.stage, v.cfg)).run_one(RowItem(key=0, rows=job.rows,
-                                                                                valid=job.valid))
-        if res.error is not None:
-            raise res.error
-        return _embed_arrays(job, res.outputs)
+        return _embed_arrays(job, encode_rows(embed_rows_encoder(job.stage, v.cfg), job.rows, job.valid))
 
     return run
 

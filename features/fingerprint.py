@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "frame_digest", "path_stats", "stat_digest",
-           "DigestCache"]
+__all__ = ["fingerprint", "fingerprinter", "canonical_json", "file_digest", "frame_digest", "given_stats", "path_stats",
+           "stat_digest", "DigestCache"]
 
 _CHUNK = 1 << 20
 

@@ -27,13 +27,14 @@ META_COLUMNS = ("duration", "width", "height", "aspect", "fps", "has_audio", "up
 
 def _log_count(value: Any) -> float:
     """log(1 + count) of a manifest count (MTAF log-scales its counts); nan when the dataset does not have it."""
-    if value is None or isinstance(value, bool) or pd.isna(value):
+    if isinstance(value, bool) or not _present(value):
         return float("nan")
     return float(np.log1p(max(float(value), 0.0)))
 
 
 def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value)) and value is not pd.NA
+    """The manifest has this value (not None, nan, or pandas' NA)."""
+    return value is not None and not pd.isna(value)
 
 
 def metadata_record(row: dict, probe_rec: dict) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def metadata_record(row: dict, probe_rec: dict) -> dict[str, Any]:
     follower / following / like / video counts, the verified flag, the hashtag count and the caption length.
     A dataset without an uploader column gets nan there (the pack builder turns nan into the training mean)."""
     created = row.get("create_time")
-    ts = pd.Timestamp(created, unit="s", tz="UTC") if created is not None and not pd.isna(created) else None
+    ts = pd.Timestamp(created, unit="s", tz="UTC") if _present(created) else None
     desc = row.get("desc") if isinstance(row.get("desc"), str) else ""
     w, h = probe_rec.get("display_width") or 0, probe_rec.get("display_height") or 0
     return {

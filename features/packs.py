@@ -169,7 +169,8 @@ def node_features(store: Store, video_ids: list[str], kind: str) -> tuple[np.nda
     if kind == "metadata":
         table = store.table("metadata")
         if table.empty:
-            raise ValueError("node features 'metadata' need the metadata stage: run `vidpipe extract DATASET` first")
+            raise ValueError("node features 'metadata' need the metadata stage: run "
+                             f"`vidpipe extract {store.dataset}` first")
         t = table.set_index("video_id").reindex(video_ids)
         x = t[list(NODE_META_COLUMNS)].astype(float).to_numpy()
         fps = [str(f) for f in t["fingerprint"].fillna("missing")]

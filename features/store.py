@@ -65,7 +65,7 @@ import zarr
 
 from features import compaction as _compaction
 from features import objects as _objects
-from features.atomic import atomic_write
+from features.atomic import atomic_write, is_local
 from features.errors import StoreError
 from features.schema import DATASET_RE, SOURCE_STAGE
 from features.store_artifacts import ArtifactsPart
@@ -166,7 +166,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         # workers, another machine) would stay invisible to this one: stale entries(), even KeyError from read().
         self.fs, base = fsspec.core.url_to_fs(self.root, **_REMOTE_FS_OPTIONS) if "://" in self.root \
             else fsspec.core.url_to_fs(self.root)
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.local = is_local(self.fs)
         self.path = f"{base.rstrip('/')}/{self.dataset}"
         self.url = self.path if self.local else f"{self.root.rstrip('/')}/{self.dataset}"
         self._zarr_store: Any = None
@@ -328,8 +328,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         return self.read_table("scrape_history", missing_ok=True)
 
     def _table_path(self, name: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
-            raise ValueError(f"name={name!r}: expected letters, digits, '_', '.', '-'")
+        _check_file_name(name)
         return self._p(f"{name}.parquet") if name in {"manifest", "edges"} else self._p("tables", f"{name}.parquet")
 
     # ------------------------------------------------------------------ per-video stage outputs
@@ -345,26 +344,27 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
 
     def entries(self, stage: str) -> dict[str, IndexRecord]:
         """All committed outputs of ``stage``: video id → record (compacted outputs overlaid by fresh ones)."""
-        fresh = self._fresh_raw(stage)
-        view = _compaction.read_view(self)
-        out = {vid: IndexRecord(**_compaction.row_to_record(stage, row)) for vid, row in view.rows(stage).items()}
-        for vid, raw in fresh.items():
-            if raw.get("dropped"):
-                out.pop(vid, None)
-            else:
-                out[vid] = IndexRecord._from_dict(raw)
-        return out
+        return self._over_fresh(stage, lambda view: {
+            vid: IndexRecord(**_compaction.row_to_record(stage, row)) for vid, row in view.rows(stage).items()},
+            IndexRecord._from_dict)
 
     def _commit_keys(self, stage: str) -> dict[str, tuple]:
         """video id → (fingerprint, data, created, version) of what :meth:`entries` would return, from the index
         columns and fresh records only (no compacted record is parsed)."""
+        return self._over_fresh(stage, lambda view: view.commit_keys(stage), lambda raw: (
+            raw["fingerprint"], raw.get("data"), raw["created"], int(raw["version"])))
+
+    def _over_fresh(self, stage: str, compacted: Callable[[Any], dict[str, Any]],
+                    value: Callable[[dict], Any]) -> dict[str, Any]:
+        """video id → ``value`` of its fresh record where it has one, else what ``compacted`` reads from the
+        compacted view's columns; a dropped fresh record removes the video (fresh records are listed first)."""
         fresh = self._fresh_raw(stage)
-        out = _compaction.read_view(self).commit_keys(stage)
+        out = compacted(_compaction.read_view(self))
         for vid, raw in fresh.items():
             if raw.get("dropped"):
                 out.pop(vid, None)
             else:
-                out[vid] = (raw["fingerprint"], raw.get("data"), raw["created"], int(raw["version"]))
+                out[vid] = value(raw)
         return out
 
     def commit_digest(self, stage: str, video_ids: Iterable[str] | None = None) -> str:
@@ -491,14 +491,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
 
     def fingerprints(self, stage: str) -> dict[str, str]:
         """video id → committed fingerprint for ``stage`` (read from the index columns: no record is parsed)."""
-        fresh = self._fresh_raw(stage)
-        out = _compaction.read_view(self).fingerprints(stage)
-        for vid, raw in fresh.items():
-            if raw.get("dropped"):
-                out.pop(vid, None)
-            else:
-                out[vid] = raw["fingerprint"]
-        return out
+        return self._over_fresh(stage, lambda view: view.fingerprints(stage), lambda raw: raw["fingerprint"])
 
     def write(self, stage: str, video_id: str, fingerprint: str, *, version: int,
               arrays: Mapping[str, np.ndarray] | None = None, record: Mapping[str, Any] | None = None,
@@ -516,8 +509,8 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                                                               for a in arrays.values())
         if arrays and not inline:
             data_dir = f"{fingerprint[:16]}-{uuid.uuid4().hex[:8]}"
-            # attributes with the group, not attrs.update afterwards: that rewrote the group's metadata once per key
-            # (3 extra round trips through zarr's I/O thread — about 40 % of a frames write)
+            # attributes given with the group: one metadata write (attrs.update afterwards rewrites the group's
+            # metadata once per key: 3 extra round trips through zarr's I/O thread, about 40 % of a frames write)
             group = zarr.open_group(self._zarr(), path=f"{stage}/{key}/{data_dir}", mode="w",
                                     attributes={"video_id": video_id, "stage": stage, "fingerprint": fingerprint})
             for name, arr in arrays.items():
@@ -607,23 +600,24 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             return _compaction.read_view(self).shard_arrays(rec.stage, shard, int(row))
         if rec.data == _objects.INLINE:
             return self._inline_output(rec.stage, rec.video_id, lambda head: IndexRecord._from_dict(head) == rec)
-        group = zarr.open_group(self._zarr(), path=f"{rec.stage}/{video_key(rec.video_id)}/{rec.data}", mode="r")
-        return {name: arr[...] for name, arr in group.arrays()}
+        return {name: arr[...] for name, arr in self._output_group(rec.stage, rec.video_id, rec.data).arrays()}
+
+    def _output_group(self, stage: str, video_id: str, data: str) -> Any:
+        """The Zarr group (opened read-only) of a fresh output's version directory ``data``."""
+        return zarr.open_group(self._zarr(), path=f"{stage}/{video_key(video_id)}/{data}", mode="r")
 
     def _fresh_arrays(self, stage: str, raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The arrays of a fresh index record (parsed)."""
         if raw.get("data") == _objects.INLINE:
             return self._inline_output(stage, raw["video_id"], lambda head: head == raw)
-        group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(raw['video_id'])}/{raw['data']}", mode="r")
-        return {name: arr[...] for name, arr in group.arrays()}
+        return {name: arr[...] for name, arr in self._output_group(stage, raw["video_id"], raw["data"]).arrays()}
 
     def _fresh_signature(self, stage: str, raw: Mapping[str, Any]) -> tuple | None:
         """``((name, dtype, shape), ...)`` of a fresh record's arrays, sorted by name, from their metadata only."""
         if raw.get("data") == _objects.INLINE:
             return _objects.signature(raw)
         try:
-            group = zarr.open_group(self._zarr(), path=f"{stage}/{video_key(raw['video_id'])}/{raw['data']}",
-                                    mode="r")
+            group = self._output_group(stage, raw["video_id"], raw["data"])
             return tuple(sorted((name, np.dtype(arr.dtype).str, tuple(arr.shape)) for name, arr in group.arrays()))
         except (TypeError, ValueError):  # a dtype numpy cannot name (zarr's own string types): not foldable
             return None
@@ -778,8 +772,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                      fs=self.fs, fsync=False)
 
     def _memo_path(self, name: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
-            raise ValueError(f"name={name!r}: expected letters, digits, '_', '.', '-'")
+        _check_file_name(name)
         return self._p("cache", f"{name}.json")
 
     def _memo_digest(self, key: str, compute: Callable[[], str]) -> str:
@@ -827,9 +820,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         if unknown:
             raise TypeError(f"compact() got unexpected keyword argument(s) {unknown}; expected shard_videos, "
                             "shard_bytes or part_rows")
-        if locked:
-            return _compaction.compact(self, grace_seconds=grace_seconds, **sizes)
-        with self.lock():
+        with contextlib.nullcontext() if locked else self.lock():
             return _compaction.compact(self, grace_seconds=grace_seconds, **sizes)
 
     def write_many(self, stage: str, outputs: Iterable[Mapping[str, Any]], *, locked: bool = False,
@@ -874,9 +865,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                           "record": _jsonable(dict(out.get("record") or {})),
                           "created": created, "seconds": float(out.get("seconds") or 0.0),
                           "data": "batch" if arrays else None, "_batch": True, "_arrays": arrays}
-        if locked:
-            return _compaction.compact(self, batch={stage: batch}, **sizes)
-        with self.lock():
+        with contextlib.nullcontext() if locked else self.lock():
             return _compaction.compact(self, batch={stage: batch}, **sizes)
 
     # ------------------------------------------------------------------ failures
@@ -1133,6 +1122,12 @@ def _refuse_when_read_only(method: Any) -> Any:
 for _name in _WRITERS:
     setattr(Store, _name, _refuse_when_read_only(getattr(Store, _name)))
 del _name
+
+
+def _check_file_name(name: str) -> None:
+    """Refuse a table or memo ``name`` that is not letters, digits, '_', '.', '-' (it becomes a file name)."""
+    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        raise ValueError(f"name={name!r}: expected letters, digits, '_', '.', '-'")
 
 
 def _migrate(store: Store, version: Any) -> None:

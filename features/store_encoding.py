@@ -6,9 +6,9 @@ Shared by :mod:`features.store` (the index) and its parts (:mod:`features.store_
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from pathlib import Path
-import contextlib
 from typing import Any, Callable
 
 import numpy as np

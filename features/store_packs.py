@@ -72,5 +72,6 @@ class PacksPart:
 
         path = self._pack_file(fingerprint)
         if not path.is_file():
-            raise KeyError(f"no tensor pack {fingerprint} in {self.url}")
+            raise KeyError(f"no tensor pack {fingerprint} in {self.url}; build it with features.packs.build_pack "
+                           "(packs are a cache: rebuilt from the store's outputs)")
         return h5py.File(path, "r")

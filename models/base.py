@@ -407,8 +407,8 @@ class VidModel(nn.Module):
         """Adam; weight decay (L2, as in Adam) only on matrices/kernels, never on biases or normalisation weights.
 
         On CPU and CUDA it is torch's fused Adam: the same update as one kernel per step instead of about a dozen
-        operators per parameter tensor, which was most of a small head's step on CPU (a head on cached embeddings:
-        ~3.7 → ~0.8 ms for VAN's 70 tensors, ``bench/bench_embed.py``)."""
+        operators per parameter tensor, which would be most of a small head's step on CPU (a head on cached
+        embeddings: ~3.7 ms unfused vs ~0.8 ms fused for VAN's 70 tensors, ``bench/bench_embed.py``)."""
         if lr <= 0:
             raise ValueError(f"lr={lr}; expected > 0")
         if weight_decay < 0:

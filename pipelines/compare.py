@@ -421,23 +421,22 @@ def _add_intervals(task_name: str, rows: list[dict[str, Any]], preds: Mapping[st
 
 
 def _open_run(store: Store, run: Mapping[str, Any], batch_size: int, split: str):
-    """The run's model from its best checkpoint and a loader over ``split`` of its tensor pack."""
+    """The run's model from its best checkpoint, a loader over ``split`` of its tensor pack, and the pack's arrays."""
     model, arrays = load_run_model(store, run["checkpoint"], run["pack"])
     _, loader = split_loader(model, arrays, split, batch_size=batch_size)
-    return model, loader
+    return model, loader, arrays
 
 
-def _ig_baselines(store: Store, run: Mapping[str, Any], model: Any, baseline: str, batch_size: int
-                  ) -> dict[str, Any] | None:
+def _ig_baselines(model: Any, arrays: dict[str, Any], baseline: str, batch_size: int) -> dict[str, Any] | None:
     """The Integrated-Gradients baselines ``baseline`` names: None for "zero" (a missing input), the training
-    split's mean input per key (:func:`models.interpret.mean_baselines`) for "mean"."""
+    split's mean input per key of the pack ``arrays`` (:func:`models.interpret.mean_baselines`) for "mean"."""
     if baseline == "zero":
         return None
     if baseline != "mean":
         raise ValueError(f"ig_baseline={baseline!r}: expected 'zero' or 'mean'")
     from models.interpret import mean_baselines
 
-    _, train = _open_run(store, run, batch_size, "train")
+    _, train = split_loader(model, arrays, "train", batch_size=batch_size)
     return mean_baselines(train, model.inputs)
 
 
@@ -459,11 +458,11 @@ def _interpret_emotion(store: Store, run: Mapping[str, Any], *, batch_size: int,
     from models.interpret import collect_segment_attention, collect_segment_attributions, second_profile
     from pipelines.plots import plot_seconds
 
-    model, loader = _open_run(store, run, batch_size, split)
+    model, loader, arrays = _open_run(store, run, batch_size, split)
     att, mask = collect_segment_attention(model, loader)
     profiles = {"attention": second_profile(att, mask)}
     batches = list(loader)
-    start = _ig_baselines(store, run, model, baseline, batch_size)
+    start = _ig_baselines(model, arrays, baseline, batch_size)
     for j, name in enumerate(model.spec.targets):  # the model's targets (a subset when trained on some of them)
         profiles[f"IG {name}"] = second_profile(*collect_segment_attributions(model, batches, target=j, steps=steps,
                                                                               max_videos=max_videos,
@@ -496,10 +495,10 @@ def _interpret_personality(store: Store, run: Mapping[str, Any], *, batch_size: 
     from models.interpret import IG_CHUNK, summarise_attributions
     from pipelines.plots import plot_modality_shares
 
-    model, loader = _open_run(store, run, batch_size, split)
+    model, loader, arrays = _open_run(store, run, batch_size, split)
     s = summarise_attributions(model, loader, steps=steps, max_videos=max_videos, size=64,
                                internal_batch_size=IG_CHUNK,
-                               baselines=_ig_baselines(store, run, model, baseline, batch_size))
+                               baselines=_ig_baselines(model, arrays, baseline, batch_size))
     mod_rows = [{"trait": t, "modality": m, "share": float(s.modality_share[i, j]),
                  "magnitude": float(s.modality[i, j]), "signed": float(s.modality_signed[i, j])}
                 for i, t in enumerate(s.targets) for j, m in enumerate(s.modalities)]
@@ -551,7 +550,7 @@ def _interpret_popularity(store: Store, run: Mapping[str, Any], *, batch_size: i
     from models.interpret import summarise_contributions
     from pipelines.plots import plot_contributions
 
-    model, loader = _open_run(store, run, batch_size, split)
+    model, loader, _ = _open_run(store, run, batch_size, split)
     got = summarise_contributions(model, loader)
     c, ablation, n = got.contributions, got.ablation, got.n_videos
     mods = list(model.inputs)

@@ -70,17 +70,22 @@ _PLANTED_MODALITY = {"extraversion": {"vision"}, "neuroticism": {"audio"}, "agre
                      "conscientiousness": {"text"}, "openness": {"vision", "audio"}}
 
 
+def _fisher_interval(r: float, n: int, controls: int = 0) -> tuple[float, float, float]:
+    """``r`` and its 95 % Fisher-z interval over ``n`` pairs with ``controls`` variables held fixed (``nan`` bounds
+    below ``4 + controls`` pairs)."""
+    if n < 4 + controls:
+        return r, float("nan"), float("nan")
+    z, half = math.atanh(max(min(r, 0.999999), -0.999999)), 1.96 / math.sqrt(n - 3 - controls)
+    return r, math.tanh(z - half), math.tanh(z + half)
+
+
 def _rho(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Spearman's ρ and its 95 % Fisher-z interval (``nan`` bounds below 4 pairs)."""
     from scipy.stats import spearmanr
 
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0, float("nan"), float("nan")
-    r = float(spearmanr(a, b).statistic)
-    if len(a) < 4:
-        return r, float("nan"), float("nan")
-    z, half = math.atanh(max(min(r, 0.999999), -0.999999)), 1.96 / math.sqrt(len(a) - 3)
-    return r, math.tanh(z - half), math.tanh(z + half)
+    return _fisher_interval(float(spearmanr(a, b).statistic), len(a))
 
 
 def _partial_rho(a: np.ndarray, b: np.ndarray, control: np.ndarray) -> tuple[float, float, float]:
@@ -95,11 +100,7 @@ def _partial_rho(a: np.ndarray, b: np.ndarray, control: np.ndarray) -> tuple[flo
     resid = [y - design @ np.linalg.lstsq(design, y, rcond=None)[0] for y in (rankdata(a), rankdata(b))]
     if min(np.ptp(resid[0]), np.ptp(resid[1])) < 1e-9:
         return 0.0, float("nan"), float("nan")
-    r = float(np.corrcoef(resid[0], resid[1])[0, 1])
-    if len(a) < 5:
-        return r, float("nan"), float("nan")
-    z, half = math.atanh(max(min(r, 0.999999), -0.999999)), 1.96 / math.sqrt(len(a) - 4)
-    return r, math.tanh(z - half), math.tanh(z + half)
+    return _fisher_interval(float(np.corrcoef(resid[0], resid[1])[0, 1]), len(a), controls=1)
 
 
 def _fmt(r: tuple[float, float, float]) -> str:
@@ -275,12 +276,13 @@ def demo(
     stages.append({"stage": f"graph-seeds ({len(others)} GATs, beside pretrain-graph + compare)", "wall_s": round(wall, 2),
                    "cpu_s": round(cpu, 2)})
     aucs = [float(graph["test_auc"]), *seed_aucs]
-    t, c = time.perf_counter(), _cpu_seconds()
-    store = store_for(root, dataset)
-    truth = _ground_truth(store)
-    lines = {} if truth is None else mechanism_lines(store, truth, comparison, aucs, len(store.edges()))
-    stages.append({"stage": "mechanism lines", "wall_s": round(time.perf_counter() - t, 2),
-                   "cpu_s": round(_cpu_seconds() - c, 2)})
+
+    def mechanisms() -> dict[str, str]:
+        store = store_for(root, dataset)
+        truth = _ground_truth(store)
+        return {} if truth is None else mechanism_lines(store, truth, comparison, aucs, len(store.edges()))
+
+    lines = timed("mechanism lines", mechanisms)
     stages.append({"stage": "total", "wall_s": round(time.perf_counter() - t0, 2),
                    "cpu_s": round(_cpu_seconds() - c0, 2)})
     for name, line in lines.items():

@@ -462,6 +462,7 @@ def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refres
     train_ids, vocab_fp, todo, skipped, inputs = _text_plan(store, manifest, cfg, refresh)
     counts = {"done": 0, "failed": 0, "skipped": skipped}
     rebuild = store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp or refresh
+    meta: dict = {}
     if not rebuild:
         meta = _artifact_meta(store, VOCABULARY_ARTIFACT, vocab_fp)
         if meta.get("inputs") != inputs:  # the same vocabulary from other records: keep the key for the next plan
@@ -472,20 +473,16 @@ def _text_stage(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refres
             if key is not None:
                 store.write_memo(_TEXT_MEMO, {"key": key, "skipped": skipped})
             return counts
+    from features.text import Vocabulary, bag_of_words, build_vocabulary, tokenize
+
     transcripts = store.entries("transcripts")
     if rebuild:
-        from features.text import build_vocabulary, tokenize
-
         vocab = build_vocabulary([tokenize(transcripts[v].record.get("text", "")) for v in train_ids],
                                  min_count=cfg.min_token_count, max_size=cfg.max_vocab)
         store.write_artifact(VOCABULARY_ARTIFACT, vocab_fp,
                              meta={"tokens": list(vocab.tokens), "train_videos": len(train_ids), "inputs": inputs})
-    if not todo:
-        return counts
-    from features.text import Vocabulary, bag_of_words, tokenize
-
-    _, meta = store.read_artifact(VOCABULARY_ARTIFACT, vocab_fp)
-    vocab = Vocabulary(tokens=tuple(meta["tokens"]))
+    else:  # the meta read above: the same vocabulary, no second read
+        vocab = Vocabulary(tokens=tuple(meta["tokens"]))
     for v, fp in todo:
         try:
             tokens = tokenize(transcripts[v].record.get("text", ""))
@@ -654,10 +651,9 @@ def nothing_to_extract(dataset: str, root: Optional[str] = None, stages: Optiona
             return None
         summary = {s: {"done": 0, "skipped": 0, "failed": 0, **planned.get(s, {})} for s in wanted}
         if "text" in wanted:
-            full = store.manifest()
-            skipped = _text_memo(store, _text_memo_key(store, full, cfg))
+            skipped = _text_memo(store, _text_memo_key(store, manifest, cfg))
             if skipped is None:
-                _, vocab_fp, todo, skipped, _ = _text_plan(store, full, cfg, False)
+                _, vocab_fp, todo, skipped, _ = _text_plan(store, manifest, cfg, False)
                 if todo or store.artifact_fingerprint(VOCABULARY_ARTIFACT) != vocab_fp:
                     return None
             summary["text"] = {"done": 0, "failed": 0, "skipped": skipped}

@@ -153,8 +153,8 @@ def _plan_per_video(store: Store, videos: pd.DataFrame, cfg: ExtractConfig,
                if s not in ("text", "embed_text")}
     if "embed_text" in wanted:
         # keyed on the transcript (as it will be after this refresh) and the text encoder's current weights
-        transcripts = {v: r.fingerprint for v, r in store.entries("transcripts").items()}
-        transcripts.update({v: it["fps"]["transcripts"] for v, it in todo.items() if "transcripts" in it["todo"]})
+        transcripts = {**store.fingerprints("transcripts"),  # index columns: no record parsed
+                       **{v: it["fps"]["transcripts"] for v, it in todo.items() if "transcripts" in it["todo"]}}
         pending_text, _ = plan_embed_text(store, list(videos["video_id"]), cfg, transcripts=transcripts)
         extract["embed_text"] = sorted(v for v, _ in pending_text)
     return todo, extract
