@@ -14,7 +14,8 @@ the weights) and saved with ``save_pretrained``, then loaded and run through :mo
   on a generated 720p clip, against ``ffmpeg -i FILE -f null -`` on the same file (ratio of medians).
 * **cross-video batching**: the ``embed_vision`` stage as the flow runs it (``extract_items``, commits included) over
   N short portrait clips (1 s, 30 frames each; ``tiny``: 4 clips × 8 frames), frames/s with encoder batches filled
-  across the clips vs one clip at a time (ratio of medians, the two alternating).
+  across the clips vs one clip at a time, and with the clips split between two worker threads that share one
+  batcher (the flow's ``workers=2``) vs one thread (ratios of medians, the ways alternating).
 * **epoch time**: one training epoch over ``N`` videos as ``vidpipe train`` runs it on CPU (a shuffled
   ``PackLoader`` over an in-memory pack with uint8 frames, the model's Adam, models.engine's epoch with its default
   gradient clipping) for ``sec2sec`` (emotion), ``mcat`` (personality) and ``van`` (popularity), each at its default
@@ -23,12 +24,14 @@ the weights) and saved with ``save_pretrained``, then loaded and run through :mo
   reads 2, + clip MFCC + the 32-wide graph embedding) vs cached embeddings (512-wide frame vectors, 768-wide audio
   and text vectors; MCAT and VAN pool them into tokens by their config's defaults, MCAT's text token is the stored
   sentence vector), same batch size, raw and embedding epochs alternating; the loader's share (its batches without
-  the model) is measured beside each epoch. Target: raw / embeddings ≥ 10× on CPU.
+  the model) is measured beside each epoch, and each epoch's CPU time (``time.process_time``) beside its wall time.
+  Target: raw / embeddings ≥ 10× on CPU.
 
     .venv/bin/python bench/bench_embed.py           # --quick: 64 frames / 16 s of audio per measurement, 128 videos
     .venv/bin/python bench/bench_embed.py --full    # 512 frames / 128 s, 512 videos
     .venv/bin/python bench/bench_embed.py --tiny    # seconds-long smoke run (tiny encoders and geometry)
     .venv/bin/python bench/bench_embed.py --epochs-only --threads 1   # the epoch table alone (128 videos, batch 32)
+    .venv/bin/python bench/bench_embed.py --epochs-only --threads 1 --models van   # one model's row of it
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -225,9 +229,11 @@ _SHORT_CLIPS = {"tiny": (4, 1, 8, "tiny"), "quick": (12, 1, 30, "small"), "full"
 def _stage_batching(mode: str, size: dict, folder: Path, device: str, clips: int | None = None,
                     encoder: str | None = None) -> dict[str, Any]:
     """The ``embed_vision`` stage over N short clips as the flow runs it (:func:`pipelines.extract.extract_items`,
-    commits included): the clips' frames in encoder batches filled across clips (features.batching, decoding in a
-    prefetch thread), against one clip at a time (each clip's frames alone in their batches). One run, the two ways
-    alternating; frames/s of each and their ratio. ``clips`` / ``encoder`` override the mode's."""
+    commits included): the clips' frames in encoder batches filled across clips (the shared batcher of
+    features.batching, its forwards in their own thread while the caller decodes), against one clip at a time (each
+    clip's frames alone in their batches), and the clips split between two threads that share one batcher (as the
+    flow's ``workers=2`` runs them). One run, the ways alternating; frames/s of each and the ratios.
+    ``clips`` / ``encoder`` override the mode's."""
     from bench._media import ClipSpec, make_clip
     from features.extract_video import ExtractConfig
     from features.store import Store
@@ -245,8 +251,12 @@ def _stage_batching(mode: str, size: dict, folder: Path, device: str, clips: int
     items = [{"row": {"video_id": p.stem, "source_path": str(p)}, "todo": ["embed_vision"],
               "fps": {"embed_vision": f"bench-{i}"}} for i, p in enumerate(paths)]
     store = Store(str(folder / "store"), "bench", create=True)
+    def two_workers() -> None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda half: extract_items(store, half, cfg), (items[0::2], items[1::2])))
+
     ways = {"per_video": lambda: [extract_items(store, [item], cfg) for item in items],
-            "batched": lambda: extract_items(store, items, cfg)}
+            "batched": lambda: extract_items(store, items, cfg), "two_workers": two_workers}
     ways["batched"]()  # loads the encoder, warms the decoder and the allocator
     times: dict[str, list[float]] = {k: [] for k in ways}
     for _ in range(size["repeats"]):
@@ -261,11 +271,14 @@ def _stage_batching(mode: str, size: dict, folder: Path, device: str, clips: int
     t = {k: median(v) for k, v in times.items()}
     return {"clips": n_clips, "clip": f"{seconds}s 576x1024", "encoder": name, "frames": frames,
             "batch": cfg.embed_batch_size, "per_video_frames_per_s": frames / t["per_video"],
-            "batched_frames_per_s": frames / t["batched"], "batched_vs_per_video": t["per_video"] / t["batched"]}
+            "batched_frames_per_s": frames / t["batched"], "batched_vs_per_video": t["per_video"] / t["batched"],
+            "two_workers_frames_per_s": frames / t["two_workers"],
+            "two_workers_vs_one": t["batched"] / t["two_workers"]}
 
 
-def _epochs(mode: str, size: dict) -> list[dict[str, Any]]:
-    """Epoch time of each headline model on raw inputs and on cached embeddings (see the module docstring)."""
+def _epochs(mode: str, size: dict, models: tuple[str, ...] = tuple(_EPOCH_MODELS)) -> list[dict[str, Any]]:
+    """Epoch time of each headline model in ``models`` on raw inputs and on cached embeddings (see the module
+    docstring)."""
     import torch
 
     from models.registry import create_model
@@ -273,7 +286,8 @@ def _epochs(mode: str, size: dict) -> list[dict[str, Any]]:
     tiny = mode == "tiny"
     emb = _TINY_EMBEDDINGS if tiny else _EMBEDDING_GEOMETRY
     rows = []
-    for name, (task, geometry) in _EPOCH_MODELS.items():
+    for name in models:
+        task, geometry = _EPOCH_MODELS[name]
         epochs, loads, inputs = {}, {}, {}
         for kind in ("raw", "embeddings"):
             extra = {} if kind == "raw" else {k: v for k, v in emb.items()
@@ -286,29 +300,35 @@ def _epochs(mode: str, size: dict) -> list[dict[str, Any]]:
             epochs[kind], loads[kind] = _train_epoch_fn(model, arrays, size["batch"])
             epochs[kind]()  # warm-up
         # raw and embedding epochs alternate, so a change in the machine's load hits both sides of the ratio
-        t: dict[str, list[float]] = {f"{kind}{part}": [] for kind in epochs for part in ("", "_load")}
+        t: dict[str, list[float]] = {f"{kind}{part}": [] for kind in epochs for part in ("", "_load", "_cpu")}
         for _ in range(size["repeats"]):
             for kind in epochs:
                 for part, fn in (("", epochs[kind]), ("_load", loads[kind])):
-                    t0 = time.perf_counter()
+                    t0, cpu0 = time.perf_counter(), time.process_time()
                     fn()
                     t[f"{kind}{part}"].append(time.perf_counter() - t0)
+                    if not part:  # CPU time of the process: less disturbed than wall time by a loaded machine
+                        t[f"{kind}_cpu"].append(time.process_time() - cpu0)
         times = {kind: median(v) for kind, v in t.items()}
         rows.append({"model": name, "task": task, "videos": size["videos"], "batch": size["batch"],
                      "raw_inputs": inputs["raw"], "embedding_inputs": inputs["embeddings"],
                      "raw_epoch_s": times["raw"], "embeddings_epoch_s": times["embeddings"],
                      "raw_loader_s": times["raw_load"], "embeddings_loader_s": times["embeddings_load"],
-                     "raw_vs_embeddings": times["raw"] / times["embeddings"]})
+                     "raw_vs_embeddings": times["raw"] / times["embeddings"],
+                     "raw_epoch_cpu_s": times["raw_cpu"], "embeddings_epoch_cpu_s": times["embeddings_cpu"],
+                     "raw_vs_embeddings_cpu": times["raw_cpu"] / times["embeddings_cpu"]})
         del epochs, loads
     return rows
 
 
 def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None, stage: bool = True,
-        epochs_only: bool = False, work_dir: Path = WORK_DIR, **sizes: int) -> dict[str, Any]:
+        epochs_only: bool = False, work_dir: Path = WORK_DIR, models: tuple[str, ...] = tuple(_EPOCH_MODELS),
+        **sizes: int) -> dict[str, Any]:
     """Measure every part (see the module docstring); returns the result document.
 
-    ``epochs_only`` measures the epoch table alone (no encoder throughput, no stage). ``sizes`` overrides the mode's
-    ``frames``, ``audio_s``, ``repeats``, ``videos`` or ``batch`` (a loaded machine)."""
+    ``epochs_only`` measures the epoch table alone (no encoder throughput, no stage); ``models`` are its rows.
+    ``sizes`` overrides the mode's ``frames``, ``audio_s``, ``repeats``, ``videos`` or ``batch`` (a loaded
+    machine)."""
     import torch
 
     if mode not in _SIZES:
@@ -316,6 +336,8 @@ def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None
     unknown = sorted(set(sizes) - {"frames", "audio_s", "repeats", "videos", "batch"})
     if unknown or any(not isinstance(v, int) or v < 1 for v in sizes.values()):
         raise ValueError(f"sizes={sizes!r}: expected positive ints for frames, audio_s, repeats, videos, batch")
+    if not models or any(m not in _EPOCH_MODELS for m in models):
+        raise ValueError(f"models={models!r}: expected some of {list(_EPOCH_MODELS)}")
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -328,7 +350,7 @@ def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None
         encoders = [] if epochs_only else _encoders(mode, size, folder, device)
         stage_row = _stage_vs_floor(mode, size, folder, device) if stage and not epochs_only else None
         batching_row = _stage_batching(mode, size, folder, device) if stage and not epochs_only else None
-        epochs = _epochs(mode, size)
+        epochs = _epochs(mode, size, tuple(models))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         torch.set_num_threads(previous_threads)
@@ -337,7 +359,8 @@ def run(mode: str = "quick", *, device: str = "auto", threads: int | None = None
     worst = min(r["raw_vs_embeddings"] for r in epochs)
     return {
         "benchmark": "embed", "mode": mode, "epochs_only": epochs_only, "threads": used_threads,
-        "command": f"python bench/bench_embed.py --{mode}" + (" --epochs-only" if epochs_only else ""),
+        "command": f"python bench/bench_embed.py --{mode}" + (" --epochs-only" if epochs_only else "")
+                   + ("" if tuple(models) == tuple(_EPOCH_MODELS) else " --models " + " ".join(models)),
         "sizes": {k: size[k] for k in ("frames", "audio_s", "repeats", "videos", "batch")},
         "encoders": encoders, "stage": stage_row, "stage_batching": batching_row, "epochs": epochs,
         "summary": {"base_frames_per_s": base["frames_per_s"] if base else None,
@@ -362,11 +385,14 @@ def render(res: dict[str, Any]) -> str:
         out.append(f"embed_vision stage, {b['clips']} clips of {b['clip']} × {b['frames'] // b['clips']} frames "
                    f"({b['encoder']} encoder, batch {b['batch']}): one clip at a time "
                    f"{b['per_video_frames_per_s']:.1f} frames/s, batched across clips "
-                   f"{b['batched_frames_per_s']:.1f} frames/s = {fmt_ratio(b['batched_vs_per_video'])}")
+                   f"{b['batched_frames_per_s']:.1f} frames/s = {fmt_ratio(b['batched_vs_per_video'])}; "
+                   f"two worker threads sharing one batcher {b['two_workers_frames_per_s']:.1f} frames/s = "
+                   f"{fmt_ratio(b['two_workers_vs_one'])} of one")
     out.append(table(f"epoch time: raw inputs vs cached embeddings ({res.get('threads')} torch threads)", [
-        {**r, "raw/emb": fmt_ratio(r["raw_vs_embeddings"])} for r in res["epochs"]],
-        ["model", "videos", "batch", "raw_epoch_s", "embeddings_epoch_s", "raw/emb", "raw_loader_s",
-         "embeddings_loader_s"]))
+        {**r, "raw/emb": fmt_ratio(r["raw_vs_embeddings"]), "raw/emb cpu": fmt_ratio(r["raw_vs_embeddings_cpu"])}
+        for r in res["epochs"]],
+        ["model", "videos", "batch", "raw_epoch_s", "embeddings_epoch_s", "raw/emb", "raw_epoch_cpu_s",
+         "embeddings_epoch_cpu_s", "raw/emb cpu", "raw_loader_s", "embeddings_loader_s"]))
     met = res["met"]
     out.append(f"targets: base encoder ≥ {TARGETS['gpu_base_frames_per_s']:.0f} frames/s on GPU: "
                f"{verdict(met['gpu_base_frames_per_s'])}; raw/embeddings epoch ≥ "
@@ -389,13 +415,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       ("repeats", "timed repeats (medians)"), ("videos", "videos per epoch"),
                       ("batch", "batch size of the epochs")):
         parser.add_argument(f"--{opt}", type=int, default=None, help=f"override the mode's {what}")
+    parser.add_argument("--models", nargs="+", default=list(_EPOCH_MODELS), choices=list(_EPOCH_MODELS),
+                        help="headline models of the epoch table (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/embed.json)")
     args = parser.parse_args(argv)
     name = "full" if args.full else "tiny" if args.tiny else "quick"
     sizes = {k: v for k, v in (("frames", args.frames), ("audio_s", args.audio_s), ("repeats", args.repeats),
                                ("videos", args.videos), ("batch", args.batch)) if v is not None}
     res = run(name, device=args.device, threads=args.threads, stage=not args.no_stage, epochs_only=args.epochs_only,
-              **sizes)
+              models=tuple(args.models), **sizes)
     path = write_result("embed", res, args.out)
     print(render(res))
     print(f"wrote {path}")

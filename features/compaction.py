@@ -705,20 +705,18 @@ def _listing(store: Any) -> Iterable[str]:
     base = store._p("compact")
     for sub in ("index", "failures"):
         folder = f"{base}/{sub}"
-        if not store.fs.exists(folder):
+        if not store.fs.exists(folder):  # cheaper than find() of a missing prefix (see Store._fresh_failures)
             continue
         for path in store.fs.find(folder):
             name = path.rstrip("/").rsplit("/", 1)[-1]
             if name.endswith(".parquet") and not name.startswith(".tmp-"):
                 yield _relative(path, base)
-    shards = f"{base}/shards.zarr"
-    if store.fs.exists(shards):
-        for stage_dir in store.fs.ls(shards, detail=True):
-            if stage_dir.get("type") != "directory":
-                continue
-            for shard_dir in store.fs.ls(stage_dir["name"], detail=True):
-                if shard_dir.get("type") == "directory":
-                    yield _relative(shard_dir["name"], base)
+    for stage_dir in store._ls(f"{base}/shards.zarr"):
+        if stage_dir.get("type") != "directory":
+            continue
+        for shard_dir in store._ls(stage_dir["name"]):
+            if shard_dir.get("type") == "directory":
+                yield _relative(shard_dir["name"], base)
 
 
 def _relative(path: str, base: str) -> str:

@@ -5,18 +5,20 @@ Three encoders, each loaded from a **local** path only (nothing is ever download
 * :class:`VisionEncoder` — a Hugging Face image model directory (CLIP, SigLIP, ViT, DINOv2, ResNet, …: any
   ``config.json`` + weights that ``AutoModel`` or ``CLIPVisionModelWithProjection`` loads). One vector per frame (CLIP:
   the projected ``image_embeds``; otherwise ``pooler_output``, else the first token), optionally the patch tokens.
-* :class:`AudioEncoder` — a Hugging Face waveform model directory (wav2vec 2.0, HuBERT, WavLM, data2vec-audio: models
-  whose input is ``input_values``). One vector per 1-second segment: the mean of the encoder's output frames.
+* :class:`AudioEncoder` — a Hugging Face audio model directory: a raw-waveform model (wav2vec 2.0, HuBERT, WavLM,
+  data2vec-audio: the mean of its output frames), AST (its pooled token) or CLAP (its projected audio embedding), each
+  fed one 1-second segment at a time, or Whisper's encoder, fed 30-s windows and mean-pooled over each second's 50
+  encoder frames. One vector per 1-second segment. Text, image, video and speech-generation checkpoints are refused.
 * :class:`TextEncoder` — a Hugging Face text model directory (BERT, MPNet, MiniLM, …: WordPiece fast tokenizers), a
   sentence-transformers directory (``modules.json`` + Transformer + Pooling [+ Normalize]) or a GloVe / word2vec /
   fastText ``.vec`` text file (``word v1 v2 …`` lines, plain or gzip-compressed).
   A sentence vector (mean-pooled, or the sentence-transformers pooling), the token sequence with its mask, and one
   vector per second from the words whose timings fall in it.
 
-Optional face crops (``vision_faces``): :func:`load_face_detector` loads OpenCV's bundled Haar cascade (``"haar"``,
-OpenCV 4.x wheels) or a local detector file (a YuNet ``.onnx``, a cascade ``.xml``, or any suffix given a loader with
-:func:`register_face_detector`); :func:`face_crops` cuts the largest face of each frame, and a frame without a face is
-masked (not valid), never encoded as a zero or whole frame.
+Optional face crops (``vision_faces``): :func:`load_face_detector` loads OpenCV's bundled Haar cascade (``"haar"``:
+the opencv-python-headless 4.x wheel that vidpipe pins ships it) or a local detector file (a YuNet ``.onnx``, a
+cascade ``.xml``, or any suffix given a loader with :func:`register_face_detector`); :func:`face_crops` cuts the
+largest face of each frame, and a frame without a face is masked (not valid), never encoded as a zero or whole frame.
 
 Preprocessing is numpy/OpenCV (``torchvision`` cannot be imported beside this project's CPU torch): images are
 resized so the short side is the checkpoint's ``size`` (shortest edge) and centre-cropped to its ``crop_size`` — done
@@ -24,8 +26,10 @@ by the frame sampler (:mod:`features.video`, area filter) — then rescaled and 
 ``image_mean`` / ``image_std`` (:func:`processor_config`: ``preprocessor_config.json``, or the ``image_processor``
 entry of ``processor_config.json``; defaults 0.5 / 0.5 without either). Checkpoints whose
 processor squashes the frame to a square without cropping get the centre crop instead. Audio is resampled from the
-audio stage's PCM to the encoder's ``sampling_rate`` (``scipy.signal.resample_poly``) and, when the checkpoint's
-processor says ``do_normalize``, each segment is scaled to zero mean and unit variance.
+audio stage's PCM to the encoder's ``sampling_rate`` (``scipy.signal.resample_poly``); for waveform models, when the
+checkpoint's processor says ``do_normalize``, each segment is scaled to zero mean and unit variance; AST, CLAP and
+Whisper get their spectrograms from the checkpoint's own feature extractor (``AutoFeatureExtractor``, on the
+CPU: NumPy, and torch's STFT for Whisper; no torchaudio).
 
 :func:`encoder_digest` hashes exactly the files a checkpoint's loader reads (weights, configs, processor configs,
 tokenizer files; relative name and sha256), so swapping a checkpoint changes the fingerprint of exactly the stage
@@ -62,9 +66,11 @@ __all__ = [
     "FaceDetector",
     "HAAR_CASCADE",
     "ImagePreprocessing",
+    "OPENCV_WITH_CASCADES",
     "TextEncoder",
     "VisionEncoder",
     "align_words",
+    "audio_seconds",
     "encoder_digest",
     "face_crops",
     "face_detector_digest",
@@ -390,6 +396,10 @@ def image_preprocessing(pp: Mapping[str, Any], image_size: int | None) -> ImageP
                               rescale=rescale)
 
 
+#: video model types (their input is a clip of frames): refused as ``vision_model``
+_VIDEO_KINDS = frozenset({"timesformer", "videomae", "vivit", "vjepa2", "x_clip"})
+
+
 class VisionEncoder:
     """A local Hugging Face image model that maps frames to vectors (see the module docstring).
 
@@ -405,6 +415,10 @@ class VisionEncoder:
         root = _hf_dir(path, "vision_model", "an image model directory (e.g. openai/clip-vit-base-patch16)")
         config = AutoConfig.from_pretrained(root, local_files_only=True)
         kind = config.model_type
+        if kind in _VIDEO_KINDS or getattr(getattr(config, "vision_config", config), "num_frames", None):
+            raise ValueError(f"vision_model={str(path)!r} is a {kind!r} video model (clips of frames, pixel_values "
+                             "(B, T, 3, H, W)); expected an image model that embeds one frame at a time, such as "
+                             "CLIP, ViT, DINOv2 or ResNet")
         with _quiet_loading():
             if kind == "clip" or "CLIPVisionModelWithProjection" in (getattr(config, "architectures", None) or []):
                 # a full CLIP checkpoint, or its image tower with the projection: the projected image_embeds
@@ -497,8 +511,11 @@ class VisionEncoder:
 
 
 # ---------------------------------------------------------------------------------------------------- faces
-#: the cascade that ``vision_faces="haar"`` loads from OpenCV's package data (OpenCV 4.x wheels ship it)
+#: the cascade that ``vision_faces="haar"`` loads from OpenCV's package data (``cv2.data.haarcascades``): the
+#: opencv-python-headless 4.x wheels ship it; the OpenCV 5 wheels (contrib included) ship no cascade file
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+#: the OpenCV that ships :data:`HAAR_CASCADE` and runs cascades (the pin in pyproject.toml)
+OPENCV_WITH_CASCADES = "opencv-python-headless>=4.8,<5"
 
 
 @dataclass(frozen=True)
@@ -510,13 +527,22 @@ class FaceDetector:
     detect: Callable[[np.ndarray], np.ndarray]
 
 
-def _cascade_detector(path: Path) -> FaceDetector:
+def _require_cascades(spec: str) -> None:
+    """Raise what to install when this OpenCV has no ``CascadeClassifier`` (opencv-python-headless 5.x)."""
     import cv2
 
     if not hasattr(cv2, "CascadeClassifier"):
-        raise ValueError(f"vision_faces={str(path)!r} is a Haar/LBP cascade, which OpenCV {cv2.__version__} cannot "
-                         "load (cascades left OpenCV's main module in 5.0); install opencv-python-headless<5 or use "
-                         "a YuNet .onnx file (face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        raise ValueError(f"vision_faces={spec!r} is a Haar/LBP cascade, which OpenCV {cv2.__version__} cannot run "
+                         "(its main module has no CascadeClassifier since 5.0): install the OpenCV vidpipe pins, "
+                         f"`pip install '{OPENCV_WITH_CASCADES}'` (or opencv-contrib-python-headless 5.x in place "
+                         "of opencv-python-headless), or pass a YuNet .onnx file (face_detection_yunet_2023mar.onnx "
+                         "from the OpenCV model zoo)")
+
+
+def _cascade_detector(path: Path) -> FaceDetector:
+    import cv2
+
+    _require_cascades(str(path))
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
         raise ValueError(f"vision_faces={str(path)!r} is not a cascade OpenCV can read")
@@ -573,24 +599,16 @@ def _haar_path() -> Path:
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     path = Path(folder or "") / HAAR_CASCADE
     if not folder or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
-        raise ValueError(f"vision_faces='haar': this OpenCV ({cv2.__version__}) ships no {HAAR_CASCADE} (OpenCV 5 "
-                         "dropped the cascades); install opencv-python-headless<5, or pass the path of a local "
-                         "face detector: a cascade .xml or a YuNet .onnx (face_detection_yunet_2023mar.onnx)")
+        raise ValueError(f"vision_faces='haar': this OpenCV ({cv2.__version__}) ships no {HAAR_CASCADE} (the OpenCV "
+                         "5 wheels carry no cascade): install the OpenCV vidpipe pins, "
+                         f"`pip install '{OPENCV_WITH_CASCADES}'`, or pass vision_faces=PATH, a local face "
+                         "detector file: a YuNet .onnx (face_detection_yunet_2023mar.onnx from the OpenCV model zoo), "
+                         "or a cascade .xml (OpenCV 4.x, or opencv-contrib-python-headless 5.x)")
     return path
 
 
-def face_detector_digest(spec: str) -> str:
-    """Content digest of the detector ``vision_faces=spec`` loads (its model file), for the stage fingerprint."""
-    return encoder_digest(_haar_path() if spec == "haar" else spec, arg="vision_faces")
-
-
-def load_face_detector(spec: str) -> FaceDetector:
-    """The face detector of ``vision_faces``: ``"haar"`` (OpenCV's bundled frontal-face cascade) or a local model
-    file whose suffix names its loader (:func:`register_face_detector`). Never downloads.
-
-    Raises:
-        FileNotFoundError: the file does not exist. ValueError: an unknown suffix, or a file the loader refuses.
-    """
+def _detector_file(spec: str) -> tuple[Path, Callable[[Path], FaceDetector]]:
+    """The model file of ``vision_faces=spec`` and its loader, once checked that this install can run it."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"vision_faces={spec!r}: expected 'haar' or the path of a local face-detector model file")
     path = _haar_path() if spec == "haar" else Path(spec)
@@ -600,6 +618,29 @@ def load_face_detector(spec: str) -> FaceDetector:
     if loader is None:
         raise ValueError(f"vision_faces={spec!r}: no face-detector loader for {path.suffix!r} files; expected one of "
                          f"{sorted(_FACE_LOADERS)} or 'haar'")
+    if loader is _cascade_detector:
+        _require_cascades(spec)
+    return path, loader
+
+
+def face_detector_digest(spec: str) -> str:
+    """Content digest of the detector ``vision_faces=spec`` loads (its model file), for the stage fingerprint.
+
+    The stage's parameters (:meth:`ExtractConfig.stage_params`) call it before any video runs, so a detector this
+    install cannot run (a cascade without OpenCV's ``CascadeClassifier``, an unknown suffix) is refused there.
+    """
+    return encoder_digest(_detector_file(spec)[0], arg="vision_faces")
+
+
+def load_face_detector(spec: str) -> FaceDetector:
+    """The face detector of ``vision_faces``: ``"haar"`` (OpenCV's bundled frontal-face cascade) or a local model
+    file whose suffix names its loader (:func:`register_face_detector`). Never downloads.
+
+    Raises:
+        FileNotFoundError: the file does not exist. ValueError: an unknown suffix, a cascade this OpenCV cannot run
+        (with what to install), or a file the loader refuses.
+    """
+    path, loader = _detector_file(spec)
     return loader(path)
 
 
@@ -677,74 +718,257 @@ def segment_valid(y: np.ndarray | None, sr: int, n_segments: int, *, silence_db:
     return mask
 
 
+#: model types of the raw-waveform encoders: ``AutoModel`` takes the waveform as ``input_values`` and returns frames
+_WAVEFORM_KINDS = frozenset({"wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech",
+                             "unispeech-sat", "sew", "sew-d"})
+#: model types whose input is a spectrogram that the checkpoint's own feature extractor computes
+_SPECTROGRAM_KINDS = frozenset({"audio-spectrogram-transformer", "clap", "whisper"})
+#: audio model types that generate speech or music, or code audio into tokens: they make audio, they do not embed it
+_AUDIO_GENERATORS = frozenset({"bark", "csm", "dac", "dia", "encodec", "fastspeech2_conformer", "mimi", "musicgen",
+                               "musicgen_melody", "seamless_m4t", "seamless_m4t_v2", "speecht5", "vits", "xcodec"})
+_AUDIO_EXPECTED = ("expected an audio encoder directory: a raw-waveform model (wav2vec 2.0, HuBERT, WavLM, "
+                   "data2vec-audio, UniSpeech, SEW), AST, CLAP or Whisper")
+
+
+@dataclass(frozen=True)
+class _AudioInput:
+    """How one kind of audio model reads rows of waveform and what its outputs become.
+
+    ``features`` runs on the CPU outside the encoder's lock (numpy: the checkpoint's feature extractor, or
+    normalisation); ``vectors`` runs the model on the features, already on the device.
+
+    Shapes:
+        rows (B, row_seconds · sampling_rate) → features {name: (B, …)} → vectors (B, D) when ``row_seconds``
+        is 1, else (B, row_seconds, D)
+    """
+
+    sampling_rate: int  # the model's input rate (Hz)
+    row_seconds: int  # seconds of audio per input row: 1, or Whisper's window
+    features: Callable[[np.ndarray], dict[str, np.ndarray]]
+    vectors: Callable[[Any, dict[str, Any]], Any]
+    normalize: bool = False  # waveform models: each row scaled to zero mean, unit variance
+
+
+def _audio_refusal(path: Any, config: Any) -> ValueError:
+    """The error for a checkpoint that is not an audio encoder this stage can run, saying what it is."""
+    from transformers import MODEL_MAPPING
+
+    kind = config.model_type
+    if kind in _AUDIO_GENERATORS:
+        what = "a model that generates or codes audio, not an encoder of it"
+    else:
+        try:
+            what = f"its model takes {MODEL_MAPPING[type(config)].main_input_name!r}"
+        except (KeyError, ValueError, AttributeError):
+            what = "not an audio model"
+    return ValueError(f"audio_model={str(path)!r} has model_type {kind!r} ({what}); {_AUDIO_EXPECTED}")
+
+
+def _waveform_input(model: Any, root: Path) -> _AudioInput:
+    """wav2vec 2.0 and kin: the waveform itself (normalised when the processor says ``do_normalize``); the vector
+    is the mean of the output frames."""
+    pp = processor_config(root, "audio")
+    normalize = bool(pp.get("do_normalize", True))
+
+    def features(rows: np.ndarray) -> dict[str, np.ndarray]:
+        x = rows.astype(np.float32)
+        if normalize:
+            x = (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + 1e-7)
+        return {"input_values": x}
+
+    rate = int(pp.get("sampling_rate") or getattr(model.config, "sampling_rate", 16000) or 16000)
+    return _AudioInput(sampling_rate=rate, row_seconds=1, features=features, normalize=normalize,
+                       vectors=lambda m, x: m(**x).last_hidden_state.mean(dim=1))
+
+
+def _feature_extractor(root: Path, path: Any, kind: str) -> Any:
+    """The checkpoint's own feature extractor (``preprocessor_config.json``, or the ``feature_extractor`` entry of
+    ``processor_config.json``): the spectrogram models are fed exactly the features they were trained on."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(root, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"audio_model={str(path)!r} is a {kind!r} checkpoint without a readable feature extractor "
+                         f"({exc}); expected its preprocessor_config.json beside the weights, as the Hugging Face "
+                         "repository ships it (or save one with the extractor's save_pretrained)") from exc
+
+
+def _extractor_call(fe: Any, rows: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    out = fe(list(rows), sampling_rate=fe.sampling_rate, return_tensors="np")
+    return {name: np.asarray(out[name]) for name in names}
+
+
+def _spectrogram_input(model: Any, fe: Any, path: Any) -> _AudioInput:
+    """AST and CLAP: each 1-s row becomes the extractor's spectrogram (padded as the extractor pads: AST with zero
+    frames to its ``max_length``, CLAP by repeating the second to ``max_length_s``). AST's vector is its pooled
+    [CLS]/distillation token, CLAP's the normalised projection ``get_audio_features`` returns."""
+    rate = int(fe.sampling_rate)
+    if model.config.model_type == "clap":
+        if getattr(fe, "nb_max_samples", rate) < rate:  # a longer input would be cropped at random or fused
+            raise ValueError(f"audio_model={str(path)!r}: its feature extractor keeps {fe.nb_max_samples} samples "
+                             f"(max_length_s) at {rate} Hz; expected at least one second")
+
+        def clap(m: Any, x: dict[str, Any]) -> Any:
+            out = m.get_audio_features(**x)
+            return out if hasattr(out, "dim") else out.pooler_output
+
+        return _AudioInput(sampling_rate=rate, row_seconds=1, vectors=clap,
+                           features=lambda rows: _extractor_call(fe, rows, ("input_features", "is_longer")))
+    return _AudioInput(sampling_rate=rate, row_seconds=1, vectors=lambda m, x: m(**x).pooler_output,
+                       features=lambda rows: _extractor_call(fe, rows, ("input_values",)))
+
+
+def _whisper_input(encoder: Any, fe: Any, path: Any) -> _AudioInput:
+    """Whisper's encoder reads log-mel windows of exactly ``chunk_length`` seconds (30 s: 3,000 mel frames → 1,500
+    encoder frames of 20 ms). Encoding one window per second would repeat the same window 30 times, so each row is
+    one window of the clip and each second's vector is the mean of the encoder frames inside it (50 per second); the
+    last window is zero-padded by the extractor, as Whisper pads its own input."""
+    rate, n_samples = int(fe.sampling_rate), int(fe.n_samples)
+    if n_samples % rate:
+        raise ValueError(f"audio_model={str(path)!r}: its feature extractor's window is {n_samples} samples at "
+                         f"{rate} Hz; expected a whole number of seconds (chunk_length)")
+    seconds = n_samples // rate
+    frames = int(encoder.config.max_source_positions)
+    edges = [round(s * frames / seconds) for s in range(seconds + 1)]  # encoder frames of each second
+
+    def vectors(m: Any, x: dict[str, Any]) -> Any:
+        import torch
+
+        h = m(**x).last_hidden_state  # (B, frames, D)
+        return torch.stack([h[:, a:b].mean(dim=1) for a, b in zip(edges, edges[1:])], dim=1)
+
+    return _AudioInput(sampling_rate=rate, row_seconds=seconds, vectors=vectors,
+                       features=lambda rows: _extractor_call(fe, rows, ("input_features",)))
+
+
+def _audio_model(root: Path, path: Any) -> tuple[Any, _AudioInput]:
+    """The model to run (Whisper: its encoder only) and how it reads rows, by the checkpoint's ``model_type``.
+
+    Raises:
+        ValueError: a checkpoint of another kind (text, image, video, speech generation, …), or a spectrogram model
+            without its feature extractor.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(root, local_files_only=True)
+    kind = config.model_type
+    if kind not in _WAVEFORM_KINDS and kind not in _SPECTROGRAM_KINDS:
+        raise _audio_refusal(path, config)
+    fe = _feature_extractor(root, path, kind) if kind in _SPECTROGRAM_KINDS else None
+    with _quiet_loading():
+        model = AutoModel.from_pretrained(root, local_files_only=True)
+    if kind == "whisper":
+        encoder = model.get_encoder()
+        return encoder, _whisper_input(encoder, fe, path)
+    if fe is not None:
+        return model, _spectrogram_input(model, fe, path)
+    return model, _waveform_input(model, root)
+
+
+def audio_seconds(row_vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One vector per second from an :class:`AudioEncoder`'s row outputs: rows of one second are the seconds;
+    windows of k seconds are split into their seconds (the padding past the clip's last second dropped). Masked
+    seconds are zeros.
+
+    Shapes:
+        row_vectors (R, D) or (R, k, D), mask (S,) → (S, D) float32
+    """
+    mask = np.asarray(mask, bool)
+    vec = np.asarray(row_vectors, np.float32)
+    vec = vec.reshape(-1, vec.shape[-1])[: mask.size]
+    if len(vec) != mask.size:
+        raise ValueError(f"row_vectors: {len(vec)} seconds of vectors for a mask of {mask.size} seconds")
+    return np.where(mask[:, None], vec, np.float32(0))
+
+
 class AudioEncoder:
-    """A local Hugging Face waveform model (``input_values``): one vector per 1-second segment.
+    """A local Hugging Face audio encoder: one vector per 1-second segment.
+
+    Raw-waveform models (wav2vec 2.0, HuBERT, WavLM, data2vec-audio, UniSpeech, SEW: ``input_values``) read each
+    second's waveform; AST and CLAP read each second through the checkpoint's own feature extractor
+    (``AutoFeatureExtractor``: its ``preprocessor_config.json``, on the CPU); Whisper's encoder reads whole windows
+    (see :func:`_whisper_input`). The extractor's settings are part of :func:`encoder_digest` (its config file), so
+    changing them changes the stage's fingerprint.
 
     Args:
-        path: the model directory (``config.json``, weights, optionally ``preprocessor_config.json`` with
-            ``sampling_rate`` and ``do_normalize``).
+        path: the model directory (``config.json``, weights, and ``preprocessor_config.json`` with the feature
+            extractor's settings; waveform models read only ``sampling_rate`` and ``do_normalize`` from it).
         device: "auto" | "cpu" | "cuda".
-        batch_size: segments per forward pass.
+        batch_size: rows (seconds, or Whisper windows) per forward pass.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str = "auto", batch_size: int = 32) -> None:
-        from transformers import AutoModel
-
-        root = _hf_dir(path, "audio_model", "a waveform model directory (e.g. facebook/wav2vec2-base-960h)")
-        with _quiet_loading():
-            model = AutoModel.from_pretrained(root, local_files_only=True)
-        if getattr(model, "main_input_name", None) != "input_values":
-            raise ValueError(
-                f"audio_model={str(path)!r} is a {model.config.model_type!r} model taking "
-                f"{getattr(model, 'main_input_name', '?')!r}; expected a raw-waveform model (input_values): "
-                "wav2vec 2.0, HuBERT, WavLM or data2vec-audio")
-        pp = processor_config(root, "audio")
+        root = _hf_dir(path, "audio_model", "an audio model directory (e.g. facebook/wav2vec2-base-960h, "
+                                            "MIT/ast-finetuned-audioset-10-10-0.4593 or openai/whisper-base)")
+        model, self.input = _audio_model(root, path)
         self.path = str(path)
         self.kind = model.config.model_type
-        self.sampling_rate = int(pp.get("sampling_rate") or getattr(model.config, "sampling_rate", 16000) or 16000)
-        self.normalize = bool(pp.get("do_normalize", True))
+        self.sampling_rate = self.input.sampling_rate
+        self.row_seconds = self.input.row_seconds
+        self.normalize = self.input.normalize
         self.runner = _Runner(model, device, batch_size)
-        self.dim = int(self._forward(np.zeros((1, self.sampling_rate), np.float32)).shape[1])
+        try:
+            out = self._forward(np.zeros((1, self.row_seconds * self.sampling_rate), np.float32))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ValueError(f"audio_model={self.path!r} ({self.kind}): one row of silence does not run through "
+                             f"the model ({exc}); expected the feature extractor saved with this checkpoint") from exc
+        self.dim = int(out.shape[-1])
 
-    def _forward(self, segments: np.ndarray) -> np.ndarray:
+    def _forward(self, rows: np.ndarray) -> np.ndarray:
+        """(B, D) vectors of 1-s rows, or (B, row_seconds, D) of Whisper windows."""
         import torch
 
-        x = segments.astype(np.float32)
-        if self.normalize:
-            x = (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + 1e-7)
+        features = self.input.features(rows)
         r = self.runner
         with r._lock, torch.inference_mode(), r.autocast():
-            out = r.model(input_values=r.to_device(x))
-        return out.last_hidden_state.float().mean(dim=1).cpu().numpy()
+            out = self.input.vectors(r.model, {k: r.to_device(v) for k, v in features.items()})
+        return out.float().cpu().numpy()
 
     def segments(self, y: np.ndarray | None, sr: int, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
-        """The encoder's input rows: each 1-second segment of ``y`` resampled to the encoder's rate (a partial last
-        segment zero-padded to one second), zeros where masked by :func:`segment_valid`.
+        """The encoder's input rows and the per-second mask of :func:`segment_valid`: ``y`` resampled to the
+        encoder's rate and cut into rows of ``row_seconds`` (1 s; Whisper: its window), the last one zero-padded;
+        a row holding no valid second is zeros (:meth:`row_valid` says which rows to encode).
 
         Shapes:
-            y (n,) float at ``sr`` (None: no audio track) → segments (S, sampling_rate) float32, mask (S,) bool
+            y (n,) float at ``sr`` (None: no audio track) → rows (ceil(S / row_seconds), row_seconds ·
+            sampling_rate) float32, mask (S,) bool
         """
         if not isinstance(n_segments, int) or n_segments < 1:
             raise ValueError(f"n_segments={n_segments!r}: expected an int >= 1")
-        rate = self.sampling_rate
         mask = segment_valid(y, sr, n_segments)
-        segs = np.zeros((n_segments, rate), np.float32)
+        width = self.row_seconds * self.sampling_rate
+        valid = self.row_valid(mask)
+        rows = np.zeros((len(valid), width), np.float32)
         if mask.any():
-            y = resample(np.asarray(y)[: n_segments * sr], sr, rate)
-            for s in np.flatnonzero(mask):
-                piece = y[s * rate:(s + 1) * rate]
-                segs[s, :piece.size] = piece
-        return segs, mask
+            y = resample(np.asarray(y)[: n_segments * sr], sr, self.sampling_rate)
+            for r in np.flatnonzero(valid):
+                piece = y[r * width:(r + 1) * width]
+                rows[r, :piece.size] = piece
+        return rows, mask
+
+    def row_valid(self, mask: np.ndarray) -> np.ndarray:
+        """Which rows hold a valid second (rows of one second: ``mask`` itself).
+
+        Shapes:
+            mask (S,) → (ceil(S / row_seconds),) bool
+        """
+        k = self.row_seconds
+        mask = np.asarray(mask, bool)
+        return np.pad(mask, (0, -mask.size % k)).reshape(-1, k).any(axis=1)
 
     def check_segments(self, segments: np.ndarray) -> None:
-        """Raise ``ValueError`` unless ``segments`` is float32 (S, sampling_rate), the encoder's input."""
-        if segments.dtype != np.float32 or segments.ndim != 2 or segments.shape[1] != self.sampling_rate:
-            raise ValueError(f"segments: expected float32 (S, {self.sampling_rate}), got {segments.dtype} "
-                             f"{segments.shape}")
+        """Raise ``ValueError`` unless ``segments`` is float32 (R, row_seconds · sampling_rate), the encoder's
+        input."""
+        width = self.row_seconds * self.sampling_rate
+        if segments.dtype != np.float32 or segments.ndim != 2 or segments.shape[1] != width:
+            raise ValueError(f"segments: expected float32 (R, {width}), got {segments.dtype} {segments.shape}")
 
     def rows(self) -> RowEncoder:
-        """This encoder for :mod:`features.batching`: 1-s segments in, one (D,) float32 vector per segment out."""
-        return RowEncoder(forward=lambda segs: (self._forward(segs),), outputs=(((self.dim,), np.float32),),
+        """This encoder for :mod:`features.batching`: rows of :meth:`segments` in, their vectors out ((D,) float32
+        per 1-s row, (row_seconds, D) per Whisper window; :func:`audio_seconds` turns them into seconds)."""
+        shape = (self.dim,) if self.row_seconds == 1 else (self.row_seconds, self.dim)
+        return RowEncoder(forward=lambda rows: (self._forward(rows),), outputs=((shape, np.float32),),
                           batch_size=self.runner.batch_size, check=self.check_segments)
 
     def embed(self, y: np.ndarray | None, sr: int, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
@@ -755,8 +979,8 @@ class AudioEncoder:
         Shapes:
             y (n,) float at ``sr`` (None: no audio track) → vectors (S, D) float32, mask (S,) bool
         """
-        segs, mask = self.segments(y, sr, n_segments)
-        return encode_rows(self.rows(), segs, mask)[0], mask
+        rows, mask = self.segments(y, sr, n_segments)
+        return audio_seconds(encode_rows(self.rows(), rows, self.row_valid(mask))[0], mask), mask
 
 
 # ---------------------------------------------------------------------------------------------------- text

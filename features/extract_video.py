@@ -70,6 +70,12 @@ class ExtractConfig(BaseModel):
     text_max_tokens: Annotated[int, Field(ge=1, le=4096)] = 64  # embed_text: L, token vectors kept per transcript
     embed_batch_size: Annotated[int, Field(ge=1, le=4096)] = 32  # embed_*: items per forward pass (same output)
     embed_device: Literal["auto", "cpu", "cuda"] = "auto"  # embed_*: where encoders run (bf16 autocast on CUDA)
+    embed_queue_items: Annotated[int, Field(ge=1, le=4096)] = 4  # embed_*: videos' rows waiting for an encoder, all
+    #   worker threads of a process together (memory bound; same output)
+    embed_queue_mb: Annotated[int, Field(ge=1, le=1 << 20)] = 256  # embed_*: MiB of those rows (a larger video is
+    #   admitted alone; same output)
+    embed_batch_wait: Annotated[float, Field(gt=0, le=60)] = 0.1  # embed_*: seconds a partly filled encoder batch
+    #   waits for more rows while some worker is still decoding (features.batching.SharedBatcher; same output)
 
     def stage_params(self, stage: str) -> dict[str, Any]:
         """The parameters that change ``stage``'s output (and only those: others must not invalidate it)."""
@@ -337,7 +343,9 @@ def _embed_arrays(job: EmbedRows, outputs: Sequence[np.ndarray]) -> tuple[dict[s
     """The stage's arrays and record from ``job`` and the encoder's outputs for its rows (vectors, [patch tokens])."""
     arrays = dict(job.arrays)
     if job.stage == "embed_audio":
-        arrays["segments"] = outputs[0]
+        from features.embed import audio_seconds  # rows of one second, or Whisper's windows → seconds
+
+        arrays["segments"] = audio_seconds(outputs[0], arrays["segments_mask"])
         return arrays, job.record
     sch = schema("embed_vision")
     start = 0
@@ -399,7 +407,7 @@ def _audio_rows(v: _Video, todo: Sequence[str], asr_cache: dict) -> EmbedRows:
     enc = load_audio_encoder(cfg.audio_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size)
     y = v.audio(cfg.sample_rate)  # the audio stage's PCM, resampled to the encoder's rate
     segments, mask = enc.segments(y, cfg.sample_rate, cfg.n_segments)
-    return EmbedRows(stage="embed_audio", rows=segments, valid=mask, arrays={"segments_mask": mask},
+    return EmbedRows(stage="embed_audio", rows=segments, valid=enc.row_valid(mask), arrays={"segments_mask": mask},
                      record={"model": cfg.audio_model, "encoder": enc.kind, "dim": enc.dim,
                              "sampling_rate": enc.sampling_rate, "has_audio": y is not None})
 

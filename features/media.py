@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AUDIO_ALIGN",
     "DEFAULT_TOOL_MEMORY_MB",
     "DEMUXERS",
     "MediaError",
@@ -59,10 +60,16 @@ _READ_CHUNK = 1 << 16
 #: frame threading and stops a bomb long before a worker machine runs out of memory.
 DEFAULT_TOOL_MEMORY_MB = 4096
 #: demuxers allowed to open a ``file:`` input (ffmpeg's ``-format_whitelist``): the containers of
-#: ``features.sources._common.MEDIA_EXTENSIONS`` plus raw streams and the audio formats (so an audio-only file is
-#: still reported as "audio-only"). No playlist / indirection formats (hls, concat, dash, image2, tee...).
+#: ``features.sources._common.MEDIA_EXTENSIONS`` (animated GIF / APNG included) plus raw streams and the audio formats
+#: (so an audio-only file is still reported as "audio-only"). No playlist / indirection formats (hls, concat, dash,
+#: image2, tee...).
 DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,asf,mpeg,mpegts,ogg,yuv4mpegpipe,h264,hevc,m4v,"
-            "mpegvideo,ivf,obu,mxf,nut,dv,wav,mp3,aac,flac")
+            "mpegvideo,ivf,obu,mxf,nut,dv,gif,apng,wav,mp3,aac,flac")
+#: audio filter of every PCM decode: samples follow the track's timestamps on the file's timeline (which starts at
+#: the earliest stream's start, as frame times do). A track that starts after the video (an MP4 edit list, a late
+#: ``start_time``) is padded with silence at its start instead of being shifted early, and ``first_pts`` turns on
+#: ffmpeg's timestamp compensation, which also fills a gap of more than 0.1 s inside the track with silence.
+AUDIO_ALIGN = "aresample=first_pts=0"
 #: stands for the second output pipe in the arguments of :func:`run_tool_capture` (``side_output_bytes``)
 SIDE_OUTPUT = "pipe:vidpipe-side"
 _OOM_RE = re.compile(r"Cannot allocate memory|failed to map segment|[Oo]ut of memory")

@@ -37,9 +37,9 @@ from features.fingerprint import fingerprint
 from features.metadata import META_COLUMNS
 from features.schema import GRAPH_ARTIFACT, VOCABULARY_ARTIFACT, schema
 from features.store import Store
-from features.trend import (TREND_HOURS, TREND_KEY, TREND_VERSION, early_trend, favourite_column, history_digest,
+from features.trend import (TREND_HOURS, TREND_VERSION, early_trend, favourite_column, history_digest,
                             mtaf_score)
-from names import MODALITIES, TASK_TARGETS
+from names import EARLY_TREND, MODALITIES, TASK_TARGETS
 
 __all__ = ["PACK_VERSION", "TASK_TARGETS", "META_COLUMNS", "pack_fingerprint", "build_pack", "assign_splits",
            "mtaf_popularity", "standardize", "node_features", "NODE_META_COLUMNS"]
@@ -51,7 +51,7 @@ _STAGE_OF = {"vision_seg": "frames", "vision": "frames", "audio_seg": "audio", "
              "text_sentence_emb": "embed_text",
              "egemaps": "audio"}
 #: inputs read from a dataset-level artifact or table instead of a per-video stage
-_NOT_STAGES = (GRAPH_ARTIFACT, TREND_KEY)
+_NOT_STAGES = (GRAPH_ARTIFACT, EARLY_TREND)
 # the per-video arrays read here, by their declarations in features.schema (a renamed array fails at import)
 _FRAMES, _AUDIO, _TEXT = schema("frames"), schema("audio"), schema("text")
 _EMB_VISION, _EMB_AUDIO, _EMB_TEXT = schema("embed_vision"), schema("embed_audio"), schema("embed_text")
@@ -116,8 +116,8 @@ def pack_fingerprint(store: Store, inputs: Sequence[str], task: str, *, vision_p
         if key == GRAPH_ARTIFACT:
             parts.append(store.artifact_fingerprint(GRAPH_ARTIFACT) or "no-graph")
             continue
-        if key == TREND_KEY:
-            parts.append(fingerprint(TREND_KEY, TREND_VERSION, {"hours": TREND_HOURS},
+        if key == EARLY_TREND:
+            parts.append(fingerprint(EARLY_TREND, TREND_VERSION, {"hours": TREND_HOURS},
                                      [history_digest(store.scrape_history(), ids)]))
             continue
         stage = _STAGE_OF[key]
@@ -366,12 +366,12 @@ def _fill_dataset_level(g: _Gather, inputs: Sequence[str]) -> None:
         width = emb["embedding"].shape[1]
         g.fill("graph", lambda vid: (emb["embedding"][index[vid]], True) if vid in index else None,
                (width,), np.float32, ())
-    if TREND_KEY in inputs:
+    if EARLY_TREND in inputs:
         history = g.store.scrape_history()
         if history.empty:
-            raise ValueError(f"input {TREND_KEY!r} needs a scrape history: ingest a TikTok scrape of "
+            raise ValueError(f"input {EARLY_TREND!r} needs a scrape history: ingest a TikTok scrape of "
                              f"{g.store.dataset!r}, then `vidpipe refresh {g.store.dataset}` after each re-scrape")
-        g.arrays[TREND_KEY], g.arrays[f"{TREND_KEY}_mask"] = early_trend(history, g.ids)
+        g.arrays[EARLY_TREND], g.arrays[f"{EARLY_TREND}_mask"] = early_trend(history, g.ids)
 
 
 def _fill_standardised(g: _Gather, inputs: Sequence[str], train: np.ndarray) -> None:

@@ -10,9 +10,15 @@ a huge picture) and absurd or unknown durations.
 Duration: the container's, else the video stream's, else — for containers written without one (Chrome's
 MediaRecorder WebM has no ``Duration`` in its Segment Info, a live or crashed AVI leaves its frame counts at 0, a
 broadcast ASF has no play duration) — the end of the last packet, ``max(pts + duration) − start_time`` over the audio
-and video packets. That costs one demux of the file (no decoding; ``_SCAN_CAP_BYTES`` of packet list at most, about
+and video packets; for an elementary stream without timestamps (``.h264``, ``.m2v``) the sum of the video packets'
+durations. That costs one demux of the file (no decoding; ``_SCAN_CAP_BYTES`` of packet list at most, about
 300 hours of 60-fps video, and the probe's time limit), and nothing for a short file whose packets the first
 ffprobe pass already read to the end. The frame count then comes from the video packets too.
+
+Streams: the video stream is the first one that is not cover art (``attached_pic``: an album or podcast picture may
+be listed before the real video); the audio stream is the first one flagged ``default`` (the track a player starts
+with), else the first. Their indices are :attr:`ProbeInfo.video_stream` / :attr:`ProbeInfo.audio_stream`, and
+:mod:`features.video` and :mod:`features.audio` decode exactly those streams (``video_map`` / ``audio_map``).
 
 Rotation convention: :attr:`ProbeInfo.rotation` is the angle in degrees **clockwise** by which the stored picture must
 be turned for display — the meaning of the classic ``rotate`` tag written by phones. ffprobe reports a display
@@ -66,21 +72,33 @@ class ProbeInfo:
     rotation: int  # 0, 90, 180 or 270: degrees clockwise to turn the stored picture for display
     display_width: int  # width as displayed (aspect ratio and rotation applied)
     display_height: int  # height as displayed (aspect ratio and rotation applied)
-    video_codec: str  # ffmpeg codec name of the first video stream, e.g. "h264"
-    audio_codec: str | None  # codec of the first audio stream, None without audio
+    video_codec: str  # ffmpeg codec name of the video stream decoded (see video_stream), e.g. "h264"
+    audio_codec: str | None  # codec of the audio stream decoded (see audio_stream), None without audio
     has_video: bool  # always True for a ProbeInfo returned by probe() (files without video are refused)
     has_audio: bool  # the file has at least one audio stream
-    sample_rate: int | None  # audio sample rate in Hz, None without audio
-    channels: int | None  # audio channel count, None without audio
+    sample_rate: int | None  # sample rate in Hz of the audio stream decoded, None without audio
+    channels: int | None  # channel count of the audio stream decoded, None without audio
     container: str  # ffmpeg format name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "matroska,webm"
     variable_frame_rate: bool  # frame intervals of the first packets vary by more than 25 %
     start_time: float = 0.0  # container start time in seconds (timestamps of the streams are relative to it)
     sample_aspect_ratio: float = 1.0  # pixel aspect ratio (display width / stored width before rotation)
     size_bytes: int = 0  # file size in bytes
+    video_stream: int = 0  # ffmpeg index of the video stream decoded (the first that is not cover art)
+    audio_stream: int | None = None  # ffmpeg index of the audio stream decoded (see _main_audio); None without audio
 
     def to_record(self) -> dict[str, object]:
         """Plain scalars (str, int, float, bool, None) for a Parquet / JSON row."""
         return asdict(self)
+
+    @property
+    def video_map(self) -> str:
+        """ffmpeg ``-map`` specifier of the video stream decoded."""
+        return f"0:{self.video_stream}"
+
+    @property
+    def audio_map(self) -> str:
+        """ffmpeg ``-map`` specifier of the audio stream decoded (``0:a:0`` when the index is unknown)."""
+        return "0:a:0" if self.audio_stream is None else f"0:{self.audio_stream}"
 
 
 def _fraction(text: object) -> float:
@@ -150,6 +168,15 @@ def _packets_end(packets: list[tuple[int | None, float, float]], video: object,
     return end, count
 
 
+def _durations_sum(packets: list[tuple[int | None, float, float]], video: object) -> tuple[float, int]:
+    """Sum of the durations of the video packets (nan unless every one has a duration) and their number: the length
+    of an elementary stream, whose packets carry no timestamps but the frame rate's duration each."""
+    durations = [dur for index, _, dur in packets if index == video]
+    if not durations or not all(math.isfinite(d) and d > 0 for d in durations):
+        return math.nan, 0
+    return float(sum(durations)), len(durations)
+
+
 def _scan_packets(path: str | os.PathLike[str], timeout: float) -> list[tuple[int, float, float]]:
     """``(stream_index, pts_time, duration_time)`` of every packet: one demux, no decoding."""
     args = [ffprobe_bin(), "-v", "error", "-hide_banner", "-show_entries", "packet=stream_index,pts_time,duration_time",
@@ -201,7 +228,7 @@ def probe(
     data = _ffprobe_json(path, timeout=timeout, max_pixels=max_pixels)
     fmt = data.get("format") or {}
     video, audios = _streams(path, data)
-    audio = audios[0] if audios else None
+    audio = _main_audio(audios)
     width, height = _picture_size(path, video, max_pixels)
     fps = _fraction(video.get("avg_frame_rate"))
     if not math.isfinite(fps):
@@ -246,6 +273,8 @@ def probe(
         start_time=float(start_time),
         sample_aspect_ratio=float(sar),
         size_bytes=int(size),
+        video_stream=_int(video.get("index")) or 0,
+        audio_stream=(_int(audio.get("index")) if audio else None),
     )
 
 
@@ -318,6 +347,13 @@ def _streams(path: str | os.PathLike[str], data: dict) -> tuple[dict, list[dict]
     return videos[0], audios
 
 
+def _main_audio(audios: list[dict]) -> dict | None:
+    """The audio stream vidpipe decodes: the first one flagged ``default`` (the track a player starts with, e.g. the
+    original language of a dubbed film), else the first one; None without audio."""
+    flagged = [a for a in audios if (a.get("disposition") or {}).get("default")]
+    return (flagged or audios or [None])[0]
+
+
 def _picture_size(path: str | os.PathLike[str], video: dict, max_pixels: int) -> tuple[int, int]:
     """The stored picture's (width, height); MediaError when it is invalid or larger than ``max_pixels``."""
     width, height = _int(video.get("width")) or 0, _int(video.get("height")) or 0
@@ -354,6 +390,8 @@ def _timing(path: str | os.PathLike[str], data: dict, video: dict, audios: list[
         end, packet_frames = _packets_end(packets, video.get("index"),
                                           {video.get("index"), *(a.get("index") for a in audios)})
         duration = end - start_time
+        if not math.isfinite(end):  # a raw stream (.h264, .m2v): no timestamps, only packet durations
+            duration, packet_frames = _durations_sum(packets, video.get("index"))
         if not packet_frames:
             packet_frames = None
     if not (math.isfinite(duration) and duration > 0):

@@ -159,8 +159,8 @@ _PROBE_FIELDS = (
     ("rotation", "int", "0, 90, 180 or 270: degrees clockwise to turn the picture for display"),
     ("display_width", "int", "width as displayed (aspect ratio and rotation applied)"),
     ("display_height", "int", "height as displayed"),
-    ("video_codec", "str", "ffmpeg codec name of the first video stream"),
-    ("audio_codec", "str | None", "codec of the first audio stream, None without audio"),
+    ("video_codec", "str", "ffmpeg codec name of the video stream decoded"),
+    ("audio_codec", "str | None", "codec of the audio stream decoded, None without audio"),
     ("has_video", "bool", "always True (files without video are refused)"),
     ("has_audio", "bool", "the file has an audio stream"),
     ("sample_rate", "int | None", "audio sample rate in Hz"), ("channels", "int | None", "audio channel count"),
@@ -168,6 +168,8 @@ _PROBE_FIELDS = (
     ("variable_frame_rate", "bool", "frame intervals of the first packets vary by more than 25 %"),
     ("start_time", "float", "container start time in seconds"),
     ("sample_aspect_ratio", "float", "pixel aspect ratio"), ("size_bytes", "int", "file size in bytes"),
+    ("video_stream", "int", "ffmpeg index of the video stream decoded (cover art skipped)"),
+    ("audio_stream", "int | None", "ffmpeg index of the audio stream decoded (default-flagged, else first)"),
 )
 _METADATA_FIELDS = (
     ("duration", "float", "seconds (probe)"), ("width", "int", "display width"), ("height", "int", "display height"),
@@ -230,7 +232,7 @@ STAGE_SCHEMAS: Mapping[str, StageSchema] = {s.stage: s for s in (
                 record=(*_ENCODER_FIELDS,
                         FieldSpec(name="image_size", type="int", doc="the encoder's input crop"), *_PROFILE_FIELDS,
                         FieldSpec(name="face_detector", type="str", doc="the face detector (vision_faces set only)"))),
-    StageSchema(stage="embed_audio", doc="a pretrained waveform encoder's vector per 1-s segment (features.embed)",
+    StageSchema(stage="embed_audio", doc="a pretrained audio encoder's vector per 1-s segment (features.embed)",
                 arrays=(ArraySpec(name="segments", dtype="float32", shape=("S", "D"),
                                   doc="one vector per 1-s segment, zeros where masked"),
                         ArraySpec(name="segments_mask", dtype="bool", shape=("S",),

@@ -70,6 +70,7 @@ from features.errors import StoreError
 from features.schema import DATASET_RE, SOURCE_STAGE
 from features.store_artifacts import ArtifactsPart
 from features.store_encoding import ZARR_COMPRESSOR as _ZARR_COMPRESSOR
+from features.store_encoding import check_name
 from features.store_encoding import json_default as _json_default
 from features.store_encoding import remove_children
 from features.store_encoding import utc_now as _now
@@ -90,10 +91,8 @@ _REMOTE_FS_OPTIONS = {"use_listings_cache": False}  # fsspec options for object-
 
 def check_dataset_name(dataset: str) -> str:
     """Return ``dataset`` if it is a safe single path component, else raise ``ValueError``."""
-    if not isinstance(dataset, str) or not DATASET_RE.match(dataset) or dataset in {".", ".."}:
-        raise ValueError(f"dataset={dataset!r}: expected 1-64 characters of letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit")
-    return dataset
+    return check_name("dataset", dataset, pattern=DATASET_RE, expected="1-64 characters of letters, digits, '.', '_' "
+                      "or '-', starting with a letter or digit")
 
 
 def video_key(video_id: str) -> str:
@@ -268,8 +267,10 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
 
     def source_info(self) -> dict:
         """How the dataset was ingested (kind, path, options), or ``{}``."""
-        p = self._p("ingest.json")
-        return json.loads(self.fs.cat_file(p)) if self.fs.exists(p) else {}
+        try:
+            return json.loads(self.fs.cat_file(self._p("ingest.json")))
+        except FileNotFoundError:
+            return {}
 
     def videos(self) -> pd.DataFrame:
         """One row per video: the manifest joined with the probe facts (``duration``, ``fps``, ``width``, ...)."""
@@ -318,7 +319,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         old = self.read_table("scrape_history", missing_ok=True)
         key = ["video_id", "scrape_time"]
         known = set(map(tuple, old[key].itertuples(index=False))) if len(old) else set()
-        new = sum(1 for pair in snapshots[key].itertuples(index=False) if tuple(pair) not in known)
+        new = len(set(map(tuple, snapshots[key].itertuples(index=False))) - known)
         table = pd.concat([old, snapshots], ignore_index=True) if len(old) else snapshots
         self.write_table("scrape_history", table.drop_duplicates(key, keep="last").reset_index(drop=True))
         return new
@@ -328,7 +329,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         return self.read_table("scrape_history", missing_ok=True)
 
     def _table_path(self, name: str) -> str:
-        _check_file_name(name)
+        check_name("name", name)
         return self._p(f"{name}.parquet") if name in {"manifest", "edges"} else self._p("tables", f"{name}.parquet")
 
     # ------------------------------------------------------------------ per-video stage outputs
@@ -391,16 +392,20 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         return ids
 
     def _fresh_stages(self) -> list[str]:
-        folder = self._p("index")
-        if not self.fs.exists(folder):
-            return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls_names(self._p("index")))
 
     def _ls(self, folder: str) -> list[dict]:
         """The entries of ``folder`` with details; [] when it does not exist (one LIST on object stores, no
         existence check first)."""
         try:
             return self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return []
+
+    def _ls_names(self, folder: str) -> list[str]:
+        """The paths of the entries of ``folder``; [] when it does not exist (as :meth:`_ls`)."""
+        try:
+            return self.fs.ls(folder, detail=False)
         except FileNotFoundError:
             return []
 
@@ -504,6 +509,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             record: small JSON-able scalars (probe facts, transcript text...).
         """
         key = video_key(video_id)
+        check_name("stage", stage)
         data_dir = None
         inline = self._inline_arrays and bool(arrays) and all(np.asarray(a).dtype.kind in "biuf"
                                                               for a in arrays.values())
@@ -538,7 +544,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         for attempt in range(3):
             rec = self.entry(stage, video_id)
             if rec is None:
-                art = self._dataset_stage_row(stage, video_id)
+                art = self._dataset_stage_rows(stage, [video_id]).get(video_id)
                 if art is not None:
                     return art
                 raise KeyError(f"no {stage!r} output for video {video_id!r} in {self.url} "
@@ -576,10 +582,12 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         rows = view.rows(stage)
         out: dict[str, dict[str, Any]] = {}
         by_shard: dict[str, list[tuple[str, int, dict]]] = {}
+        # videos with neither output: a dataset-level stage's rows, read once for all of them (else read() says why)
+        dataset_rows = self._dataset_stage_rows(stage, [v for v in ids if v not in fresh and v not in rows])
         for vid in ids:
             row = rows.get(vid) if vid not in fresh else None
             if row is None:
-                out[vid] = self.read(stage, vid)
+                out[vid] = dataset_rows[vid] if vid in dataset_rows else self.read(stage, vid)
                 continue
             record = _compaction.row_to_record(stage, row)["record"]
             if row["shard"]:
@@ -657,6 +665,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         atomically) that hides both until the next compaction removes its rows.
         """
         key = video_key(video_id)
+        check_name("stage", stage)
         path = self._p("index", stage, f"{key}.json")
         view = _compaction.read_view(self)
         if view.row(stage, video_id) is not None or (stage, video_id) in view.failure_index():
@@ -729,6 +738,9 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             if self._table_digest(stage) == current:
                 continue  # checked from the index columns (or their memo): no record is parsed
             entries = self.entries(stage)
+            # the table is labelled with the digest of the records it is written from, not ``current``: the two are
+            # equal unless a writer committed in between, and then a label ``current`` would let the table pass for
+            # that earlier state once it came back (a video committed and dropped again)
             digest = _entries_digest({v: (r.fingerprint, r.data, r.created, r.version) for v, r in entries.items()})
             df = _table_of(entries)
             if len(df):
@@ -756,9 +768,11 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
 
     def read_memo(self, name: str) -> dict | None:
         """The memo ``cache/<name>.json`` (a JSON object written by :meth:`write_memo`), or ``None`` when it is
-        missing or unreadable: a memo is a cache, never the source of truth."""
+        missing or unreadable: a memo is a cache, never the source of truth. A ``name`` that is not one safe path
+        component raises ``ValueError``."""
+        path = self._memo_path(name)
         try:
-            doc = json.loads(self.fs.cat_file(self._memo_path(name), start=0))
+            doc = json.loads(self.fs.cat_file(path, start=0))
         except (FileNotFoundError, OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) and doc.get("format") == _MEMO_FORMAT else None
@@ -772,7 +786,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                      fs=self.fs, fsync=False)
 
     def _memo_path(self, name: str) -> str:
-        _check_file_name(name)
+        check_name("name", name)
         return self._p("cache", f"{name}.json")
 
     def _memo_digest(self, key: str, compute: Callable[[], str]) -> str:
@@ -844,6 +858,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             ValueError: an output without ``video_id`` / ``fingerprint`` / ``version``, a video twice, or an array of
                 another dtype (strings: commit those with :meth:`write`).
         """
+        check_name("stage", stage)
         batch: dict[str, dict] = {}
         created = _now()
         for i, out in enumerate(outputs):
@@ -871,6 +886,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     # ------------------------------------------------------------------ failures
     def record_failure(self, stage: str, video_id: str, error: str, *, fingerprint: str | None = None) -> None:
         """Record why ``stage`` failed on ``video_id`` (kept until the stage succeeds on it)."""
+        check_name("stage", stage)
         self._write_bytes(self._p("failures", stage, f"{video_key(video_id)}.json"), json.dumps({
             "video_id": video_id, "stage": stage, "error": str(error)[:2000], "fingerprint": fingerprint,
             "time": _now()}).encode())
@@ -911,6 +927,8 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     def _fresh_failures(self) -> list[dict]:
         """The fresh layer's failure records (parsed)."""
         folder = self._p("failures")
+        # exists() before find(), unlike the listings before ls(): on s3fs it is a HEAD and a LIST, where find() of
+        # a missing prefix is a LIST, a HEAD and a LIST (the fresh failures are usually folded away)
         if not self.fs.exists(folder):
             return []
         paths = [p for p in self.fs.find(folder) if p.endswith(".json") and "/.tmp-" not in p]
@@ -933,10 +951,8 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         Raises:
             ValueError: a part is not one safe path component (``run_id="../../x"`` must not leave the store).
         """
-        for part in parts:
-            if not isinstance(part, str) or not re.match(r"^[A-Za-z0-9_.-]+$", part) or part in {".", ".."}:
-                raise ValueError(f"{part!r}: expected one path component of letters, digits, '_', '.', '-' "
-                                 "(not '.' or '..')")
+        for i, part in enumerate(parts):
+            check_name(f"parts[{i}]", part)
         path = self._local_root().joinpath(*parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -965,9 +981,9 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         out: dict[str, dict[str, int]] = {}
         for stage in names:
             done = self._committed_ids(stage) & ids
-            if not done and self.artifact_fingerprint(stage) is not None:  # dataset-level stage (graph)
-                _, meta = self.read_artifact(stage)
-                done = set(meta.get("video_ids", [])) & ids
+            fp = None if done else self.artifact_fingerprint(stage)
+            if fp is not None:  # dataset-level stage (graph): its meta names the videos (no array is read)
+                done = set(self._artifact_meta(stage, fp).get("video_ids", [])) & ids
             failed = set(failures.loc[failures["stage"] == stage, "video_id"]) - done if len(failures) else set()
             out[stage] = {"done": len(done), "failed": len(failed), "pending": len(ids - done - failed - missing)}
         return {
@@ -1041,15 +1057,12 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     def _gc(self, tmp_grace_seconds: float) -> int:
         removed = 0
         zroot = self._p("features.zarr")
-        written = [d["name"].rstrip("/").rsplit("/", 1)[-1] for d in self.fs.ls(zroot, detail=True)
-                   if d.get("type") == "directory"] if self.fs.exists(zroot) else []  # files there: zarr's own
+        written = [d["name"].rstrip("/").rsplit("/", 1)[-1] for d in self._ls(zroot)
+                   if d.get("type") == "directory"]  # files there: zarr's own
         # stages with data but no index yet too: a crash during a stage's very first write leaves only data
         for stage in sorted(set(self._fresh_stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
             live = {video_key(v): r.get("data") for v, r in self._fresh_raw(stage).items()}
-            folder = self._p("features.zarr", stage)
-            if not self.fs.exists(folder):
-                continue
-            for key_dir in self.fs.ls(folder, detail=False):
+            for key_dir in self._ls_names(self._p("features.zarr", stage)):
                 key = key_dir.rstrip("/").rsplit("/", 1)[-1]
                 if key == "zarr.json":
                     continue
@@ -1059,7 +1072,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                         self.fs.rm(p, recursive=True)
                         removed += 1
         art = self._p("features.zarr", "_artifacts")
-        for name_dir in (self.fs.ls(art, detail=False) if self.fs.exists(art) else []):
+        for name_dir in self._ls_names(art):
             name = name_dir.rstrip("/").rsplit("/", 1)[-1]
             if name == "zarr.json":
                 continue
@@ -1122,12 +1135,6 @@ def _refuse_when_read_only(method: Any) -> Any:
 for _name in _WRITERS:
     setattr(Store, _name, _refuse_when_read_only(getattr(Store, _name)))
 del _name
-
-
-def _check_file_name(name: str) -> None:
-    """Refuse a table or memo ``name`` that is not letters, digits, '_', '.', '-' (it becomes a file name)."""
-    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
-        raise ValueError(f"name={name!r}: expected letters, digits, '_', '.', '-'")
 
 
 def _migrate(store: Store, version: Any) -> None:

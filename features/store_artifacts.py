@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import zarr
 
-from features.store_encoding import ZARR_COMPRESSOR, json_default, remove_children, utc_now, zarr_chunks
+from features.store_encoding import ZARR_COMPRESSOR, check_name, json_default, remove_children, utc_now, zarr_chunks
 
 __all__ = ["ArtifactsPart"]
 
@@ -39,7 +39,12 @@ class ArtifactsPart:
         Same protocol as :meth:`write`: the arrays go to a fresh directory ``_artifacts/<name>/<fp>-<random>``, then
         ``meta.json`` (which names that directory under the reserved key ``_data``) and ``current.json`` are written
         atomically. Rewriting the same fingerprint (a refresh) therefore never touches the arrays a reader follows.
+
+        Raises:
+            ValueError: ``name`` or ``fingerprint`` is not one safe path component.
         """
+        check_name("name", name)
+        check_name("fingerprint", fingerprint)
         base = f"artifacts/{name}/{fingerprint}"
         data = None
         if arrays:
@@ -66,7 +71,8 @@ class ArtifactsPart:
 
         Raises:
             TypeError: ``updates`` is not a mapping.
-            ValueError: ``updates`` sets a reserved key (``_data``: the store's name for the arrays' directory).
+            ValueError: ``updates`` sets a reserved key (``_data``: the store's name for the arrays' directory), or
+                ``name`` or ``fingerprint`` is not one safe path component.
             KeyError: there is no artifact ``name@fingerprint``.
         """
         if not isinstance(updates, Mapping):
@@ -75,7 +81,7 @@ class ArtifactsPart:
         if reserved:
             raise ValueError(f"updates: keys {reserved} are reserved by the store (the arrays' directory); "
                              "expected meta keys other than " + ", ".join(sorted(_RESERVED_META)))
-        path = self._p("artifacts", name, fingerprint, "meta.json")
+        path = self._p("artifacts", check_name("name", name), check_name("fingerprint", fingerprint), "meta.json")
         try:
             meta = json.loads(self.fs.cat_file(path))
         except FileNotFoundError:
@@ -97,21 +103,39 @@ class ArtifactsPart:
             return None
 
     def read_artifact(self, name: str, fingerprint: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``)."""
+        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``).
+
+        Raises:
+            KeyError: no such artifact.
+        """
         fp = fingerprint or self.artifact_fingerprint(name)
-        if fp is None or not self.fs.exists(self._p("artifacts", name, fp, "meta.json")):
-            raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
-        meta = json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
-        arrays: dict[str, np.ndarray] = {}
-        if "_data" not in meta:  # written before artifacts had their own data directories: arrays under <fp>
-            with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
-                group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
-                arrays = {k: a[...] for k, a in group.arrays()}
-        elif meta["_data"] is not None:  # committed arrays must exist: a missing group is an error, not "no arrays"
-            group = zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{meta['_data']}", mode="r")
-            arrays = {k: a[...] for k, a in group.arrays()}
+        meta = self._artifact_meta(name, fp)
+        group = self._artifact_group(name, fp, meta)
+        arrays = {k: a[...] for k, a in group.arrays()} if group is not None else {}
         meta.pop("_data", None)
         return arrays, meta
+
+    def _artifact_meta(self, name: str, fp: str | None) -> dict[str, Any]:
+        """The stored meta of artifact ``name@fp``, ``_data`` included (one read, no existence check before it).
+
+        Raises:
+            KeyError: ``fp`` is ``None`` or there is no artifact ``name@fp``.
+        """
+        if fp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
+        raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
+
+    def _artifact_group(self, name: str, fp: str, meta: Mapping[str, Any]) -> Any:
+        """The Zarr group (read-only) of the arrays of artifact ``name@fp`` with meta ``meta``; ``None``: no arrays."""
+        if "_data" not in meta:  # written before artifacts had their own data directories: arrays under <fp>
+            with contextlib.suppress(FileNotFoundError, zarr.errors.GroupNotFoundError):
+                return zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{fp}", mode="r")
+            return None
+        if meta["_data"] is None:
+            return None
+        # committed arrays must exist: a missing group is an error, not "no arrays"
+        return zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{meta['_data']}", mode="r")
 
     def artifact_file(self, name: str, fname: str, fingerprint: str | None = None) -> bytes:
         """Raw bytes of a file stored with :meth:`write_artifact`."""
@@ -136,12 +160,29 @@ class ArtifactsPart:
                 files[fname] = source.fs.cat_file(p)
         return self.write_artifact(name, fp, arrays=arrays or None, meta=meta, files=files)
 
-    def _dataset_stage_row(self, stage: str, video_id: str) -> dict[str, Any] | None:
-        if self.artifact_fingerprint(stage) is None:
-            return None
-        arrays, meta = self.read_artifact(stage)
-        ids = meta.get("video_ids")
-        if not ids or video_id not in ids:
-            return None
-        i = ids.index(video_id)
-        return {k: v[i] for k, v in arrays.items() if v.shape[:1] == (len(ids),)}
+    def _dataset_stage_rows(self, stage: str, video_ids: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
+        """video id → its row of every per-video array (first axis: the meta's ``video_ids``) of the current
+        artifact named ``stage`` (a dataset-level stage: ``graph``), for each of ``video_ids`` the artifact has.
+
+        One read of the artifact's meta for all of them; one video reads only the chunks that hold its rows, more
+        videos read each array once. No video asked for: nothing is read.
+        """
+        video_ids = list(video_ids)
+        fp = self.artifact_fingerprint(stage) if video_ids else None
+        if fp is None:
+            return {}
+        meta = self._artifact_meta(stage, fp)
+        ids = meta.get("video_ids") or []
+        first: dict[str, int] = {}
+        for i, vid in enumerate(ids):
+            first.setdefault(vid, i)
+        wanted = {vid: first[vid] for vid in video_ids if vid in first}
+        out: dict[str, dict[str, np.ndarray]] = {vid: {} for vid in wanted}
+        group = self._artifact_group(stage, fp, meta) if wanted else None
+        for name, arr in group.arrays() if group is not None else ():
+            if arr.shape[:1] != (len(ids),):
+                continue
+            whole = arr[...] if len(wanted) > 1 else None
+            for vid, i in wanted.items():
+                out[vid][name] = whole[i] if whole is not None else arr[i:i + 1][0]
+        return out

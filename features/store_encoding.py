@@ -8,18 +8,43 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import zarr
 
-__all__ = ["CHUNK_BYTES", "ZARR_COMPRESSOR", "json_default", "remove_children", "utc_now", "zarr_chunks"]
+__all__ = ["CHUNK_BYTES", "NAME_EXPECTED", "ZARR_COMPRESSOR", "check_name", "is_name", "json_default",
+           "remove_children", "utc_now", "zarr_chunks"]
 
 #: lossless compression of every Zarr array the store writes
 ZARR_COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 #: an array up to this size is one chunk; a larger one is chunked along its first axis
 CHUNK_BYTES = 8 << 20
+
+
+#: what :func:`check_name` accepts, in the words of its error
+NAME_EXPECTED = "one path component of letters, digits, '_', '.', '-' (not '.' or '..')"
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def is_name(value: Any) -> bool:
+    """Whether ``value`` is one safe path component: letters, digits, '_', '.', '-', and not '.' or '..'."""
+    return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None and value not in (".", "..")
+
+
+def check_name(arg: str, value: Any, *, pattern: re.Pattern[str] | None = None, expected: str = NAME_EXPECTED) -> str:
+    """``value`` if it is a name the store may turn into a path component, else ``ValueError`` naming ``arg``.
+
+    The store's one check of the names it builds paths from (dataset names, stage, artifact, table, memo and report
+    names, run ids, pack fingerprints, :meth:`~features.store.Store.local_dir` parts): :func:`is_name`, or the whole
+    string matching ``pattern`` (then ``expected`` says what that pattern accepts).
+    """
+    ok = is_name(value) if pattern is None else isinstance(value, str) and pattern.fullmatch(value) is not None
+    if not ok:
+        raise ValueError(f"{arg}={value!r}: expected {expected}")
+    return value
 
 
 def utc_now() -> str:

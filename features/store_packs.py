@@ -11,18 +11,15 @@ not constructed on its own.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from features.atomic import atomic_file
-from features.store_encoding import json_default
+from features.store_encoding import check_name, json_default
 
 __all__ = ["PacksPart"]
-
-_FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class PacksPart:
@@ -30,9 +27,7 @@ class PacksPart:
 
     def _pack_file(self, fingerprint: str) -> Path:
         """Where the pack with ``fingerprint`` lives (it may not exist yet)."""
-        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.match(fingerprint):
-            raise ValueError(f"fingerprint={fingerprint!r}: expected letters, digits, '_', '.', '-'")
-        return self._local_root() / "packs" / f"{fingerprint}.h5"
+        return self._local_root() / "packs" / f"{check_name('fingerprint', fingerprint)}.h5"
 
     def has_pack(self, fingerprint: str) -> bool:
         """Whether the pack with ``fingerprint`` has been written."""

@@ -22,7 +22,6 @@ import dataclasses
 import fnmatch
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
@@ -30,23 +29,9 @@ from typing import Any, Mapping
 import pandas as pd
 
 from features.atomic import atomic_file
-from features.store_encoding import json_default
+from features.store_encoding import check_name, is_name, json_default
 
 __all__ = ["RunRecord", "RunsPart", "ReportsPart"]
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _is_name(value: Any) -> bool:
-    """One safe path component: letters, digits, '_', '.', '-', and not '.' or '..'."""
-    return isinstance(value, str) and bool(_NAME_RE.match(value)) and value not in {".", ".."}
-
-
-def _check_name(arg: str, value: Any) -> str:
-    if not _is_name(value):
-        raise ValueError(f"{arg}={value!r}: expected letters, digits, '_', '.', '-' (not '.' or '..')")
-    return value
-
 
 def _missing(value: Any) -> bool:
     """A cell with no value: ``None`` or a float NaN (what pandas puts in a column a record lacks)."""
@@ -131,7 +116,7 @@ class RunsPart:
 
     def checkpoint_dir(self, run_id: str) -> Path:
         """The local folder the training engine writes ``run_id``'s checkpoints into (``runs/<run_id>/``)."""
-        return self.local_dir("runs", _check_name("run_id", run_id))
+        return self.local_dir("runs", check_name("run_id", run_id))
 
     def save_run(self, run_id: str, record: Mapping[str, Any] | RunRecord) -> RunRecord:
         """Record one training run; returns the record as written.
@@ -139,7 +124,7 @@ class RunsPart:
         Checkpoint paths inside this store's files are recorded relative to the store (see the module docstring);
         on an object-store root those files are uploaded first.
         """
-        _check_name("run_id", run_id)
+        check_name("run_id", run_id)
         rec = record if isinstance(record, RunRecord) else RunRecord.from_dict({"run_id": run_id, **dict(record)})
         checkpoints = rec.checkpoints
         if isinstance(checkpoints, dict):
@@ -150,10 +135,7 @@ class RunsPart:
 
     def run_records(self) -> list[RunRecord]:
         """Every recorded training run, oldest first (by ``created``; unreadable records are skipped)."""
-        folder = self._p("runs")
-        if not self.fs.exists(folder):
-            return []
-        paths = [p for p in self.fs.ls(folder, detail=False) if p.endswith(".json") and "/.tmp-" not in p]
+        paths = [p for p in self._ls_names(self._p("runs")) if p.endswith(".json") and "/.tmp-" not in p]
         out = []
         for blob in (self.fs.cat(paths, on_error="omit").values() if paths else []):
             try:
@@ -197,7 +179,7 @@ class RunsPart:
                 return None
             ref = "/".join(parts[len(parts) - 1 - parts[::-1].index("runs"):])
         parts = PurePosixPath(ref).parts
-        if len(parts) < 2 or not all(map(_is_name, parts)):
+        if len(parts) < 2 or not all(map(is_name, parts)):
             return None  # a relative reference never leaves the store
         local = self._local_root().joinpath(*parts)
         if local.is_file():
@@ -235,7 +217,7 @@ class ReportsPart:
         Returns:
             Where it was written: a local path, or a URL on an object-store root.
         """
-        _check_name("name", name)
+        check_name("name", name)
         if not isinstance(content, (str, bytes)):
             raise TypeError(f"content: expected str or bytes, got {type(content).__name__}")
         path = self._p("reports", name)
@@ -244,8 +226,5 @@ class ReportsPart:
 
     def report_names(self, pattern: str = "*") -> list[str]:
         """Sorted names of the report files matching the glob ``pattern``."""
-        folder = self._p("reports")
-        if not self.fs.exists(folder):
-            return []
-        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls_names(self._p("reports")))
         return sorted(n for n in names if not n.startswith(".tmp-") and fnmatch.fnmatchcase(n, pattern))

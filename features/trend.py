@@ -33,7 +33,8 @@ Data rules (:func:`trend_series`):
   running maximum — cumulative counts never fall, so a drop is read as noise in the later reading, not as lost
   popularity.
 
-Shapes: ``early_trend`` (N, T_e) float32 with T_e = len(hours), ``early_trend_mask`` (N,) bool.
+Shapes: ``early_trend`` (N, T_e) float32 with T_e = len(hours), ``early_trend_mask`` (N,) bool. The pack key
+``early_trend`` is :data:`names.EARLY_TREND`, the name the MTAF model reads.
 """
 
 from __future__ import annotations
@@ -44,13 +45,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from names import EARLY_TREND
-
-__all__ = ["TREND_KEY", "TREND_HOURS", "TREND_VERSION", "SNAPSHOT_COLUMNS", "MTAF_WEIGHTS", "favourite_column",
+__all__ = ["TREND_HOURS", "TREND_VERSION", "SNAPSHOT_COLUMNS", "MTAF_WEIGHTS", "favourite_column",
            "mtaf_score", "scrape_snapshots", "restated_snapshots", "trend_series", "early_trend", "history_digest"]
 
-#: pack key of the series (the MTAF model reads the same name); its mask is ``early_trend_mask``
-TREND_KEY = EARLY_TREND
 #: hours after posting at which the series is read (days 1–5: the paper predicts the day-6 score)
 TREND_HOURS: tuple[float, ...] = (24.0, 48.0, 72.0, 96.0, 120.0)
 #: code version of the series: bump when :func:`early_trend` gives other values for the same snapshots

@@ -86,7 +86,7 @@ import cv2
 import numpy as np
 
 from features.media import (
-    DEMUXERS, SIDE_OUTPUT, MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool_capture, tool_message,
+    AUDIO_ALIGN, DEMUXERS, SIDE_OUTPUT, MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool_capture, tool_message,
 )
 from features.probe import ProbeInfo
 
@@ -415,8 +415,9 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
                 short: int, master: int, window: float, per_target: int, keyframes_only: bool, threads: int,
                 fast_decode: bool, timeout: float, audio_sr: int | None = None) -> _Raw:
     """One ffmpeg: decode the input, keep the frames within ``window`` s of ``targets`` (in the input's own
-    timeline), crop/scale/rotate them and read their timestamps from ``showinfo``. With ``audio_sr``, the first
-    audio track also goes, as ``load_audio`` decodes it (mono f32le at ``audio_sr`` Hz), to a second pipe."""
+    timeline), crop/scale/rotate them and read their timestamps from ``showinfo``. With ``audio_sr``, the audio
+    track ``info.audio_stream`` also goes, as ``load_audio`` decodes it (mono f32le at ``audio_sr`` Hz), to a
+    second pipe."""
     args = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-noautorotate",
             "-threads", str(threads),
             # a stream that switches to a huge resolution mid-way is refused by the decoder, not allocated
@@ -425,13 +426,13 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
         args += ["-skip_frame:v", "nokey"]  # video decoders only: the audio of a one-pass run is decoded in full
     if fast_decode:  # video decoders only (":v"): the audio samples stay bit-identical to load_audio's
         args += ["-skip_loop_filter:v", "all", "-flags2:v", "fast"]
-    args += [*input_args, "-map", "0:v:0", "-an", "-sn", "-dn",
+    args += [*input_args, "-map", info.video_map, "-an", "-sn", "-dn",
              "-vf", _filter_chain(info, short, master, _select_expr(targets, window)),
              "-vsync", "passthrough", "-f", "rawvideo", "pipe:1"]
     side_cap = None
     if audio_sr is not None:  # the same arguments as features.audio.load_audio, so the samples are identical
-        args += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_sr), "-f", "f32le",
-                 "-acodec", "pcm_f32le", SIDE_OUTPUT]
+        args += ["-map", info.audio_map, "-vn", "-sn", "-dn", "-af", AUDIO_ALIGN, "-ac", "1", "-ar", str(audio_sr),
+                 "-f", "f32le", "-acodec", "pcm_f32le", SIDE_OUTPUT]
         side_cap = int((2 * info.duration + 1) * audio_sr * 4) + (1 << 16)  # load_audio's cap
     frame_bytes = master * master * 3
     result = run_tool_capture(

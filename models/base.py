@@ -31,12 +31,15 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INPUT_GEOMETRY",
+    "all_real",
+    "input_shape",
     "TaskSpec",
     "VidModel",
     "bell_loss",
     "build_config",
     "check_shape",
     "example_batch",
+    "mask_shape",
     "masked_mean",
     "normalize_images",
     "task_spec",
@@ -92,6 +95,9 @@ INPUT_GEOMETRY: Mapping[str, Mapping[str, int]] = types.MappingProxyType({
     "text_emb": {"text_tokens": 0, "text_emb_dim": 1},
     "text_sentence_emb": {"text_emb_dim": 0},
 })
+#: input key → {axis: size} of the axes no config field sizes: RGB channels, a segment's MFCC / Δ / ΔΔ rows
+_FIXED_AXES: Mapping[str, Mapping[int, int]] = types.MappingProxyType({
+    "vision_seg": {2: 3}, "audio_seg": {1: 3}, "vision": {1: 3}})
 #: tile-size field → the geometry field it tiles (the tile must divide it)
 _TILES: Mapping[str, str] = types.MappingProxyType({"patch_size": "frame_size", "audio_chunk": "mfcc_frames"})
 #: fields a run does not choose besides the geometry: the task (a run's own column) and ``pretrained_path`` (a local
@@ -224,6 +230,42 @@ def check_shape(name: str, x: Tensor, expected: tuple[int | None, ...]) -> None:
         raise ValueError(f"batch[{name!r}] has shape {tuple(x.shape)}; expected {want}")
 
 
+def mask_shape(key: str, shape: Sequence[int], given: Sequence[int] | None = None, *,
+               where: str = "batch") -> tuple[int, ...]:
+    """The shape of ``<key>_mask`` beside a batch array ``key`` of ``shape`` (video axis first): ``given`` (the mask's
+    own shape) when it is allowed, else with ``given=None`` the shape of an all-real default mask.
+
+    An array with a sequence axis (frames, segments, embedding tokens) has a flag per item of it (B, N); whole-clip
+    ``audio`` (B, n_mfcc, F) a flag per clip (B,) — the default — or one per MFCC frame (B, F); a vector (B, D) one
+    per clip (B,).
+
+    Raises:
+        ValueError: ``given`` is none of the allowed shapes (named as ``where[key_mask]``).
+    """
+    b = int(shape[0])
+    if key == "audio":
+        allowed = [(b,), (b, int(shape[-1]))]
+    else:
+        allowed = [(b, int(shape[1])) if len(shape) > 2 else (b,)]
+    if given is None:
+        return allowed[0]
+    if tuple(given) not in allowed:
+        raise ValueError(f"{where}[{key + '_mask'!r}] has shape {tuple(given)}; expected "
+                         f"{allowed[0] if len(allowed) == 1 else f'one of {allowed}'}")
+    return tuple(given)
+
+
+def all_real(mask: Tensor) -> bool:
+    """True when ``mask`` is a bool tensor on the CPU and every entry is True, so work that only zeroes or excludes
+    padding (a multiply by the mask, a masked fill) can be skipped with the same result. Always False on other
+    devices: reading the flag there makes the host wait for the device, which costs more than the work it saves.
+
+    On CPU the check is one reduction over the flags; the work skipped is a pass over (B, N, D) activations (or over
+    the input frames) and its backward (BENCHMARKS.md, "Per-step work of the heads").
+    """
+    return mask.dtype == torch.bool and mask.device.type == "cpu" and bool(mask.all())
+
+
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     """Mean over the token axis counting only real tokens; all-masked rows give zeros.
 
@@ -232,7 +274,7 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     Shapes:
         x (B, N, D), mask (B, N) bool or None → (B, D)
     """
-    if mask is None:
+    if mask is None or all_real(mask):
         return x.mean(dim=1)
     w = mask.to(x.dtype).unsqueeze(-1)
     return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
@@ -420,6 +462,24 @@ class VidModel(nn.Module):
         return torch.optim.Adam([g for g in groups if g["params"]], lr=lr, fused=fused or None)
 
 
+def input_shape(key: str, config: ModelConfig) -> tuple[int, ...]:
+    """The shape of one video's ``key`` array (without the video axis) at ``config``'s geometry: the sizes
+    :data:`INPUT_GEOMETRY` maps to config fields, the fixed axes of :data:`_FIXED_AXES`, and for frames
+    (:data:`IMAGE_KEYS`) a width equal to the height (square frames of ``frame_size``).
+
+    Raises:
+        ValueError: ``key`` is not in :data:`INPUT_GEOMETRY`.
+    """
+    if key not in INPUT_GEOMETRY:
+        raise ValueError(f"key={key!r} has no declared geometry; expected one of {sorted(INPUT_GEOMETRY)}")
+    sizes = {axis: getattr(config, name) for name, axis in INPUT_GEOMETRY[key].items()}
+    sizes.update(_FIXED_AXES.get(key, {}))
+    if key in IMAGE_KEYS:
+        sizes[len(sizes)] = sizes[len(sizes) - 1]
+    assert sorted(sizes) == list(range(len(sizes))), (key, sizes)
+    return tuple(sizes[axis] for axis in range(len(sizes)))
+
+
 def example_batch(model: VidModel, batch_size: int = 3, *, seed: int = 0, target: bool = True) -> dict[str, Tensor]:
     """Random inputs for every key ``model`` reads (all masks True) at its configured geometry, plus a ``target``
     (0/1 for emotion, [0, 1] otherwise) unless ``target=False``: a smoke-test / benchmark batch, not data.
@@ -429,36 +489,16 @@ def example_batch(model: VidModel, batch_size: int = 3, *, seed: int = 0, target
         audio (B, n_mfcc, F) · text/graph/meta (B, D) · masks as in docs/ARCHITECTURE.md · target (B, K)
     """
     g = torch.Generator().manual_seed(seed)
-    c, b = model.config, batch_size
+    b = batch_size
     batch: dict[str, Tensor] = {}
     for key in model.inputs:
-        if key == "vision_seg":
-            x = torch.rand(b, c.n_segments, c.frames_per_segment, 3, c.frame_size, c.frame_size, generator=g)
-            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
-        elif key == "audio_seg":
-            x = torch.randn(b, c.n_segments, 3, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, c.n_segments, dtype=torch.bool)
-        elif key == "vision":
-            x = torch.rand(b, c.n_frames, 3, c.frame_size, c.frame_size, generator=g)
-            mask = torch.ones(b, c.n_frames, dtype=torch.bool)
-        elif key == "audio":
-            x = torch.randn(b, c.n_mfcc, c.mfcc_frames, generator=g)
-            mask = torch.ones(b, c.mfcc_frames, dtype=torch.bool)
-        elif key.endswith("_emb"):  # cached pretrained-encoder vectors (input_kind="embeddings")
-            shape = {"vision_seg_emb": lambda: (c.n_segments, c.frames_per_segment, c.vision_emb_dim),
-                     "audio_seg_emb": lambda: (c.n_segments, c.audio_emb_dim),
-                     "vision_emb": lambda: (c.n_frames, c.vision_emb_dim),
-                     "audio_emb": lambda: (c.audio_tokens, c.audio_emb_dim),
-                     "text_emb": lambda: (c.text_tokens, c.text_emb_dim),
-                     "text_sentence_emb": lambda: (c.text_emb_dim,)}[key]()
-            x = torch.randn(b, *shape, generator=g)
-            mask = torch.ones(b, *shape[:1] if len(shape) > 1 else (), dtype=torch.bool)  # per clip for a vector
-        else:
-            width = {"text": c.vocab_size, "graph": c.graph_dim, "meta": c.meta_dim,
-                     "egemaps": getattr(c, "egemaps_dim", 88)}[key]
-            x = torch.rand(b, width, generator=g)
-            mask = torch.ones(b, dtype=torch.bool)
-        batch[key], batch[f"{key}_mask"] = x, mask
+        shape = input_shape(key, model.config)
+        # frames and bags of words in [0, 1]; MFCCs and embeddings centred
+        draw = torch.randn if key in ("audio", "audio_seg") or key.endswith("_emb") else torch.rand
+        x = draw(b, *shape, generator=g)
+        # masks as mask_shape allows them; whole-clip audio with a flag per MFCC frame
+        flags = mask_shape(key, x.shape, (b, shape[1]) if key == "audio" else None)
+        batch[key], batch[f"{key}_mask"] = x, torch.ones(flags, dtype=torch.bool)
     if target:
         y = torch.rand(b, model.spec.k, generator=g)
         batch["target"] = (y > 0.5).float() if model.task == "emotion" else y

@@ -32,6 +32,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
+from models.base import mask_shape
+
 __all__ = ["CLASSICAL_KINDS", "POOLABLE_KEYS", "fit_classical", "pooled_features", "predict_classical"]
 
 POOLABLE_KEYS = ("vision", "vision_seg", "audio", "audio_seg", "text", "graph", "meta")
@@ -119,15 +121,12 @@ def pooled_features(batch_arrays: Mapping[str, Any], keys: Sequence[str] | None 
         if len(arr) != n:
             raise ValueError(f"batch_arrays[{key!r}] has {len(arr)} rows; expected {n} like {keys[0]!r}")
         mask_arr = batch_arrays.get(f"{key}_mask")
+        flags = mask_shape(key, np.shape(arr), None if mask_arr is None else np.shape(mask_arr), where="batch_arrays")
         parts = []
         for start in range(0, n, chunk):
             x = np.asarray(arr[start:start + chunk])
-            mask_shape = x.shape[:2] if key in ("vision", "vision_seg", "audio_seg") else x.shape[:1]
-            mask = np.ones(mask_shape, dtype=bool) if mask_arr is None else np.asarray(mask_arr[start:start + chunk], dtype=bool)
-            if key == "audio" and mask.shape == (x.shape[0], x.shape[2]):  # one flag per MFCC frame (B, F)
-                mask_shape = mask.shape
-            if mask.shape != mask_shape:
-                raise ValueError(f"batch_arrays[{key + '_mask'!r}] rows have shape {mask.shape[1:]}; expected {mask_shape[1:]}")
+            mask = (np.ones((len(x), *flags[1:]), dtype=bool) if mask_arr is None
+                    else np.asarray(mask_arr[start:start + chunk], dtype=bool))
             parts.append(_pool_rows(key, x, mask, grid))
         blocks.append(np.concatenate(parts, axis=0) if parts else np.zeros((0, 0)))
     return np.concatenate(blocks, axis=1)

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import ModelConfig, check_shape, masked_mean
+from models.base import ModelConfig, all_real, check_shape, mask_shape, masked_mean
+from models.input_versions import check_input_versions
 
 __all__ = [
     "MODALITY_KEYS",
@@ -472,21 +473,20 @@ class ModalityEncoder(nn.Module):
         check_shape(key, x, self.expected)
         if key == TEXT_SENTENCE_KEY:
             return self._sentence(x, batch.get(f"{key}_mask"))
-        mask_shape = tuple(x.shape[:2]) if key == "vision" or key != self.key else (x.shape[0],)
-        frame_mask = key == "audio" and key == self.key  # raw MFCC: a flag per frame (B, F) or one per clip (B,)
-        allowed = [mask_shape, (x.shape[0], x.shape[2])] if frame_mask else [mask_shape]
+        frame_mask = key == "audio"  # raw MFCC: a flag per frame (B, F) or one per clip (B,)
         mask = batch.get(f"{key}_mask")
+        shape = mask_shape(key, x.shape, None if mask is None else mask.shape)
         if mask is None:
-            mask = torch.ones(mask_shape, dtype=torch.bool, device=x.device)
-        elif tuple(mask.shape) not in allowed:
-            raise ValueError(f"batch[{key + '_mask'!r}] has shape {tuple(mask.shape)}; expected one of {allowed}")
+            mask = torch.ones(shape, dtype=torch.bool, device=x.device)
         mask = mask.to(device=x.device, dtype=torch.bool)
         # Masked items are zero by contract; zero them anyway so a caller's stale values cannot leak.
-        if frame_mask and mask.dim() == 2:
-            keep = mask[:, None, :].to(x.dtype)  # (B, 1, F): the MFCC frames of the clip, not its padding
-        else:
-            keep = mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))).to(x.dtype)
-        tokens, tmask = self.net(x * keep, mask)
+        if not all_real(mask):
+            if frame_mask and mask.dim() == 2:
+                keep = mask[:, None, :].to(x.dtype)  # (B, 1, F): the MFCC frames of the clip, not its padding
+            else:
+                keep = mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))).to(x.dtype)
+            x = x * keep
+        tokens, tmask = self.net(x, mask)
         if self.pooled and tokens.shape[1] > 1:
             tokens, tmask = pool_tokens(tokens, tmask)
         return tokens, tmask
@@ -507,12 +507,18 @@ def build_modality_encoder(key: str, cfg: ClipConfig) -> ModalityEncoder:
     return ModalityEncoder(key, cfg)
 
 
+def _input_keys(module: nn.Module) -> list[str]:
+    """The batch keys the modality encoders inside ``module`` read."""
+    return sorted({m.input_key for m in module.modules() if isinstance(getattr(m, "input_key", None), str)})
+
+
 def load_pretrained(module: nn.Module, path: str | os.PathLike[str]) -> None:
     """Load a local state_dict into ``module`` (a model's ``encoders``); never downloads.
 
     Accepts a bare state_dict or a vidpipe checkpoint (a dict with ``state_dict``), from which keys under
     ``encoders.`` are taken, so encoders trained in one model can initialise another. Raises FileNotFoundError when
-    the file is missing and ValueError when its keys or shapes do not fit.
+    the file is missing and ValueError when its keys or shapes do not fit, or when a vidpipe checkpoint's inputs are
+    at other versions than this code's (:func:`models.input_versions.check_input_versions`).
     """
     p = Path(path)
     if not p.is_file():
@@ -522,6 +528,10 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike[str]) -> None:
         )
     state = torch.load(p, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        if "model_name" in state:  # a vidpipe checkpoint: its encoders must have been trained on today's inputs
+            recorded = state.get("input_versions")  # None: written before versions, read as these encoders' keys at 0
+            check_input_versions(recorded, _input_keys(module) if recorded is None else None,
+                                 source=f"pretrained_path={str(path)!r}")
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"pretrained_path={str(path)!r} holds {type(state).__name__}; expected a state_dict")

@@ -11,7 +11,9 @@ the best epoch's weights. ``last.pt`` holds everything needed to resume (optimiz
 a run that does not resume first removes the folder's earlier ``best.pt`` / ``last.pt`` / ``epoch_*.pt``.
 
 Checkpoints are written atomically (temporary file in the same folder, then ``os.replace``) and carry the registered
-model name and config, so ``load_checkpoint`` rebuilds the model through ``create_model`` alone.
+model name and config, so ``load_checkpoint`` rebuilds the model through ``create_model`` alone, and the version of
+every input the model reads (:mod:`models.input_versions`): a checkpoint trained on inputs this code no longer feeds
+its model is refused on reload (and not resumed) instead of silently reading other inputs.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from torch import Tensor
 
 from models.base import IMAGE_KEYS, VidModel
+from models.input_versions import check_input_versions, recorded_versions
 from models.metrics import compute_metrics
 from models.registry import create_model
 
@@ -308,6 +311,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: VidModel, extra: Mappin
         "format": _FORMAT,
         "model_name": model.model_name,
         "config": model.config_dict(),
+        "input_versions": recorded_versions(model.inputs),  # what it was trained on (models.input_versions)
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
@@ -336,15 +340,17 @@ def load_checkpoint(
         raise ValueError(f"{str(path)!r} is not a vidpipe checkpoint of format {_FORMAT}")
     config = {**payload["config"], "pretrained_path": None}
     model = create_model(payload["model_name"], **config)
+    check_input_versions(payload.get("input_versions"), model.inputs, source=repr(str(path)))
     model.load_state_dict(payload["state_dict"])
     model.to(map_location).eval()
     return model, payload["extra"]
 
 
-def _load_resume(path: Path, key: str) -> dict[str, Any] | None:
+def _load_resume(path: Path, key: str, reads: Iterable[str]) -> dict[str, Any] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         resume = payload["extra"]["resume"]
+        check_input_versions(payload.get("input_versions"), reads, source=repr(str(path)))
     except Exception as err:  # unreadable or foreign file: start afresh, but say so
         warnings.warn(f"cannot resume from {str(path)!r} ({err}); training from scratch", stacklevel=4)
         return None
@@ -425,7 +431,7 @@ def _restore_run(path: Path, key: str, model: VidModel, optimizer: torch.optim.O
                  scaler: torch.amp.GradScaler) -> tuple[EarlyStopping, _RunState] | None:
     """Load ``last.pt`` into the model, optimizer, scaler and RNGs and return its stopper and run state; ``None``
     (after a warning) when the file cannot be continued."""
-    saved = _load_resume(path, key)
+    saved = _load_resume(path, key, model.inputs)
     if saved is None:
         return None
     model.load_state_dict(saved["state_dict"])

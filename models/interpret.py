@@ -53,7 +53,7 @@ from scipy.stats import linregress
 from torch import Tensor
 from torch.nn import functional as F
 
-from models.base import VidModel
+from models.base import VidModel, mask_shape
 
 __all__ = [
     "IG_CHUNK",
@@ -667,10 +667,8 @@ def _absent_mask(batch: Mapping[str, Tensor], key: str) -> Tensor:
         audio (B, n_mfcc, F), vectors (B, D) → (B,)
     """
     x, m = batch[key], batch.get(f"{key}_mask")
-    if m is not None:
-        return torch.zeros(m.shape, dtype=torch.bool, device=x.device)
-    per_item = x.dim() >= 3 and key != "audio"
-    return torch.zeros(tuple(x.shape[:2]) if per_item else (x.shape[0],), dtype=torch.bool, device=x.device)
+    shape = m.shape if m is not None else mask_shape(key, x.shape)
+    return torch.zeros(shape, dtype=torch.bool, device=x.device)
 
 
 @torch.no_grad()

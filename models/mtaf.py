@@ -40,9 +40,7 @@ from models.fusion import FusionConfig, FusionModel
 from models.registry import register_model
 from names import EARLY_TREND
 
-__all__ = ["MTAF", "MTAFConfig", "TREND_KEY"]
-
-TREND_KEY = EARLY_TREND  # batch key of the early popularity series (B, T_e)
+__all__ = ["MTAF", "MTAFConfig"]
 
 
 @dataclass(kw_only=True)
@@ -91,7 +89,7 @@ class MTAF(FusionModel):
         d = cfg.dim
         self.fc = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout)) for m in self.modalities})
         if cfg.trend_len:
-            self.inputs = (*self.inputs, TREND_KEY)
+            self.inputs = (*self.inputs, EARLY_TREND)
             rnn = nn.LSTM if cfg.trend_rnn == "lstm" else nn.GRU  # named ``gru`` after MTAF's BiGRU either way
             self.gru = rnn(1, cfg.gru_hidden, batch_first=True, bidirectional=True)
             self.trend_fc = nn.Sequential(nn.Linear(2 * cfg.gru_hidden, d), nn.ReLU(), nn.Dropout(cfg.dropout))
@@ -111,9 +109,9 @@ class MTAF(FusionModel):
             batch["early_trend"] (B, T_e) → (B, D), (B,)
         """
         cfg: MTAFConfig = self.config  # type: ignore[assignment]
-        x = batch[TREND_KEY]
-        check_shape(TREND_KEY, x, (None, cfg.trend_len))
-        present = self.mask(batch, TREND_KEY, (x.shape[0],))
+        x = batch[EARLY_TREND]
+        check_shape(EARLY_TREND, x, (None, cfg.trend_len))
+        present = self.mask(batch, EARLY_TREND, (x.shape[0],))
         x = x * present[:, None].to(x.dtype)  # a missing trend is zeros whatever the caller sent
         with torch.autocast(device_type=x.device.type, enabled=False):  # GRU in float32
             _, state = self.gru(x.float().unsqueeze(-1))  # an LSTM's state is (h_n, c_n)
@@ -125,7 +123,7 @@ class MTAF(FusionModel):
             rows, present = self.embed(batch)  # (B, M, D), (B, M)
             groups = torch.stack([self.fc[m](rows[:, i]) for i, m in enumerate(self.modalities)], dim=1)
         else:  # the trend alone (Table 4's time-series rows): no content group
-            x = batch[TREND_KEY]
+            x = batch[EARLY_TREND]
             groups = x.new_zeros(x.shape[0], 0, self.query.shape[-1])
             present = torch.zeros(x.shape[0], 0, dtype=torch.bool, device=x.device)
         if self.config.trend_len:  # type: ignore[attr-defined]

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from features.store import Store
 from pipelines.flow_io import DatasetName, markdown_table, publish_markdown, publish_table, store_for
-from pipelines.train import split_loader
+from pipelines.train import model_targets, split_loader
 
 __all__ = ["analyze_outcomes", "predict_run", "read_outcomes"]
 
@@ -78,7 +78,7 @@ def predict_run(store: Store, run_id: str, *, batch_size: int = 32) -> tuple[pd.
             warnings.warn(f"run {run_id!r} was trained on features that have changed since; predicting from the "
                           "current ones", stacklevel=2)
         arrays, _ = store.read_pack(pack)
-    _, loader = split_loader(model, arrays, None, batch_size=batch_size)
+    _, loader = split_loader(model, model_targets(model, arrays), None, batch_size=batch_size)
     _, pred = evaluate(model, loader)
     names = model.spec.targets
     out = pd.DataFrame(pred, columns=list(names))

@@ -400,7 +400,7 @@ def demo(
     videos: int = typer.Option(120, help="Synthetic videos to generate."),
     epochs: int = typer.Option(12, help="Training epochs per model."),
     seed: int = typer.Option(0, help="Random seed."),
-    workers: Optional[int] = typer.Option(None, help="Processes training models at once (default: the cores available)."),
+    workers: Optional[int] = typer.Option(None, help="Processes training models, then interpreting them, at once (default: the cores available)."),
     root: Optional[str] = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -475,7 +475,7 @@ def compare(
     vision_profile: str = typer.Option("uniform", help="Frame profile feeding `vision`: uniform (64²) or uniform_224."),
     separate_targets: bool = typer.Option(False, "--separate-targets", help="One model per target (e.g. valence, arousal)."),
     inputs: str = typer.Option("raw", "--inputs", help="raw or embeddings; add --ablation '{\"input_kind\": \"embeddings\"}' for both side by side."),
-    workers: int = typer.Option(1, "--workers", help="Processes training the tables' models at once, one torch thread each (1: one after another in this process)."),
+    workers: int = typer.Option(1, "--workers", help="Processes training the tables' models, then running the interpretability analyses, at once, one torch thread each (1: one after another in this process)."),
     root: Optional[str] = RootOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the table rows as a JSON list (last line of stdout)."),
 ) -> None:

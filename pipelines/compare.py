@@ -36,7 +36,8 @@ Flow :func:`compare_models`, per selected task:
    check.
 
 With ``workers`` > 1 the main tables' models are first trained in that many processes at once (step 1 then finds
-them trained).
+them trained), and the tasks' interpretability analyses (independent of each other: each reads its own run and
+writes its own tables and plots) run in that many processes while this one assembles the tables.
 
 Returns ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
 "skipped": {task: [names]}, "parallel_training": {"workers", "runs", "wall_s", "cpu_s"} or None}``.
@@ -44,11 +45,12 @@ Returns ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 import warnings
-from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Callable, Iterator, Literal, Mapping, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -60,7 +62,8 @@ from features.fingerprint import fingerprint
 from features.schema import GRAPH_ARTIFACT, GRAPH_SONGS_ARTIFACT, VOCABULARY_ARTIFACT
 from features.store import Store
 from names import PAPER_TASKS
-from pipelines.flow_io import DatasetName, markdown_table, publish_markdown, publish_table, store_for
+from pipelines.flow_io import (DatasetName, cpu_seconds, markdown_table, publish_markdown, publish_table,
+                               single_torch_thread, store_for)
 from pipelines.train import each_target, load_run_model, run_training, split_loader
 
 __all__ = ["DEFAULT_MODELS", "HEADLINE_MODELS", "compare_models", "predict_test_split"]
@@ -129,8 +132,12 @@ _NO_REGULARISATION = {"weight_decay": 0.0, "hflip": 0.0}
 
 def _find_run(store: Store, name: str, task_name: str, settings: Mapping[str, Any],
               train: Mapping[str, Any]) -> dict | None:
-    """The newest recorded run trained exactly as requested (see module docstring) whose checkpoint is still there,
+    """The newest recorded run trained exactly as requested (see module docstring) on inputs at this vidpipe's versions
+    (:mod:`models.input_versions`; a record without them read every key at version 0) whose checkpoint is still there,
     as a dict, or None."""
+    from models.input_versions import recorded_versions
+
+    versions = recorded_versions(settings["inputs"])
     # the pack fingerprint pins the profile; regularisation absent from a request or a record means none
     engine = {**_NO_REGULARISATION, **{k: v for k, v in train.items() if k != "vision_profile"}}
     for rec in reversed(store.run_records()):
@@ -139,6 +146,9 @@ def _find_run(store: Store, name: str, task_name: str, settings: Mapping[str, An
             continue
         recorded = _json(rec.config)
         if any(k not in recorded or recorded[k] != v for k, v in settings["config"].items()):
+            continue
+        # a record written before inputs were versioned read its keys at version 0
+        if rec.extra.get("input_versions", dict.fromkeys(versions, 0)) != versions:
             continue
         if store.checkpoint_file(rec.checkpoint) is not None:
             return rec.to_dict()
@@ -213,13 +223,6 @@ def _job_key(dataset: str, name: str, task_name: str, config: Mapping[str, Any])
     return json.dumps([dataset, name, task_name, _json(config)], sort_keys=True)
 
 
-def _one_thread() -> None:
-    """Worker-process initialiser: one torch thread per process (the processes are the parallelism)."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _train_in_worker(job: dict[str, Any]) -> dict:
     """Worker-process entry: :func:`_train_model` with the plain function of :func:`_train_one` (no flow here)."""
     return _train_model(**job, one=_train_one.fn)
@@ -233,16 +236,11 @@ def _train_parallel(req: _Request, jobs: list[tuple[str, str, Mapping[str, Any]]
     sequential pass meets (and reports) its error. Returns the processes, the runs they trained, and the wall and
     CPU seconds (the workers' and this process's) this took."""
     import multiprocessing
-    import resource
     from concurrent.futures import ProcessPoolExecutor
 
     from features.packs import build_pack
 
-    def cpu() -> float:
-        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-    t0, c0 = time.perf_counter(), cpu()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     store = store_for(req.root, req.dataset)
     todo: dict[str, dict[str, Any]] = {}
     for name, task_name, own in jobs:
@@ -261,14 +259,14 @@ def _train_parallel(req: _Request, jobs: list[tuple[str, str, Mapping[str, Any]]
             "train": req.train, "device": req.device, "retrain": req.retrain,
             "separate_targets": req.separate_targets}
     if todo:
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_one_thread,
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=single_torch_thread,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {key: pool.submit(_train_in_worker, job) for key, job in todo.items()}
             for key, future in futures.items():
                 if future.exception() is None:
                     req.done[key] = future.result()
     return {"workers": min(workers, len(todo)), "runs": len(req.done), "wall_s": time.perf_counter() - t0,
-            "cpu_s": cpu() - c0}
+            "cpu_s": cpu_seconds() - c0}
 
 
 def _train_settings(*, epochs: int, seed: int, lr: float, batch_size: int, weight_decay: float, hflip: float,
@@ -768,37 +766,99 @@ def _ablation_rows(req: _Request, store: Store, task_name: str, plan: list[tuple
     return rows
 
 
-def _interpret_section(store: Store, req: _Request, task_name: str, runs: Mapping[str, dict], *,
-                       inputs: str, split: str, steps: int, max_videos: int, batch_size: int,
-                       ig_baseline: str = "zero") -> tuple[list[str], dict | None]:
-    """The report's interpretability lines for the task and the summary (None when no analysis ran: one model per
-    target, embedding inputs, or the interpreted model not compared)."""
-    target_model, interpreter = _INTERPRETERS[task_name]
+def _interpret_note(req: _Request, task_name: str, runs: Mapping[str, dict], inputs: str) -> str | None:
+    """The report's line saying why the task gets no interpretability analysis (one model per target, embedding
+    inputs, or the interpreted model not compared), or None when it gets one."""
+    target_model = _INTERPRETERS[task_name][0]
     if req.separate_targets:
-        return [f"_No interpretability for {task_name}: the models were trained one per target._\n"], None
+        return f"_No interpretability for {task_name}: the models were trained one per target._\n"
     if inputs == "embeddings":
-        return [f"_No interpretability for {task_name}: the models read cached embeddings; the analyses attribute "
-                "to frames, seconds of MFCC and words._\n"], None
+        return (f"_No interpretability for {task_name}: the models read cached embeddings; the analyses attribute "
+                "to frames, seconds of MFCC and words._\n")
     if target_model not in runs:
-        return [f"_No interpretability for {task_name}: `{target_model}` is not among the compared models._\n"], None
-    md, summary = _interpret_cached(store, task_name, runs[target_model], interpreter, split=split,
-                                    steps=steps, max_videos=max_videos, batch_size=batch_size, baseline=ig_baseline)
-    return [f"### Interpretability ({task_name})\n", md], summary
+        return f"_No interpretability for {task_name}: `{target_model}` is not among the compared models._\n"
+    return None
+
+
+@contextlib.contextmanager
+def _interpretations(store: Store, req: _Request, runs: Mapping[str, Mapping[str, dict]], *, inputs: str,
+                     workers: int, settings: Mapping[str, Any]
+                     ) -> Iterator[Callable[[str], tuple[list[str], dict | None]]]:
+    """Start the interpretability analyses of the tasks in ``runs`` (task → model → run) and yield
+    ``section(task)``: the report's lines for the task and its summary (None when no analysis runs:
+    :func:`_interpret_note`), once the analysis is done. ``settings``: the keyword arguments of
+    :func:`_interpret_cached` after ``interpreter``.
+
+    The analyses of different tasks read different runs and write their own tables, plots and artifact, so with
+    ``workers`` > 1 the ones not stored yet run in up to that many spawned processes, on one torch thread each,
+    while this process assembles the tables (each is the same computation as in this process). Otherwise ``section``
+    runs the task's analysis here when asked."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    notes = {t: note for t, task_runs in runs.items() if (note := _interpret_note(req, t, task_runs, inputs))}
+    todo = {t: task_runs[_INTERPRETERS[t][0]] for t, task_runs in runs.items() if t not in notes}
+    fresh = [t for t, run in todo.items() if _stored_interpretation(store, t, _interpret_key(t, run, **settings))
+             is None]
+    with contextlib.ExitStack() as stack:
+        futures = {}
+        if workers > 1 and fresh:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(fresh)),
+                                                           initializer=single_torch_thread,
+                                                           mp_context=multiprocessing.get_context("spawn")))
+            stack.callback(pool.shutdown, cancel_futures=True)  # on an error here: drop the analyses not started
+            futures = {t: pool.submit(_interpret_in_worker, req.root, req.dataset, t, todo[t], dict(settings))
+                       for t in fresh}
+
+        def section(task_name: str) -> tuple[list[str], dict | None]:
+            if task_name in notes:
+                return [notes[task_name]], None
+            if task_name in futures:
+                md, summary = futures[task_name].result()
+            else:
+                md, summary = _interpret_cached(store, task_name, todo[task_name], _INTERPRETERS[task_name][1],
+                                                **settings)
+            return [f"### Interpretability ({task_name})\n", md], summary
+
+        yield section
+
+
+def _interpret_in_worker(root: Optional[str], dataset: str, task_name: str, run: Mapping[str, Any],
+                         settings: Mapping[str, Any]) -> tuple[str, dict]:
+    """Worker-process entry: :func:`_interpret_cached` of the task's interpreter on the store of ``dataset``."""
+    return _interpret_cached(store_for(root, dataset), task_name, run, _INTERPRETERS[task_name][1], **settings)
+
+
+def _interpret_key(task_name: str, run: Mapping[str, Any], *, split: str, steps: int, max_videos: int,
+                   batch_size: int, baseline: str = "zero") -> str:
+    """The fingerprint an analysis is stored under: the interpreted run (its id pins its pack and weights) and the
+    analysis settings."""
+    return fingerprint("interpret", 1, {"task": task_name, "run": run["run_id"], "split": split, "steps": steps,
+                                        "max_videos": max_videos, "batch": batch_size, "baseline": baseline})
+
+
+def _stored_interpretation(store: Store, task_name: str, key: str) -> tuple[str, dict] | None:
+    """The stored Markdown and summary of the task's analysis when it is stored under ``key`` and its plots are still
+    among the store's reports, else None."""
+    if store.artifact_fingerprint(f"interpret-{task_name}") != key:
+        return None
+    _, meta = store.read_artifact(f"interpret-{task_name}")
+    if not set(meta.get("pngs", [])) <= set(store.report_names(f"compare-{task_name}-*.png")):
+        return None
+    return meta["md"], meta["summary"]
 
 
 def _interpret_cached(store: Store, task_name: str, run: Mapping[str, Any], interpreter: Callable, *,
                       split: str, steps: int, max_videos: int, batch_size: int,
                       baseline: str = "zero") -> tuple[str, dict]:
-    """``interpreter``'s Markdown and summary for ``run``, reused when the interpreted run (its id pins its pack and
-    weights) and the analysis settings are unchanged and its plots are still among the store's reports: Integrated
-    Gradients dominate a rerun's time. An analysis the run cannot support gives a one-line note and an empty
-    summary."""
-    key = fingerprint("interpret", 1, {"task": task_name, "run": run["run_id"], "split": split, "steps": steps,
-                                       "max_videos": max_videos, "batch": batch_size, "baseline": baseline})
-    if store.artifact_fingerprint(f"interpret-{task_name}") == key:
-        _, meta = store.read_artifact(f"interpret-{task_name}")
-        if set(meta.get("pngs", [])) <= set(store.report_names(f"compare-{task_name}-*.png")):
-            return meta["md"], meta["summary"]
+    """``interpreter``'s Markdown and summary for ``run``, reused when stored (:func:`_stored_interpretation`):
+    Integrated Gradients dominate a rerun's time. An analysis the run cannot support gives a one-line note and an
+    empty summary."""
+    key = _interpret_key(task_name, run, split=split, steps=steps, max_videos=max_videos, batch_size=batch_size,
+                         baseline=baseline)
+    stored = _stored_interpretation(store, task_name, key)
+    if stored is not None:
+        return stored
     before = set(store.report_names(f"compare-{task_name}-*.png"))
     try:
         with warnings.catch_warnings():
@@ -882,8 +942,9 @@ def compare_models(
             interpretability is then skipped); for "from pixels" and "from embeddings" rows side by side keep ``raw``
             and add the ablation ``{"input_kind": "embeddings", "label": "from embeddings"}``.
         workers: processes that train the main tables' models at once (one torch thread each) before the tables
-            are assembled; 1 trains them one after another in this process. The runs are the same either way,
-            up to floating-point summation order.
+            are assembled, and that then run the tasks' interpretability analyses beside the assembly; 1 does both
+            one after another in this process. The runs and analyses are the same either way, up to floating-point
+            summation order (identical when this process runs torch on one thread too, as the demo does).
 
     Returns:
         ``{"tables": {task: rows}, "ablations": {task: rows}, "interpretation": {task: summary}, "report": path,
@@ -915,34 +976,42 @@ def compare_models(
     interpretation: dict[str, dict] = {}
     skipped: dict[str, list[str]] = {}
     sections = [_report_intro(dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)]
+    task_runs: dict[str, dict[str, dict]] = {}
     for t in tasks:
-        t0 = time.perf_counter()
-        runs, skipped[t] = _train_task_models(req, t, _wanted(models, t), registered)
-        rows, preds, headline = _main_rows(store, t, runs, classical=classical, batch_size=batch_size, seed=seed)
-        tables[t] = rows
-        cols = _table_columns(rows)
-        if rows:
-            _publish_rows(store, dataset, f"compare-{t}", rows, f"model comparison on {t} ({dataset}), test split")
-        sections += [f"## {t}\n", markdown_table(rows, cols) if rows else "_no model could be trained_\n"]
-        if skipped[t]:
-            sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
+        task_runs[t], skipped[t] = _train_task_models(req, t, _wanted(models, t), registered)
+    settings = {"split": interpret_split, "steps": ig_steps, "max_videos": max_videos, "batch_size": batch_size,
+                "baseline": ig_baseline}
+    # the interpretability analyses start here (in worker processes when workers > 1) and the tables are assembled
+    # beside them
+    with _interpretations(store, req, task_runs if interpret else {}, inputs=inputs, workers=workers,
+                          settings=settings) as interpretation_of:
+        for t, runs in task_runs.items():
+            t0 = time.perf_counter()
+            rows, preds, headline = _main_rows(store, t, runs, classical=classical, batch_size=batch_size, seed=seed)
+            tables[t] = rows
+            cols = _table_columns(rows)
+            if rows:
+                _publish_rows(store, dataset, f"compare-{t}", rows,
+                              f"model comparison on {t} ({dataset}), test split")
+            sections += [f"## {t}\n", markdown_table(rows, cols) if rows else "_no model could be trained_\n"]
+            if skipped[t]:
+                sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
 
-        ab_rows = _ablation_rows(req, store, t, plan[t], preds, headline, skipped[t])
-        if ab_rows:
-            ablation_tables[t] = ab_rows
-            _publish_rows(store, dataset, f"compare-{t}-ablations", ab_rows, f"ablations on {t} ({dataset}), test split")
-            ab_cols = [*cols[:-1], "dataset", cols[-1]] if any(r["dataset"] != dataset for r in ab_rows) else cols
-            sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, ab_cols)]
+            ab_rows = _ablation_rows(req, store, t, plan[t], preds, headline, skipped[t])
+            if ab_rows:
+                ablation_tables[t] = ab_rows
+                _publish_rows(store, dataset, f"compare-{t}-ablations", ab_rows,
+                              f"ablations on {t} ({dataset}), test split")
+                ab_cols = [*cols[:-1], "dataset", cols[-1]] if any(r["dataset"] != dataset for r in ab_rows) else cols
+                sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, ab_cols)]
 
-        if interpret:
-            md, summary = _interpret_section(store, req, t, runs, inputs=inputs, split=interpret_split,
-                                             steps=ig_steps, max_videos=max_videos, batch_size=batch_size,
-                                             ig_baseline=ig_baseline)
-            sections += md
-            if summary is not None:
-                interpretation[t] = summary
-        logger.info("compare %s on %s: %d models, %d ablations in %.1fs", t, dataset, len(runs), len(ab_rows),
-                    time.perf_counter() - t0)
+            if interpret:
+                md, summary = interpretation_of(t)
+                sections += md
+                if summary is not None:
+                    interpretation[t] = summary
+            logger.info("compare %s on %s: %d models, %d ablations in %.1fs", t, dataset, len(runs), len(ab_rows),
+                        time.perf_counter() - t0)
 
     text = "\n".join(sections)
     report = store.write_report(f"{stem}.md", text)

@@ -7,10 +7,11 @@ line per task saying which planted mechanism its headline model recovered. Every
 every training run is reused when its settings and inputs are unchanged, so a second run decodes nothing and
 retrains only the extra GAT link splits behind the GAT's interval (``graph_seeds - 1`` small GATs, not stored).
 
-Both cores work: ``compare`` trains its nine models in ``workers`` processes at once, the extra GAT link splits run
-in one more process beside ``pretrain-graph`` and ``compare``, and torch runs on one thread in each (on these small
-tensors a second intra-op thread mostly spin-waits: see BENCHMARKS.md, "Demo"). The result carries the wall and CPU
-seconds of every stage, which ``vidpipe demo`` prints as a table.
+Both cores work: ``compare`` trains its nine models, then runs its three interpretability analyses (Integrated
+Gradients for emotion and personality) beside the tables' assembly, in ``workers`` processes at once; the extra GAT
+link splits run in one more process beside ``pretrain-graph`` and ``compare``, and torch runs on one thread in each
+(on these small tensors a second intra-op thread mostly spin-waits: see BENCHMARKS.md, "Demo"). The result carries
+the wall and CPU seconds of every stage, which ``vidpipe demo`` prints as a table.
 
 The mechanism lines read the generator's ground truth (``ground_truth.parquet`` beside the generated videos, see
 :mod:`features.sources.synthetic`) and each headline model's test predictions, recomputed from its checkpoint:
@@ -33,22 +34,20 @@ The mechanism lines read the generator's ground truth (``ground_truth.parquet`` 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing
 import os
-import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Mapping, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from pipelines.flow_io import store_for
+from pipelines.flow_io import cpu_seconds, one_torch_thread, single_torch_thread, store_for
 from pipelines.compare import compare_models, predict_test_split
 from pipelines.extract import extract_features
 from pipelines.graph import pretrain_graph
@@ -115,20 +114,18 @@ def _gat_seeds(root: Optional[str], dataset: str, seeds: list[int], epochs: int)
     """GAT link-prediction test AUC for each seed (each seed draws its own link split; nothing is stored), the wall
     and the CPU seconds they took. Runs in a worker process beside ``pretrain-graph`` and ``compare``, on one torch
     thread."""
-    import torch
-
     from features.graph import build_graph
     from models.gat import GATConfig, pretrain_link_prediction
 
-    torch.set_num_threads(1)
-    t, c = time.perf_counter(), time.process_time()
+    single_torch_thread()
+    t, c = time.perf_counter(), cpu_seconds()
     store = store_for(root, dataset)
     video_ids = sorted(store.manifest()["video_id"])
     edges = store.edges()
     graph = build_graph(edges[edges["video_id"].isin(set(video_ids))], video_ids)
     aucs = [float(pretrain_link_prediction(graph, GATConfig(epochs=epochs, seed=s)).metrics["test_auc"])
             for s in seeds]
-    return aucs, time.perf_counter() - t, time.process_time() - c
+    return aucs, time.perf_counter() - t, cpu_seconds() - c
 
 
 def _predictions(store: Any, rows: list[dict], model: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -194,29 +191,9 @@ def mechanism_lines(store: Any, truth: pd.DataFrame, comparison: Mapping[str, An
     return lines
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and of its finished child processes (ffmpeg decoders)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def _ground_truth(store: Any) -> pd.DataFrame | None:
     path = Path(store.source_info().get("path") or default_source_path(store)) / "ground_truth.parquet"
     return pd.read_parquet(path).set_index("video_id") if path.is_file() else None
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Torch on one thread in this process for the duration, restored afterwards. The demo's parallelism is its
-    worker processes; a second intra-op thread on its small tensors mostly spin-waits (see BENCHMARKS.md, demo)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _cores() -> int:
@@ -244,25 +221,27 @@ def demo(
         graph_seeds: link splits the GAT's test AUC is measured on (seed ``seed`` is the stored embedding's, the
             others are trained and discarded, in one worker process beside ``pretrain-graph`` and ``compare``); the
             AUC interval is over them.
-        workers: processes ``compare`` trains its models in at once (default: the cores this process may use).
+        workers: processes ``compare`` trains its models and runs its interpretability analyses in at once
+            (default: the cores this process may use).
     """
     from models.metrics import seed_interval
 
     logger = get_run_logger()
-    t0, c0 = time.perf_counter(), _cpu_seconds()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     stages: list[dict[str, Any]] = []  # wall and CPU seconds per stage (CPU: whatever else shares the machine)
 
     def timed(name: str, fn, **kw):
-        t, c = time.perf_counter(), _cpu_seconds()
+        t, c = time.perf_counter(), cpu_seconds()
         out = fn(**kw)
         stages.append({"stage": name, "wall_s": round(time.perf_counter() - t, 2),
-                       "cpu_s": round(_cpu_seconds() - c, 2)})
+                       "cpu_s": round(cpu_seconds() - c, 2)})
         return out
 
     timed("ingest", ingest, dataset=dataset, source="synthetic", root=root, videos=videos, seed=seed)
     extraction = timed("extract", extract_features, dataset=dataset, root=root)
     others = [seed + k for k in range(1, graph_seeds)]
-    with _one_torch_thread(), ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) \
+    # the demo's parallelism is its worker processes: one torch thread here too (BENCHMARKS.md, demo)
+    with one_torch_thread(), ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) \
             as pool:
         pending = pool.submit(_gat_seeds, root, dataset, others, graph_epochs) if others else None
         graph = timed("pretrain-graph", pretrain_graph, dataset=dataset, root=root, epochs=graph_epochs, seed=seed)
@@ -284,7 +263,7 @@ def demo(
 
     lines = timed("mechanism lines", mechanisms)
     stages.append({"stage": "total", "wall_s": round(time.perf_counter() - t0, 2),
-                   "cpu_s": round(_cpu_seconds() - c0, 2)})
+                   "cpu_s": round(cpu_seconds() - c0, 2)})
     for name, line in lines.items():
         logger.info("mechanism %s: %s", name, line)
     logger.info("demo finished in %.1fs; report: %s", time.perf_counter() - t0, comparison["report"])

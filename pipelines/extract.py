@@ -23,9 +23,10 @@ Pretrained-encoder stages (:mod:`features.embed`; each runs when its encoder pat
 and frame counts) in its own decode at the encoder's input size: the frames stage keeps 64² frames, too small for 224²
 encoders, and decoding both sizes in one ffmpeg pass would make the frames stage's pixels depend on whether an encoder
 is configured. ``embed_audio`` reads the PCM the audio stage decodes (one decode per video) and resamples it to the
-encoder's rate. The rows of both go to their encoder in batches filled across the videos of a task
-(:mod:`features.batching`), while a background thread decodes the next videos; each video is still committed on its
-own. ``embed_text`` runs after the pass over the committed transcripts, batched across videos.
+encoder's rate. The rows of both go to the process's shared batcher of their encoder
+(:func:`features.batching.shared_batcher`), which fills encoder batches with the rows of every worker thread's videos
+in a thread of its own while the workers decode the next videos; each video is still committed on its own, by the
+worker that extracted it. ``embed_text`` runs after the pass over the committed transcripts, batched across videos.
 
 Stage versions live in :data:`STAGE_VERSIONS`: bump one when its output changes for the same inputs, and exactly that
 stage (and what depends on it) is recomputed.
@@ -40,8 +41,8 @@ import os
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Callable, Iterator, Literal, Mapping, Optional, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from features.batching import RowEncoder, RowItem, batched_rows
+from features.batching import RowEncoder, RowItem, shared_batcher
 from features.extract_video import (EMBED_ROWS, PER_VIDEO_STAGES, EmbedRows, ExtractConfig, StageFailure, StageOutput,
                                     checked_output, describe_error, embed_rows_encoder, finish_embed,
                                     iter_extract_video, require_opensmile)
@@ -67,7 +68,7 @@ __all__ = ["extract_features", "ExtractConfig", "STAGES", "STAGE_VERSIONS", "pla
            "nothing_to_extract"]
 
 #: code version of each stage's output — bump when the output changes for the same inputs
-STAGE_VERSIONS = {"probe": 1, "frames": 1, "audio": 3, "transcripts": 1, "metadata": 2, "text": 2, "vocabulary": 2,
+STAGE_VERSIONS = {"probe": 2, "frames": 2, "audio": 4, "transcripts": 1, "metadata": 2, "text": 2, "vocabulary": 2,
                   "embed_vision": 1, "embed_audio": 1, "embed_text": 1}
 
 
@@ -310,60 +311,68 @@ def _commit(store: Store, stage: str, vid: str, fp: str, result: StageOutput | S
     return "done"
 
 
-#: the embedding rows prefetched ahead of the encoders per batch of videos: at most this many videos' rows ...
-_EMBED_QUEUE_ITEMS = 4
-#: ... and this many bytes of them (a video larger than that is admitted alone), so memory stays bounded
-_EMBED_QUEUE_BYTES = 256 << 20
-
-
 def extract_items(store: Store, items: Sequence[dict], cfg: ExtractConfig) -> dict[str, dict[str, int]]:
     """Run and commit the planned per-video stages of ``items`` (``{"row", "todo", "fps"}`` each, from
     :func:`plan_extraction`); returns per-stage ``{"done", "failed"}`` counts.
 
     Each video runs through :func:`features.extract_video.iter_extract_video`, one after the other; each stage is
     committed as soon as it finishes, so a crash loses at most the stage in progress. ``embed_vision`` and
-    ``embed_audio`` run their encoders on batches filled with the rows of several videos
-    (:func:`features.batching.batched_rows`): the videos are decoded and prepared in a background thread, a few ahead
-    of the encoders, and each video's embedding is committed on its own, with its own fingerprint, as soon as its rows
-    are done; an encoder error on a video's rows fails that video only."""
+    ``embed_audio`` hand their rows to the process's shared batcher of their encoder
+    (:func:`features.batching.shared_batcher`): the rows of this call's videos and of every other worker thread's
+    fill the same encoder batches, run in the batcher's thread while this one decodes the next video, through one
+    queue of at most ``cfg.embed_queue_items`` videos and ``cfg.embed_queue_mb`` MiB. Each video's embedding is
+    committed here, with its own fingerprint, once its rows are done; an encoder error on a video's rows fails that
+    video only."""
     counts: dict[str, dict[str, int]] = {s: {"done": 0, "failed": 0} for s in PER_VIDEO_STAGES}
     asr_cache: dict = {}  # the speech recogniser, loaded once per call
     lanes = _embed_lanes(items, cfg)
+    pending: dict[Future, tuple[str, str, str, EmbedRows]] = {}  # future → (stage, video, fingerprint, job)
 
-    def run() -> Iterator[RowItem]:
+    def commit(futures: Iterable[Future]) -> None:
+        for fut in futures:
+            stage, vid, fp, job = pending.pop(fut)
+            res = fut.result()
+            result = StageFailure(error=describe_error(res.error)) if res.error is not None \
+                else finish_embed(job, res.outputs, res.seconds)
+            counts[stage][_commit(store, stage, vid, fp, result, cfg)] += 1
+
+    # leaving the block (also on an error) closes the clients: their queued rows are dropped, and the batcher's
+    # thread ends with its last client
+    with contextlib.ExitStack() as held:
+        clients = {stage: held.enter_context(shared_batcher(key, enc, lane=stage, max_items=cfg.embed_queue_items,
+                                                            max_bytes=cfg.embed_queue_mb << 20,
+                                                            max_wait=cfg.embed_batch_wait))
+                   for stage, (key, enc) in lanes.items()}
         for item in items:
             vid = item["row"]["video_id"]
             for stage, result in iter_extract_video(item["row"], item["todo"], cfg, asr_cache=asr_cache,
                                                     defer=tuple(lanes)):
                 if isinstance(result, EmbedRows):
-                    yield RowItem(key=vid, rows=result.rows, valid=result.valid, lane=stage,
-                                  context=(item["fps"][stage], result.detached()))
+                    fut = clients[stage].submit(RowItem(key=vid, rows=result.rows, valid=result.valid, lane=stage))
+                    pending[fut] = (stage, vid, item["fps"][stage], result.detached())
                 else:
                     counts[stage][_commit(store, stage, vid, item["fps"][stage], result, cfg)] += 1
-
-    if not lanes:  # no encoder to batch for: nothing is deferred, every stage commits in this thread
-        for _ in run():
-            pass
-        return counts
-    # closing: a commit that raises stops the producer thread before the error leaves this function
-    with contextlib.closing(batched_rows(run(), lanes, max_items=_EMBED_QUEUE_ITEMS,
-                                         max_bytes=_EMBED_QUEUE_BYTES)) as results:
-        for res in results:
-            fp, job = res.context
-            result = StageFailure(error=describe_error(res.error)) if res.error is not None \
-                else finish_embed(job, res.outputs, res.seconds)
-            counts[res.lane][_commit(store, res.lane, res.key, fp, result, cfg)] += 1
+                commit([f for f in pending if f.done()])
+        for client in clients.values():
+            client.pause()  # nothing more from this thread: partial batches stop waiting for it
+        while pending:
+            commit(wait(pending, return_when=FIRST_COMPLETED).done)
     return counts
 
 
-def _embed_lanes(items: Sequence[dict], cfg: ExtractConfig) -> dict[str, RowEncoder]:
-    """The encoder of each embedding stage some of ``items`` run, for batching across videos. A stage whose encoder
-    does not load is left out: it then runs per video, where the load error becomes each video's recorded failure."""
+def _embed_lanes(items: Sequence[dict], cfg: ExtractConfig) -> dict[str, tuple[tuple, RowEncoder]]:
+    """The encoder of each embedding stage some of ``items`` run, with the key its shared batcher goes by (the
+    checkpoint's content digest, device, batch size and outputs: every worker thread with an equal key shares one).
+    A stage whose encoder does not load is left out: it then runs per video, where the load error becomes each
+    video's recorded failure."""
     lanes = {}
     for stage in EMBED_ROWS:
         if any(stage in item["todo"] for item in items):
             try:
-                lanes[stage] = embed_rows_encoder(stage, cfg)
+                kind = stage.split("_", 1)[1]
+                key = (stage, getattr(cfg, f"{kind}_model"), cfg.stage_params(stage)[f"{kind}_weights"],
+                       cfg.embed_device, cfg.embed_batch_size, stage == "embed_vision" and cfg.vision_patch_tokens)
+                lanes[stage] = (key, embed_rows_encoder(stage, cfg))
             except Exception:  # noqa: BLE001 - recorded per video by the per-video path
                 continue
     return lanes
@@ -386,9 +395,11 @@ def _text_plan(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, refresh
     transcripts' committed outputs and the text parameters), and when the key is unchanged its fingerprint is
     taken without parsing a record. Per-video keys need only the transcripts' fingerprints (index columns).
     """
+    from features.sources import training_ids  # the source adapters' package, only where a text stage runs
+
     transcripts = store.fingerprints("transcripts")
     ids = [v for v in manifest["video_id"].tolist() if v in transcripts]
-    train = set(manifest.loc[manifest["split"] == "train", "video_id"])
+    train = training_ids(manifest)
     train_ids = sorted(v for v in ids if v in train)
     inputs = _vocabulary_inputs(store, train_ids, cfg)
     vocab_fp = store.artifact_fingerprint(VOCABULARY_ARTIFACT)

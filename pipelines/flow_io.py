@@ -1,6 +1,7 @@
-"""Wiring shared by the stage flows: opening stores, progress display, Prefect artifacts, run summaries.
+"""Wiring shared by the stage flows: opening stores, progress display, Prefect artifacts, run summaries, CPU
+accounting and the torch thread count of worker processes.
 
-Nothing here computes features or trains models; it only helps flows report what they did.
+Nothing here computes features or trains models; it only helps flows run and report what they did.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import sys
 from typing import Annotated, Any, Iterator, Sequence
 
@@ -18,7 +20,7 @@ from features.schema import DATASET_PATTERN
 from features.store import Store, open_store
 
 __all__ = ["DatasetName", "store_for", "progress", "publish_table", "publish_markdown", "artifact_key",
-           "markdown_table"]
+           "markdown_table", "cpu_seconds", "single_torch_thread", "one_torch_thread"]
 
 
 #: a flow's ``dataset`` parameter: a store name (:data:`features.schema.DATASET_PATTERN`), validated by Prefect
@@ -28,6 +30,35 @@ DatasetName = Annotated[str, Field(pattern=DATASET_PATTERN)]
 def store_for(root: str | None, dataset: str, *, create: bool = False) -> Store:
     """Open (or create) the dataset's store under ``root`` (``None`` → ``$VIDPIPE_ROOT`` or ``./data``)."""
     return open_store(root, dataset, create=create)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished child processes (worker processes that were
+    waited for, ffmpeg decoders): the difference of two calls is what a stage cost, whatever else shares the machine."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def single_torch_thread() -> int:
+    """Put torch on one intra-op thread in this process and return the count it had; the initialiser of worker
+    processes whose parallelism is the processes themselves (a second thread on small tensors mostly spin-waits)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return before
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread in this process for the duration (:func:`single_torch_thread`), restored afterwards."""
+    import torch
+
+    before = single_torch_thread()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Progress:

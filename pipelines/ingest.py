@@ -28,7 +28,7 @@ from features.trend import restated_snapshots, scrape_snapshots
 from pipelines.flow_io import DatasetName, publish_table, store_for
 
 __all__ = ["ingest", "SourceKind", "SplitKind", "default_source_path", "manifest_diff", "missing_sources",
-           "source_stats"]
+           "record_manifest", "source_stats"]
 
 SourceKind = Literal["folder", "first-impressions", "liris-accede", "tiktok", "synthetic"]
 SplitKind = Literal["official", "hashed"]
@@ -103,15 +103,47 @@ def _commit(root: Optional[str], dataset: str, manifest: Manifest, source: dict)
     turn; returns the manifest diff, how many snapshots are new and the posts whose counts restate a recorded scrape
     time (:func:`features.trend.restated_snapshots`)."""
     store = store_for(root, dataset, create=True)
-    new, restated = 0, set()
+    scrapes = [s for s in map(scrape_snapshots, (*manifest.rescrapes, manifest.videos)) if len(s)]
+    restated: set[str] = set()
     with store.lock():
         diff = manifest_diff(store.manifest(), manifest.videos)
         store.write_manifest(manifest.videos, manifest.edges, source=source)
-        for videos in (*manifest.rescrapes, manifest.videos):
-            snapshots = scrape_snapshots(videos)
-            restated |= set(restated_snapshots(store.scrape_history(), snapshots) if len(snapshots) else [])
-            new += store.append_scrape_history(snapshots)
+        if not scrapes:
+            return diff, 0, []
+        history = store.scrape_history()  # read once: each scrape is checked against the history and those before it
+        for snapshots in scrapes:
+            restated |= set(restated_snapshots(history, snapshots))
+            history = pd.concat([history, snapshots], ignore_index=True) if len(history) else snapshots
+        new = store.append_scrape_history(pd.concat(scrapes, ignore_index=True))
     return diff, new, sorted(restated)
+
+
+def record_manifest(dataset: str, root: Optional[str], manifest: Manifest, source: dict) -> dict:
+    """Write ``manifest``, read from ``source`` (``{"kind", "path", "options"}``, recorded for ``refresh``), to the
+    store with its scrape snapshots; warn of restated scrape times and of listed videos without a file. Returns the
+    summary :func:`ingest` returns. ``refresh`` passes the manifest its plan read, so the source is read once."""
+    diff, snapshots, restated = _commit(root, dataset, manifest, source)
+    summary = {"dataset": dataset, "videos": len(manifest.videos), "edges": len(manifest.edges),
+               "songs": int(manifest.edges["song_id"].nunique()) if len(manifest.edges) else 0,
+               **{k: len(v) for k, v in diff.items()}, "snapshots": snapshots}
+    if restated:
+        get_run_logger().warning(
+            "ingest %s: %d posts (e.g. %s) were already recorded at the same scrape time with other counts, so the "
+            "scrape time is probably stale; their new counts replace the old ones in the scrape history. A re-scrape "
+            "needs its own time: the records' scrapeTime / yt-dlp's epoch, or a new tiktok_scrape.json beside the "
+            "posts (a --scrape-time given at ingest is reused by refresh)",
+            dataset, len(restated), ", ".join(restated[:MISSING_EXAMPLES]))
+    missing = missing_sources(manifest.videos)
+    summary["missing_files"] = len(missing)
+    summary["missing_examples"] = missing[:MISSING_EXAMPLES]
+    if missing:
+        get_run_logger().warning(
+            "ingest %s: %d of %d listed videos have no file under %s (e.g. %s); extraction records them as missing "
+            "sources and skips them until the files are there and the dataset is re-ingested",
+            dataset, len(missing), len(manifest.videos), source.get("path"), ", ".join(missing[:MISSING_EXAMPLES]))
+    publish_table(f"{dataset}-ingest", [{**summary, "missing_examples": ", ".join(summary["missing_examples"])}],
+                  f"ingest of {dataset} from {source['kind']}")
+    return summary
 
 
 @flow(name="ingest", validate_parameters=True)
@@ -188,26 +220,5 @@ def ingest(
         options["scrape_time"] = scrape_time
         if columns is not None:
             options["columns"] = columns
-    manifest = _load(source, path, options)
-    diff, snapshots, restated = _commit(root, dataset, manifest, {"kind": source, "path": path, "options": options})
-    summary = {"dataset": dataset, "videos": len(manifest.videos), "edges": len(manifest.edges),
-               "songs": int(manifest.edges["song_id"].nunique()) if len(manifest.edges) else 0,
-               **{k: len(v) for k, v in diff.items()}, "snapshots": snapshots}
-    if restated:
-        get_run_logger().warning(
-            "ingest %s: %d posts (e.g. %s) were already recorded at the same scrape time with other counts, so the "
-            "scrape time is probably stale; their new counts replace the old ones in the scrape history. A re-scrape "
-            "needs its own time: the records' scrapeTime / yt-dlp's epoch, or a new tiktok_scrape.json beside the "
-            "posts (a --scrape-time given at ingest is reused by refresh)",
-            dataset, len(restated), ", ".join(restated[:MISSING_EXAMPLES]))
-    missing = missing_sources(manifest.videos)
-    summary["missing_files"] = len(missing)
-    summary["missing_examples"] = missing[:MISSING_EXAMPLES]
-    if missing:
-        get_run_logger().warning(
-            "ingest %s: %d of %d listed videos have no file under %s (e.g. %s); extraction records them as missing "
-            "sources and skips them until the files are there and the dataset is re-ingested",
-            dataset, len(missing), len(manifest.videos), path, ", ".join(missing[:MISSING_EXAMPLES]))
-    publish_table(f"{dataset}-ingest", [{**summary, "missing_examples": ", ".join(summary["missing_examples"])}],
-                  f"ingest of {dataset} from {source}")
-    return summary
+    return record_manifest(dataset, root, _load(source, path, options),
+                           {"kind": source, "path": path, "options": options})

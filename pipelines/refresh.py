@@ -25,8 +25,9 @@ print what was done:
    is touched, its graph input retrains, or its text input gets a new vocabulary), and exactly after the run by
    recomputing :func:`features.packs.pack_fingerprint`.
 
-Running: ingest (the ``ingest`` flow, which rewrites the manifest and, for a TikTok scrape, adds its counts to the
-scrape history that MTAF's early trend is built from) → ``extract_features`` for only the touched videos
+Running: ingest (:func:`pipelines.ingest.record_manifest`, as the ``ingest`` flow does, with the manifest the plan
+read — the source is read once: it rewrites the manifest and, for a TikTok scrape, adds its counts to the scrape
+history that MTAF's early trend is built from) → ``extract_features`` for only the touched videos
 (``video_ids=[...]``), or without ``video_ids`` when videos were removed (that is the call that drops removed videos'
 outputs; unchanged videos are skipped by fingerprint either way) → the ``text`` stage over the whole manifest (its
 vocabulary is built on the whole training split) → ``pretrain_graph`` when planned.
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -48,17 +49,15 @@ from pydantic import Field
 
 from features.packs import pack_fingerprint
 from features.schema import GRAPH_ARTIFACT
+from features.sources import Manifest, load_source, training_ids
 from features.store import Store
 from names import TASK_TARGETS
 from pipelines.flow_io import DatasetName, publish_markdown, store_for
 from pipelines.extract import (EMBED_STAGES, STAGES, ExtractConfig, extract_features, plan_embed_text,
                                plan_extraction, recorded_config, usable_encoders)
 from pipelines.graph import pretrain_graph
-from pipelines.ingest import ingest, manifest_diff
+from pipelines.ingest import manifest_diff, record_manifest
 from pipelines.train import VISION_PROFILES
-
-if TYPE_CHECKING:
-    from features.sources import Manifest
 
 __all__ = ["refresh", "describe_refresh"]
 
@@ -113,16 +112,8 @@ def _pack_selections(store: Store) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------- planning
-def _train_ids(manifest: pd.DataFrame) -> set[str]:
-    if "split" not in manifest.columns or not len(manifest):
-        return set()
-    return set(manifest.loc[manifest["split"] == "train", "video_id"])
-
-
 def _read_source(store: Store, dataset: str) -> tuple[dict, Manifest]:
     """The source the store records (kind, path, options) and that source re-read in memory with its adapter."""
-    from features.sources import load_source
-
     source = store.source_info()
     if not source.get("kind"):
         raise ValueError(f"dataset={dataset!r}: the store does not record how it was ingested: run "
@@ -130,13 +121,14 @@ def _read_source(store: Store, dataset: str) -> tuple[dict, Manifest]:
     return source, load_source(source["kind"], source.get("path"), **(source.get("options") or {}))
 
 
-def _wanted_stages(entries: dict[str, dict], stages: Optional[list[str]],
+def _wanted_stages(store: Store, stages: Optional[list[str]],
                    config: Optional[dict]) -> tuple[ExtractConfig, list[str], list[str]]:
     """``(cfg, wanted, kept)``: the extraction parameters (given, else those the store was extracted with), the stages
     to keep fresh (given, else those the store has, else all) and the ``embed_*`` stages left as they are because
-    their encoder path no longer exists."""
-    cfg = ExtractConfig(**config) if config is not None else recorded_config(entries)
-    present = [s for s in (*STAGES, *EMBED_STAGES) if entries[s]]
+    their encoder path no longer exists. Records are parsed only to read the recorded parameters (no ``config``)."""
+    present = [s for s in (*STAGES, *EMBED_STAGES) if store.fingerprints(s)]  # index columns: no record parsed
+    cfg = (ExtractConfig(**config) if config is not None
+           else recorded_config({s: store.entries(s) for s in present}))
     keep = stages if stages is not None else (present or STAGES)
     cfg, kept = usable_encoders(cfg, [s for s in EMBED_STAGES if s in keep], "refresh")
     wanted = [s for s in (*STAGES, *EMBED_STAGES) if s in keep and s not in kept]
@@ -163,7 +155,7 @@ def _plan_per_video(store: Store, videos: pd.DataFrame, cfg: ExtractConfig,
 def _plan_text(old: pd.DataFrame, new: pd.DataFrame, todo: dict[str, dict]) -> tuple[bool, list[str]]:
     """``(vocabulary, ids)``: whether the vocabulary is rebuilt (the training split's videos or their transcripts
     change) and the videos whose bag of words is recomputed (every video then, else those with a new transcript)."""
-    new_train, old_train = _train_ids(new), _train_ids(old)
+    new_train, old_train = training_ids(new), training_ids(old)
     vocabulary = bool(new_train ^ old_train) or any("transcripts" in todo[v]["todo"] for v in new_train & set(todo))
     if vocabulary:
         return True, sorted(set(new["video_id"]))
@@ -211,7 +203,9 @@ def _plan_packs(store: Store, old: pd.DataFrame, new: pd.DataFrame, touched: set
 
 @task(cache_policy=NONE, persist_result=False, name="plan-refresh")
 def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[list[str]],
-          config: Optional[dict]) -> dict:
+          config: Optional[dict]) -> tuple[dict, Manifest]:
+    """``(plan, manifest)``: the plan (see :func:`refresh`) and the source's manifest it was made from, which the
+    run records as it is (the source is read once)."""
     store = store_for(root, dataset)
     if dry_run:  # every writer raises: a dry run cannot change the store (the digest memo stays in memory)
         store = store.as_read_only()
@@ -219,11 +213,10 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
     old = store.manifest()
     diff = manifest_diff(old, new.videos)
     added, removed, rows_changed = diff["added"], diff["removed"], diff["changed"]
-    entries = {s: store.entries(s) for s in (*STAGES, *EMBED_STAGES)}
-    cfg, wanted, kept = _wanted_stages(entries, stages, config)
+    cfg, wanted, kept = _wanted_stages(store, stages, config)
 
     todo, extract = _plan_per_video(store, new.videos, cfg, wanted)
-    probes = {v: r.fingerprint for v, r in entries["probe"].items()}
+    probes = store.fingerprints("probe")
     content_changed = {v for v, it in todo.items() if v in probes and probes[v] != it["fps"]["probe"]}
     changed = sorted((set(rows_changed) | content_changed) - set(added))
     vocabulary = False
@@ -251,7 +244,7 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
         "graph": graph,
         "packs": packs,
         "nothing_to_do": nothing,
-    }
+    }, new
 
 
 def _ids(ids: list[str], limit: int = 8) -> str:
@@ -331,7 +324,7 @@ def refresh(
     """
     t0 = time.perf_counter()
     logger = get_run_logger()
-    plan = _plan(root, dataset, dry_run, stages, config.model_dump() if config is not None else None)
+    plan, manifest = _plan(root, dataset, dry_run, stages, config.model_dump() if config is not None else None)
     result: dict[str, Any] = {"dataset": dataset, "dry_run": dry_run, "plan": plan, "did": None}
     logger.info("%s", describe_refresh(result))
     if dry_run or plan["nothing_to_do"]:
@@ -340,11 +333,8 @@ def refresh(
                              "stale_packs": [], "seconds": round(time.perf_counter() - t0, 3)}
         return result
 
-    source = plan["source"]
     store = store_for(root, dataset)
-    options = store.source_info().get("options") or {}
-    did: dict[str, Any] = {"ingest": ingest(dataset=dataset, source=source["kind"], path=source["path"], root=root,
-                                            **options)}
+    did: dict[str, Any] = {"ingest": record_manifest(dataset, root, manifest, store.source_info())}
     cfg = ExtractConfig(**plan["config"])
     run_kw = {"dataset": dataset, "root": root, "config": cfg, "workers": workers, "dask_address": dask_address,
               "dask_workers": dask_workers}

@@ -34,6 +34,7 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from features.fingerprint import fingerprint
+from names import EARLY_TREND
 from pipelines.flow_io import DatasetName, markdown_table, publish_markdown, store_for
 
 __all__ = ["PRESET_DIR", "Preset", "PresetRow", "count_parameters", "list_presets", "load_preset",
@@ -234,9 +235,7 @@ def _model_inputs(model: str, task: str, overrides: Mapping[str, Any]) -> tuple[
 def _lacks_scrape_history(store: Any, preset: Preset, quick: bool) -> bool:
     """Whether a row reads MTAF's early trend while no post of the dataset was scraped twice: every series would be
     masked, and the trend rows would learn nothing from it."""
-    from features.trend import TREND_KEY
-
-    if not any(TREND_KEY in _model_inputs(r.model, preset.task, row_overrides(preset, r, quick=quick))
+    if not any(EARLY_TREND in _model_inputs(r.model, preset.task, row_overrides(preset, r, quick=quick))
                for r in preset.rows):
         return False
     history = store.scrape_history()

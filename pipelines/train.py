@@ -27,8 +27,8 @@ from names import TASK_NAMES
 from pipelines.flow_io import DatasetName, publish_table, store_for
 
 __all__ = ["train", "run_training", "run_per_target", "each_target", "merge_target_runs", "pack_keys",
-           "load_run_model", "split_loader", "new_run_id", "TaskName", "VisionProfile", "VISION_PROFILES",
-           "InputKind", "input_overrides"]
+           "load_run_model", "model_targets", "split_loader", "new_run_id", "TaskName", "VisionProfile",
+           "VISION_PROFILES", "InputKind", "input_overrides"]
 
 TaskName = Literal[TASK_NAMES]
 #: frame profiles that can feed a model's ``vision`` input (``per_second`` feeds ``vision_seg``)
@@ -79,6 +79,7 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
     ``input_kind="embeddings"`` trains on the cached pretrained-encoder vectors instead of raw frames / MFCC / words.
     """
     from models.engine import TrainConfig, evaluate, fit
+    from models.input_versions import recorded_versions
     from models.metrics import compute_metrics, constant_baseline
     from models.registry import list_models
 
@@ -117,6 +118,7 @@ def run_training(store: Store, model_name: str, task_name: str, *, epochs: int =
         "config": dataclasses.asdict(model.cfg), "train": dataclasses.asdict(cfg),
         "n_train": int(len(idx["train"])), "n_test": int(len(idx["test"])), "targets": list(names),
         "input_kind": getattr(model.cfg, "input_kind", "raw"),
+        "input_versions": recorded_versions(inputs),  # what its checkpoint records (models.input_versions)
     }
     if record:
         store.save_run(run_id, run)
@@ -145,9 +147,10 @@ def _model_for_pack(store: Store, model_name: str, task_name: str, overrides: di
     return model, pack_fp, reused, arrays
 
 
-def _model_targets(model: Any, arrays: dict[str, Any]) -> dict[str, Any]:
-    """``arrays`` with only the target columns ``model`` predicts (a subset of its task's, in the model's order);
-    arrays whose target already has the model's width are returned as they are.
+def model_targets(model: Any, arrays: dict[str, Any]) -> dict[str, Any]:
+    """A tensor pack's ``arrays`` with only the target columns ``model`` predicts (a subset of its task's, in the
+    model's order); arrays whose target already has the model's width are returned as they are. Apply it once: a
+    model of the task's targets in another order would have its columns reordered again.
 
     Shapes:
         arrays["target"] (N, K_task) → (N, K_model)
@@ -170,7 +173,7 @@ def _split_loaders(store: Store, model: Any, task_name: str, arrays: dict[str, A
     """
     from models.data import PackLoader, split_sets
 
-    arrays = _model_targets(model, arrays)
+    arrays = model_targets(model, arrays)
     idx = split_sets(arrays["split"])
     if len(idx["train"]) == 0:
         raise ValueError(f"dataset {store.dataset!r} has no labelled training videos for task {task_name!r}")
@@ -264,13 +267,16 @@ def load_run_model(store: Store, checkpoint: str, pack: str | None = None) -> tu
         raise FileNotFoundError(f"checkpoint={checkpoint!r}: not found in store {store.url}; retrain the run")
     model, extra = load_checkpoint(path)
     arrays, _ = store.read_pack(extra.get("pack", pack))
-    return model, _model_targets(model, arrays)  # a model of a target subset is scored on its own columns
+    return model, model_targets(model, arrays)  # a model of a target subset is scored on its own columns
 
 
 def split_loader(model: Any, arrays: dict[str, Any], split: str | None, *, batch_size: int
                  ) -> tuple[np.ndarray, Any]:
     """The pack rows of ``split`` (``None``: every video) and an unshuffled :class:`models.data.PackLoader` over
-    them with ``model``'s keys and target columns.
+    them with ``model``'s keys. ``arrays`` hold the model's target columns already (:func:`model_targets`, as
+    :func:`load_run_model` returns them). Every frame of the pack becomes float, not only those the model reads
+    (``VidModel.input_positions``): the interpretations (Integrated Gradients and its mean baselines) read whole
+    inputs.
 
     Shapes:
         → rows (N,) int, loader batches per docs/ARCHITECTURE.md
@@ -278,7 +284,7 @@ def split_loader(model: Any, arrays: dict[str, Any], split: str | None, *, batch
     from models.data import PackLoader, split_sets
 
     rows = np.arange(len(arrays["target"])) if split is None else split_sets(arrays["split"])[split]
-    return rows, PackLoader(_model_targets(model, arrays), pack_keys(model), rows, batch_size=batch_size)
+    return rows, PackLoader(arrays, pack_keys(model), rows, batch_size=batch_size)
 
 
 @task(cache_policy=NONE, persist_result=False, name="train-model")

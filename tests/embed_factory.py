@@ -63,6 +63,65 @@ def tiny_wav2vec2(path: Path, *, seed: int = 0, sampling_rate: int = 16000, hidd
     return path
 
 
+def tiny_ast(path: Path, *, seed: int = 0, num_mel_bins: int = 32, max_length: int = 100,
+             mean: float = -4.2677393, std: float = 4.5689974) -> Path:
+    """An Audio Spectrogram Transformer (AST) checkpoint as MIT/ast-finetuned-audioset-* ships it — the
+    ``ASTForAudioClassification`` weights and the ``ASTFeatureExtractor``'s ``preprocessor_config.json`` — with 32
+    mel bins and 100 frames (the real one: 128 × 1,024). The extractor's mean / std are AudioSet's."""
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    torch.manual_seed(seed)
+    cfg = ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                    num_mel_bins=num_mel_bins, max_length=max_length, frequency_stride=8, time_stride=8,
+                    num_labels=3)
+    model = ASTForAudioClassification(cfg)
+    with torch.no_grad():  # its init leaves the [CLS] / position embeddings and biases zero: make every weight count
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    model.save_pretrained(path)
+    ASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length, mean=mean, std=std).save_pretrained(path)
+    return path
+
+
+def tiny_whisper(path: Path, *, seed: int = 0, chunk_length: int = 4) -> Path:
+    """A Whisper checkpoint as openai/whisper-* ship it — ``WhisperForConditionalGeneration`` weights,
+    ``generation_config.json`` and the ``WhisperFeatureExtractor``'s ``preprocessor_config.json`` — with 80 mel bins
+    and a ``chunk_length``-second window (the real one: 30 s; 100 mel frames and 50 encoder frames per second in
+    both)."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                        max_source_positions=50 * chunk_length, max_target_positions=16, vocab_size=64,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    WhisperForConditionalGeneration(cfg).save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=80, chunk_length=chunk_length).save_pretrained(path)
+    return path
+
+
+def tiny_clap(path: Path, *, seed: int = 0, sampling_rate: int = 16000) -> Path:
+    """A CLAP checkpoint as laion/clap-htsat-unfused ships it — the full ``ClapModel`` (text and audio towers) and
+    a ``ClapFeatureExtractor`` with ``truncation="rand_trunc"`` and ``padding="repeatpad"`` — with 16 mel bins and a
+    1-s ``max_length_s`` (the real one: 64 bins, 10 s at 48 kHz)."""
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    torch.manual_seed(seed)
+    audio = dict(spec_size=64, patch_size=4, num_mel_bins=16, window_size=4, depths=[1, 1], num_attention_heads=[2, 2],
+                 patch_embeds_hidden_size=8, hidden_size=16, projection_dim=8, enable_fusion=False)
+    text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64,
+                max_position_embeddings=32, projection_dim=8)
+    ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=8)).save_pretrained(path)
+    ClapFeatureExtractor(feature_size=16, sampling_rate=sampling_rate, hop_length=sampling_rate // 100,
+                         fft_window_size=400, frequency_max=sampling_rate // 2, max_length_s=1, truncation="rand_trunc",
+                         padding="repeatpad").save_pretrained(path)
+    return path
+
+
+
 def _bert_tokenizer(path: Path) -> None:
     from transformers import BertTokenizerFast
 

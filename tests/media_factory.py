@@ -7,10 +7,12 @@ files (truncated, corrupted, random bytes, huge-resolution header) are derived f
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
@@ -29,9 +31,14 @@ __all__ = [
     "make_speech_wav",
     "make_tiny_video",
     "make_video",
+    "make_wild",
+    "WILD_CASES",
+    "WildCase",
+    "ffmpeg_encoders",
     "make_vfr_video",
     "set_rotation",
     "truncate",
+    "udta_first",
     "write_random",
 ]
 
@@ -390,4 +397,151 @@ def make_tiny_video(path: Path, size: tuple[int, int], *, colour: str = "0x2080C
         graph += f",drawbox=x={w // 2}:y=0:w={w - w // 2}:h={h}:color={right}:t=fill"
     extra = ["-preset", "ultrafast", "-qp", "0"] if vcodec == "libx264" else []
     _ffmpeg("-f", "lavfi", "-i", graph, "-c:v", vcodec, "-pix_fmt", pix_fmt, *extra, str(path))
+    return path
+
+
+@dataclass(frozen=True)
+class WildCase:
+    """A valid but unusual file as cameras, broadcasters and encoders write it (:func:`make_wild`)."""
+
+    file: str  # file name; its extension picks the container
+    args: tuple[str, ...]  # ffmpeg arguments between the global options and the output name
+    encoders: tuple[str, ...]  # ffmpeg encoders the file needs (the case is skipped without them)
+
+
+def _v(size: str = "64x48", fps: str = "10", duration: float = 2.0, source: str = "testsrc2") -> tuple[str, ...]:
+    sep = ":" if "=" in source else "="
+    return ("-f", "lavfi", "-i", f"{source}{sep}s={size}:r={fps}:d={duration}")
+
+
+def _a(rate: int = 44100, duration: float = 2.0, hz: int = 440) -> tuple[str, ...]:
+    return ("-f", "lavfi", "-i", f"sine=f={hz}:sample_rate={rate}:d={duration}")
+
+
+_X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+_TS = (*_v(fps="25"), *_a(48000), *_X264, "-c:a", "aac", "-output_ts_offset", "95441.6")
+# A cover picture (red, attached_pic) beside the real (blue) video; make_wild then lists it first (udta_first).
+_COVER = ("-f", "lavfi", "-i", "color=c=red:s=32x32:d=0.1", *_v(source="color=c=0x2080C0", size="64x48"),
+          *_a(), "-map", "0:v", "-map", "1:v", "-map", "2:a", "-c:v:0", "mjpeg",
+          "-disposition:v:0", "attached_pic", "-c:v:1", "libx264", "-preset", "ultrafast", "-pix_fmt:v:1",
+          "yuv420p", "-c:a", "aac")
+
+#: name → the file; durations 2 s unless the case is about its timing
+WILD_CASES: dict[str, WildCase] = {
+    # broadcast: the PTS start near 2**33 / 90 kHz (~26.5 h), so the timestamps wrap to 0 after 0.7 s
+    "ts_wrap": WildCase("ts_wrap.ts", _TS, ("libx264", "aac")),
+    "flv": WildCase("flv.flv", (*_v(), *_a(), "-c:v", "flv", "-c:a", "libmp3lame"), ("flv", "libmp3lame")),
+    "3gp": WildCase("3gp.3gp", (*_v(size="128x96"), *_a(8000), "-c:v", "h263", "-c:a", "aac", "-ac", "1"),
+                    ("h263", "aac")),
+    "ogv": WildCase("ogv.ogv", (*_v(), *_a(), "-c:v", "libtheora", "-c:a", "libvorbis"),
+                    ("libtheora", "libvorbis")),
+    "prores": WildCase("prores.mov", (*_v(), *_a(48000), "-c:v", "prores_ks", "-profile:v", "3", "-c:a",
+                                      "pcm_s24le"), ("prores_ks", "pcm_s24le")),
+    "qtrle": WildCase("qtrle.mov", (*_v(), *_a(48000), "-c:v", "qtrle", "-c:a", "pcm_f32le"), ("qtrle", "pcm_f32le")),
+    "mpeg4_avi": WildCase("mpeg4_avi.avi", (*_v(), *_a(), "-c:v", "mpeg4", "-c:a", "libmp3lame"),
+                          ("mpeg4", "libmp3lame")),
+    "mjpeg_avi": WildCase("mjpeg_avi.avi", (*_v(), *_a(22050), "-c:v", "mjpeg", "-pix_fmt", "yuvj422p", "-c:a",
+                                         "pcm_u8"), ("mjpeg", "pcm_u8")),
+    "vob": WildCase("vob.vob", (*_v(size="352x288", fps="25"), *_a(48000), "-c:v", "mpeg2video", "-flags",
+                                "+ilme+ildct", "-top", "1", "-c:a", "mp2", "-f", "vob"), ("mpeg2video", "mp2")),
+    "wmv": WildCase("wmv.wmv", (*_v(), *_a(), "-c:v", "wmv2", "-c:a", "wmav2"), ("wmv2", "wmav2")),
+    "dv_raw": WildCase("dv_raw.dv", (*_v(size="720x576", fps="25", duration=1.0), *_a(48000, 1.0), "-c:v",
+                                     "dvvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2", "-f", "dv"),
+                       ("dvvideo", "pcm_s16le")),
+    "hevc10": WildCase("hevc10.mp4", (*_v(), *_a(), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt",
+                                      "yuv420p10le", "-tag:v", "hvc1", "-x265-params", "log-level=error",
+                                      "-c:a", "aac"), ("libx265", "aac")),
+    "vp9_444": WildCase("vp9_444.webm", (*_v(), *_a(48000), "-c:v", "libvpx-vp9", "-pix_fmt", "yuv444p",
+                                         "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus"),
+                        ("libvpx-vp9", "libopus")),
+    "av1": WildCase("av1.mp4", (*_v(), *_a(), "-c:v", "libaom-av1", "-cpu-used", "8", "-row-mt", "1",
+                                "-crf", "40", "-c:a", "aac"), ("libaom-av1", "aac")),
+    "h264_422_10": WildCase("h264_422_10.mkv", (*_v(), *_a(), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt",
+                                            "yuv422p10le", "-c:a", "aac"), ("libx264", "aac")),
+    "h264_raw": WildCase("h264_raw.h264", (*_v(), *_X264, "-f", "h264"), ("libx264",)),
+    "gif": WildCase("gif.gif", (*_v(), "-c:v", "gif"), ("gif",)),
+    "apng": WildCase("apng.apng", (*_v(), "-c:v", "apng", "-plays", "0", "-f", "apng"), ("apng",)),
+    "y4m": WildCase("y4m.y4m", (*_v(size="32x24"), "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"), ()),
+    # stream layouts
+    "two_audio": WildCase("two_audio.mkv", (*_v(), "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono:d=2", *_a(32000),
+                                             "-map", "0", "-map", "1", "-map", "2", *_X264, "-c:a", "aac",
+                                             "-disposition:a:0", "0", "-disposition:a:1", "default"),
+                          ("libx264", "aac")),
+    "surround": WildCase("surround.mkv", (*_v(), *_a(48000), *_X264, "-c:a", "ac3", "-ac", "6"),
+                         ("libx264", "ac3")),
+    "hires_audio": WildCase("hires_audio.mkv", (*_v(), *_a(96000), *_X264, "-c:a", "flac"), ("libx264", "flac")),
+    "cover_art": WildCase("cover_art.mp4", _COVER, ("libx264", "mjpeg", "aac")),
+    # a subtitle track before the video, a QuickTime timecode (tmcd) data track after the audio, as cameras write
+    # a song with album art only, renamed .mp4: the one video stream is an attached picture
+    "music_cover": WildCase("music_cover.mp4", ("-f", "lavfi", "-i", "color=c=red:s=32x32:d=0.1", *_a(), "-map", "0:v",
+                                                "-map", "1:a", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic",
+                                                "-c:a", "aac"), ("mjpeg", "aac")),
+    "subs_data": WildCase("subs_data.mp4", (*_v(), *_a(), "-i", "{srt}", "-map", "2", "-map", "0", "-map", "1",
+                                            *_X264, "-c:a", "aac", "-c:s", "mov_text", "-timecode", "00:00:10:00"),
+                          ("libx264", "aac", "mov_text")),
+    "audio_late": WildCase("audio_late.mp4", (*_v(duration=3.0), "-itsoffset", "0.5", *_a(duration=2.0),
+                                              *_X264, "-c:a", "aac"), ("libx264", "aac")),
+    "anamorphic": WildCase("anamorphic.mp4", (
+        "-f", "lavfi", "-i", "color=c=black:s=360x240:r=10:d=2,drawbox=x=129:y=0:w=102:h=240:color=white:t=fill,"
+        "setsar=32/27", *_a(), *_X264, "-c:a", "aac"), ("libx264", "aac")),
+    "odd_size": WildCase("odd_size.mkv", ("-f", "lavfi", "-i", "color=c=0x2080C0:s=33x17:r=10:d=2,format=rgb24,"
+                                          "drawbox=x=17:y=0:w=16:h=17:color=white:t=fill", "-c:v", "ffv1",
+                                          "-pix_fmt", "yuv420p"), ("ffv1",)),
+    "one_frame": WildCase("one_frame.mp4", (*_v(), *_X264, "-frames:v", "1"), ("libx264",)),
+    "fps120": WildCase("fps120.mp4", (*_v(size="32x24", fps="120", duration=1.5), *_X264), ("libx264",)),
+    "fps_half": WildCase("fps_half.mp4", (*_v(fps="1/2", duration=4.0), *_X264), ("libx264",)),
+    "long_gop": WildCase("long_gop.mp4", (*_v(size="32x24", fps="25", duration=6.0), *_X264, "-g", "1000",
+                                          "-keyint_min", "1000", "-sc_threshold", "0"), ("libx264",)),
+    "podcast": WildCase("podcast.mp4", (*_v(source="color=c=0x2080C0", fps="1", duration=4.0), *_a(duration=4.0),
+                                        *_X264, "-tune", "stillimage", "-c:a", "aac"), ("libx264", "aac")),
+}
+
+
+def _atoms(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """``(type, offset, size)`` of the ISO-BMFF boxes laid end to end in ``data[start:end]``."""
+    out, at = [], start
+    while at + 8 <= end:
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        size = int.from_bytes(data[at + 8:at + 16], "big") if size == 1 else size or end - at
+        out.append((kind, at, size))
+        at += size
+    return out
+
+
+def udta_first(path: Path) -> Path:
+    """Move the ``udta`` box (iTunes metadata, the ``covr`` cover art) of an MP4's ``moov`` in front of its tracks,
+    as some taggers lay it out: ffmpeg then lists the cover art as stream 0, before the real video. The ``moov``
+    keeps its size, so the sample offsets into ``mdat`` stay valid."""
+    path = Path(path)
+    data = path.read_bytes()
+    _, moov, size = next(a for a in _atoms(data, 0, len(data)) if a[0] == b"moov")
+    children = _atoms(data, moov + 8, moov + size)
+    order = sorted(children, key=lambda a: {b"mvhd": 0, b"udta": 1}.get(a[0], 2))
+    body = b"".join(data[at:at + n] for _, at, n in order)
+    path.write_bytes(data[:moov + 8] + body + data[moov + size:])
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_encoders() -> frozenset[str]:
+    """Names of the encoders this ffmpeg has (``ffmpeg -encoders``)."""
+    done = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+    return frozenset(line.split()[1] for line in done.stdout.splitlines()
+                     if len(line.split()) > 1 and len(line.split()[0]) == 6 and line.split()[0][0] in "VAS")
+
+
+def make_wild(folder: Path, name: str) -> Path | str:
+    """Write case ``name`` of :data:`WILD_CASES` into ``folder``: its path, or why this ffmpeg cannot make it."""
+    case = WILD_CASES[name]
+    missing = [e for e in case.encoders if e not in ffmpeg_encoders()]
+    if missing:
+        return f"this ffmpeg has no {', '.join(missing)} encoder"
+    path = Path(folder) / case.file
+    srt = path.with_suffix(".srt.txt")  # a subtitle input for the cases that carry one
+    if "{srt}" in case.args:
+        srt.write_text("1\n00:00:00,000 --> 00:00:01,500\nhello\n\n", encoding="utf-8")
+    _ffmpeg(*(str(srt) if a == "{srt}" else a for a in case.args), str(path))
+    srt.unlink(missing_ok=True)
+    if name == "cover_art":
+        udta_first(path)
     return path

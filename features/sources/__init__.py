@@ -28,7 +28,7 @@ from features.sources.liris import read_liris_accede
 from features.sources.tiktok import read_tiktok
 
 __all__ = ["Manifest", "SourceError", "SOURCE_KINDS", "LABEL_COLUMNS", "load_source", "read_folder", "read_synthetic",
-           "read_synthetic_rescrapes"]
+           "read_synthetic_rescrapes", "training_ids"]
 
 #: every label column any adapter may fill
 LABEL_COLUMNS = ("valence", "arousal", "valence_value", "arousal_value", *TRAITS, "interview",
@@ -44,6 +44,21 @@ class Manifest:
     #: earlier scrapes of the same posts, oldest first, each as the TikTok adapter reads a scrape; ingest records their
     #: counts in the scrape history before the manifest's own (the synthetic source's early re-scrapes)
     rescrapes: tuple[pd.DataFrame, ...] = ()
+
+
+def training_ids(manifest: pd.DataFrame) -> set[str]:
+    """The ids of ``manifest``'s training split (``split == "train"``), e.g. the videos the text vocabulary is built
+    on. A manifest without rows (a store before its first ingest, which has no columns either) has none.
+
+    Raises:
+        ValueError: ``manifest`` has rows but no ``split`` column (every adapter writes one).
+    """
+    if not len(manifest):
+        return set()
+    if "split" not in manifest.columns:
+        raise ValueError(f"manifest has columns {list(manifest.columns)}; expected a 'split' column (train / val / "
+                         "test per video, as every source adapter writes): re-ingest the dataset")
+    return set(manifest.loc[manifest["split"] == "train", "video_id"])
 
 
 def _canonical(videos: pd.DataFrame, kind: str) -> pd.DataFrame:

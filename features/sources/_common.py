@@ -12,7 +12,7 @@ __all__ = ["SourceError", "MEDIA_EXTENSIONS", "find_media", "hashed_split", "lab
 #: Extensions the ``folder`` adapter and the label adapters treat as media (anything ffmpeg reads; lower-case).
 MEDIA_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".3gp", ".ogv", ".asf", ".vob",
+    ".3gp", ".ogv", ".asf", ".vob", ".dv", ".y4m", ".h264", ".264", ".gif", ".apng",
 })
 
 

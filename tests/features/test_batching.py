@@ -1,4 +1,5 @@
-"""features.batching: rows of many videos in fixed-size encoder batches, per-video results, a bounded prefetch queue."""
+"""features.batching: rows of many videos in fixed-size encoder batches, per-video results, a bounded prefetch queue,
+one batcher shared by several threads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from features.batching import RowBatcher, RowEncoder, RowItem, batched_rows, prefetch
+from features.batching import (RowBatcher, RowEncoder, RowItem, SharedBatcher, batched_rows, prefetch,
+                               shared_batcher)
 
 POISON = -1.0  # a row holding this value makes the test encoder raise
 
@@ -111,7 +113,7 @@ def test_rows_the_encoder_refuses_fail_their_video_and_the_rest_go_on():
     errors = {r.key: str(r.error) for r in results}
     assert "expected float32, got float64" in errors["f64"]
     assert "rows of 'wide': expected float32 rows of shape (3,)" in errors["wide"]
-    assert "valid of 'mask': expected bool (2,)" in errors["mask"]
+    assert "valid of 'mask': expected a bool or 0/1 integer mask of shape (2,), got bool (3,)" in errors["mask"]
     (done,) = batcher.flush()
     assert done.key == "ok" and done.error is None
     with pytest.raises(ValueError, match="batch_size=0: expected an int >= 1"):
@@ -210,3 +212,166 @@ def test_closing_the_result_stream_stops_its_producer():
     assert next(results).key == "v0"
     results.close()  # e.g. a commit raised in the consumer
     assert stopped.is_set() and not [t for t in threading.enumerate() if t.name == "prefetch"]
+
+
+def test_integer_0_1_masks_are_accepted_and_other_masks_are_refused_by_name():
+    item = _item("a", 4, seed=8)
+    as_int = RowBatcher(_encoder(8)).run_one(RowItem(key="i", rows=item.rows, valid=np.array([1, 0, 0, 1], np.int8)))
+    as_bool = RowBatcher(_encoder(8)).run_one(RowItem(key="b", rows=item.rows, valid=np.array([1, 0, 0, 1], bool)))
+    assert as_int.error is None
+    for got, want in zip(as_int.outputs, as_bool.outputs):
+        np.testing.assert_array_equal(got, want)
+    batcher = RowBatcher(_encoder(8))
+    twos = batcher.run_one(RowItem(key="t", rows=item.rows, valid=np.array([0, 2, 1, 1])))
+    assert "valid of 't': expected a bool or 0/1 integer mask, got int64 values [2]" in str(twos.error)
+    floats = batcher.run_one(RowItem(key="f", rows=item.rows, valid=np.ones(4)))
+    assert "valid of 'f': expected a bool or 0/1 integer mask of shape (4,), got float64 (4,)" in str(floats.error)
+
+
+# ------------------------------------------------------------------ one batcher shared by several threads
+def _batcher_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("batcher-")]
+
+
+def _submit_from_threads(service: SharedBatcher, per_thread: list[list[RowItem]]) -> dict:
+    """Each list of items submitted by its own thread (clients registered first), which then pauses and waits."""
+    clients = [service.client() for _ in per_thread]
+    results: dict = {}
+
+    def work(client, items):
+        futures = [client.submit(item) for item in items]
+        client.pause()
+        for f in futures:
+            res = f.result(timeout=30)
+            results[res.key] = res
+        client.close()
+
+    threads = [threading.Thread(target=work, args=(c, items)) for c, items in zip(clients, per_thread)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
+def test_rows_of_three_threads_fill_one_encoders_batches_and_each_gets_its_own_results():
+    calls: list = []
+    service = SharedBatcher(_encoder(8, calls), lane="x", max_wait=30.0)  # only "every client idle" flushes
+    per_thread = [[_item(f"t{t}v{v}", 5, seed=10 * t + v, lane="x") for v in range(2)] for t in range(3)]
+    results = _submit_from_threads(service, per_thread)
+    service.close()
+    assert [len(x) for x in calls] == [8, 8, 8, 6]  # 30 rows: full batches across threads, one partial at the end
+    for item in sum(per_thread, []):
+        res = results[item.key]
+        assert res.error is None and res.lane == "x"
+        alone = RowBatcher(_encoder(8)).run_one(item)  # per-video encoding
+        for got, want in zip(res.outputs, alone.outputs):
+            np.testing.assert_array_equal(got, want)
+    assert not service.alive
+
+
+def test_a_raising_video_fails_alone_while_other_threads_videos_in_its_batch_succeed():
+    calls: list = []
+
+    def check(rows: np.ndarray) -> None:
+        if rows.dtype != np.float32:
+            raise ValueError(f"rows: expected float32, got {rows.dtype}")
+
+    service = SharedBatcher(_encoder(8, calls, check=check), max_wait=30.0)
+    bad = _item("bad", 3, seed=1)
+    bad.rows[1, 0] = POISON
+    refused = RowItem(key="f64", rows=np.ones((2, 3)))
+    goods = [_item("g1", 3, seed=2), _item("g2", 2, seed=3)]
+    results = _submit_from_threads(service, [[goods[0]], [bad, refused], [goods[1]]])
+    service.close()
+    assert isinstance(results["bad"].error, RuntimeError) and results["bad"].outputs is None
+    assert "expected float32, got float64" in str(results["f64"].error)
+    for item in goods:
+        assert results[item.key].error is None
+        np.testing.assert_allclose(results[item.key].outputs[0], _expected(item)[0], rtol=1e-6)
+    # one mixed batch of the 8 rows raised, then each video's rows ran alone: only "bad" raised again
+    assert sorted(len(x) for x in calls) == [2, 3, 3, 8]
+
+
+def test_a_partial_batch_of_one_thread_runs_without_waiting_for_rows_nobody_sends():
+    with shared_batcher("partial", _encoder(8), max_wait=30.0) as client:
+        t0 = time.perf_counter()
+        future = client.submit(_item("a", 3))
+        client.pause()  # the only client is idle: its partial batch runs now, not after max_wait
+        assert future.result(timeout=10).error is None
+        assert time.perf_counter() - t0 < 10
+    with shared_batcher("busy", _encoder(8), max_wait=0.2) as client, shared_batcher("busy", _encoder(8)) as other:
+        assert other.service is client.service  # the same key: one service
+        t0 = time.perf_counter()
+        future = client.submit(_item("b", 3))  # neither client pauses: max_wait runs the partial batch
+        assert future.result(timeout=10).error is None
+        assert 0.2 <= time.perf_counter() - t0 < 10
+    assert not _batcher_threads()
+
+
+@pytest.mark.parametrize("limit", [{"max_items": 2}, {"max_items": 100, "max_bytes": 2 * 12 * 4}])
+def test_a_submitting_thread_waits_while_the_shared_queue_is_full(limit):
+    gate, started = threading.Event(), threading.Event()
+
+    def forward(x):
+        started.set()
+        assert gate.wait(timeout=30)
+        return (x.sum(axis=1, keepdims=True),)
+
+    enc = RowEncoder(forward=forward, outputs=(((1,), np.float32),), batch_size=4)
+    submitted: list = []
+    with shared_batcher("bounded", enc, max_wait=30.0, **limit) as client:
+        def produce():
+            for i in range(6):
+                submitted.append(client.submit(_item(f"v{i}", 4, seed=i)))  # 4 rows: a full batch, 48 bytes
+        producer = threading.Thread(target=produce)
+        producer.start()
+        assert started.wait(timeout=30)  # v0 runs (and blocks); v1, v2 fill the queue; v3 waits to be admitted
+        time.sleep(0.3)
+        assert len(submitted) == 3 and producer.is_alive()
+        gate.set()
+        producer.join(timeout=30)
+        assert len(submitted) == 6 and all(f.result(timeout=30).error is None for f in submitted)
+    assert not _batcher_threads()
+
+
+def test_shared_batchers_start_on_first_use_and_their_threads_end_with_the_last_client():
+    assert not _batcher_threads()
+    with shared_batcher(("enc", 1), _encoder(4), lane="a") as a1:
+        with shared_batcher(("enc", 1), lambda: pytest.fail("a running service is reused"), lane="a") as a2:
+            with shared_batcher(("enc", 2), _encoder(4), lane="b") as b:
+                assert a1.service is a2.service and b.service is not a1.service
+                assert sorted(_batcher_threads()) == ["batcher-a", "batcher-b"]
+        assert _batcher_threads() == ["batcher-a"]
+        queued = a1.submit(_item("x", 1))
+    assert queued.done() and not _batcher_threads()
+    with pytest.raises(ValueError, match="max_wait=0: expected seconds > 0"):
+        with shared_batcher("bad", _encoder(4), max_wait=0):
+            pass
+
+
+def test_a_client_that_leaves_drops_its_queued_items_and_the_others_still_run():
+    gate, started = threading.Event(), threading.Event()
+
+    def forward(x):
+        started.set()
+        assert gate.wait(timeout=30)
+        return (x.sum(axis=1, keepdims=True),)
+
+    service = SharedBatcher(RowEncoder(forward=forward, outputs=(((1,), np.float32),), batch_size=4), max_items=8,
+                            max_wait=30.0)
+    stays, leaves = service.client(), service.client()
+    running = stays.submit(_item("a", 4))  # a full batch: taken from the queue, its forward waits on the gate
+    assert started.wait(timeout=30)
+    queued = [leaves.submit(_item(f"l{i}", 4, seed=i)) for i in range(2)]
+    kept = stays.submit(_item("b", 4, seed=9))
+    leaves.close()
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(RuntimeError, match="submit on a closed client"):
+        leaves.submit(_item("c", 1))
+    gate.set()
+    assert running.result(timeout=30).key == "a" and kept.result(timeout=30).error is None
+    stays.close()
+    service.close()
+    assert not service.alive

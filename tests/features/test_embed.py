@@ -12,7 +12,8 @@ import pytest
 
 from features import embed as E
 from tests.embed_factory import (
-    WORDS, tiny_bert, tiny_clip_vision, tiny_glove, tiny_sentence_transformers, tiny_wav2vec2,
+    WORDS, tiny_ast, tiny_bert, tiny_clap, tiny_clip_vision, tiny_glove, tiny_sentence_transformers, tiny_wav2vec2,
+    tiny_whisper,
 )
 
 
@@ -319,6 +320,152 @@ def test_other_waveform_architectures_load(tmp_path, arch):
     assert enc.dim == 16 and vec.shape == (3, 16) and mask.tolist() == [True, True, False]
 
 
+# ------------------------------------------------------------------------------------ spectrogram audio encoders
+def _clip(seconds: float, seed: int = 0, silent: tuple[int, ...] = (), sr: int = 16000) -> np.ndarray:
+    """Noise at ``sr`` with the listed seconds silent."""
+    y = (0.2 * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
+    for s in silent:
+        y[s * sr:(s + 1) * sr] = 0.0
+    return y
+
+
+def _reference_second(kind: str, path: Path, second: np.ndarray) -> np.ndarray:
+    """The vector of one second as the checkpoint's own classes compute it (feature extractor, then the model)."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    fe = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    inputs = fe(second, sampling_rate=fe.sampling_rate, return_tensors="pt")
+    with torch.no_grad():
+        if kind == "clap":
+            return model.get_audio_features(**inputs).pooler_output[0].numpy()
+        return model(**inputs).pooler_output[0].numpy()
+
+
+@pytest.mark.parametrize("kind", ["ast", "clap"])
+def test_ast_and_clap_embed_each_second_through_their_own_feature_extractor(tmp_path, kind):
+    path = (tiny_ast if kind == "ast" else tiny_clap)(tmp_path / kind)
+    enc = E.AudioEncoder(path, device="cpu", batch_size=2)
+    want = {"ast": ("audio-spectrogram-transformer", 16), "clap": ("clap", 8)}[kind]  # AST: hidden; CLAP: projection
+    assert (enc.kind, enc.dim, enc.sampling_rate, enc.row_seconds) == (*want, 16000, 1)
+    y = _clip(3.7, silent=(1,))
+    vec, mask = enc.embed(y, 16000, 5)
+    assert vec.shape == (5, enc.dim) and vec.dtype == np.float32
+    assert mask.tolist() == [True, False, True, True, False] and not vec[~mask].any()
+    for s in np.flatnonzero(mask):  # batches of 2 give each second its own forward's vector
+        second = y[s * 16000:(s + 1) * 16000]  # the last (0.7 s) zero-padded to a second, then as the extractor pads
+        second = np.pad(second, (0, 16000 - second.size))
+        np.testing.assert_allclose(vec[s], _reference_second(kind, path, second), atol=1e-5, err_msg=f"second {s}")
+    if kind == "clap":  # the projected embedding is unit length
+        np.testing.assert_allclose(np.linalg.norm(vec[mask], axis=1), 1.0, atol=1e-5)
+    # from 44.1 kHz PCM: resampled to the extractor's rate first
+    vec44, mask44 = enc.embed(E.resample(y, 16000, 44100), 44100, 5)
+    both = mask & mask44  # the resampler's ringing can lift the silent second above the silence threshold
+    assert both.sum() == 3
+    cos = (vec44 * vec).sum(axis=1)[both] / np.linalg.norm(vec44[both], axis=1) / np.linalg.norm(vec[both], axis=1)
+    assert cos.min() > 0.95
+
+
+def test_whisper_pools_the_encoder_frames_of_each_second_of_its_windows(tmp_path):
+    """Whisper's encoder runs once per window (4 s here, 30 s in the real checkpoints); each second's vector is the
+    mean of its 50 encoder frames in that window's forward, masked seconds are zeros and a window without a valid
+    second is not run."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    path = tiny_whisper(tmp_path / "whisper", chunk_length=4)
+    enc = E.AudioEncoder(path, device="cpu", batch_size=2)
+    assert (enc.kind, enc.sampling_rate, enc.row_seconds, enc.dim) == ("whisper", 16000, 4, 16)
+    y = _clip(9.5, seed=2, silent=(5,))  # seconds 0-8 sound (5 silent), 9 half a second, 10-13 absent
+    rows, mask = enc.segments(y, 16000, 14)
+    assert rows.shape == (4, 64000) and mask.tolist() == [True] * 5 + [False] + [True] * 4 + [False] * 4
+    assert enc.row_valid(mask).tolist() == [True, True, True, False]
+    vec, mask2 = enc.embed(y, 16000, 14)
+    assert vec.shape == (14, 16) and (mask2 == mask).all() and not vec[~mask].any()
+    fe = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+    encoder = AutoModel.from_pretrained(path, local_files_only=True).get_encoder().eval()
+    for w in range(3):
+        window = y[w * 64000:(w + 1) * 64000]  # the extractor pads the last one with zeros
+        feats = fe(window, sampling_rate=16000, return_tensors="pt").input_features
+        with torch.no_grad():
+            frames = encoder(input_features=feats).last_hidden_state[0].numpy()  # (200, 16): 50 per second
+        want = frames.reshape(4, 50, 16).mean(axis=1)
+        for s in range(4 * w, min(4 * w + 4, 14)):
+            if mask[s]:
+                np.testing.assert_allclose(vec[s], want[s - 4 * w], atol=1e-5, err_msg=f"second {s}")
+    with pytest.raises(ValueError, match=r"segments: expected float32 \(R, 64000\)"):
+        enc.check_segments(np.zeros((2, 16000), np.float32))  # one-second rows are not its windows
+
+
+@pytest.mark.parametrize("kind", ["ast", "whisper"])
+def test_spectrogram_encoders_batch_across_videos_like_per_video_embedding(tmp_path, kind):
+    from features.batching import RowItem, batched_rows
+
+    enc = E.AudioEncoder((tiny_ast if kind == "ast" else tiny_whisper)(tmp_path / kind), device="cpu", batch_size=2)
+    clips = {f"a{n}": _clip(n + 0.6, seed=n, silent=(n - 1,)) for n in range(1, 6)}
+    items = []
+    for k, y in clips.items():
+        rows, mask = enc.segments(y, 16000, 6)
+        items.append(RowItem(key=k, rows=rows, valid=enc.row_valid(mask), lane="audio", context=mask))
+    results = {r.key: r for r in batched_rows(items, {"audio": enc.rows()}, max_items=2)}
+    assert all(r.error is None for r in results.values())
+    for k, y in clips.items():
+        want, mask = enc.embed(y, 16000, 6)
+        got = E.audio_seconds(results[k].outputs[0], results[k].context)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=k)
+
+
+def test_feature_extractor_settings_are_in_the_embed_audio_fingerprint(tmp_path):
+    from features.extract_video import ExtractConfig
+
+    path = tiny_ast(tmp_path / "ast")
+    cfg = ExtractConfig(audio_model=str(path))
+    params, vision = cfg.stage_params("embed_audio"), cfg.stage_params("embed_vision")
+    y = _clip(2.0)
+    before = E.AudioEncoder(path, device="cpu").embed(y, 16000, 2)[0]
+    pp = json.loads((path / "preprocessor_config.json").read_text())
+    pp["mean"] = pp["mean"] + 1.0  # AudioSet's statistics → another normalisation of the filterbanks
+    (path / "preprocessor_config.json").write_text(json.dumps(pp, indent=2))
+    assert cfg.stage_params("embed_audio") != params and cfg.stage_params("embed_vision") == vision
+    after = E.load_audio_encoder(path, device="cpu").embed(y, 16000, 2)[0]  # the changed checkpoint is reloaded
+    assert not np.allclose(after, before, atol=1e-4)
+
+
+def test_checkpoints_that_are_not_frame_or_audio_encoders_are_refused(tmp_path, models):
+    import transformers as T
+
+    with pytest.raises(ValueError, match=r"audio_model='.*bert' has model_type 'bert' \(its model takes 'input_ids'\)"
+                                         r".*expected an audio encoder directory.*AST, CLAP or Whisper"):
+        E.AudioEncoder(models["bert"], device="cpu")
+    with pytest.raises(ValueError, match=r"model_type 'clip_vision_model' \(its model takes 'pixel_values'\)"):
+        E.AudioEncoder(models["clip_vision"], device="cpu")
+    codec = tmp_path / "encodec"
+    T.EncodecModel(T.EncodecConfig(num_filters=4, hidden_size=8, codebook_size=16, num_lstm_layers=1,
+                                   upsampling_ratios=[2, 2], target_bandwidths=[1.5])).save_pretrained(codec)
+    with pytest.raises(ValueError, match=r"model_type 'encodec' \(a model that generates or codes audio"):
+        E.AudioEncoder(codec, device="cpu")  # takes input_values, as wav2vec 2.0 does
+    video = tmp_path / "videomae"
+    T.VideoMAEModel(T.VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=16,
+                                     num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+                    ).save_pretrained(video)
+    with pytest.raises(ValueError, match=r"vision_model='.*videomae' is a 'videomae' video model.*expected an image "
+                                         r"model that embeds one frame at a time"):
+        E.VisionEncoder(video, device="cpu")
+    ast = tiny_ast(tmp_path / "ast")
+    (ast / "preprocessor_config.json").unlink()
+    with pytest.raises(ValueError, match=r"'audio-spectrogram-transformer' checkpoint without a readable feature "
+                                         r"extractor.*preprocessor_config.json"):
+        E.AudioEncoder(ast, device="cpu")
+    whisper = tiny_whisper(tmp_path / "whisper", chunk_length=4)
+    from transformers import WhisperFeatureExtractor
+
+    WhisperFeatureExtractor(feature_size=80, chunk_length=30).save_pretrained(whisper)  # another model's extractor
+    with pytest.raises(ValueError, match=r"\(whisper\): one row of silence does not run through the model.*expected "
+                                         r"the feature extractor saved with this checkpoint"):
+        E.AudioEncoder(whisper, device="cpu")
+
+
 # ------------------------------------------------------------------------------------------------------ face crops
 def _box_detector(box):
     """A detector double that finds one face at ``box`` (x, y, w, h) in frames whose top-left pixel is not black."""
@@ -375,26 +522,117 @@ def test_face_detector_files_load_through_their_suffix_and_say_what_is_wrong(tmp
         E.register_face_detector("onnx", load_stub)
 
 
-def _has_haar() -> bool:
-    import cv2
-
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    return hasattr(cv2, "CascadeClassifier") and (Path(folder) / E.HAAR_CASCADE).is_file()
-
-
-@pytest.mark.skipif(not _has_haar(), reason="this OpenCV ships no Haar cascade (OpenCV 5 dropped them)")
 def test_bundled_haar_cascade_finds_no_face_in_a_blank_frame_and_masks_it():
-    det = E.load_face_detector("haar")
+    det = E.load_face_detector("haar")  # the pinned OpenCV 4.x wheel ships the cascade: this never skips
+    assert det.name == f"cascade:{E.HAAR_CASCADE}"
     frames = np.full((2, 48, 48, 3), 128, np.uint8)
     crops, found, boxes = E.face_crops(frames, np.ones(2, bool), det, 16)
     assert not found.any() and not crops.any() and np.isnan(boxes).all()
 
 
-@pytest.mark.skipif(_has_haar(), reason="this OpenCV ships the Haar cascade")
-def test_haar_without_a_bundled_cascade_names_the_alternatives():
-    with pytest.raises(ValueError, match=r"vision_faces='haar'.*ships no haarcascade_frontalface_default\.xml.*"
-                                         r"opencv-python-headless<5.*YuNet \.onnx"):
+def _portrait_path() -> str:
+    """The portrait matplotlib ships (grace_hopper.jpg, 512×600): a real face that no test has to download."""
+    from matplotlib import cbook
+
+    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def test_a_local_cascade_file_loads_by_path_digests_by_content_and_finds_a_face(tmp_path):
+    import cv2
+
+    local = tmp_path / "mine" / E.HAAR_CASCADE
+    local.parent.mkdir()
+    shutil.copyfile(Path(cv2.data.haarcascades) / E.HAAR_CASCADE, local)
+    det = E.load_face_detector(str(local))
+    assert det.name == f"cascade:{E.HAAR_CASCADE}"
+    assert E.face_detector_digest(str(local)) == E.face_detector_digest("haar")  # content and name, not folder
+    photo = cv2.resize(cv2.cvtColor(cv2.imread(_portrait_path()), cv2.COLOR_BGR2RGB), (109, 128),
+                       interpolation=cv2.INTER_AREA)
+    faces = det.detect(photo)
+    assert faces.shape == (1, 4), faces
+    x, y, w, h = faces[0]  # the face sits in the upper middle of the portrait, about half its width
+    np.testing.assert_allclose([(x + w / 2) / 109, (y + h / 2) / 128], [0.52, 0.36], atol=0.05)
+    assert 0.35 < w / 109 < 0.6
+
+
+def test_the_pinned_opencv_is_the_one_the_errors_tell_users_to_install():
+    import tomllib
+
+    deps = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert E.OPENCV_WITH_CASCADES in deps
+
+
+def _opencv5(monkeypatch, tmp_path, *, contrib: bool) -> None:
+    """This OpenCV as the 5.x wheels lay it out: ``cv2.data.haarcascades`` names a folder without cascade files, and
+    ``cv2.CascadeClassifier`` exists only in opencv-contrib-python-headless."""
+    import cv2
+
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path / "cv2-data"), raising=False)
+    if not contrib:
+        monkeypatch.delattr(cv2, "CascadeClassifier", raising=False)
+
+
+@pytest.mark.parametrize("contrib", [False, True])
+def test_an_opencv_without_cascades_is_refused_at_config_time_with_what_to_install(tmp_path, monkeypatch, contrib):
+    from features.extract_video import ExtractConfig
+
+    cascade = tmp_path / "faces.xml"
+    if not contrib:
+        cascade.write_bytes(b"<opencv_storage/>")
+    _opencv5(monkeypatch, tmp_path, contrib=contrib)
+    haar = (r"vision_faces='haar': this OpenCV \(.*\) ships no haarcascade_frontalface_default\.xml.*"
+            r"pip install 'opencv-python-headless>=4\.8,<5'.*YuNet \.onnx.*cascade \.xml")
+    with pytest.raises(ValueError, match=haar):
         E.load_face_detector("haar")
+    # the stage's parameters are computed before any video is decoded: the flow and the CLI stop there
+    with pytest.raises(ValueError, match=haar):
+        ExtractConfig(vision_faces="haar").stage_params("embed_vision")
+    if not contrib:  # a local cascade needs CascadeClassifier: 4.x, or contrib 5.x
+        xml = (r"vision_faces='.*faces\.xml' is a Haar/LBP cascade, which OpenCV .* cannot run.*"
+               r"pip install 'opencv-python-headless>=4\.8,<5'.*opencv-contrib-python-headless 5\.x.*YuNet \.onnx")
+        with pytest.raises(ValueError, match=xml):
+            ExtractConfig(vision_faces=str(cascade)).stage_params("embed_vision")
+        with pytest.raises(ValueError, match=xml):
+            E.load_face_detector(str(cascade))
+
+
+def _photo_video(path: Path, face_seconds: int, blank_seconds: int) -> Path:
+    """A video of the portrait matplotlib ships (grace_hopper.jpg, 512×600) scaled to 128×150: ``face_seconds`` of
+    the photo, then ``blank_seconds`` of flat grey."""
+    import subprocess
+
+    total = face_seconds + blank_seconds
+    vf = f"scale=128:150,drawbox=x=0:y=0:w=iw:h=ih:color=gray:t=fill:enable='gte(t,{face_seconds})',format=yuv420p"
+    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "5",
+                    "-i", _portrait_path(), "-t", str(total), "-vf", vf, "-c:v", "libx264", "-preset", "ultrafast",
+                    "-crf", "12", str(path)], check=True, capture_output=True, timeout=60)
+    return path
+
+
+def test_embed_vision_with_the_bundled_cascade_embeds_the_face_and_masks_faceless_frames(tmp_path):
+    from features.extract_video import ExtractConfig, extract_video
+
+    video = _photo_video(tmp_path / "portrait.mp4", face_seconds=2, blank_seconds=1)
+    clip = tiny_clip_vision(tmp_path / "clip", image_size=64, crop=64, short=64)
+    row = {"video_id": "hopper", "source_path": str(video)}
+    base = ExtractConfig(profiles=("per_second",), n_segments=3, asr="none", vision_model=str(clip))
+    whole = extract_video(row, ["probe", "embed_vision"], base)["embed_vision"]
+    out = extract_video(row, ["probe", "embed_vision"], base.model_copy(update={"vision_faces": "haar"}))
+    ev = out["embed_vision"]
+    assert ev.record["face_detector"] == f"cascade:{E.HAAR_CASCADE}", ev
+    a, w = ev.arrays, whole.arrays
+    assert w["per_second_valid"].tolist() == [True, True, True]
+    assert a["per_second_valid"].tolist() == [True, True, False]  # the grey second has no face: masked
+    assert not a["per_second"][2].any() and np.isnan(a["per_second_face_box"][2]).all()
+    assert np.isnan(a["per_second_times"][2])
+    np.testing.assert_array_equal(a["per_second_times"][:2], w["per_second_times"][:2])
+    # faces are searched in the 128² centre square; the face in the photo is centred near (0.52, 0.34) of that
+    # square and about 0.45 of its side wide, so its crop (+25 % margin a side) is about 0.7 wide
+    box = a["per_second_face_box"][:2]
+    np.testing.assert_allclose((box[:, :2] + box[:, 2:]) / 2, [[0.52, 0.34]] * 2, atol=0.04)
+    np.testing.assert_allclose(box[:, 2] - box[:, 0], [0.7, 0.7], atol=0.08)
+    assert (np.abs(a["per_second"][:2]).sum(axis=1) > 0).all()
+    assert not np.allclose(a["per_second"][:2], w["per_second"][:2], atol=1e-4)  # the face, not the whole frame
 
 
 # ==================================================================================================================

@@ -228,3 +228,14 @@ def test_audio_only_recording_keeps_its_refusal(media, tmp_path):
     path.write_bytes(done.stdout)
     with pytest.raises(MediaError, match="no video stream.*audio-only"):
         probe(path)
+
+
+def test_the_audio_track_decoded_is_the_first_flagged_default_else_the_first():
+    from features.probe import _main_audio
+
+    def track(index, default):
+        return {"index": index, "codec_type": "audio", "disposition": {"default": default}}
+
+    assert _main_audio([track(1, 0), track(2, 1), track(3, 1)])["index"] == 2
+    assert _main_audio([track(1, 0), track(2, 0)])["index"] == 1  # nothing flagged: the first
+    assert _main_audio([{"index": 4}])["index"] == 4 and _main_audio([]) is None

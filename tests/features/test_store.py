@@ -1,11 +1,18 @@
+"""The feature store: names, commits and reads, failures, locks, artifacts, digests and memos, the local index
+snapshot behind ``Store.entries`` and the skip of unchanged consolidated tables."""
+
+import collections
 import json
 import os
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import FORMAT_VERSION, StoreError, open_store, video_key
+from features import store as store_mod
+from features.store import FORMAT_VERSION, IndexRecord, Store, StoreError, open_store, video_key
 
 
 def test_video_key_is_path_safe_and_unique():
@@ -17,7 +24,7 @@ def test_video_key_is_path_safe_and_unique():
         video_key("")
 
 
-@pytest.mark.parametrize("name", ["../x", "", "a/b", ".hidden", "x" * 65])
+@pytest.mark.parametrize("name", ["../x", "", "a/b", ".hidden", "x" * 65, "ds\n"])
 def test_bad_dataset_names_are_refused(root, name):
     with pytest.raises(ValueError, match="dataset"):
         open_store(root, name, create=True)
@@ -256,3 +263,241 @@ def test_update_artifact_meta_refuses_reserved_keys_and_missing_artifacts(root):
     with pytest.raises(KeyError, match="no artifact 'graph'"):
         s.update_artifact_meta("graph", "v" * 32, {"n": 1})
     assert (root / "ds" / "artifacts" / "vocabulary" / ("v" * 32) / "meta.json").read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------ local index snapshot
+# The snapshot and the consolidated tables must give exactly what reading every index record gives, whatever
+# happened to the files in between.
+def _raw_entries(store, stage: str) -> dict[str, IndexRecord]:
+    """The reference: every index file read and parsed, no cache."""
+    folder = Path(store.path) / "index" / stage
+    out = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        rec = IndexRecord.from_json(p.read_bytes())
+        out[rec.video_id] = rec
+    return out
+
+
+def _write(store, vid: str, fp: str, **record) -> None:
+    store.write("probe", vid, fp, version=1, record=record or {"n": 1})
+
+
+def test_entries_match_a_full_read_through_writes_rewrites_drops_and_hand_edits(tmp_path):
+    store = open_store(tmp_path, "ds", create=True)
+    assert store.entries("probe") == {}
+    for i in range(5):
+        _write(store, f"v{i}", f"fp{i}", n=i)
+    assert store.entries("probe") == _raw_entries(store, "probe")
+    snapshot = Path(store.path) / "cache" / "index" / "probe.json"
+    assert snapshot.is_file() and len(json.loads(snapshot.read_text())["files"]) == 5
+
+    _write(store, "v1", "fp1-new", n=10)  # rewrite (a rename: new inode)
+    store.drop("probe", "v3")
+    _write(store, "v9", "fp9", n=9)  # new
+    # an edit in place by hand: same inode, new size / mtime
+    path = Path(store.path) / "index" / "probe" / f"{video_key('v0')}.json"
+    raw = json.loads(path.read_text())
+    raw["record"]["n"] = 1234
+    path.write_text(json.dumps(raw))
+    got = store.entries("probe")
+    assert got == _raw_entries(store, "probe")
+    assert sorted(got) == ["v0", "v1", "v2", "v4", "v9"]
+    assert got["v1"].fingerprint == "fp1-new" and got["v0"].record["n"] == 1234
+
+
+def test_a_second_process_view_and_a_damaged_snapshot_read_the_same(tmp_path):
+    store = open_store(tmp_path, "ds", create=True)
+    for i in range(3):
+        _write(store, f"v{i}", f"fp{i}")
+    want = store.entries("probe")
+    store_mod._SNAPSHOTS.clear()  # what a fresh process sees: the snapshot file only
+    assert open_store(tmp_path, "ds").entries("probe") == want
+    snapshot = Path(store.path) / "cache" / "index" / "probe.json"
+    snapshot.write_text('{"format": 1, "files": {"x.json": [1, 2')  # torn / damaged: ignored, then rewritten
+    store_mod._SNAPSHOTS.clear()
+    assert open_store(tmp_path, "ds").entries("probe") == want
+    assert len(json.loads(snapshot.read_text())["files"]) == 3
+
+
+def test_unchanged_files_are_not_reread(tmp_path, monkeypatch):
+    store = open_store(tmp_path, "ds", create=True)
+    for i in range(4):
+        _write(store, f"v{i}", f"fp{i}")
+    store.entries("probe")
+    opened = []
+    real_open = open
+
+    def spy(file, *a, **kw):
+        opened.append(os.fspath(file))
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", spy)
+    store.entries("probe")
+    assert not [p for p in opened if "/index/probe/" in p]  # stats only
+    _write(store, "v2", "fp2-new")
+    opened.clear()
+    assert store.entries("probe")["v2"].fingerprint == "fp2-new"
+    assert [Path(p).name for p in opened if "/index/probe/" in p] == [f"{video_key('v2')}.json"]
+
+
+def test_records_handed_out_cannot_corrupt_the_cache(tmp_path):
+    store = open_store(tmp_path, "ds", create=True)
+    _write(store, "v0", "fp0", n=1)
+    store.entries("probe")["v0"].record["n"] = 999  # a careless caller
+    assert store.entries("probe")["v0"].record["n"] == 1
+
+
+def test_consolidate_rewrites_a_table_only_when_its_records_changed(tmp_path):
+    store = open_store(tmp_path, "ds", create=True)
+    for i in range(3):
+        _write(store, f"v{i}", f"fp{i}", n=i)
+    store.consolidate(["probe"])
+    table = Path(store.path) / "tables" / "probe.parquet"
+    first = table.stat().st_ino
+    store.consolidate(["probe"])
+    assert table.stat().st_ino == first  # nothing changed: not rewritten
+    _write(store, "v1", "fp1-new", n=7)
+    store.consolidate(["probe"])
+    assert table.stat().st_ino != first
+    df = store.read_table("probe").set_index("video_id")
+    assert df.loc["v1", "fingerprint"] == "fp1-new" and int(df.loc["v1", "n"]) == 7
+    assert np.array_equal(store.read_table("probe").columns, store.table("probe").columns)
+    table.unlink()
+    store.consolidate(["probe"])  # a missing table is written again
+    assert len(store.read_table("probe")) == 3
+
+
+def test_a_table_consolidated_while_a_writer_commits_is_labelled_with_what_it_holds(tmp_path, monkeypatch):
+    store = open_store(tmp_path, "ds", create=True)
+    _write(store, "v0", "fp0")
+    real = Store.entries
+
+    def entries_after_a_commit(self, stage):
+        _write(store, "late", "fp-late")  # another writer commits between the digest check and the read
+        return real(self, stage)
+
+    monkeypatch.setattr(Store, "entries", entries_after_a_commit)
+    store.consolidate(["probe"])
+    monkeypatch.setattr(Store, "entries", real)
+    assert sorted(store.read_table("probe")["video_id"]) == ["late", "v0"]
+    store.drop("probe", "late")  # the records are what the digest check saw again: the table must not pass for them
+    store.consolidate(["probe"])
+    assert list(store.read_table("probe")["video_id"]) == ["v0"]
+
+
+# ------------------------------------------------------------------------------------------ names
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".", "", "name\n", 3])
+def test_every_name_the_store_builds_a_path_from_is_checked_alike(root, bad):
+    s = open_store(root, "ds", create=True)
+    s.write_artifact("graph", "g" * 32, meta={"video_ids": []})
+    before = sorted(root.rglob("*"))
+    calls = {
+        "dataset": [lambda: open_store(root, bad, create=True)],
+        "parts[1]": [lambda: s.local_dir("runs", bad)],
+        "run_id": [lambda: s.save_run(bad, {}), lambda: s.checkpoint_dir(bad)],
+        "name": [lambda: s.write_report(bad, "x"), lambda: s.write_table(bad, pd.DataFrame({"a": [1]})),
+                 lambda: s.write_memo(bad, {}), lambda: s.read_memo(bad),
+                 lambda: s.write_artifact(bad, "g" * 32, meta={}),
+                 lambda: s.update_artifact_meta(bad, "g" * 32, {"n": 1})],
+        "fingerprint": [lambda: s.write_pack(bad, {"x": np.zeros(2)}, {}), lambda: s.has_pack(bad),
+                        lambda: s.write_artifact("graph", bad, meta={}),
+                        lambda: s.update_artifact_meta("graph", bad, {"n": 1})],
+        "stage": [lambda: s.write(bad, "v", "f" * 32, version=1), lambda: s.record_failure(bad, "v", "boom"),
+                  lambda: s.drop(bad, "v"), lambda: s.write_many(bad, [])],
+    }
+    for arg, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(ValueError) as err:
+                fn()
+            assert str(err.value).startswith(f"{arg}={bad!r}: expected "), str(err.value)
+    assert sorted(root.rglob("*")) == before  # refused before anything was written
+    assert s.local_dir("runs", ".hidden").name == ".hidden" and not s.has_pack("a.b_c-1")  # the accepted alphabet
+
+
+# ------------------------------------------------------------------------------------------ requests
+@pytest.fixture
+def memory_store():
+    """A store on an fsspec ``memory://`` root: an object-store root (no OS paths; outputs as one object each)."""
+    store = open_store(f"memory://vidpipe-test-{uuid.uuid4().hex}", "ds", create=True)
+    yield store
+    store.fs.rm(store.path.rsplit("/", 1)[0], recursive=True)
+
+
+def _count_calls(monkeypatch, fs) -> "collections.Counter[str]":
+    """Calls of ``fs``'s request-making methods by their callers (not the calls those methods make of each other)."""
+    calls: collections.Counter[str] = collections.Counter()
+    depth = [0]
+    for name in ("exists", "info", "isdir", "isfile", "ls", "find", "glob", "cat_file", "cat", "cat_ranges",
+                 "pipe_file", "rm", "open"):
+        def counted(*args, _real=getattr(fs, name), _name=name, **kwargs):
+            calls[_name] += depth[0] == 0
+            depth[0] += 1
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+        monkeypatch.setattr(fs, name, counted)
+    return calls
+
+
+def test_listings_and_reads_on_an_object_store_root_make_no_existence_checks(memory_store, monkeypatch):
+    s = memory_store
+    calls = _count_calls(monkeypatch, s.fs)
+
+    def requests(fn):
+        calls.clear()
+        out = fn()
+        return out, {k: v for k, v in calls.items() if v}
+
+    assert requests(s.run_records) == ([], {"ls": 1})  # a missing folder lists as empty
+    assert requests(s.report_names) == ([], {"ls": 1})
+    assert requests(s.source_info) == ({}, {"cat_file": 1})
+    assert requests(s._fresh_stages) == ([], {"ls": 1})
+    s.save_run("r1", {"model": "m"})
+    s.write_report("a.md", "x")
+    s.write_manifest(pd.DataFrame({"video_id": ["v"]}), source={"kind": "folder"})
+    s.write_artifact("vocabulary", "a" * 32, meta={"tokens": ["a"]})
+    s.write("probe", "v", "f" * 32, version=1, record={"n": 1})
+    runs, n = requests(s.run_records)
+    assert [r.run_id for r in runs] == ["r1"] and n == {"ls": 1, "cat": 1}
+    assert requests(s.report_names) == (["a.md"], {"ls": 1})
+    assert requests(s.source_info) == ({"kind": "folder"}, {"cat_file": 1})
+    assert requests(s._fresh_stages) == (["probe"], {"ls": 1})
+    assert requests(lambda: s.read_artifact("vocabulary")) == (({}, {"tokens": ["a"]}), {"cat_file": 2})
+    calls.clear()
+    with pytest.raises(KeyError, match=f"no artifact 'vocabulary' @{'b' * 32}"):
+        s.read_artifact("vocabulary", "b" * 32)
+    assert dict(calls) == {"cat_file": 1}
+
+
+# ------------------------------------------------------------------------------------------ dataset-level stages
+def test_a_dataset_level_stage_reads_its_meta_once_per_call_and_the_rows_it_is_asked_for(root, monkeypatch):
+    s = open_store(root, "ds", create=True)
+    ids = ["a", "b", "c", "a"]  # a repeated id reads its first row
+    s.write_artifact("graph", "g" * 32, meta={"video_ids": ids},
+                     arrays={"embedding": np.arange(12, dtype=np.float32).reshape(4, 3),
+                             "score": np.array([0.1, 0.2, 0.3, 0.4]), "songs": np.zeros((2, 3), np.float32)})
+    arrays, _ = s.read_artifact("graph")
+
+    def row(vid):  # the reference: the video's row of every per-video array of the whole artifact
+        return {k: v[ids.index(vid)] for k, v in arrays.items() if v.shape[:1] == (len(ids),)}
+
+    metas = []
+    real = Store._artifact_meta
+    monkeypatch.setattr(Store, "_artifact_meta", lambda self, *a: metas.append(a) or real(self, *a))
+    many = s.read_many("graph", ["c", "a", "b"])
+    assert len(metas) == 1 and list(many) == ["c", "a", "b"]
+    for vid in "abc":
+        one, want = s.read("graph", vid), row(vid)
+        assert list(one) == list(many[vid]) == list(want) == ["embedding", "score"]
+        for k, v in want.items():
+            assert type(one[k]) is type(many[vid][k]) is type(v), k
+            assert one[k].dtype == many[vid][k].dtype == v.dtype and np.array_equal(one[k], v)
+            assert np.array_equal(many[vid][k], v)
+    assert len(metas) == 4  # one per read() call
+    with pytest.raises(KeyError, match="no 'graph' output for video 'z'"):
+        s.read_many("graph", ["a", "z"])
+    s.write_manifest(pd.DataFrame({"video_id": ["a", "b", "c", "d"]}))
+    metas.clear()
+    assert s.summary(["graph"])["stages"]["graph"] == {"done": 3, "failed": 0, "pending": 1}
+    assert len(metas) == 1  # the meta names the videos: no array is read

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from features.sources.tiktok import read_tiktok
-from features.trend import (SNAPSHOT_COLUMNS, TREND_HOURS, TREND_KEY, early_trend, history_digest, mtaf_score,
+from features.trend import (SNAPSHOT_COLUMNS, TREND_HOURS, early_trend, history_digest, mtaf_score,
                             restated_snapshots, scrape_snapshots, trend_series)
+from names import EARLY_TREND
 from tests.features.sources import tiktok_fixtures as fx
 
 HOURS = (24.0, 48.0)
@@ -114,9 +115,11 @@ def test_history_digest_follows_only_the_videos_asked_for():
 
 
 def test_the_model_reads_the_key_and_length_the_pack_writes():
-    from models.mtaf import TREND_KEY as MODEL_KEY
+    from models import create_model
 
-    assert MODEL_KEY == TREND_KEY and len(TREND_HOURS) == 5  # models/mtaf.py documents trend_len=5
+    model = create_model("mtaf", modalities=(), trend_len=len(TREND_HOURS))  # models/mtaf.py documents trend_len=5
+    series, mask = early_trend(pd.DataFrame(columns=list(SNAPSHOT_COLUMNS)), ["a", "b"])
+    assert model.inputs == (EARLY_TREND,) and series.shape == (2, 5) and mask.shape == (2,)
 
 
 def _reference(times, scores, hours):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from models import attention
 from models.attention import Attention, AttentionBlock, TokenNorm
 
 
@@ -107,3 +109,61 @@ def test_token_norm_single_real_token_in_training_uses_running_stats():
     x = torch.randn(1, 3, 4)
     out = norm(x, torch.tensor([[True, False, False]]))
     assert torch.isfinite(out).all() and torch.all(out[0, 1:] == 0)
+
+
+def _sdpa_reference(a: Attention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Self-attention as ``scaled_dot_product_attention`` computes it, the mask always applied and rows without a
+    real key zeroed: what the padded softmax and the all-real shortcut must reproduce."""
+    b, n, d = x.shape
+    q = a._split(a.to_q(x))
+    k, v = (a._split(t) for t in a.to_kv(x).chunk(2, dim=-1))
+    row_ok = mask.any(dim=-1)
+    attn_mask = (mask | ~row_ok[:, None])[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=a.dropout if a.training else 0.0)
+    return a.to_out(out.transpose(1, 2).reshape(b, n, d)) * row_ok[:, None, None].to(x.dtype)
+
+
+def _out_and_grads(fn, module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    torch.manual_seed(1)  # the same dropout draws on both sides
+    out = fn()
+    return out.detach(), torch.autograd.grad(out.pow(2).sum(), [x, *module.parameters()])
+
+
+@pytest.mark.parametrize("n_keys", [8, 15])
+@pytest.mark.parametrize("masked", [False, True])
+def test_padded_softmax_gives_sdpas_output_gradients_and_dropout(n_keys, masked):
+    torch.manual_seed(0)
+    a = Attention(16, 4, dropout=0.3).train()
+    x = torch.randn(5, n_keys, 16, requires_grad=True)
+    mask = torch.ones(5, n_keys, dtype=torch.bool)
+    if masked:
+        mask[1, 3:] = False
+        mask[2] = False  # a row with no real key
+    assert attention._pads_softmax(x, n_keys) and not attention._pads_softmax(x, 16)
+    out, grads = _out_and_grads(lambda: a(x, mask=mask)[0], a, x)
+    ref, ref_grads = _out_and_grads(lambda: _sdpa_reference(a, x, mask), a, x)
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)
+    a.eval()
+    torch.testing.assert_close(a(x, mask=mask)[0], _sdpa_reference(a, x, mask))
+    w = a(x, mask=mask, return_weights=True)[1]
+    assert w.shape == (5, 4, n_keys, n_keys) and w.is_contiguous()
+    torch.testing.assert_close(w[mask.any(-1)].sum(-1), torch.ones(int(mask.any(-1).sum()), 4, n_keys))
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_a_block_skips_an_all_real_mask_with_the_same_output_weights_and_gradients(norm, monkeypatch):
+    torch.manual_seed(0)
+    blk = AttentionBlock(16, 4, dropout=0.2, norm=norm).train()
+    x = torch.randn(4, 15, 16, requires_grad=True)
+    mask = torch.ones(4, 15, dtype=torch.bool)
+    assert attention.all_real(mask) and not attention.all_real(torch.tensor([True, False]))
+    out, grads = _out_and_grads(lambda: blk(x, x_mask=mask)[0], blk, x)
+    weights = blk(x, x_mask=mask, return_weights=True)[1]
+    monkeypatch.setattr(attention, "all_real", lambda m: False)  # the mask applied everywhere
+    ref, ref_grads = _out_and_grads(lambda: blk(x, x_mask=mask)[0], blk, x)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(weights, blk(x, x_mask=mask, return_weights=True)[1])
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models import TASKS, create_model, list_models, register_model
-from models.base import ModelConfig, bell_loss, build_config, masked_mean
+from models.base import ModelConfig, all_real, bell_loss, build_config, masked_mean
 from models.sec2sec import Sec2SecConfig
 
 
@@ -84,6 +84,19 @@ def test_masked_mean():
     x = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]])
     out = masked_mean(x, torch.tensor([[True, False], [False, False]]))
     assert out.tolist() == [[1.0, 2.0], [0.0, 0.0]]
+
+
+def test_all_real_and_the_mean_over_an_all_real_mask():
+    assert all_real(torch.ones(3, 4, dtype=torch.bool)) and all_real(torch.ones(2, dtype=torch.bool))
+    assert not all_real(torch.tensor([[True, False]])) and not all_real(torch.zeros(2, dtype=torch.bool))
+    assert not all_real(torch.ones(2))  # float weights are not flags: weighted means stay weighted
+    x = torch.randn(3, 5, 4, requires_grad=True)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    fast = masked_mean(x, mask)
+    w = mask.to(x.dtype).unsqueeze(-1)
+    ref = (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(torch.autograd.grad(fast.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
 
 
 def test_registry_errors_and_names():
@@ -198,6 +211,22 @@ def test_geometry_overrides_read_the_input_shapes_and_fit_the_tiles(tiny):
     assert sec2sec.cfg.geometry_overrides(sec2sec.inputs, {"vision_seg": (5, 2, 3, 16, 16)}) == {
         "n_segments": 5, "frames_per_segment": 2, "frame_size": 16}
     create_model("mcat", **{**tiny.overrides("mcat"), **got})  # the overrides build a model
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_example_batch_shapes_read_back_as_the_configured_geometry(tiny, name):
+    """example_batch derives its shapes from INPUT_GEOMETRY (input_shape): reading them back with
+    geometry_overrides gives the model's own configuration."""
+    from models.base import example_batch, input_shape
+
+    model = tiny.model(name)
+    batch = example_batch(model, 2, target=False)
+    shapes = {k: tuple(batch[k].shape[1:]) for k in model.inputs}
+    assert shapes == {k: input_shape(k, model.config) for k in model.inputs}
+    got = model.config.geometry_overrides(model.inputs, shapes)
+    assert got and got == {f: getattr(model.config, f) for f in got}
+    with pytest.raises(ValueError, match="key='early_trend' has no declared geometry"):
+        input_shape("early_trend", model.config)
 
 
 def test_unchosen_fields_are_the_geometry_the_task_and_unset_tiles():

@@ -3,6 +3,8 @@ learning a planted signal that the constant predictor cannot."""
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -84,3 +86,26 @@ def test_fit_classical_multi_output_and_bad_input():
         fit_classical("linear", np.full((3, 2), np.nan), np.zeros(3))
     with pytest.raises(ValueError, match="X_train"):
         fit_classical("linear", x, y[:10])
+
+
+def test_pooling_and_the_encoders_accept_and_refuse_the_same_audio_masks(tiny):
+    """Whole-clip audio (B, n_mfcc, F): one flag per clip (B,) or per MFCC frame (B, F), for the classical pooling
+    and for the models' encoders alike (models.base.mask_shape); any other mask is refused, named."""
+    import torch
+
+    model = tiny.model("mcat", modalities=("audio",)).eval()
+    batch = tiny.batch(model, 3, target=False)
+    b, _, f = batch["audio"].shape
+    for shape in [(b,), (b, f)]:
+        mask = torch.ones(shape, dtype=torch.bool)
+        assert pooled_features({"audio": batch["audio"].numpy(), "audio_mask": mask.numpy()}, chunk=2).shape[0] == b
+        assert model({**batch, "audio_mask": mask}).pred.shape[0] == b
+    for shape in [(b, f - 1), (b - 1,), (b, 2, f)]:
+        mask = torch.ones(shape, dtype=torch.bool)
+        with pytest.raises(ValueError, match=re.escape(f"batch_arrays['audio_mask'] has shape {shape}; expected one "
+                                                       f"of [({b},), ({b}, {f})]")):
+            pooled_features({"audio": batch["audio"].numpy(), "audio_mask": mask.numpy()}, chunk=2)
+        with pytest.raises(ValueError, match=r"batch\['audio_mask'\] has shape"):
+            model({**batch, "audio_mask": mask})
+    with pytest.raises(ValueError, match=r"batch_arrays\['vision_mask'\] has shape \(2, 3\); expected \(3, 1\)"):
+        pooled_features({"vision": np.zeros((3, 1, 3, 4, 4)), "vision_mask": np.ones((2, 3), bool)}, chunk=2)

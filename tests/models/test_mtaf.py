@@ -10,26 +10,26 @@ from torch.utils.data import DataLoader
 
 from models import compute_metrics, constant_baseline
 from models.engine import TrainConfig, evaluate, fit, seed_everything
-from models.mtaf import TREND_KEY
+from names import EARLY_TREND
 
 
 def _with_trend(tiny, b: int, t_e: int, seed: int = 0) -> dict[str, torch.Tensor]:
     batch = tiny.batch(tiny.model("mtaf"), b=b, seed=seed)  # the content keys (same geometry); the trend is added here
-    batch[TREND_KEY] = torch.rand(b, t_e, generator=torch.Generator().manual_seed(seed))
-    batch[f"{TREND_KEY}_mask"] = torch.ones(b, dtype=torch.bool)
+    batch[EARLY_TREND] = torch.rand(b, t_e, generator=torch.Generator().manual_seed(seed))
+    batch[f"{EARLY_TREND}_mask"] = torch.ones(b, dtype=torch.bool)
     return batch
 
 
 def test_trend_branch_is_off_by_default_and_an_input_when_on(tiny):
-    assert TREND_KEY not in tiny.model("mtaf").inputs
+    assert EARLY_TREND not in tiny.model("mtaf").inputs
     model = tiny.model("mtaf", trend_len=6).eval()
-    assert model.inputs == ("vision", "audio", "text", "meta", TREND_KEY)
+    assert model.inputs == ("vision", "audio", "text", "meta", EARLY_TREND)
     out = model(_with_trend(tiny, 3, 6))
     att = out.extras["modality_attention"]
     assert out.pred.shape == (3, 1) and att.shape == (3, 5) and out.extras["group_embeddings"].shape == (3, 5, 16)
     torch.testing.assert_close(att.sum(1), torch.ones(3))
     with pytest.raises(ValueError, match=r"batch\['early_trend'\] has shape \(3, 5\)"):
-        model({**_with_trend(tiny, 3, 6), TREND_KEY: torch.rand(3, 5)})
+        model({**_with_trend(tiny, 3, 6), EARLY_TREND: torch.rand(3, 5)})
     with pytest.raises(ValueError, match="trend_len=-1"):
         tiny.model("mtaf", trend_len=-1)
 
@@ -38,8 +38,8 @@ def test_the_trend_alone_is_a_model_with_one_input(tiny):
     """Table 4's Bi-GRU / Bi-LSTM rows: no content group, the early trend only."""
     for cell in ("gru", "lstm"):
         model = tiny.model("mtaf", modalities=(), trend_len=4, trend_rnn=cell).eval()
-        assert model.inputs == (TREND_KEY,) and isinstance(model.gru, torch.nn.LSTM) == (cell == "lstm")
-        batch = {TREND_KEY: torch.rand(3, 4), f"{TREND_KEY}_mask": torch.tensor([True, True, False])}
+        assert model.inputs == (EARLY_TREND,) and isinstance(model.gru, torch.nn.LSTM) == (cell == "lstm")
+        batch = {EARLY_TREND: torch.rand(3, 4), f"{EARLY_TREND}_mask": torch.tensor([True, True, False])}
         out = model(batch)
         assert out.pred.shape == (3, 1)
         torch.testing.assert_close(out.extras["modality_attention"], torch.tensor([[1.0], [1.0], [0.0]]))
@@ -54,11 +54,11 @@ def test_the_trend_alone_is_a_model_with_one_input(tiny):
 def test_a_missing_trend_is_masked_out_of_the_fusion(tiny):
     model = tiny.model("mtaf", trend_len=6).eval()
     batch = _with_trend(tiny, 2, 6)
-    batch[f"{TREND_KEY}_mask"] = torch.tensor([True, False])
+    batch[f"{EARLY_TREND}_mask"] = torch.tensor([True, False])
     out = model(batch)
     assert out.extras["modality_attention"][1, 4] == 0 and out.extras["modality_attention"][0, 4] > 0
-    garbage = {**batch, TREND_KEY: batch[TREND_KEY].clone()}
-    garbage[TREND_KEY][1] = 1e3
+    garbage = {**batch, EARLY_TREND: batch[EARLY_TREND].clone()}
+    garbage[EARLY_TREND][1] = 1e3
     torch.testing.assert_close(model(garbage).pred, out.pred)
 
 
@@ -73,7 +73,8 @@ def test_mtaf_learns_popularity_from_the_early_trend_alone(tiny, variant, epochs
     slope = torch.rand(n, generator=g)
     trend = slope[:, None] * torch.linspace(0, 1, t_e) + 0.05 * torch.randn(n, t_e, generator=g)
     data = tiny.batch(tiny.model("mtaf"), b=n, seed=1, target=False)
-    data |= {TREND_KEY: trend, f"{TREND_KEY}_mask": torch.ones(n, dtype=torch.bool), "target": (0.2 + 0.6 * slope)[:, None]}
+    data |= {EARLY_TREND: trend, f"{EARLY_TREND}_mask": torch.ones(n, dtype=torch.bool),
+             "target": (0.2 + 0.6 * slope)[:, None]}
     rows = [{k: v[i] for k, v in data.items()} for i in range(n)]
     train, val = DataLoader(rows[:n_train], batch_size=32, shuffle=True), DataLoader(rows[n_train:], batch_size=64)
     seed_everything(0)
@@ -124,7 +125,7 @@ def test_mtaf_with_the_early_trend_beats_mtaf_without_it_on_planted_scrapes(tiny
         data = tiny.batch(tiny.model("mtaf", modalities=("text", "meta")), b=n, seed=1, target=False)  # text: noise
         data |= {"meta": meta, "target": target}
         if t_e:
-            data |= {TREND_KEY: trend, f"{TREND_KEY}_mask": present}
+            data |= {EARLY_TREND: trend, f"{EARLY_TREND}_mask": present}
         rows = [{k: v[i] for k, v in data.items()} for i in range(n)]
         train, val = DataLoader(rows[:n_train], batch_size=32, shuffle=True), DataLoader(rows[n_train:], batch_size=80)
         seed_everything(0)

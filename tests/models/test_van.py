@@ -99,6 +99,33 @@ def test_a_loader_cut_to_the_frames_van_reads_gives_the_same_loss_and_gradients(
     assert all(torch.equal(grads_cut[n], grads_whole[n]) for n in grads_cut)
 
 
+
+def test_van_on_embeddings_trains_as_with_every_mask_applied_and_sdpas_softmax(monkeypatch):
+    """A batch without padding skips the masking work (models.base.all_real), and attention over 8–15 keys pads its
+    softmax on CPU (models.attention): the training loss and gradients, dropout included, are those of the plain
+    computation (every mask applied, scaled_dot_product_attention)."""
+    from models import attention, base, encoders
+
+    torch.manual_seed(0)
+    model = create_model("van", input_kind="embeddings", vision_emb_dim=8, audio_emb_dim=8, audio_tokens=15,
+                         **{**_TINY, "dropout": 0.2}).train()
+    batch = example_batch(model, 4)
+    assert model.encoders["audio"](batch)[0].shape[1] == 15 and attention._pads_softmax(batch["audio_emb"], 15)
+
+    def step():
+        torch.manual_seed(1)  # the same dropout draws
+        return _loss_and_grads(model, batch)
+
+    loss, grads = step()
+    for module in (attention, base, encoders):
+        monkeypatch.setattr(module, "all_real", lambda mask: False)
+    monkeypatch.setattr(attention, "_pads_softmax", lambda x, n_keys: False)
+    ref_loss, ref_grads = step()
+    torch.testing.assert_close(loss, ref_loss)
+    assert grads.keys() == ref_grads.keys() and len(grads) > 10
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name])
+
 def test_van_refuses_a_frame_count_that_is_neither_t_nor_the_frames_it_reads():
     model = create_model("van", n_frames=30, frame_size=16, modalities=("vision", "audio"), **_TINY)
     batch = example_batch(model, 2)

@@ -17,13 +17,12 @@ def test_tasks_and_modalities_are_consistent():
 
 def test_models_and_features_read_the_same_definitions():
     from features.graph import USES as features_uses
-    from features.trend import TREND_KEY
     from models.base import TASKS
     from models.gat import USES as models_uses
 
     assert {t: s.targets for t, s in TASKS.items()} == dict(TASK_TARGETS)
     assert all(s.k == len(s.targets) for s in TASKS.values())
-    assert features_uses is models_uses is names.USES and TREND_KEY == EARLY_TREND
+    assert features_uses is models_uses is names.USES
 
 
 def test_names_imports_only_the_standard_library():

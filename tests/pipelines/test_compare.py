@@ -275,10 +275,9 @@ def test_workers_train_in_processes_whose_runs_a_one_process_compare_reuses(synt
     """``workers=2``: every model trains in a spawned process (this process trains nothing: its ``run_training``
     refuses); the rows are fresh and recorded under the deterministic run ids, so the same request in one process
     reuses them; retrained here on one torch thread, the metrics are the workers'."""
-    import torch
-
     import pipelines.compare as compare
     from flows import compare_models
+    from pipelines.flow_io import one_torch_thread
 
     kw = dict(dataset=DATASET, root=str(synthetic_copy), task="personality", models=["late-fusion", "vatt"],
               classical=False, interpret=False, **FAST)
@@ -292,10 +291,47 @@ def test_workers_train_in_processes_whose_runs_a_one_process_compare_reuses(synt
     assert [r["model"] for r in par] == ["late-fusion", "vatt"] and not any(r["cached"] for r in par)
     seq = compare_models(**kw)["tables"]["personality"]
     assert [r["run_id"] for r in seq] == [r["run_id"] for r in par] and all(r["cached"] for r in seq)
+    with one_torch_thread():  # as in the workers
+        again = compare_models(retrain=True, **kw)["tables"]["personality"]
+    assert [r["mean_accuracy"] for r in again] == pytest.approx([r["mean_accuracy"] for r in par], abs=1e-6)
+
+
+def test_workers_interpret_in_processes_exactly_as_one_process_does(synthetic_copy, monkeypatch):
+    """``workers=2``: the three tasks' interpretability analyses run in spawned processes (this process's analysis
+    function refuses) beside the tables; computed again in this process on one torch thread from the same runs, the
+    summaries and the stored tables are identical."""
+    import shutil
+
+    import pandas as pd
+    import torch
+
+    import pipelines.compare as compare
+    from flows import compare_models
+
+    kw = dict(dataset=DATASET, root=str(synthetic_copy), task="all", classical=False,
+              models={"emotion": ["sec2sec-attn"], "personality": ["mcat"], "popularity": ["van"]},
+              **{**FAST, "epochs": 1})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("interpreted in the parent process")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(compare, "_interpret_cached", refuse)
+        par = compare_models(workers=2, **kw)
+    assert set(par["interpretation"]) == {"emotion", "personality", "popularity"}
+    store = open_store(synthetic_copy, DATASET)
+    names = ["interpret-emotion-seconds", "interpret-personality-modality", "interpret-personality-frames",
+             "interpret-personality-regions", "interpret-popularity-contributions"]
+    tables = {name: store.read_table(name) for name in names}
+    for t in par["interpretation"]:  # forget the stored analyses: the one-process compare computes them again
+        shutil.rmtree(Path(store.path, "artifacts", f"interpret-{t}"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        again = compare_models(retrain=True, **kw)["tables"]["personality"]
+        seq = compare_models(workers=1, **kw)
     finally:
         torch.set_num_threads(threads)
-    assert [r["mean_accuracy"] for r in again] == pytest.approx([r["mean_accuracy"] for r in par], abs=1e-6)
+    assert all(row["cached"] for rows in seq["tables"].values() for row in rows)  # the same runs
+    assert seq["interpretation"] == par["interpretation"]
+    for name in names:
+        pd.testing.assert_frame_equal(store.read_table(name), tables[name], check_exact=True)

@@ -165,7 +165,8 @@ def test_encoder_batches_mix_videos_and_a_poisoned_video_fails_alone(embedded, e
 
     monkeypatch.setitem(X.EMBED_ROWS, "embed_vision", rows_with_faults)
     monkeypatch.setattr(E.VisionEncoder, "_forward", raising_forward)
-    cfg = CFG.model_copy(update={"embed_batch_size": 64})  # a whole task's rows fit in one batch
+    # a whole task's rows fit in one batch, which waits for them (only "every worker idle" runs it early)
+    cfg = CFG.model_copy(update={"embed_batch_size": 64, "embed_batch_wait": 30.0})
     res = _extract(root, config=cfg, stages=["embed_vision", "embed_audio"], refresh=True, **encoders)
     assert res["stages"]["embed_vision"] == {"done": N_VIDEOS - 2, "skipped": 0, "failed": 2}, res
     assert res["stages"]["embed_audio"]["done"] == N_VIDEOS
@@ -185,6 +186,68 @@ def test_encoder_batches_mix_videos_and_a_poisoned_video_fails_alone(embedded, e
             np.testing.assert_allclose(got_v[name], want, rtol=1e-5, atol=1e-5, err_msg=f"{vid} {name}")
         for name, want in alone["embed_audio"].arrays.items():
             np.testing.assert_allclose(got_a[name], want, rtol=1e-5, atol=1e-5, err_msg=f"{vid} {name}")
+
+
+def test_worker_threads_share_encoder_forwards_and_match_one_worker(embedded, encoders, tmp_path, monkeypatch):
+    """workers=2, batch_size=2: the rows of both running tasks' videos fill the same embed_vision forwards (one shared
+    batcher per encoder in the process), the vectors equal a workers=1 run's, and no batcher thread outlives the flow."""
+    import threading
+
+    from features import embed as E
+    from features import extract_video as X
+    from flows import extract_features
+
+    roots = {n: tmp_path / n for n in ("one", "two")}
+    for root in roots.values():
+        shutil.copytree(embedded[0], root, symlinks=True)
+    ids = list(open_store(roots["two"], DATASET).manifest()["video_id"])
+    task_of = {vid: i // 2 for i, vid in enumerate(ids)}  # plan order, 2 videos per task
+    prepare, owner = X.EMBED_ROWS["embed_vision"], {}  # a frame's bytes → its video
+
+    def recording_rows(v, todo, cache):
+        job = prepare(v, todo, cache)
+        owner.update((row.tobytes(), v.row["video_id"]) for row in job.rows[job.valid])
+        return job
+
+    forward, forwards = E.VisionEncoder._forward, []
+
+    def recording_forward(self, frames, **kw):
+        forwards.append({owner.get(row.tobytes()) for row in frames} - {None})
+        return forward(self, frames, **kw)
+
+    monkeypatch.setitem(X.EMBED_ROWS, "embed_vision", recording_rows)
+    monkeypatch.setattr(E.VisionEncoder, "_forward", recording_forward)
+    # 12 frames a video in forwards of 16; only "every worker idle" runs a partial batch early
+    cfg = CFG.model_copy(update={"embed_batch_size": 16, "embed_batch_wait": 30.0})
+    runs = {}
+    for name, workers in (("two", 2), ("one", 1)):
+        forwards.clear()
+        runs[name] = extract_features(dataset=DATASET, root=str(roots[name]), config=cfg, refresh=True, workers=workers,
+                                      batch_size=2, stages=["embed_vision", "embed_audio"], **encoders)
+        assert runs[name]["stages"]["embed_vision"] == {"done": N_VIDEOS, "skipped": 0, "failed": 0}, runs[name]
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("batcher-")]
+        if name == "two":
+            assert any(len({task_of[v] for v in videos}) > 1 for videos in forwards), forwards
+    one, two = open_store(roots["one"], DATASET), open_store(roots["two"], DATASET)
+    for vid in ids:
+        for stage in ("embed_vision", "embed_audio"):
+            want, got = one.read(stage, vid), two.read(stage, vid)
+            for name, arr in want.items():
+                if isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
+                    np.testing.assert_allclose(got[name], arr, rtol=1e-5, atol=1e-5, err_msg=f"{vid} {stage} {name}")
+
+
+def test_queue_limits_are_validated_config_fields_that_no_fingerprint_reads():
+    from pydantic import ValidationError
+
+    from pipelines.extract import EMBED_STAGES, STAGES
+
+    tuned = ExtractConfig(embed_queue_items=64, embed_queue_mb=4096, embed_batch_wait=2.5)
+    for stage in (*STAGES, *EMBED_STAGES):
+        assert tuned.stage_params(stage) == ExtractConfig().stage_params(stage), stage
+    for field, value in (("embed_queue_items", 0), ("embed_queue_mb", 0), ("embed_batch_wait", 0.0)):
+        with pytest.raises(ValidationError, match=field):
+            ExtractConfig(**{field: value})
 
 
 def _parity_detector(path):
@@ -391,3 +454,35 @@ def test_a_head_on_frozen_random_embeddings_beats_the_constant_predictor(prefect
                        device="cpu", input_kind="embeddings",
                        overrides={"dim": 32, "heads": 2, "lstm_hidden": 32, "dropout": 0.0})
     assert run["metrics"]["accuracy_valence"] >= run["baseline"]["accuracy_valence"] + 0.15, run
+
+
+@pytest.mark.parametrize("kind", ["whisper", "ast"])
+def test_spectrogram_audio_encoders_through_the_embed_audio_stage(embedded, tmp_path, kind):
+    """Whisper (4-s windows here: two rows per 6-s video) and AST (one row per second, its own filterbanks) through
+    the flow's cross-video batches: the audio stage's masks, zeros where masked, each video's vectors equal to its
+    own per-video extraction; a rerun is a cache hit and a changed feature-extractor setting recomputes the stage."""
+    from features import extract_video as X
+    from tests.embed_factory import tiny_ast, tiny_whisper
+
+    root = tmp_path / "root"
+    shutil.copytree(embedded[0], root, symlinks=True)
+    model = (tiny_whisper if kind == "whisper" else tiny_ast)(tmp_path / kind)
+    res = _extract(root, stages=["embed_audio"], audio_model=str(model))
+    assert res["stages"]["embed_audio"] == {"done": N_VIDEOS, "skipped": 0, "failed": 0}, res
+    store = open_store(root, DATASET)
+    rows = store.manifest().set_index("video_id", drop=False)
+    cfg = CFG.model_copy(update={"audio_model": str(model)})
+    for vid in rows.index:
+        got, audio = store.read("embed_audio", vid), store.read("audio", vid)
+        assert got["segments"].shape == (6, 16) and got["sampling_rate"] == 16000
+        assert got["encoder"] == {"whisper": "whisper", "ast": "audio-spectrogram-transformer"}[kind]
+        np.testing.assert_array_equal(got["segments_mask"], audio["segments_mask"])
+        assert not got["segments"][~got["segments_mask"]].any()
+        assert (np.abs(got["segments"][got["segments_mask"]]).sum(axis=1) > 0).all()
+        alone = X.extract_video(rows.loc[vid].to_dict(), ["probe", "embed_audio"], cfg)["embed_audio"].arrays
+        np.testing.assert_allclose(got["segments"], alone["segments"], rtol=1e-5, atol=1e-5, err_msg=vid)
+    assert _extract(root, stages=["embed_audio"], audio_model=str(model))["stages"]["embed_audio"]["done"] == 0
+    pp = json.loads((model / "preprocessor_config.json").read_text())
+    pp["padding_value" if kind == "whisper" else "mean"] += 1.0
+    (model / "preprocessor_config.json").write_text(json.dumps(pp, indent=2))
+    assert _extract(root, stages=["embed_audio"], audio_model=str(model))["stages"]["embed_audio"]["done"] == N_VIDEOS

@@ -63,3 +63,46 @@ def test_cli_unknown_dataset_is_a_short_error(root, capsys):
         main(["inspect", "nope", "--root", str(root)])
     assert exit_.value.code == 2
     assert "vidpipe ingest" in capsys.readouterr().err
+
+
+def _scrape(time: float, plays: dict[str, int]) -> pd.DataFrame:
+    """A TikTok scrape as the adapter reads it: one row per post, its counts at ``time``."""
+    return pd.DataFrame({"video_id": list(plays), "split": "train", "scrape_time": time, "create_time": 0.0,
+                         "play_count": list(plays.values()), "digg_count": 1, "comment_count": 2, "share_count": 3})
+
+
+def test_commit_reads_the_scrape_history_once_for_all_rescrapes(root, monkeypatch):
+    """Three scrapes in one ingest: the history is read once for the restated check (and once by the append),
+    with the same table, new-pair count and restated posts as checking and appending them one after another."""
+    from features.sources import Manifest
+    from features.store import Store
+    from features.trend import restated_snapshots, scrape_snapshots
+    from pipelines.ingest import _commit
+
+    older = _scrape(10.0, {"a": 1, "b": 1})
+    # b again at 10.0 with another count (a stale scrape time), a and b at 20.0, then the manifest restates b at 20.0
+    rescrapes = (_scrape(10.0, {"b": 5}), _scrape(20.0, {"a": 2, "b": 2}))
+    videos = _scrape(20.0, {"a": 2, "b": 9})
+    reference = open_store(root, "one-by-one", create=True)
+    reference.append_scrape_history(scrape_snapshots(older))
+    new, restated = 0, set()
+    for scrape in (*rescrapes, videos):
+        snapshots = scrape_snapshots(scrape)
+        restated |= set(restated_snapshots(reference.scrape_history(), snapshots))
+        new += reference.append_scrape_history(snapshots)
+
+    store = open_store(root, "at-once", create=True)
+    store.append_scrape_history(scrape_snapshots(older))
+    reads = []
+    read_table = Store.read_table
+
+    def counted(self, name, **kw):
+        reads.append(name)
+        return read_table(self, name, **kw)
+
+    monkeypatch.setattr(Store, "read_table", counted)
+    diff, got_new, got_restated = _commit.fn(str(root), "at-once", Manifest(videos=videos, rescrapes=rescrapes),
+                                             {"kind": "tiktok"})
+    assert reads.count("scrape_history") == 2 and diff["added"] == ["a", "b"]
+    assert (got_new, got_restated) == (new, sorted(restated)) == (2, ["b"])
+    pd.testing.assert_frame_equal(store.scrape_history(), reference.scrape_history())

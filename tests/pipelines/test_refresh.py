@@ -66,7 +66,9 @@ def tiktok(tmp_path, prefect_harness):
     return {"src": src, "root": root, "posts": posts, "runs": runs}
 
 
-def test_refresh_plans_runs_only_what_changed_then_does_nothing(tiktok):
+def test_refresh_plans_runs_only_what_changed_then_does_nothing(tiktok, monkeypatch):
+    import pipelines.ingest
+    import pipelines.refresh
     from flows import refresh
     from pipelines.cli import app
 
@@ -101,7 +103,16 @@ def test_refresh_plans_runs_only_what_changed_then_does_nothing(tiktok):
 
     # 2. the real refresh: re-ingest, extract just p02 and p40, drop p03, retrain the graph, report stale packs
     untouched = {p: h for p, h in before.items() if "p01" in p or "p04" in p}
-    result = refresh(dataset=DATASET, root=str(root))
+    reads = []  # the source is read by the plan; the run records the manifest the plan read
+    with monkeypatch.context() as patched:
+        for module in (pipelines.refresh, pipelines.ingest):
+            def counted(kind, *args, _real=module.load_source, **kw):
+                reads.append(kind)
+                return _real(kind, *args, **kw)
+
+            patched.setattr(module, "load_source", counted)
+        result = refresh(dataset=DATASET, root=str(root))
+    assert reads == ["tiktok"]
     did = result["did"]
     assert result["plan"]["videos"] == plan["videos"]
     assert did["ingest"]["added"] == 1 and did["ingest"]["removed"] == 1

@@ -54,6 +54,25 @@ def test_checkpoint_reloads_without_training_arguments(synthetic_copy):
     np.testing.assert_array_equal(every, np.arange(len(arrays["target"])))
 
 
+def test_run_loaders_score_a_model_on_its_own_target_order():
+    """load_run_model narrows a pack's targets to the model's columns, once; split_loader reads them as they are, so
+    a model of the task's targets in another order (arousal, valence) is scored in that order."""
+    import numpy as np
+    from models import create_model
+    from models.base import example_batch
+    from pipelines.train import model_targets, split_loader
+
+    model = create_model("sec2sec", task="emotion", targets=["arousal", "valence"], dim=16, heads=2, n_segments=3,
+                         frames_per_segment=1, frame_size=16, n_mfcc=8, mfcc_frames=8, cnn_width=8, lstm_hidden=16)
+    arrays = {k: v.numpy() for k, v in example_batch(model, 4, target=False).items()}
+    arrays |= {"target": np.array([[0.0, 1.0]] * 4, dtype=np.float32),  # the pack's order: valence, arousal
+               "split": np.array(["train", "test", "test", "val"], dtype=object)}
+    narrowed = model_targets(model, arrays)
+    np.testing.assert_array_equal(narrowed["target"], [[1.0, 0.0]] * 4)
+    rows, loader = split_loader(model, narrowed, "test", batch_size=8)
+    assert rows.tolist() == [1, 2] and next(iter(loader))["target"].tolist() == [[1.0, 0.0]] * 2
+
+
 def test_same_seed_same_metrics_on_cpu(synthetic_copy):
     from pipelines.train import run_training
 

@@ -181,3 +181,13 @@ def test_folder_source_skips_symlinks_outside(tmp_path):
     (ds / "in.mp4").write_bytes(b"x")
     (ds / "link.mp4").symlink_to(outside)
     assert load_source("folder", ds).videos["video_id"].tolist() == ["in"]
+
+
+def test_training_ids_need_a_split_column_when_there_are_rows():
+    from features.sources import training_ids
+
+    manifest = pd.DataFrame({"video_id": ["a", "b", "c"], "split": ["train", "test", "train"]})
+    assert training_ids(manifest) == {"a", "c"}
+    assert training_ids(pd.DataFrame()) == set()  # a store's manifest before its first ingest: no rows, no columns
+    with pytest.raises(ValueError, match=r"manifest has columns \['video_id'\]; expected a 'split' column"):
+        training_ids(manifest[["video_id"]])
