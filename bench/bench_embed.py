@@ -251,6 +251,7 @@ def _stage_batching(mode: str, size: dict, folder: Path, device: str, clips: int
     items = [{"row": {"video_id": p.stem, "source_path": str(p)}, "todo": ["embed_vision"],
               "fps": {"embed_vision": f"bench-{i}"}} for i, p in enumerate(paths)]
     store = Store(str(folder / "store"), "bench", create=True)
+
     def two_workers() -> None:
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda half: extract_items(store, half, cfg), (items[0::2], items[1::2])))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
-from features.media import AUDIO_ALIGN, MediaError, ffmpeg_bin, media_url, run_tool_capture, tool_message
+from features.media import MediaError, ffmpeg_bin, media_url, pcm_args, run_tool_capture, tool_message
 from features.probe import ProbeInfo
 
 __all__ = ["AudioParams", "clip_frames_for", "clip_matrix", "clip_mfcc", "egemaps", "is_silent", "load_audio",
@@ -126,7 +126,8 @@ def load_audio(
     max_seconds: float | None = None,
 ) -> np.ndarray | None:
     """Decode the audio track ``info.audio_stream`` to mono float32 PCM at ``sr`` Hz with ffmpeg (channels averaged),
-    from the file's start time (a track that starts later is padded with silence: see ``AUDIO_ALIGN``).
+    from the file's start time (a track that starts later is padded with silence: see
+    :data:`features.media.AUDIO_ALIGN`).
 
     Args:
         path: the media file (passed as a ``file:`` URL, never through a shell).
@@ -155,10 +156,10 @@ def load_audio(
         return None
     seconds = info.duration if max_seconds is None else min(info.duration, max_seconds)
     args = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", media_url(path),
-            "-map", info.audio_map, "-vn", "-sn", "-dn", "-af", AUDIO_ALIGN, "-ac", "1", "-ar", str(sr)]
+            *pcm_args(info.audio_map, sr)]
     if max_seconds is not None:
         args += ["-t", f"{max_seconds:.6f}"]
-    args += ["-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+    args.append("pipe:1")
     # Twice the declared length plus a second: room for a lying header, a stop for a hostile one.
     cap = int((2 * seconds + 1) * sr * 4) + (1 << 16)
     result = run_tool_capture(args, timeout, cap, what=repr(os.fspath(path)))

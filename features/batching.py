@@ -8,17 +8,12 @@ so results come in the order videos finish, not the order they went in.
 
 * :class:`RowBatcher` — one encoder's batches: :meth:`~RowBatcher.add` an item, get back the items that finished;
   every batch is full but the one :meth:`~RowBatcher.flush` runs.
-* :func:`prefetch` — iterate a producer (decoding, preprocessing) in a background thread through a bounded queue:
-  at most ``max_items`` items and ``max_bytes`` bytes wait for the consumer (one item is always admitted, so an item
-  larger than ``max_bytes`` passes alone).
-* :func:`batched_rows` — both together for one stream of items, with one :class:`RowBatcher` per encoder ("lane"):
-  the producer decodes the next videos while the encoder runs.
 * :class:`SharedBatcher` / :func:`shared_batcher` — one encoder's batches filled with the rows that several threads
   submit (the extraction flow's worker threads): one bounded queue for all of them, a service thread that runs the
   forwards, and a :class:`~concurrent.futures.Future` per item for the thread that submitted it. A partly filled
   batch runs when every client is idle (:meth:`BatchClient.pause`: waiting on its results) or when no item has come
   for ``max_wait`` seconds; :func:`shared_batcher` keeps one per key in the process and joins its thread when its last
-  client leaves.
+  client leaves. The submitting threads decode their next videos while the service thread runs the encoder.
 
 Memory is bounded by the queue, one encoder batch and the results of the videos whose rows are in flight, never by the
 number of videos or of threads. A failure stays with its video: an item whose rows the encoder's ``check`` refuses
@@ -35,12 +30,12 @@ import dataclasses
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["RowEncoder", "RowItem", "RowResult", "RowBatcher", "encode_rows", "prefetch", "batched_rows",
-           "item_bytes", "SharedBatcher", "BatchClient", "shared_batcher"]
+__all__ = ["RowEncoder", "RowItem", "RowResult", "RowBatcher", "encode_rows", "item_bytes", "SharedBatcher",
+           "BatchClient", "shared_batcher"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,7 +61,7 @@ class RowItem:
     key: Hashable  # the video; unique among the items of a lane in flight
     rows: np.ndarray  # (N, ...) encoder input
     valid: np.ndarray | None = None  # (N,) bool or 0/1 int: rows to encode (the others' outputs are zeros); None: all
-    lane: Hashable = None  # which encoder (a key of batched_rows' ``lanes``)
+    lane: Hashable = None  # which encoder (a stage name; results carry it back)
     context: Any = None  # handed back with the result untouched
 
 
@@ -257,111 +252,11 @@ def encode_rows(encoder: RowEncoder, rows: np.ndarray, valid: np.ndarray | None 
     return result.outputs
 
 
-_END = object()
-
-
 def item_bytes(item: Any) -> int:
     """Bytes a :class:`RowItem` holds in its rows and mask (0 for anything else)."""
     if not isinstance(item, RowItem):
         return 0
     return int(np.asarray(item.rows).nbytes + (0 if item.valid is None else np.asarray(item.valid).nbytes))
-
-
-def prefetch(items: Iterable[Any], *, max_items: int = 4, max_bytes: int = 256 << 20,
-             nbytes: Callable[[Any], int] = item_bytes) -> Iterator[Any]:
-    """Iterate ``items`` in a background thread, at most ``max_items`` items and ``max_bytes`` bytes ahead.
-
-    The producer (``items``' own code: decoding, preprocessing) waits while the queue is full; an item is always
-    admitted into an empty queue, so one larger than ``max_bytes`` passes alone. An exception of the producer is
-    raised here after the items before it. Closing this iterator early stops the producer at its next item and waits
-    for it, so no producer work outlives the consumer.
-
-    Raises:
-        ValueError: ``max_items`` < 1 or ``max_bytes`` < 1.
-    """
-    if not isinstance(max_items, int) or max_items < 1:
-        raise ValueError(f"max_items={max_items!r}: expected an int >= 1")
-    if not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ValueError(f"max_bytes={max_bytes!r}: expected an int >= 1")
-    return _Prefetch(items, max_items, max_bytes, nbytes).iterate()
-
-
-class _Prefetch:
-    """The bounded queue between :func:`prefetch`'s producer thread and its consumer."""
-
-    def __init__(self, items: Iterable[Any], max_items: int, max_bytes: int, nbytes: Callable[[Any], int]) -> None:
-        self.items, self.max_items, self.max_bytes, self.nbytes = items, max_items, max_bytes, nbytes
-        self.cond = threading.Condition()
-        self.queue: collections.deque[tuple[Any, int]] = collections.deque()
-        self.held = 0  # bytes in the queue
-        self.stop = False
-        self.error: BaseException | None = None
-
-    def _fits(self, size: int) -> bool:
-        return not self.queue or (len(self.queue) < self.max_items and self.held + size <= self.max_bytes)
-
-    def produce(self) -> None:
-        it = iter(self.items)
-        try:
-            for item in it:
-                size = self.nbytes(item)
-                with self.cond:
-                    self.cond.wait_for(lambda: self.stop or self._fits(size))
-                    if self.stop:
-                        break
-                    self.queue.append((item, size))
-                    self.held += size
-                    self.cond.notify_all()
-        except BaseException as exc:  # noqa: BLE001 - raised in the consumer
-            self.error = exc
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-            with self.cond:
-                self.queue.append((_END, 0))
-                self.cond.notify_all()
-
-    def iterate(self) -> Iterator[Any]:
-        thread = threading.Thread(target=self.produce, name="prefetch", daemon=True)
-        thread.start()
-        try:
-            while True:
-                with self.cond:
-                    self.cond.wait_for(lambda: bool(self.queue))
-                    item, size = self.queue.popleft()
-                    self.held -= size
-                    self.cond.notify_all()
-                if item is _END:
-                    if self.error is not None:
-                        raise self.error
-                    return
-                yield item
-        finally:
-            with self.cond:
-                self.stop = True
-                self.queue.clear()
-                self.cond.notify_all()
-            thread.join()
-
-
-def batched_rows(items: Iterable[RowItem], lanes: Mapping[Hashable, RowEncoder], *, max_items: int = 4,
-                 max_bytes: int = 256 << 20) -> Iterator[RowResult]:
-    """Each item's :class:`RowResult` as soon as its rows are done, the items produced by ``items`` in a background
-    thread through a bounded queue (:func:`prefetch`) and batched across videos per encoder (``item.lane`` names its
-    key in ``lanes``). Results come in the order videos finish; after the last item every partial batch runs.
-
-    Raises:
-        ValueError: an item's lane is not in ``lanes``; whatever the producer raises.
-    """
-    batchers = {lane: RowBatcher(enc, lane=lane) for lane, enc in lanes.items()}
-    with contextlib.closing(prefetch(items, max_items=max_items, max_bytes=max_bytes)) as queued:
-        for item in queued:
-            if item.lane not in batchers:
-                raise ValueError(f"item {item.key!r}: lane={item.lane!r} is not one of {list(batchers)}")
-            yield from batchers[item.lane].add(item)
-    for batcher in batchers.values():
-        yield from batcher.flush()
 
 
 # ---------------------------------------------------------------------------------------------------- shared batcher
@@ -587,6 +482,7 @@ def shared_batcher(key: Hashable, encoder: RowEncoder | Callable[[], RowEncoder]
 
 
 def _check_limits(max_items: int, max_bytes: int, max_wait: float) -> None:
+    """The queue limits of :class:`SharedBatcher`."""
     if not isinstance(max_items, int) or isinstance(max_items, bool) or max_items < 1:
         raise ValueError(f"max_items={max_items!r}: expected an int >= 1")
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:

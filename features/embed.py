@@ -29,7 +29,8 @@ processor squashes the frame to a square without cropping get the centre crop in
 audio stage's PCM to the encoder's ``sampling_rate`` (``scipy.signal.resample_poly``); for waveform models, when the
 checkpoint's processor says ``do_normalize``, each segment is scaled to zero mean and unit variance; AST, CLAP and
 Whisper get their spectrograms from the checkpoint's own feature extractor (``AutoFeatureExtractor``, on the
-CPU: NumPy, and torch's STFT for Whisper; no torchaudio).
+CPU: NumPy, and torch's STFT for Whisper; AST's uses torchaudio's Kaldi filterbank where torchaudio is installed,
+which :func:`audio_preprocessing_params` puts into the stage's fingerprint).
 
 :func:`encoder_digest` hashes exactly the files a checkpoint's loader reads (weights, configs, processor configs,
 tokenizer files; relative name and sha256), so swapping a checkpoint changes the fingerprint of exactly the stage
@@ -70,6 +71,7 @@ __all__ = [
     "TextEncoder",
     "VisionEncoder",
     "align_words",
+    "audio_preprocessing_params",
     "audio_seconds",
     "encoder_digest",
     "face_crops",
@@ -540,9 +542,9 @@ def _require_cascades(spec: str) -> None:
 
 
 def _cascade_detector(path: Path) -> FaceDetector:
+    """A Haar/LBP cascade file (:func:`_detector_file` has checked that this OpenCV runs cascades)."""
     import cv2
 
-    _require_cascades(str(path))
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
         raise ValueError(f"vision_faces={str(path)!r} is not a cascade OpenCV can read")
@@ -864,6 +866,20 @@ def _audio_model(root: Path, path: Any) -> tuple[Any, _AudioInput]:
     if fe is not None:
         return model, _spectrogram_input(model, fe, path)
     return model, _waveform_input(model, root)
+
+
+def audio_preprocessing_params(path: str | os.PathLike[str]) -> dict[str, str]:
+    """What decides an audio checkpoint's input beyond its files (:func:`encoder_digest`), for the ``embed_audio``
+    fingerprint: ``{"ast_fbank": "torchaudio"}`` for an AST checkpoint when transformers' ``ASTFeatureExtractor``
+    computes its filterbanks with torchaudio's Kaldi ``fbank`` (torchaudio importable) instead of its NumPy
+    filterbank, whose values differ slightly; ``{}`` for the NumPy one and for every other model type (their
+    extractors have one implementation), so those fingerprints do not depend on the install."""
+    config = _json(Path(path) / "config.json", arg="audio_model")
+    if not isinstance(config, Mapping) or config.get("model_type") != "audio-spectrogram-transformer":
+        return {}
+    from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer as fe
+
+    return {"ast_fbank": "torchaudio"} if fe.is_speech_available() else {}
 
 
 def audio_seconds(row_vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:

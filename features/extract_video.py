@@ -103,6 +103,10 @@ class ExtractConfig(BaseModel):
             kind = stage.split("_", 1)[1]
             path = p[f"{kind}_model"]
             out[f"{kind}_weights"] = None if path is None else _encoder_digest(path, f"{kind}_model")
+        if stage == "embed_audio" and p["audio_model"] is not None:
+            from features.embed import audio_preprocessing_params  # which filterbank code the extractor runs
+
+            out.update(audio_preprocessing_params(p["audio_model"]))
         if stage == "embed_vision" and p["vision_faces"] is not None:
             # only when set, so whole-frame outputs keep their fingerprints
             from features.embed import face_detector_digest

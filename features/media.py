@@ -43,6 +43,7 @@ __all__ = [
     "ffmpeg_bin",
     "ffprobe_bin",
     "media_url",
+    "pcm_args",
     "run_tool",
     "run_tool_capture",
     "tool_message",
@@ -241,6 +242,14 @@ def _pump_lines(
         else:
             count[0] += 1
             tail.append(line)
+
+
+def pcm_args(stream_map: str, sr: int) -> list[str]:
+    """Output options of every PCM decode: stream ``stream_map`` (``-map``) as mono float32 little-endian samples at
+    ``sr`` Hz (channels averaged), on the file's timeline (:data:`AUDIO_ALIGN`). :func:`features.audio.load_audio`
+    and the one-pass decode of :mod:`features.video` both use them, so their samples are identical."""
+    return ["-map", stream_map, "-vn", "-sn", "-dn", "-af", AUDIO_ALIGN, "-ac", "1", "-ar", str(sr),
+            "-f", "f32le", "-acodec", "pcm_f32le"]
 
 
 def run_tool_capture(

@@ -44,7 +44,7 @@ from names import EARLY_TREND, MODALITIES, TASK_TARGETS
 __all__ = ["PACK_VERSION", "TASK_TARGETS", "META_COLUMNS", "pack_fingerprint", "build_pack", "assign_splits",
            "mtaf_popularity", "standardize", "node_features", "NODE_META_COLUMNS"]
 
-PACK_VERSION = 2  # code version of a pack's layout: bump when its arrays change for the same inputs
+PACK_VERSION = 3  # code version of a pack's layout: bump when its arrays change for the same inputs
 _STAGE_OF = {"vision_seg": "frames", "vision": "frames", "audio_seg": "audio", "audio": "audio", "text": "text",
              "meta": "metadata", "vision_seg_emb": "embed_vision", "vision_emb": "embed_vision",
              "audio_seg_emb": "embed_audio", "audio_emb": "embed_audio", "text_emb": "embed_text",
@@ -57,19 +57,14 @@ _FRAMES, _AUDIO, _TEXT = schema("frames"), schema("audio"), schema("text")
 _EMB_VISION, _EMB_AUDIO, _EMB_TEXT = schema("embed_vision"), schema("embed_audio"), schema("embed_text")
 
 
-def assign_splits(manifest: pd.DataFrame, *, seed: int = 0) -> pd.Series:
-    """The dataset's own split when it has train/val/test, otherwise a seeded 70/10/20 split."""
-    split = manifest["split"] if "split" in manifest.columns else pd.Series(index=manifest.index, dtype=object)
-    if split.notna().all() and {"train", "val", "test"} <= set(split):
-        return split
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(manifest))
-    n = len(manifest)
-    labels = np.empty(n, dtype=object)
-    labels[order[: int(0.7 * n)]] = "train"
-    labels[order[int(0.7 * n): int(0.8 * n)]] = "val"
-    labels[order[int(0.8 * n):]] = "test"
-    return pd.Series(labels, index=manifest.index)
+def assign_splits(manifest: pd.DataFrame, labelled: pd.DataFrame) -> pd.Series:
+    """The split of each of ``labelled``'s videos (index as ``labelled``'s): :func:`features.sources.dataset_splits`
+    of the whole ``manifest``, the split the text vocabulary's training videos come from, so a pack never validates or
+    tests on a video the vocabulary was built on, whichever subset a task labels."""
+    from features.sources import dataset_splits  # the adapters' package, loaded when a pack is built
+
+    splits = pd.Series(dataset_splits(manifest).to_numpy(), index=manifest["video_id"].to_numpy())
+    return pd.Series(splits.reindex(labelled["video_id"].to_numpy()).to_numpy(), index=labelled.index)
 
 
 def mtaf_popularity(manifest: pd.DataFrame) -> pd.Series:
@@ -109,7 +104,9 @@ def _labelled(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
 def pack_fingerprint(store: Store, inputs: Sequence[str], task: str, *, vision_profile: str = "uniform",
                      split_seed: int = 0) -> str:
     """Fingerprint of the pack a selection would produce, from the store's current state (no array reads)."""
-    manifest = _labelled(store.manifest(), task)
+    full = store.manifest()
+    manifest = _labelled(full, task)
+    manifest = manifest.assign(split=assign_splits(full, manifest).to_numpy())
     ids = list(manifest["video_id"])
     parts = [fingerprint("labels", 1, manifest[["video_id", *TASK_TARGETS[task], "split"]].astype(str).values.tolist())]
     for key in sorted(set(inputs)):
@@ -412,10 +409,11 @@ def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile
     fp = pack_fingerprint(store, inputs, task, vision_profile=vision_profile, split_seed=split_seed)
     if store.has_pack(fp) and not refresh:
         return fp, True
-    manifest = _labelled(store.manifest(), task)
+    full = store.manifest()
+    manifest = _labelled(full, task)
     if manifest.empty:
         raise ValueError(f"task={task!r}: no video in {store.dataset!r} has its labels {list(TASK_TARGETS[task])}")
-    manifest = manifest.assign(split=assign_splits(manifest, seed=split_seed).to_numpy())
+    manifest = manifest.assign(split=assign_splits(full, manifest).to_numpy())
     ids = list(manifest["video_id"])
     needed_stages = {_STAGE_OF[k] for k in inputs if k not in _NOT_STAGES}
     for stage in needed_stages:

@@ -392,20 +392,13 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         return ids
 
     def _fresh_stages(self) -> list[str]:
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls_names(self._p("index")))
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls(self._p("index"), detail=False))
 
-    def _ls(self, folder: str) -> list[dict]:
-        """The entries of ``folder`` with details; [] when it does not exist (one LIST on object stores, no
-        existence check first)."""
+    def _ls(self, folder: str, *, detail: bool = True) -> list:
+        """The entries of ``folder`` with details (their paths only unless ``detail``); [] when it does not exist
+        (one LIST on object stores, no existence check first)."""
         try:
-            return self.fs.ls(folder, detail=True)
-        except FileNotFoundError:
-            return []
-
-    def _ls_names(self, folder: str) -> list[str]:
-        """The paths of the entries of ``folder``; [] when it does not exist (as :meth:`_ls`)."""
-        try:
-            return self.fs.ls(folder, detail=False)
+            return self.fs.ls(folder, detail=detail)
         except FileNotFoundError:
             return []
 
@@ -1062,7 +1055,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         # stages with data but no index yet too: a crash during a stage's very first write leaves only data
         for stage in sorted(set(self._fresh_stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
             live = {video_key(v): r.get("data") for v, r in self._fresh_raw(stage).items()}
-            for key_dir in self._ls_names(self._p("features.zarr", stage)):
+            for key_dir in self._ls(self._p("features.zarr", stage), detail=False):
                 key = key_dir.rstrip("/").rsplit("/", 1)[-1]
                 if key == "zarr.json":
                     continue
@@ -1072,7 +1065,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                         self.fs.rm(p, recursive=True)
                         removed += 1
         art = self._p("features.zarr", "_artifacts")
-        for name_dir in self._ls_names(art):
+        for name_dir in self._ls(art, detail=False):
             name = name_dir.rstrip("/").rsplit("/", 1)[-1]
             if name == "zarr.json":
                 continue

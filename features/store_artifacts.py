@@ -103,7 +103,7 @@ class ArtifactsPart:
             return None
 
     def read_artifact(self, name: str, fingerprint: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``).
+        """``(arrays, meta)`` of artifact ``name`` (the current one unless ``fingerprint``), the arrays in name order.
 
         Raises:
             KeyError: no such artifact.
@@ -111,7 +111,7 @@ class ArtifactsPart:
         fp = fingerprint or self.artifact_fingerprint(name)
         meta = self._artifact_meta(name, fp)
         group = self._artifact_group(name, fp, meta)
-        arrays = {k: a[...] for k, a in group.arrays()} if group is not None else {}
+        arrays = {k: a[...] for k, a in sorted(group.arrays())} if group is not None else {}  # zarr lists unordered
         meta.pop("_data", None)
         return arrays, meta
 
@@ -179,7 +179,9 @@ class ArtifactsPart:
         wanted = {vid: first[vid] for vid in video_ids if vid in first}
         out: dict[str, dict[str, np.ndarray]] = {vid: {} for vid in wanted}
         group = self._artifact_group(stage, fp, meta) if wanted else None
-        for name, arr in group.arrays() if group is not None else ():
+        if group is None:
+            return out
+        for name, arr in sorted(group.arrays()):  # by name, as read_artifact (zarr lists in no fixed order)
             if arr.shape[:1] != (len(ids),):
                 continue
             whole = arr[...] if len(wanted) > 1 else None

@@ -135,7 +135,7 @@ class RunsPart:
 
     def run_records(self) -> list[RunRecord]:
         """Every recorded training run, oldest first (by ``created``; unreadable records are skipped)."""
-        paths = [p for p in self._ls_names(self._p("runs")) if p.endswith(".json") and "/.tmp-" not in p]
+        paths = [p for p in self._ls(self._p("runs"), detail=False) if p.endswith(".json") and "/.tmp-" not in p]
         out = []
         for blob in (self.fs.cat(paths, on_error="omit").values() if paths else []):
             try:
@@ -226,5 +226,5 @@ class ReportsPart:
 
     def report_names(self, pattern: str = "*") -> list[str]:
         """Sorted names of the report files matching the glob ``pattern``."""
-        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls_names(self._p("reports")))
+        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls(self._p("reports"), detail=False))
         return sorted(n for n in names if not n.startswith(".tmp-") and fnmatch.fnmatchcase(n, pattern))

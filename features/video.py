@@ -86,7 +86,7 @@ import cv2
 import numpy as np
 
 from features.media import (
-    AUDIO_ALIGN, DEMUXERS, SIDE_OUTPUT, MediaError, ffmpeg_bin, ffprobe_bin, media_url, run_tool_capture, tool_message,
+    DEMUXERS, SIDE_OUTPUT, MediaError, ffmpeg_bin, ffprobe_bin, media_url, pcm_args, run_tool_capture, tool_message,
 )
 from features.probe import ProbeInfo
 
@@ -328,12 +328,13 @@ def _select_expr(targets: Sequence[float], half_window: float) -> str:
 
 
 def _packet_scan(path: str | os.PathLike[str], info: ProbeInfo, timeout: float) -> tuple[np.ndarray, np.ndarray]:
-    """Presentation times (relative to the container start) of all video packets and their keyframe flags.
+    """Presentation times (relative to the container start) of the packets of the video stream decoded
+    (``info.video_stream``) and their keyframe flags.
 
     A demux without decoding. Shapes: two (P,) arrays, float64 seconds sorted ascending and bool.
     """
     args = [
-        ffprobe_bin(), "-v", "error", "-hide_banner", "-select_streams", "v:0",
+        ffprobe_bin(), "-v", "error", "-hide_banner", "-select_streams", str(info.video_stream),
         "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", media_url(path),
     ]
     cap = 64 * max(info.n_frames, 1) + (1 << 20)
@@ -430,9 +431,8 @@ def _run_ffmpeg(path: str | os.PathLike[str], info: ProbeInfo, input_args: list[
              "-vf", _filter_chain(info, short, master, _select_expr(targets, window)),
              "-vsync", "passthrough", "-f", "rawvideo", "pipe:1"]
     side_cap = None
-    if audio_sr is not None:  # the same arguments as features.audio.load_audio, so the samples are identical
-        args += ["-map", info.audio_map, "-vn", "-sn", "-dn", "-af", AUDIO_ALIGN, "-ac", "1", "-ar", str(audio_sr),
-                 "-f", "f32le", "-acodec", "pcm_f32le", SIDE_OUTPUT]
+    if audio_sr is not None:  # the output options of features.audio.load_audio, so the samples are identical
+        args += [*pcm_args(info.audio_map, audio_sr), SIDE_OUTPUT]
         side_cap = int((2 * info.duration + 1) * audio_sr * 4) + (1 << 16)  # load_audio's cap
     frame_bytes = master * master * 3
     result = run_tool_capture(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import types
 from typing import Iterable, Mapping
 
-__all__ = ["INPUT_CHANGES", "INPUT_VERSIONS", "check_input_versions", "recorded_versions"]
+__all__ = ["INPUT_CHANGES", "INPUT_VERSIONS", "check_input_versions", "read_versions", "recorded_versions"]
 
 #: batch key a model reads → the version of its contract (docs/ARCHITECTURE.md, "Modality tensors")
 INPUT_VERSIONS: Mapping[str, int] = types.MappingProxyType({
@@ -49,6 +49,12 @@ def recorded_versions(inputs: Iterable[str]) -> dict[str, int]:
     return {k: INPUT_VERSIONS[k] for k in inputs}
 
 
+def read_versions(recorded: object, reads: Iterable[str]) -> object:
+    """The versions a checkpoint or run record read its inputs at: ``recorded`` as it is, or — for one written before
+    inputs were versioned (``recorded`` None) — every key of ``reads`` at version 0."""
+    return {k: 0 for k in reads} if recorded is None else recorded
+
+
 def _changes(keys: Iterable[str], after: Mapping[str, int]) -> list[str]:
     """What changed for ``keys`` since the versions in ``after`` (0 = unversioned), oldest first."""
     return [f"{key}@{v}: {INPUT_CHANGES[(key, v)]}" for key in keys
@@ -69,9 +75,8 @@ def check_input_versions(recorded: object, reads: Iterable[str] | None, *, sourc
     reads = None if reads is None else list(reads)
     fix = "retrain the model with this vidpipe (vidpipe train / compare --retrain) to use it"
     unversioned = recorded is None
-    if unversioned:  # written before inputs were versioned: it read its model's keys at version 0
-        recorded = {k: 0 for k in reads or ()}
-    elif not isinstance(recorded, Mapping):
+    recorded = read_versions(recorded, reads or ())
+    if not isinstance(recorded, Mapping):
         raise ValueError(f"checkpoint {source} records input_versions={recorded!r}; expected a mapping of input key "
                          f"to version (the file is damaged or was not written by vidpipe); {fix}")
     if reads is not None and set(recorded) != set(reads):

@@ -135,7 +135,7 @@ def _find_run(store: Store, name: str, task_name: str, settings: Mapping[str, An
     """The newest recorded run trained exactly as requested (see module docstring) on inputs at this vidpipe's versions
     (:mod:`models.input_versions`; a record without them read every key at version 0) whose checkpoint is still there,
     as a dict, or None."""
-    from models.input_versions import recorded_versions
+    from models.input_versions import read_versions, recorded_versions
 
     versions = recorded_versions(settings["inputs"])
     # the pack fingerprint pins the profile; regularisation absent from a request or a record means none
@@ -147,8 +147,7 @@ def _find_run(store: Store, name: str, task_name: str, settings: Mapping[str, An
         recorded = _json(rec.config)
         if any(k not in recorded or recorded[k] != v for k, v in settings["config"].items()):
             continue
-        # a record written before inputs were versioned read its keys at version 0
-        if rec.extra.get("input_versions", dict.fromkeys(versions, 0)) != versions:
+        if read_versions(rec.extra.get("input_versions"), versions) != versions:
             continue
         if store.checkpoint_file(rec.checkpoint) is not None:
             return rec.to_dict()
@@ -798,11 +797,12 @@ def _interpretations(store: Store, req: _Request, runs: Mapping[str, Mapping[str
 
     notes = {t: note for t, task_runs in runs.items() if (note := _interpret_note(req, t, task_runs, inputs))}
     todo = {t: task_runs[_INTERPRETERS[t][0]] for t, task_runs in runs.items() if t not in notes}
+    # the analyses not stored yet, for the workers (one process: _interpret_cached reuses the stored ones itself)
     fresh = [t for t, run in todo.items() if _stored_interpretation(store, t, _interpret_key(t, run, **settings))
-             is None]
+             is None] if workers > 1 else []
     with contextlib.ExitStack() as stack:
         futures = {}
-        if workers > 1 and fresh:
+        if fresh:
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(fresh)),
                                                            initializer=single_torch_thread,
                                                            mp_context=multiprocessing.get_context("spawn")))

@@ -169,7 +169,7 @@ def plan_extraction(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, st
     them as missing sources).
 
     A plan with nothing to do is memoised in the store (``cache/plan.json``) under :func:`_plan_key`; the next plan
-    with the same key (same manifest, source files, configuration, stage versions and index) returns its counts
+    with the same key (same manifest, source files, stage parameters, stage versions and index) returns its counts
     after a stat of each file and a few reads, without a fingerprint per video. ``refresh`` skips the memo.
     ``stats``: the source files' stats already taken (:func:`pipelines.ingest.source_stats` of ``manifest``), which
     the memo's key then uses instead of a stat of its own.
@@ -196,19 +196,20 @@ def _plan_key(store: Store, manifest: pd.DataFrame, cfg: ExtractConfig, wanted: 
     """What a plan of ``wanted`` decides from, as one key (``None``: the manifest cannot be digested, no memo).
 
     The manifest's rows (:func:`features.fingerprint.frame_digest`), every source file's size, mtime and inode (what
-    the content-digest memo trusts; :func:`features.fingerprint.stat_digest`), the configuration (with the encoders'
-    weight digests), the stage versions, and the committed index and failure records of the planned stages
-    (:meth:`Store.view_key`, :meth:`Store.failures_key`). Any change to one of them gives another key. ``stats``:
-    the source files' stats in manifest order, when the caller took them already."""
+    the content-digest memo trusts; :func:`features.fingerprint.stat_digest`), the parameters of ``probe`` and of the
+    planned stages (``cfg.stage_params``, with the encoders' weight digests: exactly what enters the planned
+    fingerprints, all chained from ``probe``'s), the stage versions, and the committed index and failure records of
+    the planned stages (:meth:`Store.view_key`, :meth:`Store.failures_key`). Any change to one of them gives another
+    key; a field no planned fingerprint reads (queue sizes, batch size, device, timeout) keeps it. ``stats``: the
+    source files' stats in manifest order, when the caller took them already."""
     frame = frame_digest(manifest)
     if frame is None:
         return None
     paths = manifest["source_path"] if "source_path" in manifest.columns else [None] * len(manifest)
-    encoders = {s: cfg.stage_params(s) for s in ("embed_vision", "embed_audio")
-                if getattr(cfg, f"{s.split('_', 1)[1]}_model") is not None}
+    params = {s: cfg.stage_params(s) for s in dict.fromkeys(("probe", *wanted))}
     try:
-        keyer = fingerprinter("extract-plan", _PLAN_MEMO_VERSION, {"config": cfg.model_dump(), "encoders": encoders,
-                                                                  "versions": STAGE_VERSIONS, "stages": list(wanted)})
+        keyer = fingerprinter("extract-plan", _PLAN_MEMO_VERSION, {"params": params, "versions": STAGE_VERSIONS,
+                                                                  "stages": list(wanted)})
     except TypeError:  # a parameter that cannot be rendered: no memo
         return None
     return keyer([frame, stat_digest(paths, stats), *(store.view_key(s) for s in wanted), store.failures_key()])

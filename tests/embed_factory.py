@@ -121,7 +121,6 @@ def tiny_clap(path: Path, *, seed: int = 0, sampling_rate: int = 16000) -> Path:
     return path
 
 
-
 def _bert_tokenizer(path: Path) -> None:
     from transformers import BertTokenizerFast
 
@@ -229,3 +228,21 @@ def local_dir_metadata(root: Path, name: str, *, etag: str | None = None, timest
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(f"{'b' * 40}\n{etag}\n{timestamp}\n")
     return meta
+
+
+def run_shared(items: list, lanes: dict, **limits) -> list:
+    """Each of ``items``' :class:`features.batching.RowResult`, its rows batched across the items by one
+    :class:`features.batching.SharedBatcher` per lane (``item.lane`` names its encoder in ``lanes``), as the extraction
+    flow runs them; every item is submitted from this thread, which then waits on the results."""
+    from features.batching import SharedBatcher
+
+    services = {lane: SharedBatcher(enc, lane=lane, **limits) for lane, enc in lanes.items()}
+    try:
+        clients = {lane: service.client() for lane, service in services.items()}
+        futures = [clients[item.lane].submit(item) for item in items]
+        for client in clients.values():
+            client.pause()
+        return [future.result(timeout=300) for future in futures]
+    finally:
+        for service in services.values():
+            service.close()

@@ -471,11 +471,11 @@ WILD_CASES: dict[str, WildCase] = {
                          ("libx264", "ac3")),
     "hires_audio": WildCase("hires_audio.mkv", (*_v(), *_a(96000), *_X264, "-c:a", "flac"), ("libx264", "flac")),
     "cover_art": WildCase("cover_art.mp4", _COVER, ("libx264", "mjpeg", "aac")),
-    # a subtitle track before the video, a QuickTime timecode (tmcd) data track after the audio, as cameras write
     # a song with album art only, renamed .mp4: the one video stream is an attached picture
     "music_cover": WildCase("music_cover.mp4", ("-f", "lavfi", "-i", "color=c=red:s=32x32:d=0.1", *_a(), "-map", "0:v",
                                                 "-map", "1:a", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic",
                                                 "-c:a", "aac"), ("mjpeg", "aac")),
+    # a subtitle track before the video, a QuickTime timecode (tmcd) data track after the audio, as cameras write
     "subs_data": WildCase("subs_data.mp4", (*_v(), *_a(), "-i", "{srt}", "-map", "2", "-map", "0", "-map", "1",
                                             *_X264, "-c:a", "aac", "-c:s", "mov_text", "-timecode", "00:00:10:00"),
                           ("libx264", "aac", "mov_text")),
@@ -526,8 +526,8 @@ def udta_first(path: Path) -> Path:
 def ffmpeg_encoders() -> frozenset[str]:
     """Names of the encoders this ffmpeg has (``ffmpeg -encoders``)."""
     done = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
-    return frozenset(line.split()[1] for line in done.stdout.splitlines()
-                     if len(line.split()) > 1 and len(line.split()[0]) == 6 and line.split()[0][0] in "VAS")
+    rows = [line.split() for line in done.stdout.splitlines()]  # " V....D libx264  ...": flags, name, description
+    return frozenset(row[1] for row in rows if len(row) > 1 and len(row[0]) == 6 and row[0][0] in "VAS")
 
 
 def make_wild(folder: Path, name: str) -> Path | str:

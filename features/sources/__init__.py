@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from features.sources._common import SourceError, find_media, hashed_split
@@ -28,7 +29,7 @@ from features.sources.liris import read_liris_accede
 from features.sources.tiktok import read_tiktok
 
 __all__ = ["Manifest", "SourceError", "SOURCE_KINDS", "LABEL_COLUMNS", "load_source", "read_folder", "read_synthetic",
-           "read_synthetic_rescrapes", "training_ids"]
+           "read_synthetic_rescrapes", "dataset_splits", "training_ids"]
 
 #: every label column any adapter may fill
 LABEL_COLUMNS = ("valence", "arousal", "valence_value", "arousal_value", *TRAITS, "interview",
@@ -46,19 +47,46 @@ class Manifest:
     rescrapes: tuple[pd.DataFrame, ...] = ()
 
 
+def dataset_splits(manifest: pd.DataFrame) -> pd.Series:
+    """The split of every video of ``manifest`` (index as ``manifest``'s), the one the text vocabulary is built on
+    (:func:`training_ids`) and every pack trains and tests with (:func:`features.packs.assign_splits`).
+
+    The dataset's own ``split`` when every video has one of train / val / test and all three occur; otherwise (a
+    dataset with two official sets, e.g. First Impressions without its test annotations, or a small hashed split
+    that drew no validation video) a 70/10/20 split of the videos in ``video_id`` order permuted with seed 0, so it
+    depends on the ids and splits only, never on row order, on a task's labelled subset or on a training seed.
+
+    Raises:
+        ValueError: ``manifest`` has rows but no ``split`` column (every adapter writes one).
+    """
+    n = len(manifest)
+    if not n:
+        return pd.Series(index=manifest.index, dtype=object)
+    if "split" not in manifest.columns:
+        raise ValueError(f"manifest has columns {list(manifest.columns)}; expected a 'split' column (train / val / "
+                         "test per video, as every source adapter writes): re-ingest the dataset")
+    split = manifest["split"]
+    if split.isin(["train", "val", "test"]).all() and split.nunique() == 3:
+        return split
+    by_id = np.argsort(manifest["video_id"].astype(str).to_numpy(), kind="stable")
+    order = by_id[np.random.default_rng(0).permutation(n)]
+    labels = np.empty(n, dtype=object)
+    labels[order[: int(0.7 * n)]] = "train"
+    labels[order[int(0.7 * n): int(0.8 * n)]] = "val"
+    labels[order[int(0.8 * n):]] = "test"
+    return pd.Series(labels, index=manifest.index)
+
+
 def training_ids(manifest: pd.DataFrame) -> set[str]:
-    """The ids of ``manifest``'s training split (``split == "train"``), e.g. the videos the text vocabulary is built
-    on. A manifest without rows (a store before its first ingest, which has no columns either) has none.
+    """The ids of ``manifest``'s training videos (:func:`dataset_splits`), e.g. the videos the text vocabulary is
+    built on. A manifest without rows (a store before its first ingest, which has no columns either) has none.
 
     Raises:
         ValueError: ``manifest`` has rows but no ``split`` column (every adapter writes one).
     """
     if not len(manifest):
         return set()
-    if "split" not in manifest.columns:
-        raise ValueError(f"manifest has columns {list(manifest.columns)}; expected a 'split' column (train / val / "
-                         "test per video, as every source adapter writes): re-ingest the dataset")
-    return set(manifest.loc[manifest["split"] == "train", "video_id"])
+    return set(manifest.loc[dataset_splits(manifest) == "train", "video_id"])
 
 
 def _canonical(videos: pd.DataFrame, kind: str) -> pd.DataFrame:

@@ -1252,7 +1252,8 @@ def generate_synthetic(out_dir: str | os.PathLike[str], *, n_videos: int, seed: 
         size_scale: scales the 128x96 / 96x128 frame size (sides stay even, at least 16 px).
         sync_weight: share of the arousal score carried by the synchrony plant, in [0, 1] (default: the design's
             0.35); 0 draws no beat and no flash (``sync_cue`` recorded as 0) and leaves arousal to the recency plant
-            alone, for experiments that isolate recency (tests/pipelines/test_recency_flow.py).
+            alone, for experiments that isolate recency
+            (tests/pipelines/test_compare.py::test_attention_recovers_planted_recency_through_the_flows).
         rescrapes: early re-scrapes per post K (>= 0), written to ``tiktok_rescrapes/scrape_01.jsonl`` … (module
             docstring, "Early popularity trend"): the scrape history of MTAF's early trend. 0 writes none.
 

@@ -1,5 +1,5 @@
-"""features.batching: rows of many videos in fixed-size encoder batches, per-video results, a bounded prefetch queue,
-one batcher shared by several threads."""
+"""features.batching: rows of many videos in fixed-size encoder batches, per-video results, one batcher shared by
+several threads through a bounded queue."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from features.batching import (RowBatcher, RowEncoder, RowItem, SharedBatcher, batched_rows, prefetch,
-                               shared_batcher)
+from features.batching import RowBatcher, RowEncoder, RowItem, SharedBatcher, shared_batcher
+from tests.embed_factory import run_shared
 
 POISON = -1.0  # a row holding this value makes the test encoder raise
 
@@ -57,7 +57,7 @@ def test_results_equal_the_rows_own_outputs_for_videos_of_1_to_20_rows(batch_siz
     rng = np.random.default_rng(batch_size)
     items = [_item(f"v{n}", n, rng.random(n) > 0.3, seed=n, lane="x") for n in range(1, 21)]
     calls: list = []
-    results = list(batched_rows(iter(items), {"x": _encoder(batch_size, calls)}, max_items=2))
+    results = run_shared(items, {"x": _encoder(batch_size, calls)}, max_items=2, max_wait=30)
     assert sorted(r.key for r in results) == sorted(i.key for i in items)
     by_key = {r.key: r for r in results}
     for item in items:
@@ -127,91 +127,19 @@ def test_an_encoder_returning_the_wrong_shape_fails_the_videos_of_that_batch():
     assert "the encoder of lane 'v' returned shapes [(2, 2)], expected [(2, 1)]" in str(res.error)
 
 
-def test_a_key_in_flight_twice_is_refused_and_an_unknown_lane_is_named():
+def test_a_key_in_flight_twice_is_refused():
     batcher = RowBatcher(_encoder(4))
     batcher.add(_item("a", 1))
     with pytest.raises(ValueError, match="key='a' already has rows in flight"):
         batcher.add(_item("a", 1))
-    with pytest.raises(ValueError, match="lane='y' is not one of \\['x'\\]"):
-        list(batched_rows([_item("a", 1, lane="y")], {"x": _encoder(4)}))
 
 
-def test_two_encoders_batch_their_own_rows_from_one_stream():
+def test_two_encoders_batch_their_own_rows_from_one_thread():
     items = [_item(f"v{i}", 3, seed=i, lane="x" if i % 2 else "y") for i in range(6)]
     calls = {"x": [], "y": []}
-    out = list(batched_rows(items, {k: _encoder(4, calls[k]) for k in calls}))
-    assert {(r.key, r.lane) for r in out} == {(i.key, i.lane) for i in items}
+    out = run_shared(items, {k: _encoder(4, calls[k]) for k in calls}, max_wait=30)
+    assert [(r.key, r.lane) for r in out] == [(i.key, i.lane) for i in items]
     assert [len(c) for c in calls["x"]] == [4, 4, 1] and [len(c) for c in calls["y"]] == [4, 4, 1]
-
-
-@pytest.mark.parametrize("limit", [{"max_items": 3}, {"max_items": 100, "max_bytes": 3 * 4096}])
-def test_prefetch_keeps_at_most_the_queue_bound_ahead_of_a_slow_consumer(limit):
-    produced = [0]
-
-    def producer():
-        for i in range(30):
-            produced[0] += 1
-            yield np.zeros(1024, np.float32)  # 4 KiB
-
-    ahead = []
-    for consumed, _ in enumerate(prefetch(producer(), nbytes=lambda a: a.nbytes, **limit), 1):
-        time.sleep(0.002)  # a slow encoder: an unbounded producer would run to the end at once
-        ahead.append(produced[0] - consumed)
-    # three queued, plus the item the producer holds while it waits for room
-    assert max(ahead) <= 3 + 1 and produced[0] == 30
-
-
-def test_prefetch_admits_an_item_larger_than_max_bytes_alone():
-    big = [np.zeros(1000, np.uint8) for _ in range(3)]
-    assert len(list(prefetch(iter(big), max_bytes=10, nbytes=lambda a: a.nbytes))) == 3
-    with pytest.raises(ValueError, match="max_items=0: expected an int >= 1"):
-        prefetch([], max_items=0)
-
-
-def test_prefetch_raises_the_producers_error_after_its_items_and_stops_a_producer_left_early():
-    def failing():
-        yield 1
-        yield 2
-        raise OSError("disk gone")
-
-    seen = []
-    with pytest.raises(OSError, match="disk gone"):
-        for x in prefetch(failing()):
-            seen.append(x)
-    assert seen == [1, 2]
-
-    stopped = threading.Event()
-
-    def endless():
-        try:
-            i = 0
-            while True:
-                i += 1
-                yield i
-        finally:
-            stopped.set()
-
-    it = prefetch(endless(), max_items=2)
-    assert next(it) == 1
-    it.close()  # the consumer stops: the producer is stopped and joined, not left running
-    assert stopped.is_set()
-    assert not [t for t in threading.enumerate() if t.name == "prefetch"]
-
-
-def test_closing_the_result_stream_stops_its_producer():
-    stopped = threading.Event()
-
-    def items():
-        try:
-            for i in range(1000):
-                yield _item(f"v{i}", 2, lane="x")
-        finally:
-            stopped.set()
-
-    results = batched_rows(items(), {"x": _encoder(2)}, max_items=2)
-    assert next(results).key == "v0"
-    results.close()  # e.g. a commit raised in the consumer
-    assert stopped.is_set() and not [t for t in threading.enumerate() if t.name == "prefetch"]
 
 
 def test_integer_0_1_masks_are_accepted_and_other_masks_are_refused_by_name():

@@ -6,14 +6,15 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
 from features import embed as E
 from tests.embed_factory import (
-    WORDS, tiny_ast, tiny_bert, tiny_clap, tiny_clip_vision, tiny_glove, tiny_sentence_transformers, tiny_wav2vec2,
-    tiny_whisper,
+    WORDS, run_shared, tiny_ast, tiny_bert, tiny_clap, tiny_clip_vision, tiny_glove, tiny_sentence_transformers,
+    tiny_wav2vec2, tiny_whisper,
 )
 
 
@@ -156,7 +157,7 @@ def _counting(enc, sizes: list):
 def test_batches_across_videos_give_each_video_its_per_video_vectors(models, batch_size):
     """Frames of 20 videos of 1..20 rows (some masked) in shared batches: each video's vectors and patch tokens equal
     its own ``embed``; audio segments likewise; every forward but the last of a lane is full."""
-    from features.batching import RowItem, batched_rows
+    from features.batching import RowItem
 
     vision = E.VisionEncoder(models["clip"], device="cpu", batch_size=batch_size)
     audio = E.AudioEncoder(models["w2v"], device="cpu", batch_size=batch_size)
@@ -170,7 +171,7 @@ def test_batches_across_videos_give_each_video_its_per_video_vectors(models, bat
     rows = {"vision": [], "audio": []}
     lanes = {"vision": _counting(vision.rows(patches=True), rows["vision"]),
              "audio": _counting(audio.rows(), rows["audio"])}
-    results = {r.key: r for r in batched_rows(items[::2] + items[1::2], lanes, max_items=3)}
+    results = {r.key: r for r in run_shared(items[::2] + items[1::2], lanes, max_items=3, max_wait=30)}
     assert set(results) == {i.key for i in items} and all(r.error is None for r in results.values())
     for k, (frames, valid) in videos.items():
         vec, patches = vision.embed(frames, valid, patches=True)
@@ -329,18 +330,22 @@ def _clip(seconds: float, seed: int = 0, silent: tuple[int, ...] = (), sr: int =
     return y
 
 
-def _reference_second(kind: str, path: Path, second: np.ndarray) -> np.ndarray:
+def _reference(kind: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The vector of one second as the checkpoint's own classes compute it (feature extractor, then the model)."""
     import torch
     from transformers import AutoFeatureExtractor, AutoModel
 
     fe = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-    inputs = fe(second, sampling_rate=fe.sampling_rate, return_tensors="pt")
-    with torch.no_grad():
-        if kind == "clap":
-            return model.get_audio_features(**inputs).pooler_output[0].numpy()
-        return model(**inputs).pooler_output[0].numpy()
+
+    def vector(second: np.ndarray) -> np.ndarray:
+        inputs = fe(second, sampling_rate=fe.sampling_rate, return_tensors="pt")
+        with torch.no_grad():
+            if kind == "clap":
+                return model.get_audio_features(**inputs).pooler_output[0].numpy()
+            return model(**inputs).pooler_output[0].numpy()
+
+    return vector
 
 
 @pytest.mark.parametrize("kind", ["ast", "clap"])
@@ -353,10 +358,11 @@ def test_ast_and_clap_embed_each_second_through_their_own_feature_extractor(tmp_
     vec, mask = enc.embed(y, 16000, 5)
     assert vec.shape == (5, enc.dim) and vec.dtype == np.float32
     assert mask.tolist() == [True, False, True, True, False] and not vec[~mask].any()
+    reference = _reference(kind, path)
     for s in np.flatnonzero(mask):  # batches of 2 give each second its own forward's vector
         second = y[s * 16000:(s + 1) * 16000]  # the last (0.7 s) zero-padded to a second, then as the extractor pads
         second = np.pad(second, (0, 16000 - second.size))
-        np.testing.assert_allclose(vec[s], _reference_second(kind, path, second), atol=1e-5, err_msg=f"second {s}")
+        np.testing.assert_allclose(vec[s], reference(second), atol=1e-5, err_msg=f"second {s}")
     if kind == "clap":  # the projected embedding is unit length
         np.testing.assert_allclose(np.linalg.norm(vec[mask], axis=1), 1.0, atol=1e-5)
     # from 44.1 kHz PCM: resampled to the extractor's rate first
@@ -400,7 +406,7 @@ def test_whisper_pools_the_encoder_frames_of_each_second_of_its_windows(tmp_path
 
 @pytest.mark.parametrize("kind", ["ast", "whisper"])
 def test_spectrogram_encoders_batch_across_videos_like_per_video_embedding(tmp_path, kind):
-    from features.batching import RowItem, batched_rows
+    from features.batching import RowItem
 
     enc = E.AudioEncoder((tiny_ast if kind == "ast" else tiny_whisper)(tmp_path / kind), device="cpu", batch_size=2)
     clips = {f"a{n}": _clip(n + 0.6, seed=n, silent=(n - 1,)) for n in range(1, 6)}
@@ -408,7 +414,7 @@ def test_spectrogram_encoders_batch_across_videos_like_per_video_embedding(tmp_p
     for k, y in clips.items():
         rows, mask = enc.segments(y, 16000, 6)
         items.append(RowItem(key=k, rows=rows, valid=enc.row_valid(mask), lane="audio", context=mask))
-    results = {r.key: r for r in batched_rows(items, {"audio": enc.rows()}, max_items=2)}
+    results = {r.key: r for r in run_shared(items, {"audio": enc.rows()}, max_items=2)}
     assert all(r.error is None for r in results.values())
     for k, y in clips.items():
         want, mask = enc.embed(y, 16000, 6)
@@ -430,6 +436,27 @@ def test_feature_extractor_settings_are_in_the_embed_audio_fingerprint(tmp_path)
     assert cfg.stage_params("embed_audio") != params and cfg.stage_params("embed_vision") == vision
     after = E.load_audio_encoder(path, device="cpu").embed(y, 16000, 2)[0]  # the changed checkpoint is reloaded
     assert not np.allclose(after, before, atol=1e-4)
+
+
+@pytest.mark.parametrize("speech", [False, True])
+def test_ast_filterbank_implementation_is_in_the_embed_audio_fingerprint(tmp_path, monkeypatch, speech):
+    """ASTFeatureExtractor computes torchaudio's Kaldi filterbanks when torchaudio is importable, else its NumPy ones:
+    the switch it reads decides the embed_audio parameters of an AST checkpoint, and of no other model type."""
+    from transformers import ASTFeatureExtractor
+    from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
+
+    from features.extract_video import ExtractConfig
+
+    ast, w2v = tiny_ast(tmp_path / "ast"), tiny_wav2vec2(tmp_path / "w2v")
+    ast_cfg, w2v_cfg = ExtractConfig(audio_model=str(ast)), ExtractConfig(audio_model=str(w2v))
+    monkeypatch.setattr(feature_extraction_audio_spectrogram_transformer, "is_speech_available", lambda: False)
+    numpy_params, w2v_params = ast_cfg.stage_params("embed_audio"), w2v_cfg.stage_params("embed_audio")
+    assert "ast_fbank" not in numpy_params  # the NumPy filterbank keeps the fingerprints it always had
+    monkeypatch.setattr(feature_extraction_audio_spectrogram_transformer, "is_speech_available", lambda: speech)
+    assert hasattr(ASTFeatureExtractor.from_pretrained(ast), "mel_filters") is not speech  # the extractor's branch
+    got = ast_cfg.stage_params("embed_audio")
+    assert got == (dict(numpy_params, ast_fbank="torchaudio") if speech else numpy_params)
+    assert w2v_cfg.stage_params("embed_audio") == w2v_params
 
 
 def test_checkpoints_that_are_not_frame_or_audio_encoders_are_refused(tmp_path, models):
@@ -523,7 +550,7 @@ def test_face_detector_files_load_through_their_suffix_and_say_what_is_wrong(tmp
 
 
 def test_bundled_haar_cascade_finds_no_face_in_a_blank_frame_and_masks_it():
-    det = E.load_face_detector("haar")  # the pinned OpenCV 4.x wheel ships the cascade: this never skips
+    det = E.load_face_detector("haar")  # the pinned OpenCV 4.x wheel ships the cascade
     assert det.name == f"cascade:{E.HAAR_CASCADE}"
     frames = np.full((2, 48, 48, 3), 128, np.uint8)
     crops, found, boxes = E.face_crops(frames, np.ones(2, bool), det, 16)

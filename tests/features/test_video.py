@@ -483,3 +483,15 @@ def test_fast_decode_keeps_samples_and_audio_and_changes_pixels_only_slightly(tm
     exact_cfg, fast_cfg = ExtractConfig(fast_decode=False), ExtractConfig()
     assert fast_cfg.fast_decode and exact_cfg.stage_params("frames") != fast_cfg.stage_params("frames")
     assert all(exact_cfg.stage_params(s) == fast_cfg.stage_params(s) for s in ("probe", "audio", "transcripts"))
+
+
+def test_the_packet_scan_reads_the_probed_video_stream_not_cover_art_listed_first(tmp_path):
+    from tests.media_factory import make_wild
+
+    path = make_wild(tmp_path, "cover_art")
+    if isinstance(path, str):
+        pytest.skip(path)
+    info = probe(path)
+    assert info.video_stream != 0  # the cover art is stream 0
+    times, keys = video._packet_scan(path, info, timeout=30)
+    assert len(times) == info.n_frames and keys.any() and keys[0]

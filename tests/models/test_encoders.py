@@ -306,3 +306,15 @@ def test_sec2sec_on_embeddings_keeps_its_coattention_lstm_and_head(tiny):
     b = tiny.batch(emb, 2)
     assert b["vision_seg_emb"].shape == (2, 3, 2, 12) and b["audio_seg_emb"].shape == (2, 3, 10)
     assert emb(b).pred.shape == (2, 2)
+
+
+def test_pretrained_encoders_load_from_a_local_checkpoint(tmp_path, tiny):
+    from models.engine import save_checkpoint
+
+    src = tiny.model("mcat")
+    save_checkpoint(tmp_path / "src.pt", src)
+    dst = tiny.model("mcat", pretrained_path=str(tmp_path / "src.pt"))
+    for (k, a), b in zip(src.encoders.state_dict().items(), dst.encoders.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(FileNotFoundError, match="pretrained_path"):
+        tiny.model("van", pretrained_path=str(tmp_path / "nope.pt"))

@@ -1,9 +1,10 @@
 """Tests of models/mtaf.py: the optional early-trend BiGRU branch (inputs, mask, shape errors), the attention fusion
 weights, learning popularity from the early trend alone, and the branch's gain on planted scrapes (series built by
-features.trend from irregular snapshots)."""
+features.trend from irregular snapshots) and on the synthetic source's trend plant."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -138,3 +139,50 @@ def test_mtaf_with_the_early_trend_beats_mtaf_without_it_on_planted_scrapes(tiny
     # observed: MSE 0.0034 with the trend vs 0.0135 without (R² 0.83 vs 0.33; ρ 0.94 vs 0.60)
     assert with_trend["mse"] <= 0.5 * without["mse"], results
     assert with_trend["spearman"] >= without["spearman"] + 0.15, results
+
+
+def _synthetic_trend_plant(n: int, seed: int):
+    """The synthetic source's planted posts and re-scrapes (planning only, no media), the scrape history ingest would
+    record from them (re-scrapes first, then the final scrape) and the series features.trend builds from it."""
+    import pandas as pd
+
+    from features.sources import synthetic
+    from features.trend import SNAPSHOT_COLUMNS, early_trend
+
+    plans, _ = synthetic._plan(n, seed, 3.0, 15.0, 1.0, synthetic._DESIGN)
+    gt = pd.DataFrame([p.row for p in plans])
+    rescrapes, cols = synthetic._plan_rescrapes(gt, 5, seed, synthetic._DESIGN)
+    final = gt.assign(scrape_time=float(synthetic._DESIGN.scrape_time))
+    history = pd.concat([rescrapes.merge(gt[["video_id", "create_time"]], on="video_id"), final], ignore_index=True)
+    history = history.assign(collect_count=pd.NA).reindex(columns=list(SNAPSHOT_COLUMNS))
+    trend, present = early_trend(history, gt["video_id"].tolist())
+    label = cols["mtaf_label_log"]
+    return gt.assign(**cols), trend, present, (label - label.min()) / (label.max() - label.min())
+
+
+def test_the_trend_branch_learns_the_synthetic_plant_beyond_what_content_can_see():
+    """On the synthetic plant, MTAF's trend branch alone (Table 4's Bi-GRU row) must explain MTAF's label far better
+    than the planted popularity p explains it linearly — p is the most any content or graph input could recover."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from models import compute_metrics
+    from models.engine import TrainConfig, evaluate, fit, seed_everything
+    from models.registry import create_model
+
+    n, n_train = 400, 300
+    gt, trend, present, target = _synthetic_trend_plant(n, seed=11)
+    assert present.all()
+    batch = {"early_trend": torch.tensor(trend), "early_trend_mask": torch.tensor(present),
+             "target": torch.tensor(target, dtype=torch.float32)[:, None]}
+    rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
+    seed_everything(0)
+    model = create_model("mtaf", task="popularity_mtaf", modalities=(), trend_len=5, dim=16, heads=2, hidden=16,
+                         gru_hidden=16, dropout=0.0)
+    train, val = DataLoader(rows[:n_train], batch_size=32, shuffle=True), DataLoader(rows[n_train:], batch_size=100)
+    fit(model, train, val, TrainConfig(epochs=30, lr=3e-3, seed=0, device="cpu", patience_no_improve=30,
+                                       patience_rising=30))
+    got = compute_metrics("popularity_mtaf", *evaluate(model, val))
+    content_bound = np.corrcoef(gt["popularity"][n_train:], target[n_train:])[0, 1] ** 2
+    # observed: R² 0.94, ρ 0.96 from the trend; p alone explains 0.58 of the validation label's variance
+    assert got["r2"] >= 0.85 and got["r2"] >= content_bound + 0.2, (got, content_bound)

@@ -132,3 +132,17 @@ def test_van_refuses_a_frame_count_that_is_neither_t_nor_the_frames_it_reads():
     batch["vision"], batch["vision_mask"] = batch["vision"][:, :5], batch["vision_mask"][:, :5]
     with pytest.raises(ValueError, match=r"expected 30 frames \(or the 2 at frame_indices\)"):
         model(batch)
+
+
+def test_van_modality_attention_rows_sum_to_one_and_modalities_are_configuration(tiny):
+    model = tiny.model("van", modalities=("vision", "audio", "graph", "text", "meta")).eval()
+    batch = tiny.batch(model, b=2)
+    batch["audio_mask"] = torch.tensor([True, False])
+    out = model(batch)
+    att = out.extras["modality_attention"]
+    assert att.shape == (2, 2, 5, 5)
+    torch.testing.assert_close(att[0].sum(-1), torch.ones(2, 5))
+    torch.testing.assert_close(att[1, :, [0, 2, 3, 4]].sum(-1), torch.ones(2, 4))
+    assert torch.all(att[1, :, :, 1] == 0)  # the missing modality gets no attention
+    assert torch.all(att[1, :, 1] == 0)  # …and sends none
+    assert out.extras["modality_embeddings"].shape == (2, 5, 16)

@@ -207,13 +207,16 @@ def test_meta_pack_carries_log_scaled_uploader_counts(synthetic_copy):
 
 
 def _text_store(root, texts):
-    """A store with committed dataset transcripts only (no media): the inputs of the text stage."""
+    """A store with committed dataset transcripts only (no media): the inputs of the text stage. The last text is the
+    test video's; a validation video without a transcript completes the dataset's three splits (which it then keeps:
+    :func:`features.sources.dataset_splits`)."""
     import pandas as pd
 
     store = open_store(root, "texts", create=True)
     ids = [f"t{i}" for i in range(len(texts))]
-    store.write_manifest(pd.DataFrame({"video_id": ids, "source_path": ["/none"] * len(ids),
-                                       "split": ["train"] * (len(ids) - 1) + ["test"], "transcript": texts}))
+    store.write_manifest(pd.DataFrame({"video_id": [*ids, "v0"], "source_path": ["/none"] * (len(ids) + 1),
+                                       "split": ["train"] * (len(ids) - 1) + ["test", "val"],
+                                       "transcript": [*texts, None]}))
     for vid, text in zip(ids, texts):
         _write_transcript(store, vid, text)
     return store
@@ -370,6 +373,29 @@ def test_noop_plan_is_memoised_and_every_input_it_depends_on_invalidates_it(tmp_
         assert got[0] == []
         calls.clear()
         assert ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES)[0] == [] and calls == []  # memo again
+
+
+@pytest.mark.parametrize("update, reused", [
+    ({"embed_queue_items": 9, "embed_queue_mb": 3, "embed_batch_wait": 0.5, "embed_batch_size": 7,
+      "embed_device": "cpu", "timeout": 99.0}, True),  # how the work runs, not what it writes
+    ({"min_token_count": 3, "text_max_tokens": 8}, True),  # stages outside the plan (text, embed_text)
+    ({"n_mfcc": 13}, False),  # audio's output
+    ({"max_pixels": 128 * 128}, False),  # probe's, which every planned fingerprint chains from
+])
+def test_noop_plan_memo_is_keyed_on_the_planned_stages_parameters(tmp_path, monkeypatch, update, reused):
+    """A configuration field that no planned fingerprint reads reuses the no-op plan memo; one that does re-plans."""
+    import pipelines.extract as ex
+
+    store, _ = _planned_store(tmp_path)
+    ex.plan_extraction(store, store.manifest(), CFG, _MEMO_STAGES)  # writes cache/plan.json
+    calls = []
+    real = ex._plan_videos
+    monkeypatch.setattr(ex, "_plan_videos", lambda *a: calls.append(1) or real(*a))
+    cfg = CFG.model_copy(update=update)
+    got = ex.plan_extraction(store, store.manifest(), cfg, _MEMO_STAGES)
+    assert calls == ([] if reused else [1])
+    want = real(store, store.manifest(), cfg, _MEMO_STAGES, False)
+    assert got[1] == want[1] and len(got[0]) == len(want[0]) and (want[0] == []) == reused  # the memo answered right
 
 
 def test_noop_memo_check_stats_each_source_file_once(tmp_path, monkeypatch, prefect_harness):

@@ -186,7 +186,7 @@ def test_folder_source_skips_symlinks_outside(tmp_path):
 def test_training_ids_need_a_split_column_when_there_are_rows():
     from features.sources import training_ids
 
-    manifest = pd.DataFrame({"video_id": ["a", "b", "c"], "split": ["train", "test", "train"]})
+    manifest = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "split": ["train", "test", "train", "val"]})
     assert training_ids(manifest) == {"a", "c"}
     assert training_ids(pd.DataFrame()) == set()  # a store's manifest before its first ingest: no rows, no columns
     with pytest.raises(ValueError, match=r"manifest has columns \['video_id'\]; expected a 'split' column"):

@@ -1,4 +1,5 @@
-"""``vidpipe compact DATASET``: folds the fresh layer, upgrades a version-1 store, refuses a missing one clearly."""
+"""Tests of pipelines/cli_maintenance.py: ``vidpipe compact DATASET`` folds the fresh layer, upgrades a version-1 store,
+refuses a missing one clearly."""
 
 from __future__ import annotations
 
