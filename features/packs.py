@@ -2,7 +2,8 @@
 
 :func:`build_pack` gathers, for every video of a dataset with a label for the task, the modality arrays a model reads
 (keys and shapes in docs/ARCHITECTURE.md) from the store, and writes them through :meth:`Store.write_pack` under a
-fingerprint of (the selection, the task, every per-video stage fingerprint used, the labels). Repeated runs reuse it.
+fingerprint of (the selection, the task, every per-video stage fingerprint used, the labels and each video's split).
+Repeated runs reuse it, whatever their training seed.
 
 Vision stays ``uint8`` in the pack (4× smaller; converted to float in the loader). A video without a stage output gets
 zeros **and** a False mask — never zeros that look like data.
@@ -101,9 +102,11 @@ def _labelled(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
     return manifest[manifest[cols].notna().all(axis=1)].sort_values("video_id").reset_index(drop=True)
 
 
-def pack_fingerprint(store: Store, inputs: Sequence[str], task: str, *, vision_profile: str = "uniform",
-                     split_seed: int = 0) -> str:
-    """Fingerprint of the pack a selection would produce, from the store's current state (no array reads)."""
+def pack_fingerprint(store: Store, inputs: Sequence[str], task: str, *, vision_profile: str = "uniform") -> str:
+    """Fingerprint of the pack a selection would produce, from the store's current state (no array reads).
+
+    It holds no training seed: a pack's split is the dataset's own (:func:`assign_splits`), so every seed of a
+    selection reads the same pack."""
     full = store.manifest()
     manifest = _labelled(full, task)
     manifest = manifest.assign(split=assign_splits(full, manifest).to_numpy())
@@ -123,7 +126,7 @@ def pack_fingerprint(store: Store, inputs: Sequence[str], task: str, *, vision_p
         if key == "text":
             parts.append(store.artifact_fingerprint(VOCABULARY_ARTIFACT) or "no-vocabulary")
     return fingerprint("pack", PACK_VERSION, {"inputs": sorted(set(inputs)), "task": task,
-                                              "vision_profile": vision_profile, "split_seed": split_seed}, parts)
+                                              "vision_profile": vision_profile}, parts)
 
 
 def standardize(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -397,7 +400,7 @@ def _fill_standardised(g: _Gather, inputs: Sequence[str], train: np.ndarray) -> 
 
 
 def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile: str = "uniform",
-               split_seed: int = 0, refresh: bool = False) -> tuple[str, bool]:
+               refresh: bool = False) -> tuple[str, bool]:
     """Materialise (or reuse) the pack for ``inputs`` × ``task``; returns ``(fingerprint, reused)``.
 
     Raises:
@@ -406,7 +409,7 @@ def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile
     unknown = sorted(set(inputs) - set(MODALITIES))
     if unknown:
         raise ValueError(f"inputs: unknown modality key(s) {unknown}; expected some of {sorted(MODALITIES)}")
-    fp = pack_fingerprint(store, inputs, task, vision_profile=vision_profile, split_seed=split_seed)
+    fp = pack_fingerprint(store, inputs, task, vision_profile=vision_profile)
     if store.has_pack(fp) and not refresh:
         return fp, True
     full = store.manifest()

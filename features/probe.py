@@ -1,11 +1,11 @@
 """ffprobe facts about one video file, with refusals for files that must not be decoded.
 
-:func:`probe` runs one ``ffprobe`` (headers plus the timestamps of the first video packets; no full decode) and
-returns a :class:`ProbeInfo`. Files that cannot or should not be processed are refused with a
-:class:`~features.media.MediaError` that says what is wrong and what to do: empty files, files that are not media,
-files without a video stream (audio-only, cover art only), absurd dimensions (a decompression-bomb guard checked
-before any frame is decoded: ffprobe itself runs with ``-max_pixels`` so that not even its stream analysis allocates
-a huge picture) and absurd or unknown durations.
+:func:`probe` runs one ``ffprobe`` (headers plus the timestamps of the first video packets; no full decode; a second
+one decodes a frame where the header lacks the field order) and returns a :class:`ProbeInfo`. Files that cannot or
+should not be processed are refused with a :class:`~features.media.MediaError` that says what is wrong and what to
+do: empty files, files that are not media, files without a video stream (audio-only, cover art only), absurd
+dimensions (a decompression-bomb guard checked before any frame is decoded: ffprobe itself runs with ``-max_pixels``
+so that not even its stream analysis allocates a huge picture) and absurd or unknown durations.
 
 Duration: the container's, else the video stream's, else — for containers written without one (Chrome's
 MediaRecorder WebM has no ``Duration`` in its Segment Info, a live or crashed AVI leaves its frame counts at 0, a
@@ -25,6 +25,12 @@ be turned for display — the meaning of the classic ``rotate`` tag written by p
 matrix as a counter-clockwise angle (``rotation: -90`` for a phone's portrait video), so
 ``rotation = (-display_matrix_rotation) mod 360``. ffmpeg applies the same matrix when decoding (autorotate), so
 frames read by :mod:`features.video` come out in display orientation.
+
+Field order: :attr:`ProbeInfo.field_order` is ffprobe's ``field_order`` of the video stream (``progressive``, ``tt``,
+``bb``, ``tb``, ``bt``). Where the stream header has none (DV, MPEG-4 part 2, MJPEG, Theora, GIF, ...), a second
+ffprobe decodes the first frame and reads its flags (``interlaced_frame``, ``top_field_first``): ``tt`` or ``bb``
+for an interlaced picture, else ``progressive``; ``unknown`` when that frame cannot be read. :mod:`features.video`
+deinterlaces the streams whose field order is interlaced (:attr:`ProbeInfo.interlaced`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ _REORDER_DEPTH = 16
 _MAX_JSON_BYTES = 8 << 20
 # Packet list of the duration scan (csv "stream_index,pts_time,duration_time", ~30 bytes a packet).
 _SCAN_CAP_BYTES = 64 << 20
+# ffprobe's field orders: progressive, then the interlaced ones (top/bottom field coded first, then displayed first).
+_INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")
+_FIELD_ORDERS = ("progressive", *_INTERLACED_ORDERS)
 _BOMB_RE = re.compile(r"Picture size (\d+)x(\d+) (?:exceeds specified max pixel count|is invalid)")
 
 
@@ -85,10 +94,16 @@ class ProbeInfo:
     size_bytes: int = 0  # file size in bytes
     video_stream: int = 0  # ffmpeg index of the video stream decoded (the first that is not cover art)
     audio_stream: int | None = None  # ffmpeg index of the audio stream decoded (see _main_audio); None without audio
+    field_order: str = "unknown"  # "progressive", "tt", "bb", "tb", "bt" or "unknown" (module docstring)
 
     def to_record(self) -> dict[str, object]:
         """Plain scalars (str, int, float, bool, None) for a Parquet / JSON row."""
         return asdict(self)
+
+    @property
+    def interlaced(self) -> bool:
+        """The video stream's pictures are interlaced (``field_order`` is ``tt``, ``bb``, ``tb`` or ``bt``)."""
+        return self.field_order in _INTERLACED_ORDERS
 
     @property
     def video_map(self) -> str:
@@ -275,7 +290,27 @@ def probe(
         size_bytes=int(size),
         video_stream=_int(video.get("index")) or 0,
         audio_stream=(_int(audio.get("index")) if audio else None),
+        field_order=_field_order(path, video, timeout=timeout, max_pixels=max_pixels),
     )
+
+
+def _field_order(path: str | os.PathLike[str], video: dict, *, timeout: float, max_pixels: int) -> str:
+    """The stream header's field order, else the first decoded frame's (``tt`` / ``bb`` / ``progressive``), else
+    ``unknown`` (module docstring)."""
+    header = str(video.get("field_order") or "unknown")
+    if header in _FIELD_ORDERS:
+        return header
+    args = [ffprobe_bin(), "-v", "error", "-hide_banner", "-max_pixels", str(max_pixels),
+            "-select_streams", str(_int(video.get("index")) or 0), "-read_intervals", "%+#2",
+            "-show_entries", "frame=interlaced_frame,top_field_first", "-of", "csv=p=0", media_url(path)]
+    result = run_tool_capture(args, timeout, 1 << 16, what=repr(os.fspath(path)))
+    for line in result.stdout.decode("ascii", "replace").splitlines():
+        flags = line.split(",")
+        if len(flags) >= 2 and flags[0].strip() in ("0", "1"):
+            if flags[0].strip() == "0":
+                return "progressive"
+            return "tt" if flags[1].strip() == "1" else "bb"
+    return "unknown"
 
 
 def _file_size(path: str | os.PathLike[str]) -> int:

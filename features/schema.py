@@ -171,6 +171,7 @@ _PROBE_FIELDS = (
     ("sample_aspect_ratio", "float", "pixel aspect ratio"), ("size_bytes", "int", "file size in bytes"),
     ("video_stream", "int", "ffmpeg index of the video stream decoded (cover art skipped)"),
     ("audio_stream", "int | None", "ffmpeg index of the audio stream decoded (default-flagged, else first)"),
+    ("field_order", "str", "progressive, tt, bb, tb, bt (interlaced: deinterlaced when decoded) or unknown"),
 )
 _METADATA_FIELDS = (
     ("duration", "float", "seconds (probe)"), ("width", "int", "display width"), ("height", "int", "display height"),

@@ -70,7 +70,7 @@ from features.errors import StoreError
 from features.schema import DATASET_RE, SOURCE_STAGE
 from features.store_artifacts import ArtifactsPart
 from features.store_encoding import ZARR_COMPRESSOR as _ZARR_COMPRESSOR
-from features.store_encoding import check_name
+from features.store_encoding import check_name, is_name
 from features.store_encoding import json_default as _json_default
 from features.store_encoding import remove_children
 from features.store_encoding import utc_now as _now
@@ -178,6 +178,13 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     # ------------------------------------------------------------------ layout and metadata
     def _p(self, *parts: str) -> str:
         return "/".join([self.path, *parts])
+
+    def _stage_path(self, folder: str, stage: str, *parts: str) -> str:
+        """The path ``<folder>/<stage>/<parts...>`` in the store (``folder``: ``index``, ``failures`` or
+        ``features.zarr``): every path of a stage's outputs, records and failures is built here, so a stage name
+        that is not one safe path component (:func:`~features.store_encoding.check_name`) raises ``ValueError``
+        naming ``stage`` before the store reads or writes anything of it."""
+        return self._p(folder, check_name("stage", stage), *parts)
 
     def _open(self, create: bool) -> None:
         meta_path = self._p("store.json")
@@ -335,7 +342,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     # ------------------------------------------------------------------ per-video stage outputs
     def entry(self, stage: str, video_id: str) -> IndexRecord | None:
         """The committed output of ``stage`` for ``video_id``, or ``None``."""
-        path = self._p("index", stage, f"{video_key(video_id)}.json")
+        path = self._stage_path("index", stage, f"{video_key(video_id)}.json")
         try:
             raw = self._read_head(path)
         except FileNotFoundError:
@@ -392,7 +399,11 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         return ids
 
     def _fresh_stages(self) -> list[str]:
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._ls(self._p("index"), detail=False))
+        """The stage folders under ``index/`` (anything else there — a ``.DS_Store``, a folder whose name is no stage
+        name — is not the store's, and ignored)."""
+        names = (d["name"].rstrip("/").rsplit("/", 1)[-1] for d in self._ls(self._p("index"))
+                 if d.get("type") == "directory")
+        return sorted(n for n in names if is_name(n))
 
     def _ls(self, folder: str, *, detail: bool = True) -> list:
         """The entries of ``folder`` with details (their paths only unless ``detail``); [] when it does not exist
@@ -419,7 +430,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         """
         if self.local:
             return self._fresh_raw_local(stage)
-        listing = [d for d in self._ls(self._p("index", stage))
+        listing = [d for d in self._ls(self._stage_path("index", stage))
                    if d["name"].endswith(".json") and "/.tmp-" not in d["name"]]
         if etags is not None:
             etags.update({d["name"]: d.get("ETag") for d in listing})
@@ -450,7 +461,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         a cache: rewritten whenever a call saw a change, ignored when unreadable, safe to delete, never the source
         of truth (a record whose file is gone is dropped). The parsed snapshot is memoised per process.
         """
-        folder = self._p("index", stage)
+        folder = self._stage_path("index", stage)
         try:
             listing = os.scandir(folder)
         except FileNotFoundError:
@@ -502,7 +513,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             record: small JSON-able scalars (probe facts, transcript text...).
         """
         key = video_key(video_id)
-        check_name("stage", stage)
+        path = self._stage_path("index", stage, f"{key}.json")  # checks the stage name before anything is written
         data_dir = None
         inline = self._inline_arrays and bool(arrays) and all(np.asarray(a).dtype.kind in "biuf"
                                                               for a in arrays.values())
@@ -519,7 +530,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                           params=_jsonable(params) if params is not None else {},
                           data=_objects.INLINE if inline else data_dir, record=_jsonable(dict(record or {})),
                           created=_now(), seconds=float(seconds))
-        self._write_bytes(self._p("index", stage, f"{key}.json"), _objects.encode(rec.__dict__, arrays) if inline
+        self._write_bytes(path, _objects.encode(rec.__dict__, arrays) if inline
                           else json.dumps(rec.__dict__, default=_json_default).encode())
         self._clear_failure(stage, key)
         if not self._inline_arrays or data_dir is not None:  # inline stores: an older group is left to gc()
@@ -631,7 +642,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
                 caller read it: the caller retries).
         """
         # start=0: one ranged GET (without a range, s3fs first asks for the size: a HEAD request)
-        blob = self.fs.cat_file(self._p("index", stage, f"{video_key(video_id)}.json"), start=0)
+        blob = self.fs.cat_file(self._stage_path("index", stage, f"{video_key(video_id)}.json"), start=0)
         head = _objects.decode_head(blob)
         if head.get("data") != _objects.INLINE or not expected(head):
             raise FileNotFoundError(f"the {stage!r} output of {video_id!r} in {self.url} was rewritten while read")
@@ -658,8 +669,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         atomically) that hides both until the next compaction removes its rows.
         """
         key = video_key(video_id)
-        check_name("stage", stage)
-        path = self._p("index", stage, f"{key}.json")
+        path = self._stage_path("index", stage, f"{key}.json")
         view = _compaction.read_view(self)
         if view.row(stage, video_id) is not None or (stage, video_id) in view.failure_index():
             self._write_bytes(path, json.dumps({"video_id": video_id, "stage": stage, "dropped": True,
@@ -673,7 +683,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     def _remove_fresh(self, stage: str, video_id: str, raw: Mapping[str, Any]) -> None:
         """Remove a folded fresh index file (only while it still holds ``raw``) and its data."""
         key = video_key(video_id)
-        path = self._p("index", stage, f"{key}.json")
+        path = self._stage_path("index", stage, f"{key}.json")
         try:
             same = self._read_head(path) == raw
         except FileNotFoundError:
@@ -682,9 +692,9 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(path)
             # the video's whole folder: the folded version and any orphan beside it (writers hold the lock)
-            self._rm(self._p("features.zarr", stage, key))
+            self._rm(self._stage_path("features.zarr", stage, key))
         elif raw.get("data"):
-            self._rm(self._p("features.zarr", stage, key, raw["data"]))
+            self._rm(self._stage_path("features.zarr", stage, key, raw["data"]))
 
     def _remove_fresh_many(self, stage: str, items: list[tuple[str, dict]], etags: Mapping[str, str] | None) -> None:
         """:meth:`_remove_fresh` for many folded items of ``stage``.
@@ -696,23 +706,24 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             for vid, raw in items:
                 self._remove_fresh(stage, vid, raw)
             return
-        now = {d["name"]: d.get("ETag") for d in self._ls(self._p("index", stage))}
+        now = {d["name"]: d.get("ETag") for d in self._ls(self._stage_path("index", stage))}
         gone = []
         for vid, raw in items:
             key = video_key(vid)
-            path = self._p("index", stage, f"{key}.json")
+            path = self._stage_path("index", stage, f"{key}.json")
             same = path not in now or (now[path] is not None and now[path] == etags.get(path))
             if same and path in now:
                 gone.append(path)
             if raw.get("data") and raw["data"] != _objects.INLINE:  # a Zarr group: its folder, or the folded version
-                self._rm(self._p("features.zarr", stage, key) if same else
-                         self._p("features.zarr", stage, key, raw["data"]))
+                self._rm(self._stage_path("features.zarr", stage, key) if same else
+                         self._stage_path("features.zarr", stage, key, raw["data"]))
         for i in range(0, len(gone), 1000):
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(gone[i:i + 1000])
 
     def _remove_stale_versions(self, stage: str, key: str, keep: str | None) -> None:
-        remove_children(self.fs, self._p("features.zarr", stage, key), lambda name: name not in (keep, "zarr.json"))
+        remove_children(self.fs, self._stage_path("features.zarr", stage, key),
+                        lambda name: name not in (keep, "zarr.json"))
 
     def table(self, stage: str) -> pd.DataFrame:
         """Every committed output of ``stage`` as one row per video (index columns + record fields)."""
@@ -879,8 +890,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
     # ------------------------------------------------------------------ failures
     def record_failure(self, stage: str, video_id: str, error: str, *, fingerprint: str | None = None) -> None:
         """Record why ``stage`` failed on ``video_id`` (kept until the stage succeeds on it)."""
-        check_name("stage", stage)
-        self._write_bytes(self._p("failures", stage, f"{video_key(video_id)}.json"), json.dumps({
+        self._write_bytes(self._stage_path("failures", stage, f"{video_key(video_id)}.json"), json.dumps({
             "video_id": video_id, "stage": stage, "error": str(error)[:2000], "fingerprint": fingerprint,
             "time": _now()}).encode())
 
@@ -888,10 +898,10 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         """The recorded failure of ``stage`` on ``video_id``, or ``None``."""
         key = video_key(video_id)
         try:
-            return json.loads(self.fs.cat_file(self._p("failures", stage, f"{key}.json")))
+            return json.loads(self.fs.cat_file(self._stage_path("failures", stage, f"{key}.json")))
         except FileNotFoundError:
             pass
-        if self.fs.exists(self._p("index", stage, f"{key}.json")):  # committed (or dropped) since: no failure
+        if self.fs.exists(self._stage_path("index", stage, f"{key}.json")):  # committed (or dropped) since: no failure
             return None
         table = _compaction.read_view(self).failure_index()
         row = table.get((stage, video_id))
@@ -899,7 +909,7 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
 
     def _clear_failure(self, stage: str, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self._p("failures", stage, f"{key}.json"))
+            self.fs.rm(self._stage_path("failures", stage, f"{key}.json"))
 
     def failures(self) -> pd.DataFrame:
         """Every recorded failure: ``video_id``, ``stage``, ``error``, ``time``."""
@@ -1052,10 +1062,11 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
         zroot = self._p("features.zarr")
         written = [d["name"].rstrip("/").rsplit("/", 1)[-1] for d in self._ls(zroot)
                    if d.get("type") == "directory"]  # files there: zarr's own
+        written = [w for w in written if is_name(w)]  # a folder with another name is not the store's
         # stages with data but no index yet too: a crash during a stage's very first write leaves only data
         for stage in sorted(set(self._fresh_stages()) | {w for w in written if w not in {"zarr.json", "_artifacts"}}):
             live = {video_key(v): r.get("data") for v, r in self._fresh_raw(stage).items()}
-            for key_dir in self._ls(self._p("features.zarr", stage), detail=False):
+            for key_dir in self._ls(self._stage_path("features.zarr", stage), detail=False):
                 key = key_dir.rstrip("/").rsplit("/", 1)[-1]
                 if key == "zarr.json":
                     continue

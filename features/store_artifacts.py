@@ -41,11 +41,11 @@ class ArtifactsPart:
         atomically. Rewriting the same fingerprint (a refresh) therefore never touches the arrays a reader follows.
 
         Raises:
-            ValueError: ``name`` or ``fingerprint`` is not one safe path component.
+            ValueError: ``name``, ``fingerprint`` or a key of ``files`` is not one safe path component.
         """
-        check_name("name", name)
-        check_name("fingerprint", fingerprint)
-        base = f"artifacts/{name}/{fingerprint}"
+        base = self._artifact_path(name, fingerprint=fingerprint)
+        file_paths = {self._artifact_path(name, fingerprint=fingerprint, fname=fname, fname_arg="files key"): blob
+                      for fname, blob in (files or {}).items()}  # every name checked before anything is written
         data = None
         if arrays:
             data = f"{fingerprint}-{uuid.uuid4().hex[:8]}"
@@ -53,14 +53,29 @@ class ArtifactsPart:
             for k, arr in arrays.items():
                 arr = np.ascontiguousarray(arr)
                 group.create_array(k, data=arr, chunks=zarr_chunks(arr), compressors=ZARR_COMPRESSOR)
-        for fname, blob in (files or {}).items():
-            self._write_bytes(self._p(base, fname), blob)
-        self._write_bytes(self._p(base, "meta.json"),
+        for path, blob in file_paths.items():
+            self._write_bytes(path, blob)
+        self._write_bytes(f"{base}/meta.json",
                           json.dumps({**dict(meta or {}), "_data": data}, default=json_default).encode())
-        self._write_bytes(self._p("artifacts", name, "current.json"),
+        self._write_bytes(self._artifact_path(name, fname="current.json"),
                           json.dumps({"fingerprint": fingerprint, "created": utc_now()}).encode())
         self._remove_stale_artifact_data(name, fingerprint, keep=data)
-        return self._p(base)
+        return base
+
+    def _artifact_path(self, name: str, *, fingerprint: str | None = None, fname: str | None = None,
+                       fname_arg: str = "fname") -> str:
+        """The path ``artifacts/<name>[/<fingerprint>][/<fname>]`` in the store: every artifact path built from a
+        caller's names is built here, each part checked with :func:`~features.store_encoding.check_name`.
+
+        Raises:
+            ValueError: a part is not one safe path component (naming ``name``, ``fingerprint`` or ``fname_arg``).
+        """
+        parts = [check_name("name", name)]
+        if fingerprint is not None:
+            parts.append(check_name("fingerprint", fingerprint))
+        if fname is not None:
+            parts.append(check_name(fname_arg, fname))
+        return self._p("artifacts", *parts)
 
     def update_artifact_meta(self, name: str, fingerprint: str, updates: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``updates`` into the meta of artifact ``name@fingerprint``; returns the meta as
@@ -81,7 +96,7 @@ class ArtifactsPart:
         if reserved:
             raise ValueError(f"updates: keys {reserved} are reserved by the store (the arrays' directory); "
                              "expected meta keys other than " + ", ".join(sorted(_RESERVED_META)))
-        path = self._p("artifacts", check_name("name", name), check_name("fingerprint", fingerprint), "meta.json")
+        path = self._artifact_path(name, fingerprint=fingerprint, fname="meta.json")
         try:
             meta = json.loads(self.fs.cat_file(path))
         except FileNotFoundError:
@@ -98,7 +113,7 @@ class ArtifactsPart:
     def artifact_fingerprint(self, name: str) -> str | None:
         """Fingerprint of the current artifact ``name`` or ``None``."""
         try:
-            return json.loads(self.fs.cat_file(self._p("artifacts", name, "current.json")))["fingerprint"]
+            return json.loads(self.fs.cat_file(self._artifact_path(name, fname="current.json")))["fingerprint"]
         except FileNotFoundError:
             return None
 
@@ -107,8 +122,9 @@ class ArtifactsPart:
 
         Raises:
             KeyError: no such artifact.
+            ValueError: ``name`` or ``fingerprint`` is not one safe path component.
         """
-        fp = fingerprint or self.artifact_fingerprint(name)
+        fp = self.artifact_fingerprint(name) if fingerprint is None else fingerprint
         meta = self._artifact_meta(name, fp)
         group = self._artifact_group(name, fp, meta)
         arrays = {k: a[...] for k, a in sorted(group.arrays())} if group is not None else {}  # zarr lists unordered
@@ -123,7 +139,7 @@ class ArtifactsPart:
         """
         if fp is not None:
             with contextlib.suppress(FileNotFoundError):
-                return json.loads(self.fs.cat_file(self._p("artifacts", name, fp, "meta.json")))
+                return json.loads(self.fs.cat_file(self._artifact_path(name, fingerprint=fp, fname="meta.json")))
         raise KeyError(f"no artifact {name!r}{' @' + fp if fp else ''} in {self.url}")
 
     def _artifact_group(self, name: str, fp: str, meta: Mapping[str, Any]) -> Any:
@@ -138,11 +154,16 @@ class ArtifactsPart:
         return zarr.open_group(self._zarr(), path=f"_artifacts/{name}/{meta['_data']}", mode="r")
 
     def artifact_file(self, name: str, fname: str, fingerprint: str | None = None) -> bytes:
-        """Raw bytes of a file stored with :meth:`write_artifact`."""
-        fp = fingerprint or self.artifact_fingerprint(name)
+        """Raw bytes of a file stored with :meth:`write_artifact`.
+
+        Raises:
+            KeyError: no artifact ``name``.
+            ValueError: ``name``, ``fname`` or ``fingerprint`` is not one safe path component.
+        """
+        fp = self.artifact_fingerprint(name) if fingerprint is None else fingerprint
         if fp is None:
             raise KeyError(f"no artifact {name!r} in {self.url}")
-        return self.fs.cat_file(self._p("artifacts", name, fp, fname))
+        return self.fs.cat_file(self._artifact_path(name, fingerprint=fp, fname=fname))
 
     def copy_artifact(self, source: "ArtifactsPart", name: str) -> str:
         """Commit ``source``'s current artifact ``name`` here under the same fingerprint (arrays, meta and files).
@@ -152,7 +173,7 @@ class ArtifactsPart:
         """
         fp = source.artifact_fingerprint(name)
         arrays, meta = source.read_artifact(name, fp)
-        folder = source._p("artifacts", name, fp)
+        folder = source._artifact_path(name, fingerprint=fp)
         files = {}
         for p in source.fs.ls(folder, detail=False):
             fname = p.rstrip("/").rsplit("/", 1)[-1]

@@ -37,9 +37,11 @@ def is_name(value: Any) -> bool:
 def check_name(arg: str, value: Any, *, pattern: re.Pattern[str] | None = None, expected: str = NAME_EXPECTED) -> str:
     """``value`` if it is a name the store may turn into a path component, else ``ValueError`` naming ``arg``.
 
-    The store's one check of the names it builds paths from (dataset names, stage, artifact, table, memo and report
-    names, run ids, pack fingerprints, :meth:`~features.store.Store.local_dir` parts): :func:`is_name`, or the whole
-    string matching ``pattern`` (then ``expected`` says what that pattern accepts).
+    The store's one check of the names it builds paths from, made where it builds the path, so reads and writes
+    refuse a name alike: dataset names, stage names (``Store._stage_path``), artifact names, fingerprints and file
+    names (``ArtifactsPart._artifact_path``), table, memo and report names, run ids, pack fingerprints and
+    :meth:`~features.store.Store.local_dir` parts. Accepted: :func:`is_name`, or the whole string matching
+    ``pattern`` (then ``expected`` says what that pattern accepts).
     """
     ok = is_name(value) if pattern is None else isinstance(value, str) and pattern.fullmatch(value) is not None
     if not ok:

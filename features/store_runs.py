@@ -105,11 +105,6 @@ class RunRecord:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         return {**self.extra, **out}
 
-    @property
-    def split_seed(self) -> int:
-        """The seed the run's pack split was drawn with (its training seed; 0 when not recorded)."""
-        return int(self.train.get("seed", 0))
-
 
 class RunsPart:
     """Training runs of a :class:`features.store.Store` (see the module docstring)."""

@@ -58,6 +58,15 @@ Profiles with ``keyframes=True`` take each sample from the nearest keyframe insi
 the packet list) and, when every profile asks for keyframes, the decoder skips all other frames
 (``-skip_frame nokey``) — the fast choice for long videos with long GOPs.
 
+Interlaced video (:attr:`ProbeInfo.interlaced`: broadcast MPEG-2, 1080i H.264, DV) is deinterlaced first in the
+filter chain, before the frames are selected, so the deinterlacer sees every decoded frame and its true neighbours:
+``bwdif`` in ``send_frame`` mode with ``deint=interlaced`` — one progressive frame per input frame, at its
+timestamp, and frames not flagged interlaced pass through untouched — then ``settb`` restores the time base that
+``bwdif`` halves, so frame times and counts are those of the plain decode. Every decode path (one pass, seek runs,
+keyframe mode) builds its filters with :func:`_filter_chain`. Without it, the two fields of a moving picture show as
+combing and the downscale averages two instants 1/50 s apart. ``bwdif`` adds about 2 ms of CPU per 1920x1080 frame
+(one thread, load ~2.2: 0.2 s per 100 frames on top of the 0.5-0.6 s their x264-ultrafast decode costs).
+
 Frames and audio in one pass: :func:`extract_frames_and_audio` adds the audio track (mono float32 PCM, exactly what
 :func:`features.audio.load_audio` returns) as a second output of the same ffmpeg when that ffmpeg decodes the video
 through (nearly) its end anyway — one process, one demux of the file. Otherwise (seek runs, an early stop for a
@@ -115,6 +124,9 @@ _SEEKABLE = ("mov", "mp4", "matroska", "webm", "avi")
 # printed keyframe time never sends it to the previous one.
 _SEEK_EPS_S = 1e-3
 _SENTINEL = 1.0e9
+# Deinterlacer of interlaced streams (module docstring) and the smallest picture it accepts (3 columns, 4 lines).
+_DEINTERLACE = ("bwdif=mode=send_frame:parity=auto:deint=interlaced", "settb=expr=intb*2")
+_DEINTERLACE_MIN_W, _DEINTERLACE_MIN_H = 3, 4
 _MAX_PIXELS = 8192 * 8192  # decoder limit on a picture's pixels (probe() checks the declared size the same way)
 # Runs decoded by one ffmpeg (the concat script travels as a data: URL on the command line: keep it well under the
 # 128 KiB limit of one argument), and the gap between runs on ffmpeg's output timeline.
@@ -266,9 +278,9 @@ def _geometry(profiles: Sequence[FrameProfile]) -> tuple[int, int]:
 
 
 def _filter_chain(info: ProbeInfo, short: int, crop: int, select: str) -> str:
-    """ffmpeg -vf: select the wanted frames, crop the centre square that a ``crop`` x ``crop`` crop of a
-    ``short``-pixel short side keeps (pixel aspect applied), scale it to ``crop`` x ``crop`` RGB, rotate to display
-    orientation, report timestamps."""
+    """ffmpeg -vf: deinterlace an interlaced stream, select the wanted frames, crop the centre square that a
+    ``crop`` x ``crop`` crop of a ``short``-pixel short side keeps (pixel aspect applied), scale it to ``crop`` x
+    ``crop`` RGB, rotate to display orientation, report timestamps."""
     # The centre square a `crop`-pixel crop of a `short`-pixel short side keeps, in display pixels: side
     # f·min(iw·sar, ih) with f = crop/short; stored width = side / sar. Cropping before scaling spares the scaler the
     # discarded sides; even sizes keep 4:2:0 chroma aligned (at most one source pixel off the exact square). No side
@@ -281,6 +293,8 @@ def _filter_chain(info: ProbeInfo, short: int, crop: int, select: str) -> str:
 
     square = f"min(iw*sar\\,ih)*{f}"
     steps = [f"select='{select}'"]
+    if info.interlaced and info.width >= _DEINTERLACE_MIN_W and info.height >= _DEINTERLACE_MIN_H:
+        steps[:0] = _DEINTERLACE  # before select: the deinterlacer takes each frame's neighbours
     if min(info.width, info.height) < 2:
         # crop rounds a subsampled (4:2:0) picture's sides down to whole chroma samples: 1 pixel would become 0
         steps.append("format=rgb24")

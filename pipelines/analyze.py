@@ -73,7 +73,7 @@ def predict_run(store: Store, run_id: str, *, batch_size: int = 32) -> tuple[pd.
     try:
         arrays, _ = store.read_pack(pack)
     except KeyError:  # packs are a cache: rebuild; a different fingerprint means the features changed since training
-        pack, _ = build_pack(store, list(model.inputs), run["task"], split_seed=rec.split_seed)
+        pack, _ = build_pack(store, list(model.inputs), run["task"], vision_profile=rec.vision_profile or "uniform")
         if pack != extra.get("pack", run["pack"]):
             warnings.warn(f"run {run_id!r} was trained on features that have changed since; predicting from the "
                           "current ones", stacklevel=2)

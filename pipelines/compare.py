@@ -4,11 +4,12 @@ split, and write one comparison table per task plus an interpretability report.
 Flow :func:`compare_models`, per selected task:
 
 1. **Train or reuse** every selected model with :func:`pipelines.train.run_training` — the code behind ``vidpipe
-   train`` — so every row of every table was trained by the same loop, on the same pack split (``seed``), with the
-   same epochs / learning rate / batch size. A recorded run is reused when its model, task, tensor-pack fingerprint
-   (which covers the features and labels), training settings and model config (all but the input geometry, which the
-   pack fixes) equal this request, and its checkpoint still exists; ``retrain=True`` never reuses. New runs get a
-   deterministic id from those settings, so an interrupted comparison resumes from the last checkpoint.
+   train`` — so every row of every table was trained by the same loop, on the same pack split (the dataset's own),
+   with the same seed / epochs / learning rate / batch size. A recorded run is reused when its model, task,
+   tensor-pack fingerprint (which covers the features, labels and splits), training settings and model config (all
+   but the input geometry, which the pack fixes) equal this request, and its checkpoint still exists;
+   ``retrain=True`` never reuses. New runs get a deterministic id from those settings, so an interrupted comparison
+   resumes from the last checkpoint.
 2. **Floor baselines**: a constant predictor (fitted on the training split) and scikit-learn linear / random forest /
    SVR regressors on pooled features of the headline model's inputs (:mod:`models.classical`).
 3. **Table** (Markdown + Parquet ``tables/compare-<task>.parquet`` + a Prefect table artifact): per model the test
@@ -120,7 +121,7 @@ def _settings(name: str, task_name: str, overrides: Mapping[str, Any], train: Ma
 
     cfg, inputs = _intended(name, task_name, overrides)
     profile = train.get("vision_profile", "uniform")
-    pack = pack_fingerprint(store, inputs, task_name, split_seed=train["seed"], vision_profile=profile)
+    pack = pack_fingerprint(store, inputs, task_name, vision_profile=profile)
     key = fingerprint("compare-run", 1, {"model": name, "task": task_name, "config": cfg, "train": dict(train)},
                       [pack])
     return {"config": cfg, "inputs": inputs, "pack": pack, "run_id": f"compare-{name}-{task_name}-{key[:12]}"}
@@ -249,8 +250,7 @@ def _train_parallel(req: _Request, jobs: list[tuple[str, str, Mapping[str, Any]]
             if not req.retrain and not req.separate_targets and _find_run(store, name, task_name, settings,
                                                                           req.train) is not None:
                 continue
-            build_pack(store, settings["inputs"], task_name, split_seed=req.train["seed"],
-                       vision_profile=req.train.get("vision_profile", "uniform"))
+            build_pack(store, settings["inputs"], task_name, vision_profile=req.train.get("vision_profile", "uniform"))
         except ValueError:
             continue
         todo[_job_key(req.dataset, name, task_name, config)] = {
@@ -883,6 +883,41 @@ def _report_intro(dataset: str, *, epochs: int, lr: float, batch_size: int, seed
             "a difference whose interval contains 0 is within the noise of this test set.\n")
 
 
+def _task_sections(req: _Request, store: Store, task_name: str, runs: Mapping[str, dict], skipped: list[str],
+                   plan: list[tuple[str, str, dict, dict]], *, classical: bool,
+                   interpretation_of: Callable[[str], tuple[list[str], dict | None]] | None
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], dict | None]:
+    """One task of the comparison: its table rows and ablation rows (each written as a store table and published
+    when there are any), the task's report sections (the tables, the skipped models and, with ``interpretation_of``
+    (:func:`_interpretations`), the interpretability section) and its interpretability summary (None without
+    one). Ablations that cannot train are added to ``skipped``."""
+    t0 = time.perf_counter()
+    dataset, batch_size, seed = req.dataset, req.train["batch_size"], req.train["seed"]
+    rows, preds, headline = _main_rows(store, task_name, runs, classical=classical, batch_size=batch_size, seed=seed)
+    cols = _table_columns(rows)
+    if rows:
+        _publish_rows(store, dataset, f"compare-{task_name}", rows,
+                      f"model comparison on {task_name} ({dataset}), test split")
+    sections = [f"## {task_name}\n", markdown_table(rows, cols) if rows else "_no model could be trained_\n"]
+    if skipped:
+        sections.append("Skipped: " + "; ".join(skipped) + "\n")
+
+    ab_rows = _ablation_rows(req, store, task_name, plan, preds, headline, skipped)
+    if ab_rows:
+        _publish_rows(store, dataset, f"compare-{task_name}-ablations", ab_rows,
+                      f"ablations on {task_name} ({dataset}), test split")
+        ab_cols = [*cols[:-1], "dataset", cols[-1]] if any(r["dataset"] != dataset for r in ab_rows) else cols
+        sections += [f"### Ablations ({task_name})\n", markdown_table(ab_rows, ab_cols)]
+
+    summary = None
+    if interpretation_of is not None:
+        md, summary = interpretation_of(task_name)
+        sections += md
+    get_run_logger().info("compare %s on %s: %d models, %d ablations in %.1fs", task_name, dataset, len(runs),
+                          len(ab_rows), time.perf_counter() - t0)
+    return rows, ab_rows, sections, summary
+
+
 @flow(name="compare", validate_parameters=True)
 def compare_models(
     dataset: DatasetName,
@@ -919,7 +954,7 @@ def compare_models(
         models: registered model names to compare — one list for every task, or ``{task: [names]}`` (default:
             :data:`DEFAULT_MODELS` of each task); names that are not
             registered, or whose inputs the dataset lacks, are skipped and listed in the report.
-        epochs, seed, lr, batch_size, device: training settings shared by every model; ``seed`` also fixes the split.
+        epochs, seed, lr, batch_size, device: training settings shared by every model (the split is the dataset's own).
         ablations: config-override dicts, optionally with extraction settings under ``"features"``, reported in the
             same table format (see the module docstring).
         retrain: train every model again instead of reusing recorded runs with identical settings.
@@ -986,32 +1021,14 @@ def compare_models(
     with _interpretations(store, req, task_runs if interpret else {}, inputs=inputs, workers=workers,
                           settings=settings) as interpretation_of:
         for t, runs in task_runs.items():
-            t0 = time.perf_counter()
-            rows, preds, headline = _main_rows(store, t, runs, classical=classical, batch_size=batch_size, seed=seed)
-            tables[t] = rows
-            cols = _table_columns(rows)
-            if rows:
-                _publish_rows(store, dataset, f"compare-{t}", rows,
-                              f"model comparison on {t} ({dataset}), test split")
-            sections += [f"## {t}\n", markdown_table(rows, cols) if rows else "_no model could be trained_\n"]
-            if skipped[t]:
-                sections.append("Skipped: " + "; ".join(skipped[t]) + "\n")
-
-            ab_rows = _ablation_rows(req, store, t, plan[t], preds, headline, skipped[t])
+            tables[t], ab_rows, md, summary = _task_sections(req, store, t, runs, skipped[t], plan[t],
+                                                             classical=classical,
+                                                             interpretation_of=interpretation_of if interpret else None)
+            sections += md
             if ab_rows:
                 ablation_tables[t] = ab_rows
-                _publish_rows(store, dataset, f"compare-{t}-ablations", ab_rows,
-                              f"ablations on {t} ({dataset}), test split")
-                ab_cols = [*cols[:-1], "dataset", cols[-1]] if any(r["dataset"] != dataset for r in ab_rows) else cols
-                sections += [f"### Ablations ({t})\n", markdown_table(ab_rows, ab_cols)]
-
-            if interpret:
-                md, summary = interpretation_of(t)
-                sections += md
-                if summary is not None:
-                    interpretation[t] = summary
-            logger.info("compare %s on %s: %d models, %d ablations in %.1fs", t, dataset, len(runs), len(ab_rows),
-                        time.perf_counter() - t0)
+            if summary is not None:
+                interpretation[t] = summary
 
     text = "\n".join(sections)
     report = store.write_report(f"{stem}.md", text)

@@ -81,7 +81,7 @@ def train_ddp(dataset: str, model: str, task: str, *, root: Optional[str] = None
         store = store_for(root, dataset)
         if local_rank == 0:  # one pack build per machine; run_training below then finds and reuses it
             inputs = create_model(model, task=task).inputs
-            build_pack(store, inputs, task, vision_profile=vision_profile, split_seed=seed)
+            build_pack(store, inputs, task, vision_profile=vision_profile)
         dist.barrier()
         run = run_training(store, model, task, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
                            overrides=overrides, vision_profile=vision_profile, run_id=name[0], record=rank == 0)

@@ -82,9 +82,9 @@ def _labelled(manifest: pd.DataFrame, task_name: str) -> set[str]:
 def _pack_selections(store: Store) -> list[dict]:
     """The packs recorded training runs used, each with the selection that reproduces its fingerprint now.
 
-    Runs record the pack fingerprint, inputs, task, seed (= split seed) and vision profile; a record without a
-    vision profile (written by an older vidpipe) has each candidate profile tried. A pack that matches no selection is
-    already stale (``selection`` is ``None``).
+    Runs record the pack fingerprint, inputs, task and vision profile (a pack's key holds no training seed, so every
+    seed's runs of a selection share one entry); a record without a vision profile (written by an older vidpipe) has
+    each candidate profile tried. A pack that matches no selection is already stale (``selection`` is ``None``).
     """
     packs: dict[str, dict] = {}
     for run in store.run_records():
@@ -93,19 +93,18 @@ def _pack_selections(store: Store) -> list[dict]:
         # the profiles a run's pack may have been built with: its own, or each candidate when it did not record one
         profiles = (run.vision_profile,) if run.vision_profile is not None else VISION_PROFILES
         entry = packs.setdefault(run.pack, {"pack": run.pack, "task": run.task, "inputs": sorted(run.modalities),
-                                            "runs": [], "seed": run.split_seed, "profiles": profiles})
+                                            "runs": [], "profiles": profiles})
         entry["runs"].append(run.run_id)
     out = []
     for entry in packs.values():
         entry["selection"] = None
         for profile in entry.pop("profiles"):
             try:
-                fp = pack_fingerprint(store, entry["inputs"], entry["task"], vision_profile=profile,
-                                      split_seed=entry["seed"])
+                fp = pack_fingerprint(store, entry["inputs"], entry["task"], vision_profile=profile)
             except (ValueError, KeyError):
                 break
             if fp == entry["pack"]:
-                entry["selection"] = {"vision_profile": profile, "split_seed": entry["seed"]}
+                entry["selection"] = {"vision_profile": profile}
                 break
         out.append(entry)
     return out

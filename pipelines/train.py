@@ -138,7 +138,7 @@ def _model_for_pack(store: Store, model_name: str, task_name: str, overrides: di
     probe_model = create_model(model_name, task=task_name, **{k: v for k, v in overrides.items()
                                                                if k not in ModelConfig.geometry_fields()})
     inputs = tuple(probe_model.inputs)
-    pack_fp, reused = build_pack(store, inputs, task_name, vision_profile=vision_profile, split_seed=seed)
+    pack_fp, reused = build_pack(store, inputs, task_name, vision_profile=vision_profile)
     arrays, _ = store.read_pack(pack_fp)
     shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
     seed_everything(seed)  # identical initialisation for identical settings (determinism on CPU)

@@ -26,6 +26,7 @@ __all__ = [
     "make_audio_only",
     "make_bomb_y4m",
     "make_counter_video",
+    "make_interlaced_video",
     "make_patch_video",
     "make_speech_video",
     "make_speech_wav",
@@ -398,6 +399,23 @@ def make_tiny_video(path: Path, size: tuple[int, int], *, colour: str = "0x2080C
     extra = ["-preset", "ultrafast", "-qp", "0"] if vcodec == "libx264" else []
     _ffmpeg("-f", "lavfi", "-i", graph, "-c:v", vcodec, "-pix_fmt", pix_fmt, *extra, str(path))
     return path
+
+
+def make_interlaced_video(path: Path, *, interlaced: bool = True, duration: float = 2.0,
+                          size: tuple[int, int] = (160, 120), gop: int = 10) -> Path:
+    """A 25-fps clip of a picture scrolling sideways (``testsrc2``, 3.2 pixels a field) in x264 lossless.
+
+    ``interlaced``: 50 fields per second woven into top-field-first interlaced frames (``interlace`` filter, coded
+    with ``+ilme+ildct -top 1``), so every moving edge combs; otherwise the progressive 25-fps picture of the same
+    scene.
+    """
+    w, h = size
+    rate, step = (50, 3.2) if interlaced else (25, 6.4)
+    source = f"testsrc2=s={w}x{h}:r={rate},scroll=horizontal={step / w:.6f}"
+    weave = ["-vf", "interlace=scan=tff", "-flags", "+ilme+ildct", "-top", "1"] if interlaced else []
+    _ffmpeg("-f", "lavfi", "-i", source, "-t", f"{duration}", *weave, "-c:v", "libx264", "-preset", "ultrafast",
+            "-qp", "0", "-g", str(gop), "-pix_fmt", "yuv420p", str(path))
+    return Path(path)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ from tests.media_factory import (
     make_audio_only,
     make_bomb_y4m,
     make_broadcast_asf,
+    make_interlaced_video,
     make_recorder_webm,
     make_unfinalised_avi,
     make_patch_video,
     make_vfr_video,
     make_video,
+    make_wild,
     set_rotation,
     truncate,
     write_random,
@@ -239,3 +241,18 @@ def test_the_audio_track_decoded_is_the_first_flagged_default_else_the_first():
     assert _main_audio([track(1, 0), track(2, 1), track(3, 1)])["index"] == 2
     assert _main_audio([track(1, 0), track(2, 0)])["index"] == 1  # nothing flagged: the first
     assert _main_audio([{"index": 4}])["index"] == 4 and _main_audio([]) is None
+
+
+def test_field_order_from_the_header_else_the_first_frame(media):
+    woven = make_interlaced_video(media / "interlaced.mp4", duration=1.0)
+    progressive = make_interlaced_video(media / "progressive.mp4", interlaced=False, duration=1.0)
+    assert (probe(woven).field_order, probe(woven).interlaced) == ("tt", True)
+    assert (probe(progressive).field_order, probe(progressive).interlaced) == ("progressive", False)
+    # DV and MPEG-4 part 2 carry no field order in their headers: the first decoded frame's flags decide
+    for name, expected in (("dv_raw", "bb"), ("mpeg4_avi", "progressive")):
+        path = make_wild(media, name)
+        if isinstance(path, str):
+            pytest.skip(path)
+        stream = next(s for s in ffprobe_json(path)["streams"] if s["codec_type"] == "video")
+        assert stream.get("field_order") is None
+        assert probe(path).field_order == expected

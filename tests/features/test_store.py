@@ -398,12 +398,18 @@ def test_every_name_the_store_builds_a_path_from_is_checked_alike(root, bad):
         "name": [lambda: s.write_report(bad, "x"), lambda: s.write_table(bad, pd.DataFrame({"a": [1]})),
                  lambda: s.write_memo(bad, {}), lambda: s.read_memo(bad),
                  lambda: s.write_artifact(bad, "g" * 32, meta={}),
-                 lambda: s.update_artifact_meta(bad, "g" * 32, {"n": 1})],
+                 lambda: s.update_artifact_meta(bad, "g" * 32, {"n": 1}), lambda: s.artifact_fingerprint(bad),
+                 lambda: s.read_artifact(bad), lambda: s.artifact_file(bad, "encoder.pt")],
         "fingerprint": [lambda: s.write_pack(bad, {"x": np.zeros(2)}, {}), lambda: s.has_pack(bad),
                         lambda: s.write_artifact("graph", bad, meta={}),
-                        lambda: s.update_artifact_meta("graph", bad, {"n": 1})],
+                        lambda: s.update_artifact_meta("graph", bad, {"n": 1}),
+                        lambda: s.read_artifact("graph", bad), lambda: s.artifact_file("graph", "encoder.pt", bad)],
+        "fname": [lambda: s.artifact_file("graph", bad)],
+        "files key": [lambda: s.write_artifact("graph", "h" * 32, meta={}, files={bad: b"x"})],
         "stage": [lambda: s.write(bad, "v", "f" * 32, version=1), lambda: s.record_failure(bad, "v", "boom"),
-                  lambda: s.drop(bad, "v"), lambda: s.write_many(bad, [])],
+                  lambda: s.drop(bad, "v"), lambda: s.write_many(bad, []), lambda: s.read(bad, "v"),
+                  lambda: s.entry(bad, "v"), lambda: s.entries(bad), lambda: s.read_many(bad, ["v"]),
+                  lambda: s.failure(bad, "v")],
     }
     for arg, fns in calls.items():
         for fn in fns:
@@ -501,3 +507,15 @@ def test_a_dataset_level_stage_reads_its_meta_once_per_call_and_the_rows_it_is_a
     metas.clear()
     assert s.summary(["graph"])["stages"]["graph"] == {"done": 3, "failed": 0, "pending": 1}
     assert len(metas) == 1  # the meta names the videos: no array is read
+
+
+def test_entries_of_other_programs_in_the_index_and_data_folders_are_ignored(root):
+    store = open_store(root, "ds", create=True)
+    store.write("probe", "v1", "a" * 32, version=1, record={"duration": 1.0})
+    ds = Path(root) / "ds"
+    (ds / "index" / ".DS_Store").write_bytes(b"\0")  # a file a file browser leaves
+    (ds / "index" / "odd name").mkdir()  # a folder no stage could be named
+    (ds / "features.zarr" / "odd name").mkdir(parents=True)
+    assert store._fresh_stages() == ["probe"]
+    store.gc()
+    assert store.read("probe", "v1")["duration"] == 1.0 and (ds / "index" / "odd name").is_dir()

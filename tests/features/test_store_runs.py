@@ -60,7 +60,7 @@ def test_run_record_fills_defaults_keeps_unknown_fields_and_checks_types():
     rec = RunRecord.from_dict({"run_id": "r", "train": {"seed": 3}, "vision_profile": math.nan, "pack": None,
                                "modalities": ("audio",), "future_field": [1, 2]})
     assert rec.vision_profile is None and rec.pack is None and rec.metrics == {} and rec.modalities == ["audio"]
-    assert rec.split_seed == 3 and RunRecord.from_dict({"run_id": "r"}).split_seed == 0
+    assert rec.train == {"seed": 3} and RunRecord.from_dict({"run_id": "r"}).train == {}
     assert rec.extra == {"future_field": [1, 2]} and rec.to_dict()["future_field"] == [1, 2]
     assert RunRecord.from_dict(rec.to_dict()) == rec
     with pytest.raises(TypeError, match="field 'train'"):

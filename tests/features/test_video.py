@@ -1,6 +1,6 @@
 """features.video: sampling instants, exact frames and geometry, one decode pass, seek plans, keyframes, the bad
-inputs (rotation, VFR, very short, corrupt, truncated, odd names, timeout), tiny pictures, and frames and audio from
-one ffmpeg (``extract_frames_and_audio``)."""
+inputs (rotation, VFR, very short, corrupt, truncated, odd names, timeout), tiny pictures, frames and audio from
+one ffmpeg (``extract_frames_and_audio``), and interlaced video deinterlaced on every decode path."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.media_factory import (
     corrupt_middle,
     make_patch_video,
     make_counter_video,
+    make_interlaced_video,
     make_vfr_video,
     make_video,
     set_rotation,
@@ -495,3 +496,69 @@ def test_the_packet_scan_reads_the_probed_video_stream_not_cover_art_listed_firs
     assert info.video_stream != 0  # the cover art is stream 0
     times, keys = video._packet_scan(path, info, timeout=30)
     assert len(times) == info.n_frames and keys.any() and keys[0]
+
+
+FULL = FrameProfile(name="full", mode="uniform", n_frames=8, size=120, short_side=120)  # 1:1 pixels of 160x120
+_BWDIF = "bwdif=mode=send_frame:parity=auto:deint=interlaced,settb=expr=intb*2,select="
+
+
+def _combing(frames: np.ndarray) -> float:
+    """Mean |row y − row y+1| over mean |row y − row y+2| (grey levels): above 1 when the rows of two fields
+    interleave, below 1 for a progressive picture (neighbouring rows are the most alike)."""
+    grey = frames.astype(np.float32).mean(-1)
+    return float(np.abs(grey[:, 1:] - grey[:, :-1]).mean() / np.abs(grey[:, 2:] - grey[:, :-2]).mean())
+
+
+def _decode_args(monkeypatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    real = video.run_tool_capture
+    monkeypatch.setattr(video, "run_tool_capture", lambda args, *a, **kw: calls.append(args) or real(args, *a, **kw))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def interlaced(media):
+    """2 s, 25 interlaced frames a second (50 fields), 160x120, scrolling sideways; a keyframe every 10 frames."""
+    return make_interlaced_video(media / "interlaced.mp4")
+
+
+@pytest.mark.parametrize("strategy, keyframes, path_flag", [
+    ("sequential", False, "-t"), ("seek", False, "concat"), ("auto", True, "nokey")])
+def test_interlaced_video_is_deinterlaced_on_every_decode_path(interlaced, monkeypatch, strategy, keyframes,
+                                                               path_flag):
+    info = probe(interlaced)
+    assert info.field_order == "tt"
+    profile = dataclasses.replace(FULL, n_frames=4 if keyframes else 8, keyframes=keyframes)
+    calls = _decode_args(monkeypatch)
+    deinterlaced = extract_frames(interlaced, info, [profile], strategy=strategy)["full"]
+    woven = extract_frames(interlaced, dataclasses.replace(info, field_order="progressive"), [profile],
+                           strategy=strategy)["full"]
+    decodes = [c for c in calls if c[0].endswith("ffmpeg")]
+    assert len(decodes) == 2 and all(path_flag in c for c in decodes)
+    assert decodes[0][decodes[0].index("-vf") + 1].startswith(_BWDIF)
+    assert "bwdif" not in decodes[1][decodes[1].index("-vf") + 1]
+    # one output frame per input frame, at its own time: the same samples and times as the plain decode
+    assert deinterlaced.valid.all() and woven.valid.all()
+    np.testing.assert_array_equal(deinterlaced.times, woven.times)
+    assert _combing(woven.frames) > 1.3 and _combing(deinterlaced.frames) < 0.8
+
+
+def test_progressive_video_is_not_deinterlaced_and_a_late_start_keeps_its_times(media, interlaced, monkeypatch):
+    progressive = make_interlaced_video(media / "progressive.mp4", interlaced=False)
+    info = probe(progressive)
+    assert info.field_order == "progressive"
+    calls = _decode_args(monkeypatch)
+    frames = extract_frames(progressive, info, [FULL])["full"]
+    decode = next(c for c in calls if c[0].endswith("ffmpeg"))
+    assert "bwdif" not in decode[decode.index("-vf") + 1]
+    assert _combing(frames.frames) < 0.8
+    # MPEG-TS starts its timestamps at 1.4 s: the deinterlaced frames keep the plain decode's times
+    ts = media / "interlaced.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(interlaced), "-c", "copy", str(ts)], check=True)
+    info = probe(ts)
+    assert info.interlaced and info.start_time > 1.0
+    deinterlaced = extract_frames(ts, info, [FULL])["full"]
+    woven = extract_frames(ts, dataclasses.replace(info, field_order="progressive"), [FULL])["full"]
+    assert deinterlaced.valid.all()
+    np.testing.assert_array_equal(deinterlaced.times, woven.times)
+    assert _combing(woven.frames) > 1.3 and _combing(deinterlaced.frames) < 0.8

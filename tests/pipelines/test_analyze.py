@@ -70,6 +70,24 @@ def test_analyze_outcomes_recovers_a_known_effect(trained, tmp_path):
     assert "extraversion" in report.read_text()
 
 
+def test_predictions_rebuild_a_deleted_pack_under_the_runs_fingerprint(trained):
+    """Packs are a cache: predict_run rebuilds a deleted one under the fingerprint the run trained on (no "features
+    changed" warning) and predicts the same."""
+    import warnings
+
+    from pipelines.analyze import predict_run
+
+    root, run = trained
+    store = open_store(root, DATASET)
+    before, _ = predict_run(store, run["run_id"])
+    Path(root, DATASET, "packs", f"{run['pack']}.h5").unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        after, _ = predict_run(store, run["run_id"])
+    assert store.has_pack(run["pack"]) and not [w for w in caught if "changed since" in str(w.message)]
+    pd.testing.assert_frame_equal(after, before)
+
+
 def test_cli_json_and_clear_errors(trained, tmp_path, capsys):
     from flows import analyze_outcomes
     from pipelines.analyze import predict_run

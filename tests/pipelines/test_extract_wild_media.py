@@ -131,6 +131,8 @@ WILD = {
 # case → the end of its recorded probe failure (every later stage: "skipped: probe failed")
 REFUSED = {"music_cover": "has no video stream (an audio-only file); use a video file; audio-only input is not supported"}
 FLAT = {"cover_art": (32, 128, 192), "podcast": (32, 128, 192)}  # one colour over the whole picture (RGB)
+# case → its field order, where it is not progressive (DV: from the first frame's flags; its header has none)
+INTERLACED = {"vob": "tt", "dv_raw": "bb"}
 
 
 def _case(extracted, case):
@@ -165,6 +167,7 @@ def test_wild_media_probe(extracted, case):
     assert probe["fps"] == pytest.approx(fps, rel=1e-3) and probe["rotation"] == 0
     assert (probe["width"], probe["height"]) == (w, h)
     assert (probe["video_codec"], probe["audio_codec"], probe["has_audio"]) == (vcodec, acodec, acodec is not None)
+    assert probe["field_order"] == INTERLACED.get(case, "progressive")
     if case not in ("anamorphic", "dv_raw"):
         assert (probe["display_width"], probe["display_height"]) == (w, h)
 

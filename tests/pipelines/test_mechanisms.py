@@ -137,7 +137,7 @@ def _interval(values) -> tuple[float, float, float]:
     return seed_interval(values)
 
 
-def _per_second_controls(store, gt: pd.DataFrame, seed: int) -> dict[str, float]:
+def _per_second_controls(store, gt: pd.DataFrame) -> dict[str, float]:
     """What the per-second pack allows: Spearman(estimate, synchrony) on the test videos for two estimates built from
     per-second detectors of the beat (audio: MFCC mean and SD per coefficient) and of the flash (vision: 8x8 grid of
     mean colours), logistic regressions fitted on the training videos' seconds with the planted per-second cues:
@@ -150,7 +150,7 @@ def _per_second_controls(store, gt: pd.DataFrame, seed: int) -> dict[str, float]
     from features.packs import build_pack
     from models.data import split_sets
 
-    fp, _ = build_pack(store, ("vision_seg", "audio_seg"), "emotion", split_seed=seed)
+    fp, _ = build_pack(store, ("vision_seg", "audio_seg"), "emotion")
     arrays, _ = store.read_pack(fp)
     vis = np.asarray(arrays["vision_seg"][...], dtype=np.float64)[:, :, 0] / 255.0  # (N, S, 3, 64, 64)
     n, s = vis.shape[:2]
@@ -191,7 +191,7 @@ def test_sec2sec_synchrony_needs_audio_and_vision_paired_per_second(mech):
             f["r_sync"].append(_spearman(pred[heard, 0], gt.loc[ids[heard], "sync_cue"]))
             f["acc_arousal"].append(run["metrics"]["accuracy_arousal"])
             f["best_epoch"].append(run["best_epoch"])
-    control = _per_second_controls(store, gt, SEEDS[0])  # deterministic: the split is the dataset's own
+    control = _per_second_controls(store, gt)  # deterministic: the split is the dataset's own
     report = "; ".join(f"{m}: " + ", ".join(f"{k} {_summary(v)}" for k, v in f.items()) for m, f in figures.items())
     report += f"; controls (r_sync): paired {control['paired']:.3f}, pooled {control['pooled']:.3f}"
     print("\nsynchrony (mean [95% CI] over seeds):", report)

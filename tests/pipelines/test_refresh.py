@@ -48,7 +48,8 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def tiktok(tmp_path, prefect_harness):
-    """Ingested, extracted and graph-embedded; three recorded runs (their packs: two popularity, one emotion)."""
+    """Ingested, extracted and graph-embedded; four recorded runs (their packs: two popularity, one emotion, which
+    two training seeds share)."""
     from flows import extract_features, ingest, pretrain_graph
 
     src, root = tmp_path / "src", tmp_path / "root"
@@ -68,6 +69,9 @@ def tiktok(tmp_path, prefect_harness):
         runs[run_id] = pack_fingerprint(store, inputs, task)
         store.save_run(run_id, {"run_id": run_id, "model": "any", "task": task, "modalities": inputs,
                                 "pack": runs[run_id], "train": {"seed": 0}, "created": f"2026-01-01T00:00:0{len(runs)}"})
+    store.save_run("emotion-audio-seed1", {"run_id": "emotion-audio-seed1", "model": "any", "task": "emotion",
+                                           "modalities": ["audio"], "pack": runs["emotion-audio"], "train": {"seed": 1},
+                                           "created": "2026-01-01T00:00:09"})
     return {"src": src, "root": root, "posts": posts, "runs": runs}
 
 
@@ -103,7 +107,7 @@ def test_refresh_plans_runs_only_what_changed_then_does_nothing(tiktok, monkeypa
     assert plan["graph"]["action"] == "retrain" and plan["graph"]["params"]["hidden"] == 8
     states = {tuple(p["runs"]): p["state"] for p in plan["packs"]}
     assert states == {("popularity-audio_seg",): "will be stale", ("popularity-audio-graph",): "will be stale",
-                      ("emotion-audio",): "fresh"}
+                      ("emotion-audio", "emotion-audio-seed1"): "fresh"}
     assert _snapshot(root / DATASET) == before
 
     # 2. the real refresh: re-ingest, extract just p02 and p40, drop p03, retrain the graph, report stale packs

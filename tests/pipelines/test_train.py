@@ -30,6 +30,17 @@ def test_train_records_run_checkpoint_and_reuses_pack(synthetic_copy, capsys):
     assert len(store.runs()) == 2 and store.runs()["pack_reused"].tolist() == [False, True]
 
 
+def test_two_training_seeds_read_one_pack(synthetic_copy):
+    """A pack's split is the dataset's own, so the training seed is no part of its key: a second seed reuses it."""
+    from pipelines.train import run_training
+
+    store = open_store(synthetic_copy, DATASET)
+    a, b = (run_training(store, "van", "popularity", epochs=1, overrides=TINY, device="cpu", seed=seed, record=False)
+            for seed in (0, 1))
+    assert b["pack"] == a["pack"] and b["pack_reused"] is True
+    assert (a["train"]["seed"], b["train"]["seed"]) == (0, 1)  # each run still records its own seed
+
+
 def test_checkpoint_reloads_without_training_arguments(synthetic_copy):
     import numpy as np
     from models.data import PackLoader, split_indices
