@@ -38,7 +38,9 @@ _NEED_PROBE = ("frames", "audio", "metadata", "embed_vision", "embed_audio")
 
 
 class ExtractConfig(BaseModel):
-    """Parameters of the extraction stages (validated; every field changes the output of the stages named)."""
+    """Parameters of the extraction stages (validated). Each field changes the output of the stages named, except
+    ``timeout``, ``embed_device`` (within float tolerance) and the fields marked "same output"
+    (:meth:`stage_params` lists what enters each fingerprint)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,7 +64,7 @@ class ExtractConfig(BaseModel):
     timeout: Annotated[float, Field(gt=0, le=86_400)] = 300.0  # seconds allowed per decode call
     max_pixels: Annotated[int, Field(ge=64 * 64)] = 8192 * 8192  # probe: refuse larger frames (bomb guard)
     vision_model: Optional[str] = None  # embed_vision: local Hugging Face image model directory (CLIP, ViT, DINOv2…)
-    audio_model: Optional[str] = None  # embed_audio: local waveform model directory (wav2vec 2.0, HuBERT, WavLM…)
+    audio_model: Optional[str] = None  # embed_audio: local audio model directory (wav2vec 2.0…, AST, CLAP, Whisper)
     text_model: Optional[str] = None  # embed_text: local text model / sentence-transformers directory or GloVe file
     vision_patch_tokens: bool = False  # embed_vision: also store each frame's patch tokens (float16)
     vision_faces: Optional[str] = None  # embed_vision: embed the largest face of each frame, masking frames without

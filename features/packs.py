@@ -43,6 +43,7 @@ from features.trend import (TREND_HOURS, TREND_VERSION, early_trend, favourite_c
 from names import EARLY_TREND, MODALITIES, TASK_TARGETS
 
 __all__ = ["PACK_VERSION", "TASK_TARGETS", "META_COLUMNS", "pack_fingerprint", "build_pack", "assign_splits",
+           "labelled_videos",
            "mtaf_popularity", "standardize", "node_features", "NODE_META_COLUMNS"]
 
 PACK_VERSION = 3  # code version of a pack's layout: bump when its arrays change for the same inputs
@@ -90,7 +91,13 @@ def mtaf_popularity(manifest: pd.DataFrame) -> pd.Series:
     return (y - y.min()) / span if span > 0 else y * 0.0
 
 
-def _labelled(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
+def labelled_videos(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The manifest rows with every label of ``task`` (MTAF's popularity computed from the counts where the manifest
+    has no such column), sorted by video id.
+
+    Raises:
+        ValueError: an unknown task, or a dataset without the task's label columns.
+    """
     if task not in TASK_TARGETS:
         raise ValueError(f"task={task!r}: expected one of {sorted(TASK_TARGETS)}")
     if task == "popularity_mtaf" and "popularity_mtaf" not in manifest.columns:
@@ -102,14 +109,19 @@ def _labelled(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
     return manifest[manifest[cols].notna().all(axis=1)].sort_values("video_id").reset_index(drop=True)
 
 
+def _labelled_with_splits(full: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The :func:`labelled_videos` of the whole manifest ``full`` for ``task``, each with its ``split``
+    (:func:`assign_splits`)."""
+    labelled = labelled_videos(full, task)
+    return labelled.assign(split=assign_splits(full, labelled).to_numpy())
+
+
 def pack_fingerprint(store: Store, inputs: Sequence[str], task: str, *, vision_profile: str = "uniform") -> str:
     """Fingerprint of the pack a selection would produce, from the store's current state (no array reads).
 
     It holds no training seed: a pack's split is the dataset's own (:func:`assign_splits`), so every seed of a
     selection reads the same pack."""
-    full = store.manifest()
-    manifest = _labelled(full, task)
-    manifest = manifest.assign(split=assign_splits(full, manifest).to_numpy())
+    manifest = _labelled_with_splits(store.manifest(), task)
     ids = list(manifest["video_id"])
     parts = [fingerprint("labels", 1, manifest[["video_id", *TASK_TARGETS[task], "split"]].astype(str).values.tolist())]
     for key in sorted(set(inputs)):
@@ -412,11 +424,9 @@ def build_pack(store: Store, inputs: Sequence[str], task: str, *, vision_profile
     fp = pack_fingerprint(store, inputs, task, vision_profile=vision_profile)
     if store.has_pack(fp) and not refresh:
         return fp, True
-    full = store.manifest()
-    manifest = _labelled(full, task)
+    manifest = _labelled_with_splits(store.manifest(), task)
     if manifest.empty:
         raise ValueError(f"task={task!r}: no video in {store.dataset!r} has its labels {list(TASK_TARGETS[task])}")
-    manifest = manifest.assign(split=assign_splits(full, manifest).to_numpy())
     ids = list(manifest["video_id"])
     needed_stages = {_STAGE_OF[k] for k in inputs if k not in _NOT_STAGES}
     for stage in needed_stages:

@@ -93,7 +93,7 @@ class ProbeInfo:
     sample_aspect_ratio: float = 1.0  # pixel aspect ratio (display width / stored width before rotation)
     size_bytes: int = 0  # file size in bytes
     video_stream: int = 0  # ffmpeg index of the video stream decoded (the first that is not cover art)
-    audio_stream: int | None = None  # ffmpeg index of the audio stream decoded (see _main_audio); None without audio
+    audio_stream: int | None = None  # ffmpeg index of the audio stream decoded (module docstring); None without audio
     field_order: str = "unknown"  # "progressive", "tt", "bb", "tb", "bt" or "unknown" (module docstring)
 
     def to_record(self) -> dict[str, object]:

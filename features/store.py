@@ -859,8 +859,8 @@ class Store(ArtifactsPart, PacksPart, RunsPart, ReportsPart):
             :meth:`compact`'s statistics.
 
         Raises:
-            ValueError: an output without ``video_id`` / ``fingerprint`` / ``version``, a video twice, or an array of
-                another dtype (strings: commit those with :meth:`write`).
+            ValueError: ``stage`` is not one safe path component, an output without ``video_id`` / ``fingerprint`` /
+                ``version``, a video twice, or an array of another dtype (strings: commit those with :meth:`write`).
         """
         check_name("stage", stage)
         batch: dict[str, dict] = {}

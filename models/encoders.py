@@ -528,7 +528,7 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike[str]) -> None:
         )
     state = torch.load(p, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        if "model_name" in state:  # a vidpipe checkpoint: its encoders must have been trained on today's inputs
+        if "model_name" in state:  # a vidpipe checkpoint: its encoders must have read this code's inputs
             recorded = state.get("input_versions")  # None: written before versions, read as these encoders' keys at 0
             check_input_versions(recorded, _input_keys(module) if recorded is None else None,
                                  source=f"pretrained_path={str(path)!r}")

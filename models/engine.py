@@ -12,7 +12,7 @@ a run that does not resume first removes the folder's earlier ``best.pt`` / ``la
 
 Checkpoints are written atomically (temporary file in the same folder, then ``os.replace``) and carry the registered
 model name and config, so ``load_checkpoint`` rebuilds the model through ``create_model`` alone, and the version of
-every input the model reads (:mod:`models.input_versions`): a checkpoint trained on inputs this code no longer feeds
+every input the model reads (:mod:`models.input_versions`): a checkpoint trained on other inputs than this code feeds
 its model is refused on reload (and not resumed) instead of silently reading other inputs.
 """
 

@@ -239,7 +239,7 @@ def extract(
     dask_address: Optional[str] = typer.Option(None, help="Run on an existing Dask cluster (tcp://host:8786)."),
     dask_workers: Optional[int] = typer.Option(None, help="Start a local Dask cluster with N worker processes."),
     vision_model: Optional[str] = typer.Option(None, "--vision-model", help="Local Hugging Face image model directory (CLIP, ViT, DINOv2…): stage embed_vision."),
-    audio_model: Optional[str] = typer.Option(None, "--audio-model", help="Local waveform model directory (wav2vec 2.0, HuBERT, WavLM): stage embed_audio."),
+    audio_model: Optional[str] = typer.Option(None, "--audio-model", help="Local audio model directory (wav2vec 2.0, HuBERT, WavLM, AST, CLAP, Whisper): stage embed_audio."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="Local text model / sentence-transformers directory or GloVe .txt: stage embed_text."),
     patch_tokens: bool = typer.Option(False, "--patch-tokens", help="embed_vision: also store each frame's patch tokens."),
     faces: Optional[str] = typer.Option(None, "--faces", help="embed_vision: embed each frame's largest face (frames without one are masked): 'haar' (OpenCV's bundled cascade) or a local detector file (YuNet .onnx, cascade .xml)."),

@@ -47,7 +47,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from pydantic import Field
 
-from features.packs import pack_fingerprint
+from features.packs import labelled_videos, pack_fingerprint
 from features.schema import GRAPH_ARTIFACT
 from features.sources import Manifest, load_source, training_ids
 from features.store import Store
@@ -73,10 +73,14 @@ def _edge_set(edges: pd.DataFrame) -> set[tuple[str, str]]:
 
 
 def _labelled(manifest: pd.DataFrame, task_name: str) -> set[str]:
-    cols = list(TASK_TARGETS[task_name])
-    if manifest.empty or any(c not in manifest.columns for c in cols):
+    """The videos with ``task_name``'s labels, as a pack of that task selects them; none when the manifest has no
+    such labels."""
+    if manifest.empty:
         return set()
-    return set(manifest.loc[manifest[cols].notna().all(axis=1), "video_id"])
+    try:
+        return set(labelled_videos(manifest, task_name)["video_id"])
+    except ValueError:  # the dataset lacks the task's label columns
+        return set()
 
 
 def _pack_selections(store: Store) -> list[dict]:
@@ -202,9 +206,9 @@ def _plan_packs(store: Store, old: pd.DataFrame, new: pd.DataFrame, touched: set
 
 @task(cache_policy=NONE, persist_result=False, name="plan-refresh")
 def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[list[str]],
-          config: Optional[dict]) -> tuple[dict, Manifest]:
-    """``(plan, manifest)``: the plan (see :func:`refresh`) and the source's manifest it was made from, which the
-    run records as it is (the source is read once)."""
+          config: Optional[dict]) -> tuple[dict, Manifest, dict]:
+    """``(plan, manifest, source)``: the plan (see :func:`refresh`), the source's manifest it was made from and the
+    source the store records (kind, path, options), which the run records as they are (the source is read once)."""
     store = store_for(root, dataset)
     if dry_run:  # every writer raises: a dry run cannot change the store (the digest memo stays in memory)
         store = store.as_read_only()
@@ -243,7 +247,7 @@ def _plan(root: Optional[str], dataset: str, dry_run: bool, stages: Optional[lis
         "graph": graph,
         "packs": packs,
         "nothing_to_do": nothing,
-    }, new
+    }, new, source
 
 
 def _ids(ids: list[str], limit: int = 8) -> str:
@@ -323,7 +327,8 @@ def refresh(
     """
     t0 = time.perf_counter()
     logger = get_run_logger()
-    plan, manifest = _plan(root, dataset, dry_run, stages, config.model_dump() if config is not None else None)
+    plan, manifest, source = _plan(root, dataset, dry_run, stages,
+                                   config.model_dump() if config is not None else None)
     result: dict[str, Any] = {"dataset": dataset, "dry_run": dry_run, "plan": plan, "did": None}
     logger.info("%s", describe_refresh(result))
     if dry_run or plan["nothing_to_do"]:
@@ -333,7 +338,7 @@ def refresh(
         return result
 
     store = store_for(root, dataset)
-    did: dict[str, Any] = {"ingest": record_manifest(dataset, root, manifest, store.source_info())}
+    did: dict[str, Any] = {"ingest": record_manifest(dataset, root, manifest, source)}
     cfg = ExtractConfig(**plan["config"])
     run_kw = {"dataset": dataset, "root": root, "config": cfg, "workers": workers, "dask_address": dask_address,
               "dask_workers": dask_workers}

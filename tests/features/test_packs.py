@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.packs import _NOT_STAGES, _STAGE_OF, _labelled, assign_splits, standardize
+from features.packs import _NOT_STAGES, _STAGE_OF, assign_splits, labelled_videos, standardize
 from features.sources import training_ids
 from features.sources.first_impressions import TRAITS, dump_py2_pickle, read_first_impressions
 from names import MODALITIES
@@ -40,7 +40,7 @@ def test_a_pack_never_validates_or_tests_on_a_video_the_vocabulary_was_built_on(
     """Two official sets: the pack's split is re-drawn, and the vocabulary's training videos are the pack's."""
     manifest = _first_impressions_without_test(tmp_path)
     assert set(manifest["split"]) == {"train", "val"}
-    labelled = _labelled(manifest, "personality")
+    labelled = labelled_videos(manifest, "personality")
     split = assign_splits(manifest, labelled)
     assert split.value_counts().to_dict() == {"train": 14, "test": 4, "val": 2}
     assert set(labelled.loc[split == "train", "video_id"]) == training_ids(manifest)
@@ -55,7 +55,7 @@ def test_a_pack_never_validates_or_tests_on_a_video_the_vocabulary_was_built_on(
 def test_a_dataset_with_all_three_splits_keeps_them_in_every_labelled_subset():
     manifest = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "split": ["train", "val", "test", "train"],
                              "valence": [1.0, 0.0, np.nan, 1.0], "arousal": [0.0, 1.0, np.nan, 0.0]})
-    labelled = _labelled(manifest, "emotion")  # c (the only test video) has no labels
+    labelled = labelled_videos(manifest, "emotion")  # c (the only test video) has no labels
     assert labelled["video_id"].tolist() == ["a", "b", "d"]
     assert assign_splits(manifest, labelled).tolist() == ["train", "val", "train"]
     assert training_ids(manifest) == {"a", "d"}

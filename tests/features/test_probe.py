@@ -246,8 +246,9 @@ def test_the_audio_track_decoded_is_the_first_flagged_default_else_the_first():
 def test_field_order_from_the_header_else_the_first_frame(media):
     woven = make_interlaced_video(media / "interlaced.mp4", duration=1.0)
     progressive = make_interlaced_video(media / "progressive.mp4", interlaced=False, duration=1.0)
-    assert (probe(woven).field_order, probe(woven).interlaced) == ("tt", True)
-    assert (probe(progressive).field_order, probe(progressive).interlaced) == ("progressive", False)
+    for path, expected in ((woven, ("tt", True)), (progressive, ("progressive", False))):
+        info = probe(path)
+        assert (info.field_order, info.interlaced) == expected
     # DV and MPEG-4 part 2 carry no field order in their headers: the first decoded frame's flags decide
     for name, expected in (("dv_raw", "bb"), ("mpeg4_avi", "progressive")):
         path = make_wild(media, name)

@@ -164,15 +164,21 @@ def test_times_are_nearest_frames(clip):
     np.testing.assert_allclose(res.times, nearest, atol=1e-6)
 
 
-def test_one_decode_pass_serves_all_profiles(clip, monkeypatch):
-    calls = []
+def _tool_calls(monkeypatch) -> list[list[str]]:
+    """The argument lists of the tools that features.video runs after this call, appended as they run."""
+    calls: list[list[str]] = []
     real = video.run_tool_capture
 
     def spy(args, *a, **kw):
-        calls.append(args)
+        calls.append(list(args))
         return real(args, *a, **kw)
 
     monkeypatch.setattr(video, "run_tool_capture", spy)
+    return calls
+
+
+def test_one_decode_pass_serves_all_profiles(clip, monkeypatch):
+    calls = _tool_calls(monkeypatch)
     extract_frames(clip, probe(clip), [PER_SECOND, UNIFORM, UNIFORM_224, SEG], strategy="sequential")
     decodes = [c for c in calls if c[0].endswith("ffmpeg")]
     assert len(decodes) == 1
@@ -182,9 +188,7 @@ def test_one_decode_pass_serves_all_profiles(clip, monkeypatch):
 def test_seek_plan_gives_the_same_frames(clip, monkeypatch):
     info = probe(clip)
     sparse = FrameProfile(name="sparse", mode="uniform", n_frames=3, size=32, short_side=40)
-    calls = []
-    real = video.run_tool_capture
-    monkeypatch.setattr(video, "run_tool_capture", lambda args, *a, **kw: calls.append(args) or real(args, *a, **kw))
+    calls = _tool_calls(monkeypatch)
     seq = extract_frames(clip, info, [sparse], strategy="sequential")["sparse"]
     n_seq = sum(c[0].endswith("ffmpeg") for c in calls)
     calls.clear()
@@ -223,9 +227,7 @@ def test_plan_runs_rule():
 def test_keyframe_profile_takes_keyframes(clip, monkeypatch):
     info = probe(clip)
     keyed = FrameProfile(name="k", mode="per_second", n_segments=3, size=16, short_side=16, keyframes=True)
-    calls = []
-    real = video.run_tool_capture
-    monkeypatch.setattr(video, "run_tool_capture", lambda args, *a, **kw: calls.append(args) or real(args, *a, **kw))
+    calls = _tool_calls(monkeypatch)
     res = extract_frames(clip, info, [keyed])["k"]
     # keyframes every 10 frames = 0.4 s; nearest to 0.5, 1.5, 2.5 inside [s, s+1): 0.4, 1.6, 2.4
     np.testing.assert_allclose(res.times, [0.4, 1.6, 2.4])
@@ -468,9 +470,7 @@ def test_fast_decode_keeps_samples_and_audio_and_changes_pixels_only_slightly(tm
 
     path = make_video(tmp_path / "clip.mp4", duration=3.0, size=(160, 96), fps=10, tone_hz=330.0)
     info = probe(path)
-    calls: list[list[str]] = []
-    real = video.run_tool_capture
-    monkeypatch.setattr(video, "run_tool_capture", lambda args, *a, **k: calls.append(list(args)) or real(args, *a, **k))
+    calls = _tool_calls(monkeypatch)
     fast, pcm = extract_frames_and_audio(path, info, PASS_PROFILES, sr=16000, fast_decode=True)
     exact, want = extract_frames_and_audio(path, info, PASS_PROFILES, sr=16000)
     assert "-skip_loop_filter:v" in calls[0] and "-skip_loop_filter:v" not in calls[-1]
@@ -509,13 +509,6 @@ def _combing(frames: np.ndarray) -> float:
     return float(np.abs(grey[:, 1:] - grey[:, :-1]).mean() / np.abs(grey[:, 2:] - grey[:, :-2]).mean())
 
 
-def _decode_args(monkeypatch) -> list[list[str]]:
-    calls: list[list[str]] = []
-    real = video.run_tool_capture
-    monkeypatch.setattr(video, "run_tool_capture", lambda args, *a, **kw: calls.append(args) or real(args, *a, **kw))
-    return calls
-
-
 @pytest.fixture(scope="module")
 def interlaced(media):
     """2 s, 25 interlaced frames a second (50 fields), 160x120, scrolling sideways; a keyframe every 10 frames."""
@@ -529,7 +522,7 @@ def test_interlaced_video_is_deinterlaced_on_every_decode_path(interlaced, monke
     info = probe(interlaced)
     assert info.field_order == "tt"
     profile = dataclasses.replace(FULL, n_frames=4 if keyframes else 8, keyframes=keyframes)
-    calls = _decode_args(monkeypatch)
+    calls = _tool_calls(monkeypatch)
     deinterlaced = extract_frames(interlaced, info, [profile], strategy=strategy)["full"]
     woven = extract_frames(interlaced, dataclasses.replace(info, field_order="progressive"), [profile],
                            strategy=strategy)["full"]
@@ -547,7 +540,7 @@ def test_progressive_video_is_not_deinterlaced_and_a_late_start_keeps_its_times(
     progressive = make_interlaced_video(media / "progressive.mp4", interlaced=False)
     info = probe(progressive)
     assert info.field_order == "progressive"
-    calls = _decode_args(monkeypatch)
+    calls = _tool_calls(monkeypatch)
     frames = extract_frames(progressive, info, [FULL])["full"]
     decode = next(c for c in calls if c[0].endswith("ffmpeg"))
     assert "bwdif" not in decode[decode.index("-vf") + 1]

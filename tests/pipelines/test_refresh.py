@@ -288,3 +288,12 @@ def test_synthetic_rescrapes_give_every_post_its_planted_early_trend(synthetic_s
     assert np.median(err) < 0.05 and err.max() < 0.3
     np.testing.assert_allclose(series[:, -1], gt["mtaf_early_part"], atol=0.2)
     assert np.corrcoef(series[:, -1], gt["mtaf_label_log"])[0, 1] > 0.9
+
+
+def test_the_stale_pack_plan_sees_the_videos_a_pack_of_the_task_labels():
+    from pipelines.refresh import _labelled
+
+    manifest = pd.DataFrame({"video_id": ["a", "b"], "digg_count": [10, None], "comment_count": [1, 2],
+                             "share_count": [3, 4]})
+    assert _labelled(manifest, "popularity_mtaf") == {"a"}  # computed from the counts, as build_pack does
+    assert _labelled(manifest, "emotion") == set() and _labelled(manifest.iloc[:0], "popularity_mtaf") == set()
